@@ -1,0 +1,98 @@
+"""
+Socket addresses: parsing them from options and writing them for people.
+"""
+
+import socket
+from ipaddress import ip_address
+
+
+def formatAddress(address) -> str:
+    """
+    Write a socket address the way people read one.
+
+    @param address: C{(host, port)}.
+    @return: C{"192.0.2.1:8080"}, or C{"[2001:db8::1]:8080"} for IPv6.
+    """
+    host, port = address[0], address[1]
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def unmapped(address):
+    """
+    The wire form of a socket address: an IPv4-mapped IPv6 address, as a
+    dual-stack socket reports an IPv4 sender, becomes the IPv4 address.
+
+    @param address: C{(host, port)}, or the longer IPv6 socket address.
+    @return: C{(host, port)}.
+    """
+    host, port = address[0], address[1]
+    if ":" in host:
+        mapped = ip_address(host).ipv4_mapped
+        if mapped is not None:
+            return str(mapped), port
+    return host, port
+
+
+def splitHostPort(text: str):
+    """
+    Split C{HOST:PORT}, where an IPv6 literal HOST is in brackets.
+
+    @return: C{(host, port)}, with the port as an L{int}.
+    @raise ValueError: If C{text} is not of that form or the port is not
+        1-65535.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, [{host}]:{port}")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"{text!r}: port {port!r} is not a number") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"{text!r}: port {number} is not between 1 and 65535")
+    return host, number
+
+
+def resolve(host: str, port: int):
+    """
+    Resolve a host name or address literal to one UDP socket address.
+
+    IPv4 is preferred where the name has both, since the stage manager's
+    peers are usually behind IPv4 NATs.
+
+    @return: C{(address, port)} with the address as a literal.
+    @raise ValueError: If the name does not resolve.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"cannot resolve {host!r}: {e}") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    sockaddr = infos[0][4]
+    return sockaddr[0], sockaddr[1]
+
+
+def localAddressTowards(destination):
+    """
+    The address of this machine's interface that reaches C{destination}.
+
+    Connecting a UDP socket sends nothing; it only asks the kernel for a
+    route, whose source address is the one peers on the same network can
+    reach us at.
+
+    @param destination: C{(host, port)}.
+    @return: The local address as text, or L{None} if there is no route.
+    """
+    family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(destination)
+        except OSError:
+            return None
+        return s.getsockname()[0]

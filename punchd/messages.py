@@ -1,0 +1,436 @@
+"""
+punchd's message vocabulary, carried in STUN messages.
+
+Every datagram punchd sends is a STUN message (RFC 8489).  The methods of our
+own are below 0x100, so the first byte of every datagram is 0 or 1 and a
+multiplexer following RFC 7983 sees STUN; our attributes are in the
+comprehension-optional range 0xC000-0xFFFF, so a STUN implementation that does
+not know them skips them.  C{docs/protocol.rst} shows each message byte by
+byte.
+
+Stage manager and peer:
+
+  - C{REGISTER} request: L{NAME}, optionally L{PEER}, any number of
+    L{LOCAL_ADDRESS} and, while the peer has no direct path and is not
+    punching, L{SEEKING}.  Success: C{XOR-MAPPED-ADDRESS} and L{LIFETIME}.
+    Error: C{ERROR-CODE}.
+  - C{UNREGISTER} request: L{NAME}.  Success: nothing more.
+  - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
+    its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
+    L{PUNCH_KEY} both peers share.  The peer answers with a success response
+    so the stage manager can stop retransmitting.
+
+Peer and peer, every message with C{USERNAME} C{"receiver:sender"},
+C{MESSAGE-INTEGRITY} keyed with the punch key, and C{FINGERPRINT}:
+
+  - C{BINDING} request: a punch probe or a keepalive.  Success:
+    C{XOR-MAPPED-ADDRESS}, the address the probe came from.
+  - C{DATA} indication: a direct message in L{PAYLOAD}.
+
+Every function here is pure: no I/O and no clock.
+"""
+
+from dataclasses import dataclass
+
+from punchd import stun
+
+REGISTER = 0x080
+UNREGISTER = 0x081
+INTRODUCE = 0x082
+DATA = 0x083
+
+NAME = 0xC001
+PEER = 0xC002
+LOCAL_ADDRESS = 0xC003
+PEER_ADDRESS = 0xC004
+PEER_LOCAL_ADDRESS = 0xC005
+PUNCH_KEY = 0xC006
+LIFETIME = 0xC007
+SEEKING = 0xC008
+PAYLOAD = 0xC009
+PEER_STATE = 0xC00A
+
+#: Values of L{PEER_STATE}, the stage manager's word on the wanted peer in
+#: its answer to a registration that seeks an introduction.
+PEER_ABSENT = 0
+PEER_WANTS_ANOTHER = 1
+PEER_INTRODUCED = 2
+
+MAX_NAME_BYTES = 64
+MAX_LOCAL_ADDRESSES = 8
+MAX_PAYLOAD_BYTES = 1024
+PUNCH_KEY_BYTES = 16
+
+BAD_REQUEST = 400
+
+
+class InvalidMessage(ValueError):
+    """
+    A well-formed STUN message that breaks punchd's rules.
+
+    @ivar code: The STUN error code to answer with.
+    @ivar reason: What is wrong, in words for the sender's log.
+    """
+
+    def __init__(self, reason: str, code: int = BAD_REQUEST):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def validateName(name: bytes) -> str:
+    """
+    Check a peer name as it came off the wire.
+
+    A name is 1 to L{MAX_NAME_BYTES} bytes of UTF-8 without white space or
+    control characters, so it prints on one line and fits the original text
+    protocol, where a space ends the name.
+
+    @return: The name as text.
+    @raise InvalidMessage: If C{name} breaks a rule; the reason says which.
+    """
+    if not name:
+        raise InvalidMessage("empty name")
+    if len(name) > MAX_NAME_BYTES:
+        raise InvalidMessage(
+            f"name is {len(name)} bytes, the limit is {MAX_NAME_BYTES}"
+        )
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("name is not UTF-8") from None
+    if not text.isprintable() or any(c.isspace() for c in text):
+        raise InvalidMessage(f"name {text!r} has white space or control characters")
+    return text
+
+
+def _address(value: bytes, transactionID: bytes, what: str):
+    try:
+        return stun.decodeXorAddress(value, transactionID)
+    except stun.StunError as e:
+        raise InvalidMessage(f"bad {what}: {e}") from None
+
+
+def _name(message: stun.Message, attribute: int, what: str, required: bool):
+    value = message.get(attribute)
+    if value is None:
+        if required:
+            raise InvalidMessage(f"no {what}")
+        return None
+    return validateName(value)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """
+    A peer's C{REGISTER} request.
+
+    @ivar name: The peer's name.
+    @ivar wants: The name of the peer it wants to reach, or L{None}.
+    @ivar localAddresses: The C{(host, port)} pairs it has on its own network.
+    @ivar seeking: Whether it wants an introduction now.
+    """
+
+    name: str
+    wants: "str | None" = None
+    localAddresses: tuple = ()
+    seeking: bool = False
+
+
+def encodeRegistration(transactionID: bytes, registration: Registration) -> bytes:
+    """
+    Encode a C{REGISTER} request.
+    """
+    attributes = [(NAME, registration.name.encode("utf-8"))]
+    if registration.wants is not None:
+        attributes.append((PEER, registration.wants.encode("utf-8")))
+    for host, port in registration.localAddresses:
+        attributes.append(
+            (LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
+        )
+    if registration.seeking:
+        attributes.append((SEEKING, b""))
+    return stun.encode(
+        stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
+        fingerprint=True,
+    )
+
+
+def parseRegistration(message: stun.Message) -> Registration:
+    """
+    Read a C{REGISTER} request.
+
+    @raise InvalidMessage: If it breaks a rule.
+    """
+    txid = message.transactionID
+    locals_ = message.getAll(LOCAL_ADDRESS)
+    if len(locals_) > MAX_LOCAL_ADDRESSES:
+        raise InvalidMessage(
+            f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
+        )
+    localAddresses = tuple(
+        dict.fromkeys(_address(v, txid, "LOCAL-ADDRESS") for v in locals_)
+    )
+    return Registration(
+        name=_name(message, NAME, "NAME", True),
+        wants=_name(message, PEER, "PEER", False),
+        localAddresses=localAddresses,
+        seeking=message.get(SEEKING) is not None,
+    )
+
+
+def encodeRegistered(
+    transactionID: bytes, observed, lifetime: int, peerState: "int | None" = None
+) -> bytes:
+    """
+    Encode the success response to a C{REGISTER} request.
+
+    @param observed: The C{(host, port)} the request came from.
+    @param lifetime: Seconds the registration lives without a refresh.
+    @param peerState: L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER},
+        L{PEER_INTRODUCED}, or L{None} when the request did not seek an
+        introduction.
+    """
+    attributes = [
+        (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)),
+        (LIFETIME, lifetime.to_bytes(4, "big")),
+    ]
+    if peerState is not None:
+        attributes.append((PEER_STATE, bytes((peerState,))))
+    return stun.encode(
+        stun.Message(REGISTER, stun.SUCCESS, transactionID, tuple(attributes)),
+        fingerprint=True,
+    )
+
+
+@dataclass(frozen=True)
+class Registered:
+    """
+    The stage manager's answer to a registration.
+
+    @ivar observed: The C{(host, port)} the stage manager saw it come from.
+    @ivar lifetime: Seconds the registration lives without a refresh.
+    @ivar peerState: The L{PEER_STATE} value, or L{None}.
+    """
+
+    observed: tuple
+    lifetime: int
+    peerState: "int | None" = None
+
+
+def parseRegistered(message: stun.Message) -> Registered:
+    """
+    Read a C{REGISTER} success response.
+
+    @raise InvalidMessage: If an attribute is missing or bad.
+    """
+    mapped = message.get(stun.XOR_MAPPED_ADDRESS)
+    lifetime = message.get(LIFETIME)
+    if mapped is None or lifetime is None or len(lifetime) != 4:
+        raise InvalidMessage("registration answer lacks XOR-MAPPED-ADDRESS or LIFETIME")
+    peerState = message.get(PEER_STATE)
+    if peerState is not None and len(peerState) != 1:
+        raise InvalidMessage("PEER-STATE is not one byte")
+    return Registered(
+        _address(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
+        int.from_bytes(lifetime, "big"),
+        None if peerState is None else peerState[0],
+    )
+
+
+def encodeError(method: int, transactionID: bytes, code: int, reason: str) -> bytes:
+    """
+    Encode an error response.
+    """
+    return stun.encode(
+        stun.Message(
+            method,
+            stun.ERROR,
+            transactionID,
+            ((stun.ERROR_CODE, stun.encodeErrorCode(code, reason)),),
+        ),
+        fingerprint=True,
+    )
+
+
+def encodeUnregister(transactionID: bytes, name: str) -> bytes:
+    """
+    Encode an C{UNREGISTER} request.
+    """
+    return stun.encode(
+        stun.Message(
+            UNREGISTER, stun.REQUEST, transactionID, ((NAME, name.encode("utf-8")),)
+        ),
+        fingerprint=True,
+    )
+
+
+def parseUnregister(message: stun.Message) -> str:
+    """
+    Read an C{UNREGISTER} request.
+
+    @return: The name to forget.
+    @raise InvalidMessage: If the name is missing or bad.
+    """
+    return _name(message, NAME, "NAME", True)
+
+
+def encodeSuccess(method: int, transactionID: bytes) -> bytes:
+    """
+    Encode a success response with no attributes of its own.
+    """
+    return stun.encode(
+        stun.Message(method, stun.SUCCESS, transactionID), fingerprint=True
+    )
+
+
+@dataclass(frozen=True)
+class Introduction:
+    """
+    The stage manager's introduction of another peer.
+
+    @ivar name: The other peer's name.
+    @ivar address: Its public mapping, C{(host, port)}.
+    @ivar localAddresses: Its addresses on its own network.
+    @ivar key: The punch key both peers share.
+    """
+
+    name: str
+    address: tuple
+    localAddresses: tuple
+    key: bytes
+
+
+def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> bytes:
+    """
+    Encode an C{INTRODUCE} request.
+    """
+    attributes = [
+        (NAME, introduction.name.encode("utf-8")),
+        (PEER_ADDRESS, stun.encodeXorAddress(*introduction.address, transactionID)),
+    ]
+    for host, port in introduction.localAddresses:
+        attributes.append(
+            (PEER_LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
+        )
+    attributes.append((PUNCH_KEY, introduction.key))
+    return stun.encode(
+        stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
+        fingerprint=True,
+    )
+
+
+def parseIntroduction(message: stun.Message) -> Introduction:
+    """
+    Read an C{INTRODUCE} request.
+
+    @raise InvalidMessage: If it breaks a rule.
+    """
+    txid = message.transactionID
+    address = message.get(PEER_ADDRESS)
+    key = message.get(PUNCH_KEY)
+    if address is None:
+        raise InvalidMessage("introduction lacks PEER-ADDRESS")
+    if key is None or len(key) != PUNCH_KEY_BYTES:
+        raise InvalidMessage("introduction lacks a PUNCH-KEY of 16 bytes")
+    locals_ = message.getAll(PEER_LOCAL_ADDRESS)[:MAX_LOCAL_ADDRESSES]
+    return Introduction(
+        name=_name(message, NAME, "NAME", True),
+        address=_address(address, txid, "PEER-ADDRESS"),
+        localAddresses=tuple(_address(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
+        key=key,
+    )
+
+
+def _username(receiver: str, sender: str) -> bytes:
+    return f"{receiver}:{sender}".encode("utf-8")
+
+
+def encodeProbe(transactionID: bytes, receiver: str, sender: str, key: bytes) -> bytes:
+    """
+    Encode a punch probe or keepalive: an authenticated C{BINDING} request.
+    """
+    return stun.encode(
+        stun.Message(
+            stun.BINDING,
+            stun.REQUEST,
+            transactionID,
+            ((stun.USERNAME, _username(receiver, sender)),),
+        ),
+        integrityKey=key,
+        fingerprint=True,
+    )
+
+
+def encodeProbeAnswer(transactionID: bytes, observed, key: bytes) -> bytes:
+    """
+    Encode the answer to a punch probe: an authenticated C{BINDING} success
+    response naming the address the probe came from.
+    """
+    return stun.encode(
+        stun.Message(
+            stun.BINDING,
+            stun.SUCCESS,
+            transactionID,
+            ((stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)),),
+        ),
+        integrityKey=key,
+        fingerprint=True,
+    )
+
+
+def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key: bytes) -> bytes:
+    """
+    Encode a direct message between peers: an authenticated C{DATA}
+    indication.
+    """
+    return stun.encode(
+        stun.Message(
+            DATA,
+            stun.INDICATION,
+            transactionID,
+            (
+                (stun.USERNAME, _username(receiver, sender)),
+                (PAYLOAD, text.encode("utf-8")[:MAX_PAYLOAD_BYTES]),
+            ),
+        ),
+        integrityKey=key,
+        fingerprint=True,
+    )
+
+
+def parseData(message: stun.Message) -> str:
+    """
+    Read the text of a C{DATA} indication.
+
+    @raise InvalidMessage: If there is none or it is not UTF-8.
+    """
+    payload = message.get(PAYLOAD)
+    if payload is None:
+        raise InvalidMessage("DATA without PAYLOAD")
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("PAYLOAD is not UTF-8") from None
+
+
+def bindingAnswer(request: stun.Message, observed) -> bytes:
+    """
+    Encode the answer to a plain STUN Binding request from any STUN client.
+
+    It carries only the client's address: C{XOR-MAPPED-ADDRESS}, or
+    C{MAPPED-ADDRESS} for a classic RFC 3489 client, and a C{FINGERPRINT}
+    only when the request had one.  So the answer is never more than 12
+    bytes (24 for IPv6) larger than the request.
+
+    @param observed: The C{(host, port)} the request came from.
+    """
+    txid = request.transactionID
+    if request.classic:
+        attribute = (stun.MAPPED_ADDRESS, stun.encodeAddress(*observed))
+    else:
+        attribute = (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, txid))
+    return stun.encode(
+        stun.Message(stun.BINDING, stun.SUCCESS, txid, (attribute,)),
+        fingerprint=request.get(stun.FINGERPRINT) is not None,
+    )

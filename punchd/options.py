@@ -1,0 +1,84 @@
+"""
+Typed option values shared by the command lines, with errors that name the
+option.
+"""
+
+from ipaddress import ip_address
+
+from twisted.python import usage
+
+
+def named(option: str, coerce):
+    """
+    Wrap a coerce function so that a bad value is a L{usage.UsageError}
+    naming the option, rather than Twisted's anonymous "Parameter type
+    enforcement failed".
+
+    @param option: The long option name, without dashes.
+    @param coerce: A function of the option's text that returns its value or
+        raises L{ValueError} saying what is wrong.
+    """
+
+    def coerceNamed(value):
+        try:
+            return coerce(value)
+        except ValueError as e:
+            raise usage.UsageError(f"--{option}: {e}") from None
+
+    coerceNamed.coerceDoc = getattr(coerce, "coerceDoc", "")
+    return coerceNamed
+
+
+def port(value: str) -> int:
+    """
+    A UDP port number, 0 to 65535.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{number} is not a port number between 0 and 65535")
+    return number
+
+
+def positiveFloat(value: str) -> float:
+    """
+    A number of seconds greater than zero.
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"{value!r} must be greater than zero")
+    return number
+
+
+positiveFloat.coerceDoc = "Seconds, greater than zero."
+
+
+def positiveInt(value: str) -> int:
+    """
+    A whole number greater than zero.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise ValueError(f"{number} must be at least 1")
+    return number
+
+
+def interface(value: str) -> str:
+    """
+    An IPv4 or IPv6 address literal to listen on, or the empty string for
+    every IPv4 address.
+    """
+    if value == "":
+        return value
+    try:
+        return str(ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None

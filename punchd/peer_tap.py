@@ -1,0 +1,145 @@
+"""
+C{twistd punch-peer}: options and service wiring for a peer.
+"""
+
+from twisted.application import internet
+from twisted.python import usage
+
+from punchd import options
+from punchd.addresses import localAddressTowards, resolve, splitHostPort
+from punchd.messages import InvalidMessage, validateName
+from punchd.peer import PeerProtocol
+
+LONGDESC = """\
+Run a peer: register NAME with the stage manager at HOST:PORT, and when the
+peer named by --peer registers asking for NAME too, punch a direct UDP path
+to it through both NATs. With the path up, each peer sends the other a
+direct message once a second and prints each one it receives, with its
+source address; the stage manager carries none of it.
+
+    twistd -n punch-peer --server stage.example.net:8080 --name alice --peer bob
+    twistd -n punch-peer --server stage.example.net:8080 --name bob --peer alice
+"""
+
+
+def _name(option):
+    def coerce(value):
+        try:
+            return validateName(value.encode("utf-8"))
+        except InvalidMessage as e:
+            raise ValueError(e.reason) from None
+
+    return options.named(option, coerce)
+
+
+class Options(usage.Options):
+    """
+    Options for C{twistd punch-peer}.
+
+    After parsing, C{self["server"]} is the stage manager's resolved
+    C{(address, port)}.
+    """
+
+    synopsis = "--server HOST:PORT --name NAME --peer NAME [options]"
+    longdesc = LONGDESC
+
+    optParameters = [
+        [
+            "server",
+            "s",
+            None,
+            "The stage manager, HOST:PORT. HOST is a name or an address;"
+            " an IPv6 address goes in brackets: [2001:db8::1]:8080.",
+        ],
+        ["name", "n", None, "This peer's name: up to 64 bytes, no spaces.", _name("name")],
+        ["peer", "c", None, "The name of the peer to reach (the contact).", _name("peer")],
+        [
+            "port",
+            None,
+            0,
+            "Local UDP port. Default: any free port.",
+            options.named("port", options.port),
+        ],
+        [
+            "interval",
+            "i",
+            20.0,
+            "Seconds between registrations; they also keep the NAT's mapping"
+            " to the stage manager alive.",
+            options.named("interval", options.positiveFloat),
+        ],
+        [
+            "message",
+            "m",
+            None,
+            'The direct message to send. Default: "This is a direct P2P'
+            ' message from NAME to PEER".',
+        ],
+        [
+            "punch-timeout",
+            None,
+            5.0,
+            "Seconds to punch before reporting failure.",
+            options.named("punch-timeout", options.positiveFloat),
+        ],
+        [
+            "keepalive",
+            None,
+            5.0,
+            "Seconds between keepalives on a direct path; it is reported lost"
+            " after three times as long without a word from the peer.",
+            options.named("keepalive", options.positiveFloat),
+        ],
+    ]
+
+    def postOptions(self):
+        for option in ("server", "name", "peer"):
+            if self[option] is None:
+                raise usage.UsageError(f"--{option} is required")
+        if self["name"] == self["peer"]:
+            raise usage.UsageError(
+                f"--peer must name another peer, not this one ({self['name']})"
+            )
+        try:
+            self["server"] = resolve(*splitHostPort(self["server"]))
+        except ValueError as e:
+            raise usage.UsageError(f"--server: {e}") from None
+
+
+class PeerService(internet.UDPServer):
+    """
+    A peer's UDP port, which says goodbye to the stage manager before it
+    closes.
+    """
+
+    def stopService(self):
+        self.args[1].leave()
+        return super().stopService()
+
+
+def makeService(config, reactor=None):
+    """
+    Build a peer's service from parsed L{Options}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    server = config["server"]
+    local = localAddressTowards(server)
+    protocol = PeerProtocol(
+        reactor,
+        server,
+        config["name"],
+        config["peer"],
+        localHosts=() if local is None else (local,),
+        interval=config["interval"],
+        text=config["message"],
+        punchTimeout=config["punch-timeout"],
+        keepaliveInterval=config["keepalive"],
+        pathTimeout=3 * config["keepalive"],
+    )
+    return PeerService(
+        config["port"],
+        protocol,
+        interface="::" if ":" in server[0] else "",
+        reactor=reactor,
+    )

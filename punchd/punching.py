@@ -1,0 +1,310 @@
+"""
+Punching a direct path to an introduced peer, and keeping it.
+
+A L{Punch} lives from one introduction to the next.  It has no I/O of its
+own: it sends through a function it is given and reads time from the clock it
+is given, so it runs the same over a real socket and over
+L{punchd.testing}'s simulated network.
+"""
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from punchd import messages, stun
+from punchd.addresses import formatAddress
+
+PUNCHING = "punching"
+UP = "up"
+FAILED = "failed"
+LOST = "lost"
+STOPPED = "stopped"
+
+#: Candidate kinds, from most to least preferred: a path inside one network
+#: beats one through a NAT, and an address learned from the peer's own probe
+#: beats the one its NAT showed the stage manager.
+LOCAL = "local"
+PEER_REFLEXIVE = "peer-reflexive"
+PUBLIC = "public"
+_PRIORITY = {LOCAL: 3, PEER_REFLEXIVE: 2, PUBLIC: 1}
+
+
+class Candidate:
+    """
+    An address the peer may be reached at.
+
+    @ivar address: C{(host, port)}.
+    @ivar kind: L{LOCAL}, L{PEER_REFLEXIVE} or L{PUBLIC}.
+    """
+
+    __slots__ = ("address", "kind")
+
+    def __init__(self, address, kind):
+        self.address = address
+        self.kind = kind
+
+    @property
+    def priority(self) -> int:
+        return _PRIORITY[self.kind]
+
+    def __repr__(self) -> str:
+        return f"{formatAddress(self.address)} ({self.kind})"
+
+
+class Punch:
+    """
+    Punch a path to one introduced peer, then keep it alive and prove it.
+
+    While punching it sends an authenticated probe to every candidate every
+    C{probeInterval} seconds.  The first answer brings the path up; a better
+    candidate (a local one, say) that answers shortly after takes over.  With
+    the path up it sends a keepalive every C{keepaliveInterval} seconds and
+    the direct message every C{messageInterval} seconds, and declares the
+    path lost when nothing authenticated has come from the peer for
+    C{pathTimeout} seconds.
+
+    @ivar state: L{PUNCHING}, L{UP}, L{FAILED}, L{LOST} or L{STOPPED}.
+    @ivar selected: The L{Candidate} in use while L{UP}.
+    @ivar rtt: The last measured round trip to the selected candidate, in
+        seconds.
+    @ivar candidates: The L{Candidate}s, best first.
+    @ivar probesSent: How many probes this punch sent, keepalives excluded.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        send,
+        myName: str,
+        introduction: messages.Introduction,
+        text: str,
+        observer,
+        punchTimeout: float = 5.0,
+        probeInterval: float = 0.05,
+        keepaliveInterval: float = 5.0,
+        pathTimeout: float = 15.0,
+        messageInterval: float = 1.0,
+        newTransactionID=stun.newTransactionID,
+    ):
+        """
+        @param clock: An L{twisted.internet.interfaces.IReactorTime}.
+        @param send: A function of C{(datagram, address)} that sends.
+        @param myName: This peer's name.
+        @param introduction: The L{messages.Introduction} of the other peer.
+        @param text: The direct message to send once a second.
+        @param observer: Told what happens, through its methods
+            C{pathUp(punch)}, C{punchFailed(punch)}, C{pathLost(punch)} and
+            C{messageReceived(punch, text, source)}.
+        """
+        self.clock = clock
+        self._send = send
+        self.myName = myName
+        self.peerName = introduction.name
+        self.key = introduction.key
+        self.text = text
+        self._observer = observer
+        self._punchTimeout = punchTimeout
+        self._probeInterval = probeInterval
+        self._keepaliveInterval = keepaliveInterval
+        self._pathTimeout = pathTimeout
+        self._newTransactionID = newTransactionID
+        self.candidates = []
+        for host_port in introduction.localAddresses:
+            self._addCandidate(host_port, LOCAL)
+        self._addCandidate(introduction.address, PUBLIC)
+        self.state = STOPPED
+        self.selected = None
+        self.rtt = None
+        self.probesSent = 0
+        self.lastHeard = None
+        self._inFlight = {}
+        self._startedAt = None
+        self._deadline = None
+        self._upgradeDeadline = None
+        self._prober = self._loop(self._probeRound)
+        self._keeper = self._loop(self._keepalive)
+        self._messenger = self._loop(self._sendMessage)
+        self._messageInterval = messageInterval
+
+    def _loop(self, f):
+        call = LoopingCall(f)
+        call.clock = self.clock
+        return call
+
+    def _addCandidate(self, address, kind):
+        for candidate in self.candidates:
+            if candidate.address == address:
+                return candidate
+        candidate = Candidate(address, kind)
+        self.candidates.append(candidate)
+        self.candidates.sort(key=lambda c: -c.priority)
+        return candidate
+
+    def start(self):
+        """
+        Start punching.
+        """
+        self.state = PUNCHING
+        self._startedAt = self.clock.seconds()
+        self._deadline = self.clock.callLater(self._punchTimeout, self._timedOut)
+        self._prober.start(self._probeInterval, now=True)
+
+    def stop(self):
+        """
+        Stop everything: no timer of this punch remains.
+        """
+        if self.state in (PUNCHING, UP):
+            self.state = STOPPED
+        self._stopTimers()
+
+    def _stopTimers(self):
+        for call in (self._prober, self._keeper, self._messenger):
+            if call.running:
+                call.stop()
+        for delayed in (self._deadline, self._upgradeDeadline):
+            if delayed is not None and delayed.active():
+                delayed.cancel()
+        self._inFlight.clear()
+
+    def _probe(self, candidate, keepalive=False):
+        txid = self._newTransactionID()
+        self._inFlight[txid] = (candidate, self.clock.seconds())
+        if not keepalive:
+            self.probesSent += 1
+        self._send(
+            messages.encodeProbe(txid, self.peerName, self.myName, self.key),
+            candidate.address,
+        )
+
+    def _probeRound(self):
+        for candidate in self.candidates:
+            if self.selected is None or candidate.priority > self.selected.priority:
+                self._probe(candidate)
+
+    def _timedOut(self):
+        self.state = FAILED
+        self._stopTimers()
+        self._observer.punchFailed(self)
+
+    def _stopProber(self):
+        if self._prober.running:
+            self._prober.stop()
+
+    def handle(self, datagram: bytes, message: stun.Message, source) -> bool:
+        """
+        Take a datagram that may be from the peer.
+
+        @param datagram: The datagram as received, for the integrity check.
+        @param message: It, decoded.
+        @param source: The C{(host, port)} it came from.
+        @return: L{True} if it was authenticated with this punch's key and
+            handled, L{False} if it was not ours.
+        """
+        if self.state not in (PUNCHING, UP):
+            return False
+        if not stun.verifyIntegrity(datagram, self.key):
+            return False
+        kind = (message.method, message.messageClass)
+        if kind == (stun.BINDING, stun.REQUEST):
+            self.lastHeard = self.clock.seconds()
+            self._probed(message, source)
+        elif kind == (stun.BINDING, stun.SUCCESS):
+            if message.transactionID not in self._inFlight:
+                return False
+            self.lastHeard = self.clock.seconds()
+            self._answered(message.transactionID)
+        elif kind == (messages.DATA, stun.INDICATION):
+            try:
+                text = messages.parseData(message)
+            except messages.InvalidMessage:
+                return False
+            self.lastHeard = self.clock.seconds()
+            self._observer.messageReceived(self, text, source)
+        else:
+            return False
+        return True
+
+    def _probed(self, message, source):
+        self._send(
+            messages.encodeProbeAnswer(message.transactionID, source, self.key), source
+        )
+        if any(c.address == source for c in self.candidates):
+            return
+        candidate = self._addCandidate(source, PEER_REFLEXIVE)
+        self.log.info(
+            "Learned a new address for {peer} from its probe: {address}",
+            peer=self.peerName,
+            address=formatAddress(source),
+        )
+        if self.selected is None or candidate.priority > self.selected.priority:
+            # A triggered check: the peer's probe just opened our NAT for it.
+            self._probe(candidate)
+
+    def _answered(self, txid):
+        candidate, sentAt = self._inFlight.pop(txid)
+        self.rtt = self.clock.seconds() - sentAt
+        if self.state == PUNCHING:
+            self.state = UP
+            self.selected = candidate
+            self._deadline.cancel()
+            self._upgradeUnlessBest()
+            self._keeper.start(self._keepaliveInterval, now=False)
+            self._messenger.start(self._messageInterval, now=True)
+            self._observer.pathUp(self)
+        elif candidate.priority > self.selected.priority:
+            previous = self.selected
+            self.selected = candidate
+            self.log.info(
+                "Switched the path to {peer} from {previous} to the better {address}",
+                peer=self.peerName,
+                previous=repr(previous),
+                address=repr(candidate),
+            )
+            self._upgradeUnlessBest()
+
+    def _upgradeUnlessBest(self):
+        """
+        Keep probing the candidates better than the selected one for a short
+        while: long enough for an answer to come back, so that a local path
+        wins over a public one.
+        """
+        if all(c.priority <= self.selected.priority for c in self.candidates):
+            self._stopProber()
+            return
+        if not self._prober.running:
+            self._prober.start(self._probeInterval, now=True)
+        if self._upgradeDeadline is None or not self._upgradeDeadline.active():
+            self._upgradeDeadline = self.clock.callLater(
+                max(0.5, 3 * self.rtt), self._stopProber
+            )
+
+    def _keepalive(self):
+        now = self.clock.seconds()
+        if now - self.lastHeard > self._pathTimeout:
+            self.state = LOST
+            self._stopTimers()
+            self._observer.pathLost(self)
+            return
+        # Forget keepalives whose answers were lost, so a long-lived path
+        # holds a bounded number.
+        horizon = now - self._pathTimeout
+        self._inFlight = {
+            txid: sent for txid, sent in self._inFlight.items() if sent[1] > horizon
+        }
+        self._probe(self.selected, keepalive=True)
+
+    def _sendMessage(self):
+        self._send(
+            messages.encodeData(
+                self._newTransactionID(), self.peerName, self.myName, self.text, self.key
+            ),
+            self.selected.address,
+        )
+
+    @property
+    def elapsed(self) -> float:
+        """
+        Seconds since punching started.
+        """
+        return self.clock.seconds() - self._startedAt

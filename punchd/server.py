@@ -1,0 +1,285 @@
+"""
+The stage manager: a rendezvous server that keeps the phonebook and
+introduces peers that ask for each other.
+"""
+
+import os
+from collections import Counter, OrderedDict
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from punchd import messages, stun
+from punchd.addresses import formatAddress, unmapped
+from punchd.drops import DropCounter
+
+#: Seconds between the retransmissions of an unanswered introduction.
+INTRODUCTION_RETRIES = (0.25, 0.5, 1.0, 2.0)
+
+
+class _PendingIntroduction:
+    __slots__ = ("name", "address", "datagram", "retries", "call")
+
+    def __init__(self, name, address, datagram):
+        self.name = name
+        self.address = address
+        self.datagram = datagram
+        self.retries = iter(INTRODUCTION_RETRIES)
+        self.call = None
+
+
+class StageManagerProtocol(DatagramProtocol):
+    """
+    The stage manager.
+
+    It answers every registration with the address it came from, keeps the
+    phonebook, and the moment a peer seeks a peer that seeks it back, sends
+    both of them an introduction at once: each other's public mapping and
+    local addresses, and a fresh punch key.  It also answers plain STUN
+    Binding requests from any STUN client.
+
+    @ivar phonebook: The L{punchd.phonebook.Phonebook}.
+    @ivar stats: Counters of what happened, by event name.
+    @type stats: L{collections.Counter}
+    @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
+    """
+
+    noisy = False
+    log = Logger()
+
+    def __init__(self, clock, phonebook, sweepInterval: float = 1.0, randomBytes=os.urandom):
+        """
+        @param clock: The L{twisted.internet.interfaces.IReactorTime} that
+            drives expiry and retransmission.
+        @param phonebook: The L{punchd.phonebook.Phonebook} to keep.
+        @param sweepInterval: Seconds between two sweeps for expired entries.
+        @param randomBytes: A function of a length returning that many
+            random bytes, for punch keys and transaction ids.
+        """
+        self.clock = clock
+        self.phonebook = phonebook
+        self.stats = Counter()
+        self.drops = DropCounter(clock)
+        self._randomBytes = randomBytes
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = clock
+        self._sweepInterval = sweepInterval
+        self._pending = OrderedDict()
+        self._pendingTo = {}
+        self._handlers = {
+            (stun.BINDING, stun.REQUEST): self._binding,
+            (messages.REGISTER, stun.REQUEST): self._register,
+            (messages.UNREGISTER, stun.REQUEST): self._unregister,
+            (messages.INTRODUCE, stun.SUCCESS): self._introductionAnswered,
+        }
+
+    def startProtocol(self):
+        host = self.transport.getHost()
+        self.log.info(
+            "Stage manager listening on {address}; the phonebook holds up to"
+            " {maxEntries} peers, each for {ttl} s after its last registration",
+            address=formatAddress((host.host, host.port)),
+            maxEntries=self.phonebook.maxEntries,
+            ttl=self.phonebook.ttl,
+        )
+        self._sweeper.start(self._sweepInterval, now=False)
+
+    def stopProtocol(self):
+        if self._sweeper.running:
+            self._sweeper.stop()
+        for txid in list(self._pending):
+            self._forget(txid)
+
+    def datagramReceived(self, datagram, address):
+        self.stats["datagrams"] += 1
+        try:
+            message = stun.decode(datagram)
+        except stun.StunError as e:
+            self.drops.drop("malformed", formatAddress(address), str(e))
+            return
+        handler = self._handlers.get((message.method, message.messageClass))
+        if handler is None:
+            self.drops.drop(
+                "unexpected message",
+                formatAddress(address),
+                f"method {message.method:#05x} class {message.messageClass}",
+            )
+            return
+        try:
+            handler(message, address)
+        except messages.InvalidMessage as e:
+            self.drops.drop("invalid", formatAddress(address), e.reason)
+            if message.messageClass == stun.REQUEST:
+                self.transport.write(
+                    messages.encodeError(
+                        message.method, message.transactionID, e.code, e.reason
+                    ),
+                    address,
+                )
+
+    def _binding(self, message, address):
+        self.stats["bindings"] += 1
+        self.transport.write(
+            messages.bindingAnswer(message, unmapped(address)), address
+        )
+
+    def _register(self, message, address):
+        registration = messages.parseRegistration(message)
+        now = self.clock.seconds()
+        entry, previous, evicted = self.phonebook.register(
+            registration.name,
+            address,
+            registration.localAddresses,
+            registration.wants,
+            now,
+        )
+        self.stats["registrations"] += 1
+        if evicted is not None:
+            self.stats["evictions"] += 1
+            self.log.info(
+                "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
+                size=len(self.phonebook),
+                evicted=evicted.name,
+            )
+        self._logRegistration(entry, previous)
+        other = peerState = None
+        if registration.seeking and registration.wants is not None:
+            other = self.phonebook.lookup(registration.wants, now)
+            if other is None:
+                peerState = messages.PEER_ABSENT
+            elif other.wants != entry.name:
+                peerState = messages.PEER_WANTS_ANOTHER
+            else:
+                peerState = messages.PEER_INTRODUCED
+        self.transport.write(
+            messages.encodeRegistered(
+                message.transactionID,
+                unmapped(address),
+                int(self.phonebook.ttl),
+                peerState,
+            ),
+            address,
+        )
+        if peerState == messages.PEER_INTRODUCED:
+            self._introduce(entry, other)
+        elif peerState is not None:
+            self.log.info(
+                "{name} is looking for {wants}, who is {why}: no introduction yet",
+                name=entry.name,
+                wants=registration.wants,
+                why="not registered"
+                if other is None
+                else f"looking for {other.wants}",
+            )
+
+    def _logRegistration(self, entry, previous):
+        fields = dict(
+            name=entry.name,
+            address=formatAddress(entry.address),
+            localAddresses=", ".join(map(formatAddress, entry.localAddresses)) or "none",
+            wants=entry.wants,
+        )
+        if previous is None:
+            self.log.info(
+                "{name} registered from {address} (local: {localAddresses}), looking for {wants}",
+                size=len(self.phonebook),
+                **fields,
+            )
+        elif (previous.address, previous.localAddresses, previous.wants) != (
+            entry.address,
+            entry.localAddresses,
+            entry.wants,
+        ):
+            self.log.info(
+                "{name} re-registered from {address} (local: {localAddresses}), looking for {wants};"
+                " it was at {previousAddress} looking for {previousWants}",
+                previousAddress=formatAddress(previous.address),
+                previousWants=previous.wants,
+                **fields,
+            )
+        else:
+            self.log.debug("{name} refreshed from {address}", **fields)
+
+    def _introduce(self, a, b):
+        key = self._randomBytes(messages.PUNCH_KEY_BYTES)
+        for to, about in ((a, b), (b, a)):
+            self._sendIntroduction(
+                to,
+                messages.Introduction(
+                    about.name,
+                    unmapped(about.address),
+                    about.localAddresses,
+                    key,
+                ),
+            )
+        self.stats["introductions"] += 1
+        self.log.info(
+            "Introduced {a} at {aAddress} and {b} at {bAddress}",
+            a=a.name,
+            aAddress=formatAddress(a.address),
+            b=b.name,
+            bAddress=formatAddress(b.address),
+        )
+
+    def _sendIntroduction(self, to, introduction):
+        # One introduction in flight per peer: a newer one replaces it.
+        if to.name in self._pendingTo:
+            self._forget(self._pendingTo[to.name])
+        while len(self._pending) >= self.phonebook.maxEntries:
+            self._forget(next(iter(self._pending)))
+        txid = self._randomBytes(12)
+        self._pending[txid] = _PendingIntroduction(
+            to.name, to.address, messages.encodeIntroduction(txid, introduction)
+        )
+        self._pendingTo[to.name] = txid
+        self._transmit(txid)
+
+    def _transmit(self, txid):
+        pending = self._pending[txid]
+        delay = next(pending.retries, None)
+        if delay is None:
+            self._forget(txid)
+            self.log.warn(
+                "{name} at {address} never acknowledged its introduction",
+                name=pending.name,
+                address=formatAddress(pending.address),
+            )
+            return
+        self.transport.write(pending.datagram, pending.address)
+        pending.call = self.clock.callLater(delay, self._transmit, txid)
+
+    def _forget(self, txid):
+        pending = self._pending.pop(txid)
+        del self._pendingTo[pending.name]
+        if pending.call is not None and pending.call.active():
+            pending.call.cancel()
+
+    def _introductionAnswered(self, message, address):
+        pending = self._pending.get(message.transactionID)
+        if pending is None or pending.address != address:
+            self.drops.drop("unexpected message", formatAddress(address), "stale introduction answer")
+            return
+        self._forget(message.transactionID)
+
+    def _unregister(self, message, address):
+        name = messages.parseUnregister(message)
+        entry = self.phonebook.lookup(name, self.clock.seconds())
+        if entry is None or entry.address != address:
+            raise messages.InvalidMessage(f"{name} is not registered from this address")
+        self.phonebook.remove(name)
+        self.stats["unregistrations"] += 1
+        self.transport.write(
+            messages.encodeSuccess(messages.UNREGISTER, message.transactionID), address
+        )
+        self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
+
+    def _sweep(self):
+        for entry in self.phonebook.expire(self.clock.seconds()):
+            self.stats["expiries"] += 1
+            self.log.info(
+                "{name} at {address} expired: not heard from in {ttl} s",
+                name=entry.name,
+                address=formatAddress(entry.address),
+                ttl=self.phonebook.ttl,
+            )

@@ -1,0 +1,96 @@
+"""
+Tests for L{punchd.phonebook}.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd.phonebook import Phonebook
+
+A = ("198.51.100.1", 40000)
+B = ("203.0.113.1", 50000)
+
+
+class PhonebookTests(SynchronousTestCase):
+    """
+    Tests for L{Phonebook}.
+    """
+
+    def test_registerNew(self):
+        """
+        A new name is added with everything the registration said.
+        """
+        book = Phonebook(10, 60)
+        entry, previous, evicted = book.register("alice", A, (("10.0.0.2", 1),), "bob", 5)
+        self.assertEqual(
+            (entry.name, entry.address, entry.localAddresses, entry.wants, entry.lastSeen),
+            ("alice", A, (("10.0.0.2", 1),), "bob", 5),
+        )
+        self.assertIsNone(previous)
+        self.assertIsNone(evicted)
+        self.assertIs(book.lookup("alice", 5), entry)
+
+    def test_registerKnownUpdatesInPlace(self):
+        """
+        A known name is updated in place, and the entry as it was is returned.
+        """
+        book = Phonebook(10, 60)
+        first, _, _ = book.register("alice", A, (), "bob", 0)
+        entry, previous, _ = book.register("alice", B, (), "carol", 7)
+        self.assertIs(entry, first)
+        self.assertEqual((entry.address, entry.wants, entry.lastSeen), (B, "carol", 7))
+        self.assertEqual((previous.address, previous.wants, previous.lastSeen), (A, "bob", 0))
+        self.assertEqual(len(book), 1)
+
+    def test_fullEvictsLeastRecentlySeen(self):
+        """
+        When full, a new name replaces the least recently seen entry, not the
+        oldest registered.
+        """
+        book = Phonebook(2, 60)
+        book.register("alice", A, (), None, 0)
+        book.register("bob", B, (), None, 1)
+        book.register("alice", A, (), None, 2)
+        _, _, evicted = book.register("carol", A, (), None, 3)
+        self.assertEqual(evicted.name, "bob")
+        self.assertEqual([e.name for e in book], ["alice", "carol"])
+
+    def test_lookupExpired(self):
+        """
+        An entry not refreshed within the TTL is not found, even before a
+        sweep removes it.
+        """
+        book = Phonebook(10, 60)
+        book.register("alice", A, (), None, 0)
+        self.assertIsNotNone(book.lookup("alice", 59.9))
+        self.assertIsNone(book.lookup("alice", 60))
+
+    def test_expireRemovesOnlyExpired(self):
+        """
+        L{Phonebook.expire} removes the entries older than the TTL, oldest
+        first, and keeps refreshed ones.
+        """
+        book = Phonebook(10, 60)
+        book.register("alice", A, (), None, 0)
+        book.register("bob", B, (), None, 10)
+        book.register("carol", B, (), None, 20)
+        book.register("alice", A, (), None, 30)
+        self.assertEqual([e.name for e in book.expire(75)], ["bob"])
+        self.assertEqual([e.name for e in book], ["carol", "alice"])
+        self.assertEqual(book.expire(75), [])
+
+    def test_remove(self):
+        """
+        A removed name is gone; removing an unknown one returns L{None}.
+        """
+        book = Phonebook(10, 60)
+        book.register("alice", A, (), None, 0)
+        self.assertEqual(book.remove("alice").name, "alice")
+        self.assertIsNone(book.remove("alice"))
+        self.assertEqual(len(book), 0)
+
+    def test_badBounds(self):
+        """
+        A phonebook needs room for one entry and a positive TTL.
+        """
+        self.assertRaises(ValueError, Phonebook, 0, 60)
+        self.assertRaises(ValueError, Phonebook, 10, 0)

@@ -1,0 +1,185 @@
+"""
+Tests for the command lines: L{punchd.server_tap} and L{punchd.peer_tap}.
+"""
+
+from twisted.application.internet import UDPServer
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import peer_tap, server_tap
+from punchd.peer import PeerProtocol
+from punchd.server import StageManagerProtocol
+
+PEER = ["--server", "127.0.0.1:8080", "--name", "alice", "--peer", "bob"]
+
+
+def parse(optionsClass, argv):
+    options = optionsClass()
+    options.parseOptions(argv)
+    return options
+
+
+class ServerOptionsTests(SynchronousTestCase):
+    """
+    Tests for L{server_tap.Options}.
+    """
+
+    def test_defaults(self):
+        """
+        With no options the server listens on port 8080 on every IPv4
+        address, for up to 100000 peers that live 60 s.
+        """
+        options = parse(server_tap.Options, [])
+        self.assertEqual(
+            {k: options[k] for k in ("port", "interface", "max-clients", "ttl")},
+            {"port": 8080, "interface": "", "max-clients": 100000, "ttl": 60.0},
+        )
+
+    def test_all(self):
+        """
+        Every option is parsed into its type.
+        """
+        options = parse(
+            server_tap.Options,
+            ["-p", "9000", "--interface", "::1", "--max-clients", "16", "--ttl", "30.5"],
+        )
+        self.assertEqual(
+            {k: options[k] for k in ("port", "interface", "max-clients", "ttl")},
+            {"port": 9000, "interface": "::1", "max-clients": 16, "ttl": 30.5},
+        )
+
+    def test_errorsNameTheOption(self):
+        """
+        Each bad value is a usage error that names its option and the value.
+        """
+        cases = [
+            (["--port", "70000"], "--port: 70000 is not a port number between 0 and 65535"),
+            (["--port", "http"], "--port: 'http' is not a port number"),
+            (["--interface", "eth0"], "--interface: 'eth0' is not an IPv4 or IPv6 address"),
+            (["--max-clients", "0"], "--max-clients: 0 must be at least 1"),
+            (["--max-clients", "many"], "--max-clients: 'many' is not a whole number"),
+            (["--ttl", "-1"], "--ttl: '-1' must be greater than zero"),
+            (["--ttl", "nan"], "--ttl: 'nan' must be greater than zero"),
+        ]
+        for argv, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
+            self.assertEqual(str(e), message)
+
+    def test_makeService(self):
+        """
+        The service listens with a stage manager whose phonebook has the
+        configured bounds.
+        """
+        clock = Clock()
+        options = parse(server_tap.Options, ["--port", "9000", "--max-clients", "5", "--ttl", "7"])
+        service = server_tap.makeService(options, reactor=clock)
+        self.assertIsInstance(service, UDPServer)
+        port, protocol = service.args
+        self.assertEqual(port, 9000)
+        self.assertIsInstance(protocol, StageManagerProtocol)
+        self.assertIs(protocol.clock, clock)
+        self.assertEqual((protocol.phonebook.maxEntries, protocol.phonebook.ttl), (5, 7.0))
+
+
+class PeerOptionsTests(SynchronousTestCase):
+    """
+    Tests for L{peer_tap.Options}.
+    """
+
+    def test_defaults(self):
+        """
+        Only the server, the name and the peer are needed; the server is
+        resolved to an address and port.
+        """
+        options = parse(peer_tap.Options, PEER)
+        self.assertEqual(
+            {
+                k: options[k]
+                for k in (
+                    "server", "name", "peer", "port", "interval", "message",
+                    "punch-timeout", "keepalive",
+                )
+            },
+            {
+                "server": ("127.0.0.1", 8080),
+                "name": "alice",
+                "peer": "bob",
+                "port": 0,
+                "interval": 20.0,
+                "message": None,
+                "punch-timeout": 5.0,
+                "keepalive": 5.0,
+            },
+        )
+
+    def test_shortFlags(self):
+        """
+        C{-s}, C{-n} and C{-c} are the server, name and contact, as in the
+        original test client.
+        """
+        options = parse(
+            peer_tap.Options,
+            ["-s", "[::1]:9000", "-n", "bob", "-c", "alice", "--port", "4000", "-m", "hi"],
+        )
+        self.assertEqual(
+            (options["server"][:2], options["name"], options["peer"], options["port"], options["message"]),
+            (("::1", 9000), "bob", "alice", 4000, "hi"),
+        )
+
+    def test_hostName(self):
+        """
+        A host name is resolved at start.
+        """
+        options = parse(
+            peer_tap.Options, ["-s", "localhost:8080", "-n", "a", "-c", "b"]
+        )
+        self.assertIn(options["server"][0], ("127.0.0.1", "::1"))
+
+    def test_missing(self):
+        """
+        Each required option, when missing, is named in the usage error.
+        """
+        for index, option in ((0, "server"), (2, "name"), (4, "peer")):
+            argv = PEER[:index] + PEER[index + 2 :]
+            e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, argv)
+            self.assertEqual(str(e), f"--{option} is required")
+
+    def test_errorsNameTheOption(self):
+        """
+        Each bad value is a usage error that names its option.
+        """
+        cases = [
+            (["--server", "nonexistent.invalid:8080"], "--server: cannot resolve 'nonexistent.invalid'"),
+            (["--server", "127.0.0.1"], "--server: '127.0.0.1' is not HOST:PORT"),
+            (["--server", "127.0.0.1:0"], "--server: '127.0.0.1:0': port 0 is not between 1 and 65535"),
+            (["--server", "127.0.0.1:x"], "--server: '127.0.0.1:x': port 'x' is not a number"),
+            (["--server", "::1:8080"], "--server: '::1:8080': write an IPv6 address in brackets"),
+            (["--name", "al ice"], "--name: name 'al ice' has white space or control characters"),
+            (["--name", "x" * 65], "--name: name is 65 bytes, the limit is 64"),
+            (["--peer", ""], "--peer: empty name"),
+            (["--peer", "alice"], "--peer must name another peer, not this one (alice)"),
+            (["--port", "-1"], "--port: -1 is not a port number between 0 and 65535"),
+            (["--interval", "0"], "--interval: '0' must be greater than zero"),
+            (["--punch-timeout", "soon"], "--punch-timeout: 'soon' is not a number"),
+            (["--keepalive", "inf"], "--keepalive: 'inf' must be greater than zero"),
+        ]
+        for extra, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, PEER + extra)
+            self.assertTrue(str(e).startswith(message), f"{str(e)!r} for {extra}")
+
+    def test_makeService(self):
+        """
+        The service listens on the chosen port with a peer configured from
+        the options.
+        """
+        clock = Clock()
+        options = parse(peer_tap.Options, PEER + ["--port", "4000", "-i", "10", "-m", "hi"])
+        service = peer_tap.makeService(options, reactor=clock)
+        port, protocol = service.args
+        self.assertEqual((port, service.kwargs["interface"]), (4000, ""))
+        self.assertIsInstance(protocol, PeerProtocol)
+        self.assertEqual(
+            (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.text),
+            (("127.0.0.1", 8080), "alice", "bob", 10.0, "hi"),
+        )

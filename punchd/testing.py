@@ -1,0 +1,1254 @@
+"""
+An in-memory UDP network with simulated NATs, for testing hole punching
+without sockets.
+
+A L{Network} is the public internet.  L{Network.host} puts a L{Host} on it,
+or on the private network behind a L{NAT} made by L{Network.nat}.  A host is
+the reactor of the programs on it: it provides C{IReactorUDP}, so real
+C{DatagramProtocol}s listen on it, and C{IReactorTime}, reading the time of
+the network's L{twisted.internet.task.Clock}.  Nothing moves until the test
+advances time::
+
+    network = Network(latency=0.25)
+    nat = network.nat("203.0.113.1", **symmetric())
+    alice = network.host("192.168.1.2", behind=nat)
+    server = network.host("198.51.100.1")
+    server.listenUDP(3478, SomeServerProtocol(clock=server))
+    alice.listenUDP(5000, SomePeerProtocol(clock=alice))
+    network.advance(1)
+    nat.mappingFor("192.168.1.2", 5000)  # the Mapping, or None
+    network.dropped(FILTERED)  # the Datagrams a NAT turned away
+
+Networks, or I{realms}: the public internet is one; the private network
+behind each NAT is another, holding the hosts (and NATs) behind it.  An
+address names one machine in its realm, so two private networks may both
+have a 192.168.1.2.
+
+Links and time: every host and every NAT is attached to its realm by a link
+with a one-way latency and a loss probability (by default the network's).
+A NAT's link is its public side; it sits at the heart of its private network,
+so a datagram from behind it reaches it after the sender's own link.  The
+one-way delay of a path is the sum of the latencies of the links it crosses:
+
+    - between two hosts in one realm: C{sender.latency + receiver.latency};
+    - from alice behind C{natA} to a public server: C{alice.latency +
+      natA.latency + server.latency}; between two NATs, C{alice.latency +
+      natA.latency + natB.latency + bob.latency};
+    - hairpinned through the NAT both are behind: C{alice.latency +
+      bob.latency};
+    - to the sending host's own address: no link, no delay.
+
+Each link a datagram crosses drops it with that link's probability, decided
+by the network's seeded L{random.Random}, so a run is the same every time.
+Datagrams move link by link on the clock, and a NAT translates and filters a
+datagram at the moment it gets there.  Even a path of zero delay is travelled
+on the clock: advance it, by zero if need be, to deliver.
+
+Advance time with L{Network.advance} rather than the clock's own
+C{advance}: C{Clock.advance} runs everything that falls due in the time it
+skips with the clock already at the end of it, so a reply sent from
+C{datagramReceived} would leave at the end time, not at the arrival time,
+and a C{LoopingCall} would skip beats.  L{Network.advance} stops at each
+call's time; L{Network.flush} advances until every datagram has arrived.
+Latencies that are sums of powers of two (0.25, 0.125, 1) add up exactly in
+floating point, so arrival times can be asserted with C{assertEqual}.
+
+NAT behaviour follows RFC 4787: see L{Network.nat}, and L{fullCone},
+L{restrictedCone}, L{portRestrictedCone} and L{symmetric} for the classic
+kinds.
+
+Every datagram ends up as one L{Datagram} in L{Network.traffic}: delivered,
+or dropped with the reason, where and when.
+
+The simulation is IPv4.  A port listening on C{"::"} behaves like a
+dual-stack socket: it reports IPv4 senders as C{"::ffff:a.b.c.d"} and must be
+written to in that form.  Broadcast, multicast, ICMP errors (so
+C{connectionRefused}) and IP fragmentation are not simulated.
+"""
+
+import errno
+import math
+import os
+import random
+from dataclasses import dataclass, field
+
+from zope.interface import implementer
+
+from twisted.internet import defer, error, task
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IReactorTime, IReactorUDP, IUDPTransport
+from twisted.logger import Logger
+
+__all__ = [
+    "ENDPOINT_INDEPENDENT",
+    "ADDRESS_DEPENDENT",
+    "ADDRESS_AND_PORT_DEPENDENT",
+    "PRESERVING",
+    "SEQUENTIAL",
+    "RANDOM",
+    "DELIVERED",
+    "LOST",
+    "NO_ROUTE",
+    "NO_MAPPING",
+    "FILTERED",
+    "HAIRPINNING_DISABLED",
+    "PORT_UNREACHABLE",
+    "NOT_CONNECTED",
+    "SENDER_CLOSED",
+    "PORTS_EXHAUSTED",
+    "EPHEMERAL_PORTS",
+    "NAT_PORTS",
+    "fullCone",
+    "restrictedCone",
+    "portRestrictedCone",
+    "symmetric",
+    "Network",
+    "Host",
+    "FakeUDPPort",
+    "NAT",
+    "Mapping",
+    "Datagram",
+]
+
+# Mapping and filtering behaviours (RFC 4787 sections 4.1 and 5).
+
+#: Mapping: one mapping per internal endpoint, whatever the destination.
+#: Filtering: anyone may send in through a mapping.
+ENDPOINT_INDEPENDENT = "endpoint-independent"
+
+#: Mapping: one mapping per internal endpoint and destination address.
+#: Filtering: only addresses the mapping has sent to may send in, from any
+#: port.
+ADDRESS_DEPENDENT = "address-dependent"
+
+#: Mapping: one mapping per internal endpoint and destination address and
+#: port.  Filtering: only the addresses and ports the mapping has sent to may
+#: send in.
+ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
+
+_BEHAVIOURS = (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT)
+
+# Port allocation (RFC 4787 section 4.2).
+
+#: The internal port, if no other mapping has it; else the next free port up.
+PRESERVING = "preserving"
+
+#: 1024, 1025, ... in the order mappings are made, skipping ports in use.
+SEQUENTIAL = "sequential"
+
+#: A port drawn from the network's random generator; the next free one up
+#: if that is in use.
+RANDOM = "random"
+
+_ALLOCATIONS = (PRESERVING, SEQUENTIAL, RANDOM)
+
+# What became of a datagram: the outcome of a Datagram.
+
+#: Handed to the receiving protocol.
+DELIVERED = "delivered"
+
+#: Dropped by a lossy link (the Datagram's C{where} is the L{Host} or L{NAT}
+#: the link attaches).
+LOST = "lost"
+
+#: Sent to a public address that no host or NAT has.
+NO_ROUTE = "no route"
+
+#: Arrived at a NAT's public address on a port with no mapping.
+NO_MAPPING = "no mapping"
+
+#: Arrived at a NAT through a mapping whose filtering turned its sender away.
+FILTERED = "filtered"
+
+#: Sent from behind a NAT to that NAT's own public address, and the NAT does
+#: not hairpin.
+HAIRPINNING_DISABLED = "hairpinning disabled"
+
+#: Arrived at a host on a port nothing listens on.
+PORT_UNREACHABLE = "port unreachable"
+
+#: Arrived at a connected port from somewhere other than the address it is
+#: connected to.
+NOT_CONNECTED = "not from the connected address"
+
+#: Written to a port that had stopped listening.
+SENDER_CLOSED = "sender closed"
+
+#: A NAT had no free public port for a new mapping.
+PORTS_EXHAUSTED = "no free port"
+
+#: The ports a host picks from when asked to listen on port 0, in order.
+EPHEMERAL_PORTS = range(32768, 61000)
+
+#: The public ports a NAT allocates mappings from.
+NAT_PORTS = range(1024, 65536)
+
+#: The largest UDP payload IPv4 can carry.
+_MAX_DATAGRAM = 65507
+
+
+def _preset(overrides, **behaviour):
+    behaviour.update(overrides)
+    return behaviour
+
+
+def fullCone(**overrides):
+    """
+    A full cone NAT: endpoint-independent mapping and filtering.
+
+    Use it as C{network.nat(address, **fullCone())}.
+
+    @param overrides: More keyword arguments of L{Network.nat}, or ones that
+        replace the preset's.
+    @return: Keyword arguments for L{Network.nat}.
+    @rtype: L{dict}
+    """
+    return _preset(
+        overrides,
+        mapping=ENDPOINT_INDEPENDENT,
+        filtering=ENDPOINT_INDEPENDENT,
+        allocation=PRESERVING,
+    )
+
+
+def restrictedCone(**overrides):
+    """
+    A (address-)restricted cone NAT: endpoint-independent mapping,
+    address-dependent filtering.
+
+    @param overrides: More keyword arguments of L{Network.nat}, or ones that
+        replace the preset's.
+    @return: Keyword arguments for L{Network.nat}.
+    @rtype: L{dict}
+    """
+    return _preset(
+        overrides,
+        mapping=ENDPOINT_INDEPENDENT,
+        filtering=ADDRESS_DEPENDENT,
+        allocation=PRESERVING,
+    )
+
+
+def portRestrictedCone(**overrides):
+    """
+    A port-restricted cone NAT: endpoint-independent mapping,
+    address-and-port-dependent filtering.  This is L{Network.nat}'s default,
+    and what RFC 4787 recommends.
+
+    @param overrides: More keyword arguments of L{Network.nat}, or ones that
+        replace the preset's.
+    @return: Keyword arguments for L{Network.nat}.
+    @rtype: L{dict}
+    """
+    return _preset(
+        overrides,
+        mapping=ENDPOINT_INDEPENDENT,
+        filtering=ADDRESS_AND_PORT_DEPENDENT,
+        allocation=PRESERVING,
+    )
+
+
+def symmetric(**overrides):
+    """
+    A symmetric NAT: address-and-port-dependent mapping and filtering, with
+    random port allocation, so nobody can predict the port it will use
+    towards a new destination.
+
+    @param overrides: More keyword arguments of L{Network.nat}, or ones that
+        replace the preset's.
+    @return: Keyword arguments for L{Network.nat}.
+    @rtype: L{dict}
+    """
+    return _preset(
+        overrides,
+        mapping=ADDRESS_AND_PORT_DEPENDENT,
+        filtering=ADDRESS_AND_PORT_DEPENDENT,
+        allocation=RANDOM,
+    )
+
+
+def _checkLink(latency, loss):
+    if latency < 0:
+        raise ValueError(f"latency must not be negative, not {latency!r}")
+    if not 0 <= loss <= 1:
+        raise ValueError(f"loss is a probability from 0 to 1, not {loss!r}")
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """
+    One datagram and what became of it: an entry of L{Network.traffic}.
+
+    Addresses are the simulation's IPv4 C{(host, port)}, also for ports
+    listening on C{"::"}.
+
+    @ivar sentAt: The clock's time when the sender wrote it.
+    @ivar time: When it was delivered or dropped.
+    @ivar sender: The L{Host} that sent it.
+    @ivar source: The sender's own C{(address, port)}.
+    @ivar destination: The C{(address, port)} the sender wrote it to.
+    @ivar data: The bytes sent.
+    @ivar outcome: L{DELIVERED}, or why it was dropped: L{LOST},
+        L{NO_ROUTE}, L{NO_MAPPING}, L{FILTERED}, L{HAIRPINNING_DISABLED},
+        L{PORT_UNREACHABLE}, L{NOT_CONNECTED}, L{SENDER_CLOSED} or
+        L{PORTS_EXHAUSTED}.
+    @ivar where: The L{Host} it was delivered to; or where it was dropped:
+        the L{Host} or L{NAT} (whose link lost it, or that refused it), or
+        L{None} for L{NO_ROUTE}.
+    @ivar receivedFrom: For a delivered datagram, its source as the
+        receiver saw it, after any NAT rewrote it; else L{None}.
+    @ivar deliveredTo: For a delivered datagram, the receiving host's
+        C{(address, port)}; else L{None}.
+    """
+
+    sentAt: float
+    time: float
+    sender: "Host"
+    source: tuple
+    destination: tuple
+    data: bytes
+    outcome: str
+    where: object = None
+    receivedFrom: "tuple | None" = None
+    deliveredTo: "tuple | None" = None
+
+    @property
+    def delivered(self) -> bool:
+        """
+        Whether it reached a protocol.
+        """
+        return self.outcome == DELIVERED
+
+
+class _Packet:
+    """
+    A datagram on its way, with its addresses as they are now.
+    """
+
+    __slots__ = ("sender", "source", "destination", "data", "sentAt", "src", "dst")
+
+    def __init__(self, sender, source, destination, data, sentAt):
+        self.sender = sender
+        self.source = source
+        self.destination = destination
+        self.data = data
+        self.sentAt = sentAt
+        self.src = source
+        self.dst = destination
+
+
+class _Realm:
+    """
+    The public internet (no gateway) or the private network behind a NAT.
+
+    @ivar gateway: The L{NAT} this network is behind, or L{None}.
+    @ivar nodes: The L{Host}s and L{NAT}s attached, by address.
+    """
+
+    def __init__(self, gateway):
+        self.gateway = gateway
+        self.nodes = {}
+
+    def attach(self, address, node):
+        if not isIPAddress(address):
+            raise ValueError(f"{address!r} is not an IPv4 address")
+        if address in self.nodes:
+            raise ValueError(f"{address} is already taken on {self}")
+        self.nodes[address] = node
+
+    def __str__(self):
+        if self.gateway is None:
+            return "the public internet"
+        return f"the network behind {self.gateway}"
+
+
+class Network:
+    """
+    The public internet, driven by a clock.
+
+    @ivar clock: The L{task.Clock} everything runs on.
+    @ivar latency: The one-way latency, in seconds, of the link of a new
+        host or NAT that does not set its own.
+    @ivar loss: The probability, from 0 to 1, that such a link drops a
+        datagram.
+    @ivar random: The L{random.Random} that decides losses (drawing once
+        per lossy link crossed; a link without loss draws nothing) and
+        random port allocations.
+    @ivar traffic: A L{Datagram} for every datagram delivered or dropped, in
+        the order that happened.
+    @type traffic: L{list}
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: "task.Clock | None" = None,
+        latency: float = 0.0,
+        loss: float = 0.0,
+        seed: int = 0,
+    ):
+        """
+        @param clock: The clock to run on; by default a new one.
+        @param latency: The default one-way latency of a link, in seconds.
+        @param loss: The default probability that a link drops a datagram.
+        @param seed: The seed of L{random}.
+        @raise ValueError: If C{latency} is negative or C{loss} is not a
+            probability.
+        """
+        _checkLink(latency, loss)
+        self.clock = task.Clock() if clock is None else clock
+        self.latency = latency
+        self.loss = loss
+        self.random = random.Random(seed)
+        self.traffic = []
+        self._public = _Realm(None)
+        self._inFlight = set()
+
+    def host(
+        self,
+        address: str,
+        behind: "NAT | None" = None,
+        latency: "float | None" = None,
+        loss: "float | None" = None,
+    ) -> "Host":
+        """
+        Add a machine.
+
+        @param address: Its IPv4 address, unique in its realm.
+        @param behind: The L{NAT} whose private network it is on, or L{None}
+            for the public internet.
+        @param latency: The one-way latency of its link; by default the
+            network's.
+        @param loss: The probability that its link drops a datagram; by
+            default the network's.
+        @return: The new L{Host}.
+        @raise ValueError: If the address is not IPv4 or already taken, or
+            the link settings are out of range.
+        """
+        latency = self.latency if latency is None else latency
+        loss = self.loss if loss is None else loss
+        _checkLink(latency, loss)
+        realm = self._realmBehind(behind)
+        host = Host(self, address, behind, latency, loss, realm)
+        realm.attach(address, host)
+        return host
+
+    def nat(
+        self,
+        publicAddress: str,
+        mapping: str = ENDPOINT_INDEPENDENT,
+        filtering: str = ADDRESS_AND_PORT_DEPENDENT,
+        allocation: str = PRESERVING,
+        mappingTimeout: "float | None" = None,
+        hairpinning: bool = False,
+        latency: "float | None" = None,
+        loss: "float | None" = None,
+        behind: "NAT | None" = None,
+    ) -> "NAT":
+        """
+        Add a NAT, with a private network of its own behind it.
+
+        Outbound, a datagram from behind the NAT to an address outside its
+        private network uses the mapping for its source and, depending on
+        C{mapping}, its destination, making a new one if there is none; the
+        mapping remembers the destination as a permission, and the
+        datagram leaves from the mapping's public address and port.
+
+        Inbound, a datagram to the public address is dropped unless a
+        mapping has its port and, depending on C{filtering}, holds a
+        permission for its source; if it gets in, it goes on to the
+        mapping's internal address and port, its source unchanged.
+
+        @param publicAddress: Its IPv4 address in the realm it is on.
+        @param mapping: When a datagram from one internal address and port
+            gets a mapping of its own: L{ENDPOINT_INDEPENDENT} (never: one
+            for all destinations), L{ADDRESS_DEPENDENT} (for each destination
+            address) or L{ADDRESS_AND_PORT_DEPENDENT} (for each destination
+            address and port).
+        @param filtering: Who may send in through a mapping:
+            L{ENDPOINT_INDEPENDENT} (anyone), L{ADDRESS_DEPENDENT} (the
+            addresses it has sent to, from any port) or
+            L{ADDRESS_AND_PORT_DEPENDENT} (the addresses and ports it has
+            sent to).
+        @param allocation: How a new mapping's public port is chosen:
+            L{PRESERVING}, L{SEQUENTIAL} or L{RANDOM}.
+        @param mappingTimeout: Seconds after the last outbound datagram
+            through a mapping that the mapping, and its permissions, expire;
+            inbound datagrams do not refresh it.  L{None} for never.  A
+            datagram reaching the NAT at exactly the expiry time finds the
+            mapping gone.
+        @param hairpinning: Whether a datagram from behind the NAT to its
+            own public address is translated like an outbound datagram and
+            then filtered like an inbound one (RFC 4787 section 6), rather
+            than dropped.
+        @param latency: The one-way latency of its link, its public side;
+            by default the network's.
+        @param loss: The probability that its link drops a datagram; by
+            default the network's.
+        @param behind: The L{NAT} whose private network this one is on, for
+            a NAT behind a NAT (carrier-grade NAT); L{None} for the public
+            internet.
+        @return: The new L{NAT}.
+        @raise ValueError: If an argument is not one of the documented
+            values, or the address is taken.
+        """
+        if mapping not in _BEHAVIOURS:
+            raise ValueError(f"unknown mapping behaviour {mapping!r}")
+        if filtering not in _BEHAVIOURS:
+            raise ValueError(f"unknown filtering behaviour {filtering!r}")
+        if allocation not in _ALLOCATIONS:
+            raise ValueError(f"unknown port allocation {allocation!r}")
+        if mappingTimeout is not None and mappingTimeout <= 0:
+            raise ValueError(
+                f"mappingTimeout must be positive or None, not {mappingTimeout!r}"
+            )
+        latency = self.latency if latency is None else latency
+        loss = self.loss if loss is None else loss
+        _checkLink(latency, loss)
+        realm = self._realmBehind(behind)
+        nat = NAT(
+            self,
+            publicAddress,
+            mapping,
+            filtering,
+            allocation,
+            mappingTimeout,
+            hairpinning,
+            latency,
+            loss,
+            behind,
+            realm,
+        )
+        realm.attach(publicAddress, nat)
+        return nat
+
+    def delivered(self):
+        """
+        The datagrams delivered so far.
+
+        @return: The L{Datagram}s of L{traffic} that were delivered.
+        @rtype: L{list}
+        """
+        return [d for d in self.traffic if d.outcome == DELIVERED]
+
+    def dropped(self, reason: "str | None" = None):
+        """
+        The datagrams dropped so far.
+
+        @param reason: Only those dropped for this reason, such as
+            L{FILTERED}; by default all.
+        @return: L{Datagram}s of L{traffic}.
+        @rtype: L{list}
+        """
+        return [
+            d
+            for d in self.traffic
+            if d.outcome != DELIVERED and reason in (None, d.outcome)
+        ]
+
+    def inFlight(self) -> int:
+        """
+        @return: How many datagrams are on their way.
+        """
+        return len(self._inFlight)
+
+    def advance(self, seconds: float) -> None:
+        """
+        Advance the clock by C{seconds}, stopping at the time of every call
+        that falls due on the way, so that each runs at its own time.
+
+        L{task.Clock.advance} runs every call that falls due in the time it
+        skips with the clock already at the end of it; so a reply written
+        from C{datagramReceived} would leave late, and a C{LoopingCall}
+        would skip beats.  This does not.
+
+        @param seconds: How far to advance.
+        """
+        end = self.clock.seconds() + seconds
+        while True:
+            due = self._nextDue()
+            if due is None or due > end:
+                break
+            self._advanceTo(due)
+        self._advanceTo(end)
+
+    def flush(self, maxSteps: int = 10000) -> None:
+        """
+        Advance the clock, as L{advance} does, until no datagram is on its
+        way, running whatever else falls due on the way.
+
+        @param maxSteps: How many calls due at different times to run at
+            most, so that protocols that answer each other forever over
+            links with latency cannot hang a test.  (Over links without
+            any, C{Clock.advance} itself never returns.)
+        @raise RuntimeError: If datagrams are still on their way after
+            C{maxSteps} steps.
+        """
+        for _ in range(maxSteps):
+            if not self._inFlight:
+                return
+            self._advanceTo(self._nextDue())
+        if self._inFlight:
+            raise RuntimeError(
+                f"{len(self._inFlight)} datagrams still in flight after"
+                f" {maxSteps} steps"
+            )
+
+    def _nextDue(self):
+        calls = self.clock.getDelayedCalls()
+        return min((call.getTime() for call in calls), default=None)
+
+    def _advanceTo(self, when):
+        now = self.clock.seconds()
+        amount = max(0.0, when - now)
+        # Floating point: make sure the clock gets at least to when.
+        while now + amount < when:
+            amount = math.nextafter(amount, math.inf)
+        self.clock.advance(amount)
+
+    def _realmBehind(self, nat):
+        if nat is None:
+            return self._public
+        if nat.network is not self:
+            raise ValueError(f"{nat} is on another network")
+        return nat._lan
+
+    def _send(self, port, data, destination):
+        """
+        Start a datagram from C{port} on its way.
+        """
+        sender = port.host
+        now = self.clock.seconds()
+        packet = _Packet(sender, (sender.address, port.port), destination, data, now)
+        if port._closed:
+            self._record(now, packet, SENDER_CLOSED, sender)
+        elif not isIPAddress(destination[0]):
+            # An IPv6 destination: this is an IPv4 world.
+            self._record(now, packet, NO_ROUTE, None)
+        elif destination[0] == sender.address:
+            self._schedule(now, 0.0, sender._receive, packet)
+        else:
+            self._cross(now, sender, packet, self._route, sender._realm)
+
+    def _schedule(self, at, latency, then, *args):
+        """
+        Call C{then(at + latency, *args)} when the clock gets to that time.
+
+        Time is kept exactly, apart from the clock: inside L{task.Clock.advance}
+        the clock reads the end of the advance, not the time of the hop.
+        """
+        arrival = at + latency
+        delay = latency + (at - self.clock.seconds())
+
+        def arrive():
+            self._inFlight.discard(call)
+            then(arrival, *args)
+
+        call = self.clock.callLater(delay, arrive)
+        self._inFlight.add(call)
+
+    def _cross(self, at, node, packet, then, *args):
+        """
+        Carry C{packet} over the link of C{node}, then call
+        C{then(arrival, packet, *args)}, unless the link loses it.
+        """
+        if node.loss and self.random.random() < node.loss:
+            self._record(at, packet, LOST, node)
+        else:
+            self._schedule(at, node.latency, then, packet, *args)
+
+    def _route(self, at, packet, realm):
+        """
+        Take C{packet} on from the heart of C{realm}.
+        """
+        node = realm.nodes.get(packet.dst[0])
+        if isinstance(node, Host):
+            self._cross(at, node, packet, node._receive)
+        elif isinstance(node, NAT):
+            self._cross(at, node, packet, node._fromOutside)
+        elif realm.gateway is not None:
+            realm.gateway._fromInside(at, packet)
+        else:
+            self._record(at, packet, NO_ROUTE, None)
+
+    def _record(self, at, packet, outcome, where, deliveredTo=None):
+        datagram = Datagram(
+            sentAt=packet.sentAt,
+            time=at,
+            sender=packet.sender,
+            source=packet.source,
+            destination=packet.destination,
+            data=packet.data,
+            outcome=outcome,
+            where=where,
+            receivedFrom=packet.src if deliveredTo is not None else None,
+            deliveredTo=deliveredTo,
+        )
+        self.traffic.append(datagram)
+        self.log.debug(
+            "{source} -> {destination} at {time}: {outcome} ({where})",
+            source=datagram.source,
+            destination=datagram.destination,
+            time=at,
+            outcome=outcome,
+            where=where,
+        )
+        return datagram
+
+
+@implementer(IReactorUDP, IReactorTime)
+class Host:
+    """
+    A machine with one address, and the reactor of the programs on it.
+
+    Make hosts with L{Network.host}.
+
+    Its time is the network clock's.  L{getDelayedCalls} lists only the
+    calls made through this host's L{callLater}, as a real reactor on
+    that machine would, so a protocol given this host as its reactor can be
+    checked for leftover timers whatever else runs on the network.
+
+    @ivar network: The L{Network}.
+    @ivar address: Its IPv4 address in its realm.
+    @ivar behind: The L{NAT} it is behind, or L{None} if it is on the public
+        internet.
+    @ivar latency: The one-way latency of its link, in seconds; change it to
+        change the link from then on.
+    @ivar loss: The probability that its link drops a datagram (1 takes the
+        host off the network); change it to change the link from then on.
+    """
+
+    def __init__(self, network, address, behind, latency, loss, realm):
+        self.network = network
+        self.address = address
+        self.behind = behind
+        self.latency = latency
+        self.loss = loss
+        self._realm = realm
+        self._ports = {}
+        self._calls = set()
+        self._nextEphemeral = EPHEMERAL_PORTS[0]
+
+    def __repr__(self):
+        where = "" if self.behind is None else f" behind {self.behind.publicAddress}"
+        return f"<Host {self.address}{where}>"
+
+    # IReactorUDP
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        """
+        Listen on a UDP port and connect C{protocol} to it, as the real
+        reactor does: C{protocol.makeConnection} runs, so C{startProtocol}
+        does, before this returns.
+
+        @param port: The port number; 0 for the next free one of
+            L{EPHEMERAL_PORTS}.
+        @param protocol: A L{twisted.internet.protocol.DatagramProtocol}.
+        @param interface: C{""} or C{"0.0.0.0"} or the host's address for
+            IPv4; C{"::"} for a dual-stack port.
+        @param maxPacketSize: The longest datagram the protocol is given;
+            longer ones are cut short, as C{recvfrom} does.
+        @return: The L{FakeUDPPort}.
+        @raise twisted.internet.error.CannotListenError: If the port is
+            taken or out of range, or the host has no such interface.
+        """
+        if interface in ("", "0.0.0.0", self.address):
+            ipv6 = False
+        elif interface == "::":
+            ipv6 = True
+        else:
+            raise error.CannotListenError(
+                interface, port, _osError(errno.EADDRNOTAVAIL)
+            )
+        if port == 0:
+            port = self._ephemeralPort(interface)
+        elif not 0 < port < 65536:
+            raise error.CannotListenError(
+                interface, port, OverflowError("port must be 0-65535")
+            )
+        elif port in self._ports:
+            raise error.CannotListenError(interface, port, _osError(errno.EADDRINUSE))
+        udpPort = FakeUDPPort(self, port, protocol, interface, maxPacketSize, ipv6)
+        self._ports[port] = udpPort
+        protocol.makeConnection(udpPort)
+        return udpPort
+
+    def _ephemeralPort(self, interface):
+        first, last = EPHEMERAL_PORTS[0], EPHEMERAL_PORTS[-1]
+        for _ in EPHEMERAL_PORTS:
+            candidate = self._nextEphemeral
+            self._nextEphemeral = candidate + 1 if candidate < last else first
+            if candidate not in self._ports:
+                return candidate
+        raise error.CannotListenError(interface, 0, _osError(errno.EADDRINUSE))
+
+    # IReactorTime
+
+    def seconds(self):
+        """
+        @return: The network clock's time.
+        """
+        return self.network.clock.seconds()
+
+    def callLater(self, delay, callable, *args, **kw):
+        """
+        Schedule a call on the network clock.
+
+        @return: The L{twisted.internet.interfaces.IDelayedCall}.
+        """
+        call = self.network.clock.callLater(delay, callable, *args, **kw)
+        self._calls = {c for c in self._calls if c.active()}
+        self._calls.add(call)
+        return call
+
+    def getDelayedCalls(self):
+        """
+        @return: The pending calls made through this host's L{callLater},
+            in the order they will run.
+        """
+        return [c for c in self.network.clock.getDelayedCalls() if c in self._calls]
+
+    # The network
+
+    def _receive(self, at, packet):
+        port = self._ports.get(packet.dst[1])
+        if port is None:
+            self.network._record(at, packet, PORT_UNREACHABLE, self)
+        elif port._connectedTo is not None and packet.src != port._connectedTo:
+            self.network._record(at, packet, NOT_CONNECTED, self)
+        else:
+            self.network._record(at, packet, DELIVERED, self, (self.address, port.port))
+            port._deliver(packet)
+
+
+def _osError(code):
+    return OSError(code, os.strerror(code))
+
+
+@implementer(IUDPTransport)
+class FakeUDPPort:
+    """
+    A UDP port of a L{Host}: the transport of the protocol listening on it.
+
+    Make ports with L{Host.listenUDP}.
+
+    L{write} sends the datagram on its way over the network's clock.  A
+    protocol that raises an exception from C{datagramReceived} has it logged,
+    as the real reactor does, and trial fails the test for it.
+
+    @ivar host: The L{Host}.
+    @ivar port: The port number.
+    @ivar protocol: The protocol listening.
+    @ivar interface: The interface it was asked to listen on.
+    @ivar maxPacketSize: The longest datagram the protocol is given.
+    @ivar listening: Whether it still listens: L{False} after
+        L{stopListening}.
+    """
+
+    log = Logger()
+
+    def __init__(self, host, port, protocol, interface, maxPacketSize, ipv6):
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self.interface = interface
+        self.maxPacketSize = maxPacketSize
+        self.listening = True
+        self._ipv6 = ipv6
+        self._closed = False
+        self._connected = None
+        self._connectedTo = None
+        self._broadcastAllowed = False
+
+    def __repr__(self):
+        return f"<FakeUDPPort {self.host.address}:{self.port}>"
+
+    def write(self, packet, addr=None):
+        """
+        Send a datagram.
+
+        After L{stopListening} has finished, the datagram is dropped, as
+        L{SENDER_CLOSED}.
+
+        @param packet: The datagram.
+        @type packet: L{bytes}
+        @param addr: The C{(host, port)} to send it to: an IPv4 address, or
+            an IPv6 one on a port listening on C{"::"}; may be L{None} on a
+            connected port.
+        @raise TypeError: If C{packet} is not L{bytes}.
+        @raise ValueError: If C{addr} is missing on an unconnected port, or
+            not the connected address on a connected one.
+        @raise twisted.internet.error.InvalidAddressError: If C{addr} is not
+            an IP address of this port's family.
+        @raise OverflowError: If the port number is not 0-65535.
+        @raise twisted.internet.error.MessageLengthError: If C{packet} is
+            longer than IPv4 UDP can carry.
+        """
+        if not isinstance(packet, bytes):
+            raise TypeError(f"a datagram is bytes, not {type(packet).__name__}")
+        if self._connected is not None:
+            if addr is not None and tuple(addr) != self._connected:
+                raise ValueError(
+                    f"{self} is connected to {self._connected}, cannot write to {addr}"
+                )
+            destination = self._connectedTo
+        elif addr is None:
+            raise ValueError(f"{self} is not connected: write() needs an address")
+        else:
+            destination = self._toNetwork(addr)
+        if len(packet) > _MAX_DATAGRAM:
+            raise error.MessageLengthError("message too long")
+        self.host.network._send(self, packet, destination)
+
+    def connect(self, host, port):
+        """
+        Connect: from now on write to C{(host, port)} only, with or without
+        giving the address, and receive from it only; datagrams from
+        elsewhere are dropped as L{NOT_CONNECTED}.  C{connectionRefused} is
+        never called.
+
+        @raise RuntimeError: If already connected.
+        @raise twisted.internet.error.InvalidAddressError: If C{host} is not
+            an IP address of this port's family.
+        """
+        if self._connected is not None:
+            raise RuntimeError(
+                "already connected, reconnecting is not currently supported"
+            )
+        self._connectedTo = self._toNetwork((host, port))
+        self._connected = (host, port)
+
+    def getHost(self):
+        """
+        @return: The host's address and this port: an L{IPv4Address}, even
+            when listening on C{""}; an L{IPv6Address} with the host's
+            address as C{"::ffff:a.b.c.d"} on a port listening on C{"::"}.
+        """
+        if self._ipv6:
+            return IPv6Address("UDP", "::ffff:" + self.host.address, self.port)
+        return IPv4Address("UDP", self.host.address, self.port)
+
+    def stopListening(self):
+        """
+        Stop listening, at once: receive nothing more, call
+        C{protocol.doStop()} (so C{stopProtocol}, which may still write, as
+        it can on a real port), then close and free the port number.
+
+        @return: A L{Deferred} that has fired, or L{None} if it had already
+            stopped.
+        """
+        if not self.listening:
+            return None
+        self.listening = False
+        del self.host._ports[self.port]
+        try:
+            self.protocol.doStop()
+        finally:
+            self._closed = True
+        return defer.succeed(None)
+
+    def setBroadcastAllowed(self, enabled):
+        """
+        Remember whether broadcast is allowed; broadcast is not simulated.
+        """
+        self._broadcastAllowed = bool(enabled)
+
+    def getBroadcastAllowed(self):
+        """
+        @return: What L{setBroadcastAllowed} last set; at first L{False}.
+        """
+        return self._broadcastAllowed
+
+    def _toNetwork(self, addr):
+        """
+        The simulation's form of an address given to this port.
+        """
+        host, port = addr
+        if self._ipv6:
+            if not isIPv6Address(host):
+                raise error.InvalidAddressError(
+                    host, "IPv6 port write() called with IPv4 or broadcast address"
+                )
+            if host.lower().startswith("::ffff:") and isIPAddress(host[7:]):
+                host = host[7:]
+        elif not isIPAddress(host):
+            if isIPv6Address(host):
+                raise error.InvalidAddressError(
+                    host, "IPv4 port write() called with IPv6 address"
+                )
+            raise error.InvalidAddressError(
+                host, "write() only accepts IP addresses, not hostnames"
+            )
+        if not isinstance(port, int):
+            raise TypeError(f"a port is an int, not {type(port).__name__}")
+        if not 0 <= port <= 65535:
+            raise OverflowError("port must be 0-65535")
+        return (host, port)
+
+    def _deliver(self, packet):
+        source = packet.src
+        if self._ipv6:
+            source = ("::ffff:" + source[0], source[1])
+        try:
+            self.protocol.datagramReceived(packet.data[: self.maxPacketSize], source)
+        except Exception:
+            self.log.failure(
+                "Unhandled error in {protocol} receiving a datagram from {source}",
+                protocol=self.protocol,
+                source=source,
+            )
+
+
+@dataclass(eq=False)
+class Mapping:
+    """
+    A NAT's binding of an internal address and port to a public one.
+
+    @ivar internal: The internal C{(address, port)}.
+    @ivar external: The public C{(address, port)} it appears as.
+    @ivar remote: For whom it was made: L{None} under endpoint-independent
+        mapping, the destination address under address-dependent mapping,
+        the destination C{(address, port)} under address-and-port-dependent
+        mapping.
+    @ivar createdAt: When it was made.
+    @ivar lastUsed: When an outbound datagram last went through it.
+    @ivar timeout: The NAT's C{mappingTimeout}.
+    @ivar permissions: Every C{(address, port)} it has sent to, which its
+        filtering admits datagrams from.
+    @type permissions: L{set}
+    """
+
+    internal: tuple
+    external: tuple
+    remote: object
+    createdAt: float
+    lastUsed: float
+    timeout: "float | None" = None
+    permissions: set = field(default_factory=set)
+
+    @property
+    def expiresAt(self):
+        """
+        When it expires unless used before: L{None} for never.
+        """
+        if self.timeout is None:
+            return None
+        return self.lastUsed + self.timeout
+
+    def liveAt(self, now) -> bool:
+        """
+        @return: Whether it is still there at time C{now}.
+        """
+        expiresAt = self.expiresAt
+        return expiresAt is None or now < expiresAt
+
+
+class NAT:
+    """
+    A NAT (a NAPT, really), with a private network behind it.
+
+    Make NATs with L{Network.nat}, which describes the behaviours.
+
+    Its settings are attributes; C{hairpinning}, C{latency} and C{loss} may
+    be changed between datagrams.
+
+    @ivar network: The L{Network}.
+    @ivar publicAddress: Its address in the realm it is on.
+    @ivar mapping: Its mapping behaviour.
+    @ivar filtering: Its filtering behaviour.
+    @ivar allocation: Its port allocation.
+    @ivar mappingTimeout: Its mapping timeout, or L{None}.
+    @ivar hairpinning: Whether it hairpins.
+    @ivar latency: The one-way latency of its public link.
+    @ivar loss: The probability that its public link drops a datagram.
+    @ivar behind: The L{NAT} it is behind, or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        network,
+        publicAddress,
+        mapping,
+        filtering,
+        allocation,
+        mappingTimeout,
+        hairpinning,
+        latency,
+        loss,
+        behind,
+        realm,
+    ):
+        self.network = network
+        self.publicAddress = publicAddress
+        self.mapping = mapping
+        self.filtering = filtering
+        self.allocation = allocation
+        self.mappingTimeout = mappingTimeout
+        self.hairpinning = hairpinning
+        self.latency = latency
+        self.loss = loss
+        self.behind = behind
+        self._realm = realm
+        self._lan = _Realm(self)
+        self._byKey = {}
+        self._byPort = {}
+        self._nextPort = NAT_PORTS[0]
+
+    def __repr__(self):
+        return (
+            f"<NAT {self.publicAddress}: {self.mapping} mapping,"
+            f" {self.filtering} filtering>"
+        )
+
+    def mappings(self):
+        """
+        The mappings it has now, by the network clock.
+
+        @return: L{Mapping}s, oldest first.
+        @rtype: L{list}
+        """
+        now = self.network.clock.seconds()
+        return [m for m in self._byPort.values() if m.liveAt(now)]
+
+    def mappingFor(self, internalAddress, internalPort, remote=None):
+        """
+        The mapping a datagram from an internal address and port would go
+        out through now.
+
+        @param internalAddress: The address of a host behind this NAT.
+        @param internalPort: Its port.
+        @param remote: The destination C{(address, port)}.  It may be left
+            out under endpoint-independent mapping, or when the internal
+            endpoint has only one mapping.
+        @return: The L{Mapping}, or L{None} if a datagram would get a new one.
+        @raise ValueError: If C{remote} is left out and the endpoint has more
+            than one mapping.
+        """
+        internal = (internalAddress, internalPort)
+        if remote is not None or self.mapping == ENDPOINT_INDEPENDENT:
+            mapping = self._byKey.get(self._key(internal, remote))
+            if mapping is None or not mapping.liveAt(self.network.clock.seconds()):
+                return None
+            return mapping
+        found = [m for m in self.mappings() if m.internal == internal]
+        if len(found) > 1:
+            raise ValueError(
+                f"{internalAddress}:{internalPort} has {len(found)} mappings;"
+                " say which remote address"
+            )
+        return found[0] if found else None
+
+    def clearMappings(self):
+        """
+        Forget every mapping, as a NAT does when it restarts.
+        """
+        self._byKey.clear()
+        self._byPort.clear()
+
+    def _key(self, internal, remote):
+        if self.mapping == ENDPOINT_INDEPENDENT:
+            return (internal, None)
+        if self.mapping == ADDRESS_DEPENDENT:
+            return (internal, remote[0])
+        return (internal, tuple(remote))
+
+    def _expire(self, at):
+        if self.mappingTimeout is None:
+            return
+        for key, mapping in list(self._byKey.items()):
+            if not mapping.liveAt(at):
+                del self._byKey[key]
+                del self._byPort[mapping.external[1]]
+
+    def _allocate(self, internalPort):
+        """
+        @return: A free public port, or L{None} if none is.
+        """
+        if self.allocation == PRESERVING:
+            port = internalPort
+        elif self.allocation == SEQUENTIAL:
+            port = self._nextPort
+        else:
+            port = self.network.random.randrange(NAT_PORTS[0], NAT_PORTS[-1] + 1)
+        for _ in range(len(NAT_PORTS) + 1):
+            if port not in self._byPort:
+                break
+            port = port + 1 if port < NAT_PORTS[-1] else NAT_PORTS[0]
+        else:
+            return None
+        if self.allocation == SEQUENTIAL:
+            self._nextPort = port + 1 if port < NAT_PORTS[-1] else NAT_PORTS[0]
+        return port
+
+    def _admits(self, mapping, source):
+        if self.filtering == ENDPOINT_INDEPENDENT:
+            return True
+        if self.filtering == ADDRESS_DEPENDENT:
+            return any(address == source[0] for address, _ in mapping.permissions)
+        return source in mapping.permissions
+
+    def _translateOutbound(self, at, packet):
+        """
+        Find or make the mapping for C{packet}, and give the packet its
+        public source.
+
+        @return: Whether it could.
+        """
+        self._expire(at)
+        key = self._key(packet.src, packet.dst)
+        mapping = self._byKey.get(key)
+        if mapping is None:
+            port = self._allocate(packet.src[1])
+            if port is None:
+                self.network._record(at, packet, PORTS_EXHAUSTED, self)
+                return False
+            mapping = Mapping(
+                internal=packet.src,
+                external=(self.publicAddress, port),
+                remote=key[1],
+                createdAt=at,
+                lastUsed=at,
+                timeout=self.mappingTimeout,
+            )
+            self._byKey[key] = mapping
+            self._byPort[port] = mapping
+            self.log.debug(
+                "{nat} mapped {internal} to {external}",
+                nat=self,
+                internal=mapping.internal,
+                external=mapping.external,
+            )
+        mapping.lastUsed = at
+        mapping.permissions.add(packet.dst)
+        packet.src = mapping.external
+        return True
+
+    def _fromInside(self, at, packet):
+        """
+        Handle a datagram from the private network to outside it.
+        """
+        if packet.dst[0] == self.publicAddress:
+            if not self.hairpinning:
+                self.network._record(at, packet, HAIRPINNING_DISABLED, self)
+            elif self._translateOutbound(at, packet):
+                self._fromOutside(at, packet)
+        elif self._translateOutbound(at, packet):
+            self.network._cross(at, self, packet, self.network._route, self._realm)
+
+    def _fromOutside(self, at, packet):
+        """
+        Handle a datagram to the public address.
+        """
+        self._expire(at)
+        mapping = self._byPort.get(packet.dst[1])
+        if mapping is None:
+            self.network._record(at, packet, NO_MAPPING, self)
+        elif not self._admits(mapping, packet.src):
+            self.network._record(at, packet, FILTERED, self)
+        else:
+            packet.dst = mapping.internal
+            self.network._route(at, packet, self._lan)
