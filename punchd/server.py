@@ -15,7 +15,7 @@ from punchd.addresses import formatAddress, unmapped
 from punchd.drops import DropCounter
 
 #: Seconds between the retransmissions of an unanswered introduction.
-INTRODUCTION_RETRIES = (0.25, 0.5, 1.0, 2.0)
+INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 
 
 class _PendingIntroduction:

@@ -1,0 +1,533 @@
+"""
+Tests for L{punchd.peer} and L{punchd.punching}: whole scenarios of a stage
+manager and two peers, over L{punchd.testing}'s simulated NATs.
+"""
+
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+from punchd.peer import NOT_ANSWERING_AFTER, PeerProtocol
+from punchd.phonebook import Phonebook
+from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
+from punchd.server import StageManagerProtocol
+from punchd.testing import (
+    ADDRESS_DEPENDENT,
+    Network,
+    fullCone,
+    portRestrictedCone,
+    restrictedCone,
+    symmetric,
+)
+
+SERVER = ("192.0.2.10", 8080)
+
+NATS = {
+    "no NAT": None,
+    "full cone": fullCone(),
+    "restricted cone": restrictedCone(),
+    "port-restricted cone": portRestrictedCone(),
+    "address-dependent mapping": portRestrictedCone(mapping=ADDRESS_DEPENDENT),
+    "symmetric": symmetric(),
+}
+
+#: The pairs that cannot punch: a NAT that maps per destination against one
+#: that filters by address and port, or against another such NAT.
+ENDPOINT_DEPENDENT = {"address-dependent mapping", "symmetric"}
+PORT_FILTERING = {"port-restricted cone", "address-dependent mapping", "symmetric"}
+
+
+def connects(a, b):
+    return not (
+        (a in ENDPOINT_DEPENDENT and b in PORT_FILTERING)
+        or (b in ENDPOINT_DEPENDENT and a in PORT_FILTERING)
+    )
+
+
+class World:
+    """
+    A stage manager on the public internet and two peers, alice and bob,
+    each behind a NAT of its own (or none), or both behind one NAT.
+    """
+
+    def __init__(
+        self,
+        natA=None,
+        natB=None,
+        sameNAT=None,
+        latency=0.05,
+        loss=0.0,
+        interval=20.0,
+        seed=0,
+        **punchSettings,
+    ):
+        self.network = Network(latency=latency, loss=loss, seed=seed)
+        self.clock = self.network.clock
+        self.interval = interval
+        self.punchSettings = punchSettings
+        self.serverHost = self.network.host(SERVER[0])
+        self.server = self.startServer()
+        if sameNAT is not None:
+            self.natA = self.natB = self.network.nat("198.51.100.1", **sameNAT)
+            self.aliceHost = self.network.host("10.0.1.2", behind=self.natA)
+            self.bobHost = self.network.host("10.0.1.3", behind=self.natA)
+        else:
+            self.natA, self.aliceHost = self._site(natA, "198.51.100.1", "198.51.100.7", "10.0.1.2")
+            self.natB, self.bobHost = self._site(natB, "203.0.113.1", "203.0.113.7", "10.0.2.2")
+        self.events = {}
+        self.alice = self.bob = None
+
+    def _site(self, nat, natAddress, publicAddress, privateAddress):
+        if nat is None:
+            return None, self.network.host(publicAddress)
+        box = self.network.nat(natAddress, **nat)
+        return box, self.network.host(privateAddress, behind=box)
+
+    def startServer(self):
+        server = StageManagerProtocol(self.serverHost, Phonebook(100, 3 * self.interval))
+        self.serverPort = self.serverHost.listenUDP(SERVER[1], server)
+        return server
+
+    def startPeer(self, name, wants, port):
+        host = self.aliceHost if name == "alice" else self.bobHost
+        peer = PeerProtocol(
+            host,
+            SERVER,
+            name,
+            wants,
+            localHosts=(host.address,),
+            interval=self.interval,
+            **self.punchSettings,
+        )
+        events = self.events[name] = []
+        for method in ("pathUp", "punchFailed", "pathLost"):
+            self._record(peer, method, events)
+        transport = host.listenUDP(port, peer)
+        setattr(self, name, peer)
+        setattr(self, name + "Port", transport)
+        return peer
+
+    def _record(self, peer, method, events):
+        original = getattr(peer, method)
+
+        def recorded(punch):
+            events.append((method, self.clock.seconds(), punch.selected))
+            original(punch)
+
+        setattr(peer, method, recorded)
+
+    def start(self, gap=1.0):
+        """
+        Start alice, then bob C{gap} seconds later.
+
+        @return: The time bob sent his first registration.
+        """
+        self.startPeer("alice", "bob", 5000)
+        self.network.advance(gap)
+        secondRegistration = self.clock.seconds()
+        self.startPeer("bob", "alice", 6000)
+        return secondRegistration
+
+    def when(self, name, method):
+        return [t for m, t, _ in self.events[name] if m == method]
+
+    def serverRoundTrip(self, host, nat):
+        links = [host.latency, self.serverHost.latency] + ([nat.latency] if nat else [])
+        return 2 * sum(links)
+
+
+class IntroductionTimingTests(SynchronousTestCase):
+    """
+    How soon peers punch and connect after the second registration.
+    """
+
+    def test_punchingWithinOneRoundTrip(self):
+        """
+        Both peers start punching within one server round trip of the second
+        peer's registration: nobody waits for a refresh.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        start = world.start(gap=10)
+        rtt = world.serverRoundTrip(world.bobHost, world.natB)
+        world.network.advance(2)
+        firstProbe = {
+            name: min(
+                d.sentAt for d in world.network.traffic
+                if d.sender is host and d.destination != SERVER
+            )
+            for name, host in (("alice", world.aliceHost), ("bob", world.bobHost))
+        }
+        for name, sentAt in firstProbe.items():
+            self.assertLessEqual(sentAt - start, rtt + 1e-9, name)
+
+    def test_pathUpWithinThreeRoundTrips(self):
+        """
+        With 50 ms per link through two port-restricted NATs, both peers
+        report the path up within 3 server round trips of the second
+        registration.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        start = world.start(gap=10)
+        rtt = world.serverRoundTrip(world.bobHost, world.natB)
+        world.network.advance(10)
+        for name in ("alice", "bob"):
+            [up] = world.when(name, "pathUp")
+            self.assertLessEqual(up - start, 3 * rtt + 1e-9, name)
+
+    def test_roundTripMeasured(self):
+        """
+        The path's round trip is measured from probe to answer: four links
+        each way at 50 ms.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        world.start()
+        world.network.advance(5)
+        self.assertAlmostEqual(world.alice.punch.rtt, 0.4)
+        self.assertAlmostEqual(world.bob.punch.rtt, 0.4)
+
+
+class NATMatrixTests(SynchronousTestCase):
+    """
+    Every ordered pair of NAT kinds, with its expected outcome.
+    """
+
+    def assertOutcome(self, a, b):
+        world = World(NATS[a], NATS[b], latency=0.02)
+        world.start()
+        world.network.advance(12)
+        label = f"alice behind {a}, bob behind {b}"
+        if connects(a, b):
+            for name, peer, other in (("alice", world.alice, "bob"), ("bob", world.bob, "alice")):
+                self.assertEqual(peer.punch.state, UP, f"{label}: {name}")
+                self.assertEqual(world.when(name, "punchFailed"), [], label)
+                texts = {text for text, _ in peer.received}
+                self.assertEqual(
+                    texts,
+                    {f"This is a direct P2P message from {other} to {name}"},
+                    label,
+                )
+            # The stage manager carried none of the direct traffic.
+            self.assertEqual(
+                [d for d in world.network.delivered()
+                 if stun.decode(d.data).method == messages.DATA
+                 and SERVER in (d.destination, d.deliveredTo)],
+                [],
+            )
+        else:
+            for name, peer in (("alice", world.alice), ("bob", world.bob)):
+                self.assertEqual(peer.received, [], label)
+                self.assertEqual(world.when(name, "pathUp"), [], label)
+                self.assertEqual(len(world.when(name, "punchFailed")), 1, f"{label}: {name}")
+                self.assertEqual(peer.punch.state, FAILED, label)
+        return world
+
+    def test_matrix(self):
+        """
+        Every pair of endpoint-independent mappings connects; an endpoint-
+        dependent mapping connects to no NAT, a full cone and a restricted
+        cone; the other pairs fail cleanly, each peer reporting it.
+        """
+        for a in NATS:
+            for b in NATS:
+                self.assertOutcome(a, b)
+
+    def test_peerReflexive(self):
+        """
+        A peer behind a full cone learns the symmetric NAT's port for it from
+        its probe, and the path runs over that address.
+        """
+        world = self.assertOutcome("symmetric", "full cone")
+        selected = world.bob.punch.selected
+        self.assertEqual(selected.kind, PEER_REFLEXIVE)
+        self.assertEqual(selected.address[0], "198.51.100.1")
+        self.assertNotEqual(selected.address, world.alice.publicAddress)
+        self.assertEqual(world.alice.punch.selected.kind, PUBLIC)
+
+    def test_failureReport(self):
+        """
+        A pair that cannot connect is reported with the peer's name, every
+        address tried, and what may be the cause.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.assertOutcome("symmetric", "port-restricted cone")
+        [report] = [
+            e for e in events
+            if e["log_format"].startswith("Could not reach") and e["peer"] == "bob"
+        ]
+        self.assertIn("203.0.113.1:6000 (public)", report["candidates"])
+        self.assertIn("10.0.2.2:6000 (local)", report["candidates"])
+        self.assertIn("symmetric NAT", report["log_format"])
+
+    def test_retryAtNextIntroduction(self):
+        """
+        After a failed punch the peers seek again at their next refresh, and
+        are introduced and punch again.
+        """
+        world = World(symmetric(), symmetric(), latency=0.02)
+        world.start()
+        world.network.advance(30)
+        self.assertEqual(world.server.stats["introductions"], 2)
+        self.assertEqual(len(world.when("alice", "punchFailed")), 2)
+
+
+class LocalPathTests(SynchronousTestCase):
+    """
+    Two peers behind one NAT.
+    """
+
+    def test_withoutHairpinning(self):
+        """
+        Behind one NAT that does not hairpin, the peers connect over their
+        local addresses.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False))
+        world.start()
+        world.network.advance(5)
+        self.assertEqual(world.alice.punch.selected.address, ("10.0.1.3", 6000))
+        self.assertEqual(world.bob.punch.selected.address, ("10.0.1.2", 5000))
+        self.assertEqual(len(world.alice.received), len(world.bob.received))
+        self.assertGreater(len(world.alice.received), 2)
+
+    def test_localPreferred(self):
+        """
+        Behind one NAT that hairpins, both the public and the local path
+        work, and the local one is chosen.
+        """
+        world = World(sameNAT=fullCone(hairpinning=True), latency=0.05)
+        world.start()
+        world.network.advance(5)
+        for peer in (world.alice, world.bob):
+            self.assertEqual(peer.punch.selected.kind, LOCAL)
+
+
+class PathLifeTests(SynchronousTestCase):
+    """
+    Keeping a path, losing it and finding it again.
+    """
+
+    def test_keepalivesHoldMapping(self):
+        """
+        Keepalives hold a NAT mapping that times out after 10 s of silence,
+        with no direct messages to help.
+        """
+        world = World(
+            portRestrictedCone(mappingTimeout=10),
+            portRestrictedCone(mappingTimeout=10),
+            messageInterval=1000,
+            keepaliveInterval=4,
+            pathTimeout=12,
+        )
+        world.start()
+        world.network.advance(120)
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertEqual(peer.punch.state, UP, name)
+            self.assertEqual(world.when(name, "pathLost"), [], name)
+            self.assertEqual(len(world.when(name, "pathUp")), 1, name)
+
+    def test_withoutKeepalivesMappingExpires(self):
+        """
+        The same NAT drops the path when keepalives are far apart: proof
+        that the keepalives are what held it.
+        """
+        world = World(
+            portRestrictedCone(mappingTimeout=10),
+            portRestrictedCone(mappingTimeout=10),
+            messageInterval=1000,
+            keepaliveInterval=30,
+            pathTimeout=12,
+        )
+        world.start()
+        world.network.advance(120)
+        self.assertNotEqual(world.when("alice", "pathLost"), [])
+
+    def test_lossAndRecovery(self):
+        """
+        When the path goes silent both peers report it lost within the path
+        timeout and a keepalive, ask for a new introduction, and reconnect
+        once the network is back.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        cut = world.clock.seconds()
+        world.natB.loss = 1.0
+        world.network.advance(25)
+        for name in ("alice", "bob"):
+            [lost] = world.when(name, "pathLost")
+            self.assertLessEqual(lost - cut, 15 + 5, name)
+        world.natB.loss = 0.0
+        world.network.advance(25)
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertEqual(peer.punch.state, UP, name)
+            self.assertEqual(len(world.when(name, "pathUp")), 2, name)
+        self.assertGreaterEqual(world.server.stats["introductions"], 2)
+
+    def test_serverRestart(self):
+        """
+        After the stage manager restarts with an empty phonebook, both peers
+        are back in it within one refresh interval, and their path never
+        dropped.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        world.serverPort.stopListening()
+        world.network.advance(3)
+        server = world.startServer()
+        world.network.advance(world.interval)
+        self.assertEqual(sorted(e.name for e in server.phonebook), ["alice", "bob"])
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertEqual(peer.punch.state, UP, name)
+            self.assertEqual(world.when(name, "pathLost"), [], name)
+
+    def test_peerRestart(self):
+        """
+        When bob restarts, the stage manager introduces the pair again and
+        alice moves to bob's new session.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        world.bobPort.stopListening()
+        world.network.advance(1)
+        world.startPeer("bob", "alice", 6001)
+        world.network.advance(5)
+        self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
+        self.assertEqual(world.alice.punch.state, UP)
+        self.assertEqual(world.bob.punch.state, UP)
+
+    def test_lossyNetwork(self):
+        """
+        With 5% loss on every link and 20 ms per link, two port-restricted
+        NATs still connect.
+        """
+        for seed in range(5):
+            world = World(portRestrictedCone(), portRestrictedCone(), latency=0.02, loss=0.05, seed=seed)
+            world.start()
+            world.network.advance(10)
+            self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP), seed)
+
+    def test_stopLeavesNothing(self):
+        """
+        A stopped peer tells the stage manager to forget it and leaves no
+        delayed call behind.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        for peer, port, host in (
+            (world.alice, world.alicePort, world.aliceHost),
+            (world.bob, world.bobPort, world.bobHost),
+        ):
+            peer.leave()
+            port.stopListening()
+            self.assertEqual(host.getDelayedCalls(), [])
+        world.network.advance(1)
+        self.assertEqual(len(world.server.phonebook), 0)
+
+
+class RegistrationTests(SynchronousTestCase):
+    """
+    A peer's registrations.
+    """
+
+    def test_publicAddressLearned(self):
+        """
+        The peer learns the public address its NAT gave it.
+        """
+        world = World(symmetric(), None)
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(1)
+        mapping = world.natA.mappingFor("10.0.1.2", 5000, remote=SERVER)
+        self.assertEqual(world.alice.publicAddress, mapping.external)
+
+    def test_refreshEveryInterval(self):
+        """
+        The peer registers at start and every interval.
+        """
+        world = World(None, None, interval=20)
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(65)
+        sent = [
+            d.sentAt for d in world.network.traffic
+            if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
+        ]
+        self.assertEqual(sent, [0, 20, 40, 60])
+
+    def test_backoffAndSilentServer(self):
+        """
+        An unanswered registration is sent again after 0.5, 1, 2, 4... s,
+        up to the interval, and the silence is reported plainly once.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        world = World(None, None, interval=10)
+        world.serverPort.stopListening()
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(40)
+        sent = [
+            d.sentAt for d in world.network.traffic
+            if d.destination == SERVER
+        ]
+        self.assertEqual(sent[:7], [0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5])
+        warnings = [e for e in events if "not answering" in e["log_format"]]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["attempts"], NOT_ANSWERING_AFTER)
+
+    def test_refusedRegistration(self):
+        """
+        A registration the stage manager refuses is reported with its
+        reason.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        world = World(None, None)
+        world.startPeer("alice", "bob", 5000)
+        world.alice.name = "bad name"
+        world.alice.register()
+        world.network.advance(1)
+        [refusal] = [e for e in events if "refused" in e["log_format"]]
+        self.assertEqual(
+            (refusal["code"], refusal["reason"]),
+            (400, "name 'bad name' has white space or control characters"),
+        )
+
+
+class HostileInputTests(SynchronousTestCase):
+    """
+    Datagrams a peer must not believe.
+    """
+
+    def test_garbageDropped(self):
+        """
+        Malformed datagrams, forged probes and messages without the punch
+        key are dropped and counted, and change nothing.
+        """
+        world = World(fullCone(), fullCone())
+        world.start()
+        world.network.advance(5)
+        mallory = world.network.host("192.0.2.66")
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = mallory.listenUDP(7000, DatagramProtocol())
+        target = world.alice.publicAddress
+        txid = stun.newTransactionID()
+        wrongKey = b"\x00" * 16
+        selected = world.alice.punch.selected
+        received = len(world.alice.received)
+        for datagram in [
+            b"",
+            b"hello",
+            b"\x00\x01\x00\x00" + b"\x00" * 8,
+            messages.encodeProbe(txid, "alice", "bob", wrongKey),
+            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
+            messages.encodeData(txid, "alice", "bob", "injected", wrongKey),
+            messages.encodeIntroduction(
+                txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey)
+            ),
+        ]:
+            port.write(datagram, target)
+        world.network.advance(0.5)
+        self.assertEqual(sum(world.alice.drops.counts.values()), 7)
+        self.assertIs(world.alice.punch.selected, selected)
+        self.assertNotIn("injected", [t for t, _ in world.alice.received[received:]])
+        self.assertEqual(world.alice.punch.state, UP)

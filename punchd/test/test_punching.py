@@ -1,0 +1,206 @@
+"""
+Tests for L{punchd.punching.Punch} on its own, with a clock and a recording
+send function.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+from punchd.punching import LOCAL, PUBLIC, PUNCHING, STOPPED, UP, Punch
+
+KEY = b"k" * 16
+PUBLIC_ADDRESS = ("203.0.113.1", 6000)
+LOCAL_ADDRESS = ("10.0.0.3", 6000)
+
+
+class Observer:
+    def __init__(self):
+        self.events = []
+
+    def pathUp(self, punch):
+        self.events.append("up")
+
+    def punchFailed(self, punch):
+        self.events.append("failed")
+
+    def pathLost(self, punch):
+        self.events.append("lost")
+
+    def messageReceived(self, punch, text, source):
+        self.events.append(("message", text, source))
+
+
+class PunchTests(SynchronousTestCase):
+    """
+    Tests for L{Punch}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.sent = []
+        self.observer = Observer()
+        self.punch = Punch(
+            self.clock,
+            lambda datagram, address: self.sent.append((stun.decode(datagram), address, datagram)),
+            "alice",
+            messages.Introduction("bob", PUBLIC_ADDRESS, (LOCAL_ADDRESS,), KEY),
+            "hello",
+            self.observer,
+        )
+
+    def answer(self, address):
+        """
+        Answer the latest probe sent to C{address}, as bob would.
+        """
+        probe = [m for m, a, _ in self.sent if a == address and m.method == stun.BINDING][-1]
+        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), KEY)
+        return self.punch.handle(datagram, stun.decode(datagram), address)
+
+    def test_probesEveryCandidateLocalFirst(self):
+        """
+        Each round probes every candidate, the local one first, every 50 ms,
+        each probe authenticated with the punch key.
+        """
+        self.punch.start()
+        self.clock.advance(0.05)
+        self.assertEqual(
+            [a for _, a, _ in self.sent],
+            [LOCAL_ADDRESS, PUBLIC_ADDRESS, LOCAL_ADDRESS, PUBLIC_ADDRESS],
+        )
+        for message, _, datagram in self.sent:
+            self.assertEqual(message.get(stun.USERNAME), b"bob:alice")
+            self.assertTrue(stun.verifyIntegrity(datagram, KEY))
+
+    def test_upgradeToLocal(self):
+        """
+        When the public candidate answers first, the path is up over it, and
+        a local candidate answering within the upgrade window takes over.
+        """
+        self.punch.start()
+        self.clock.advance(0.1)
+        self.assertTrue(self.answer(PUBLIC_ADDRESS))
+        self.assertEqual((self.punch.state, self.punch.selected.kind), (UP, PUBLIC))
+        self.clock.advance(0.1)
+        self.assertTrue(self.answer(LOCAL_ADDRESS))
+        self.assertEqual(self.punch.selected.kind, LOCAL)
+        self.assertEqual(self.observer.events[:1], ["up"])
+        self.sent.clear()
+        self.clock.advance(0.5)
+        self.assertEqual(
+            [m for m, _, _ in self.sent if m.method == stun.BINDING], [],
+            "no probes once the best candidate answered",
+        )
+
+    def test_upgradeWindowCloses(self):
+        """
+        A better candidate that never answers is probed only for the upgrade
+        window.
+        """
+        self.punch.start()
+        self.clock.advance(0.1)
+        self.answer(PUBLIC_ADDRESS)
+        self.clock.advance(1)
+        self.sent.clear()
+        self.clock.advance(1)
+        self.assertEqual([a for m, a, _ in self.sent if m.method == stun.BINDING], [])
+
+    def test_timeout(self):
+        """
+        Without an answer, the punch fails after the punch timeout and stops
+        sending.
+        """
+        self.punch.start()
+        for _ in range(99):
+            self.clock.advance(0.05)
+        self.assertEqual(self.punch.state, PUNCHING)
+        self.clock.advance(0.1)
+        self.assertEqual(self.observer.events, ["failed"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # Two candidates, a round every 50 ms for 5 s.
+        self.assertIn(self.punch.probesSent, (200, 202))
+
+    def test_wrongKeyIgnored(self):
+        """
+        An answer that is not authenticated with the punch key is not ours.
+        """
+        self.punch.start()
+        probe = self.sent[0][0]
+        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), b"x" * 16)
+        self.assertFalse(self.punch.handle(datagram, stun.decode(datagram), LOCAL_ADDRESS))
+        self.assertEqual(self.punch.state, PUNCHING)
+
+    def test_unknownTransactionIgnored(self):
+        """
+        An authenticated answer to a probe never sent is not ours.
+        """
+        self.punch.start()
+        datagram = messages.encodeProbeAnswer(b"\x01" * 12, ("198.51.100.1", 5000), KEY)
+        self.assertFalse(self.punch.handle(datagram, stun.decode(datagram), LOCAL_ADDRESS))
+
+    def test_probeAnsweredAndAdopted(self):
+        """
+        A probe from an unknown address with the right key is answered with
+        that address, and the address becomes a candidate that is probed at
+        once.
+        """
+        self.punch.start()
+        self.sent.clear()
+        source = ("203.0.113.1", 40123)
+        txid = stun.newTransactionID()
+        probe = messages.encodeProbe(txid, "alice", "bob", KEY)
+        self.assertTrue(self.punch.handle(probe, stun.decode(probe), source))
+        answer, address, datagram = self.sent[0]
+        self.assertEqual((answer.messageClass, answer.transactionID, address), (stun.SUCCESS, txid, source))
+        self.assertEqual(stun.decodeXorAddress(answer.get(stun.XOR_MAPPED_ADDRESS), txid), source)
+        self.assertTrue(stun.verifyIntegrity(datagram, KEY))
+        self.assertEqual(self.sent[1][1], source)
+        self.assertEqual(self.sent[1][0].messageClass, stun.REQUEST)
+        self.assertIn(source, [c.address for c in self.punch.candidates])
+
+    def test_messagesAndKeepalives(self):
+        """
+        With the path up, the direct message goes out at once and every
+        second, and a keepalive every 5 s.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        self.sent.clear()
+        self.clock.advance(0)
+        for _ in range(10):
+            self.clock.advance(1)
+            # the peer keeps talking
+            data = messages.encodeData(stun.newTransactionID(), "alice", "bob", "hi", KEY)
+            self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS)
+        kinds = [m.method for m, _, _ in self.sent]
+        self.assertEqual(kinds.count(messages.DATA), 10)
+        self.assertEqual(kinds.count(stun.BINDING), 2)
+        self.assertEqual(
+            messages.parseData([m for m, _, _ in self.sent if m.method == messages.DATA][0]), "hello"
+        )
+        self.assertEqual(self.observer.events.count(("message", "hi", LOCAL_ADDRESS)), 10)
+
+    def test_lost(self):
+        """
+        A path with nothing heard for the path timeout is reported lost at
+        the next keepalive, and the punch stops.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        self.clock.advance(15)
+        self.assertEqual(self.observer.events, ["up"])
+        self.clock.advance(5)
+        self.assertEqual(self.observer.events, ["up", "lost"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop(self):
+        """
+        A stopped punch leaves no delayed call and takes no more datagrams.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        self.punch.stop()
+        self.assertEqual(self.punch.state, STOPPED)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        data = messages.encodeData(stun.newTransactionID(), "alice", "bob", "hi", KEY)
+        self.assertFalse(self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS))

@@ -1,0 +1,433 @@
+"""
+Tests for L{punchd.server}, the stage manager, over L{punchd.testing}'s
+simulated network.
+"""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.testing import EventLoggingObserver
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+from punchd.phonebook import Phonebook
+from punchd.server import INTRODUCTION_RETRIES, StageManagerProtocol
+from punchd.testing import Network, portRestrictedCone
+
+SERVER = ("192.0.2.10", 8080)
+
+
+class Recorder(DatagramProtocol):
+    """
+    Records what it receives, decoded.
+    """
+
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, datagram, address):
+        self.received.append((stun.decode(datagram), address, datagram))
+
+    def messages(self, method, messageClass):
+        return [m for m, _, _ in self.received if (m.method, m.messageClass) == (method, messageClass)]
+
+
+def registration(name, wants=None, seeking=False, local=(), txid=None):
+    txid = txid or stun.newTransactionID()
+    return messages.encodeRegistration(
+        txid, messages.Registration(name, wants, tuple(local), seeking)
+    )
+
+
+class StageManagerTestMixin:
+    def setUp(self):
+        self.network = Network(latency=0.125)
+        self.serverHost = self.network.host(SERVER[0])
+        self.keys = iter(bytes([i]) * 16 for i in range(1, 100))
+        self.server = StageManagerProtocol(
+            self.serverHost,
+            Phonebook(maxEntries=3, ttl=60),
+            randomBytes=lambda n: next(self.keys)[:n],
+        )
+        self.port = self.serverHost.listenUDP(SERVER[1], self.server)
+        self.nat = self.network.nat("198.51.100.1", **portRestrictedCone())
+        self.events = EventLoggingObserver.createWithCleanup(self, self.server.log.observer)
+
+    def client(self, address, port, behind=None):
+        host = self.network.host(address, behind=behind)
+        recorder = Recorder()
+        transport = host.listenUDP(port, recorder)
+        return recorder, transport
+
+    def logged(self, text):
+        return [e for e in self.events if text in e.get("log_format", "")]
+
+
+class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
+    """
+    Registration and the phonebook.
+    """
+
+    def test_answeredWithPublicAddress(self):
+        """
+        A registration is answered with the address and port its NAT showed
+        the stage manager, and the lifetime of a registration.
+        """
+        alice, transport = self.client("10.0.0.2", 5000, behind=self.nat)
+        transport.write(registration("alice", "bob"), SERVER)
+        self.network.advance(1)
+        [answer] = alice.messages(messages.REGISTER, stun.SUCCESS)
+        registered = messages.parseRegistered(answer)
+        self.assertEqual(registered.observed, ("198.51.100.1", 5000))
+        self.assertEqual(registered.lifetime, 60)
+        self.assertIsNone(registered.peerState)
+
+    def test_phonebookEntry(self):
+        """
+        The phonebook holds the public mapping, the local addresses, the
+        wanted name and the time of the registration.
+        """
+        _, transport = self.client("10.0.0.2", 5000, behind=self.nat)
+        transport.write(registration("alice", "bob", local=[("10.0.0.2", 5000)]), SERVER)
+        self.network.advance(1)
+        entry = self.server.phonebook.lookup("alice", self.network.clock.seconds())
+        self.assertEqual(
+            (entry.address, entry.localAddresses, entry.wants, entry.lastSeen),
+            (("198.51.100.1", 5000), (("10.0.0.2", 5000),), "bob", 0.375),
+        )
+        [event] = self.logged("registered from")
+        self.assertEqual(
+            (event["name"], event["address"], event["localAddresses"], event["wants"]),
+            ("alice", "198.51.100.1:5000", "10.0.0.2:5000", "bob"),
+        )
+
+    def test_updatedInPlace(self):
+        """
+        A known name registering from a new address replaces the old address,
+        and the change is logged with both.
+        """
+        _, first = self.client("203.0.113.5", 5000)
+        _, second = self.client("203.0.113.6", 6000)
+        first.write(registration("alice"), SERVER)
+        self.network.advance(1)
+        second.write(registration("alice"), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(self.server.phonebook), 1)
+        self.assertEqual(
+            self.server.phonebook.lookup("alice", 2).address, ("203.0.113.6", 6000)
+        )
+        [event] = self.logged("re-registered")
+        self.assertEqual(event["previousAddress"], "203.0.113.5:5000")
+
+    def test_expiry(self):
+        """
+        An entry not refreshed within the TTL is swept away and the expiry
+        logged.
+        """
+        _, transport = self.client("203.0.113.5", 5000)
+        transport.write(registration("alice"), SERVER)
+        self.network.advance(60)
+        self.assertEqual(len(self.server.phonebook), 1)
+        self.network.advance(1)
+        self.assertEqual(len(self.server.phonebook), 0)
+        self.assertEqual(self.server.stats["expiries"], 1)
+        [event] = self.logged("expired")
+        self.assertEqual(event["name"], "alice")
+
+    def test_capacity(self):
+        """
+        When the phonebook is full, a new name replaces the least recently
+        seen entry.
+        """
+        _, transport = self.client("203.0.113.5", 5000)
+        for name in ("a", "b", "c", "a", "d"):
+            transport.write(registration(name), SERVER)
+            self.network.advance(1)
+        self.assertEqual([e.name for e in self.server.phonebook], ["c", "a", "d"])
+        [event] = self.logged("Phonebook full")
+        self.assertEqual(event["evicted"], "b")
+
+    def test_unregister(self):
+        """
+        An C{UNREGISTER} from the registered address removes the entry and
+        is answered.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        transport.write(registration("alice"), SERVER)
+        self.network.advance(1)
+        transport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(self.server.phonebook), 0)
+        self.assertEqual(len(recorder.messages(messages.UNREGISTER, stun.SUCCESS)), 1)
+
+    def test_unregisterFromElsewhere(self):
+        """
+        An C{UNREGISTER} from another address is refused and the entry
+        stays.
+        """
+        _, transport = self.client("203.0.113.5", 5000)
+        other, otherTransport = self.client("203.0.113.6", 5000)
+        transport.write(registration("alice"), SERVER)
+        self.network.advance(1)
+        otherTransport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(self.server.phonebook), 1)
+        [error] = other.messages(messages.UNREGISTER, stun.ERROR)
+        self.assertEqual(
+            stun.decodeErrorCode(error.get(stun.ERROR_CODE)),
+            (400, "alice is not registered from this address"),
+        )
+
+    def test_invalidRegistration(self):
+        """
+        A registration that breaks a rule is answered with an error that
+        says which, counted, and changes nothing.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        txid = stun.newTransactionID()
+        transport.write(
+            stun.encode(
+                stun.Message(messages.REGISTER, stun.REQUEST, txid, ((messages.NAME, b"a b"),))
+            ),
+            SERVER,
+        )
+        self.network.advance(1)
+        [error] = recorder.messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(error.transactionID, txid)
+        self.assertEqual(
+            stun.decodeErrorCode(error.get(stun.ERROR_CODE)),
+            (400, "name 'a b' has white space or control characters"),
+        )
+        self.assertEqual(len(self.server.phonebook), 0)
+        self.assertEqual(self.server.drops.counts["invalid"], 1)
+
+    def test_stopLeavesNoTimers(self):
+        """
+        Once stopped, the stage manager leaves no delayed call behind, even
+        with introductions unanswered.
+        """
+        _, a = self.client("203.0.113.5", 5000)
+        _, b = self.client("203.0.113.6", 5000)
+        a.write(registration("alice", "bob", seeking=True), SERVER)
+        b.write(registration("bob", "alice", seeking=True), SERVER)
+        self.network.advance(0.25)
+        self.assertNotEqual(self.serverHost.getDelayedCalls(), [])
+        self.port.stopListening()
+        self.assertEqual(self.serverHost.getDelayedCalls(), [])
+
+
+class BindingTests(StageManagerTestMixin, SynchronousTestCase):
+    """
+    Plain STUN Binding requests from any STUN client.
+    """
+
+    def test_binding(self):
+        """
+        A 20-byte Binding request is answered with a 32-byte response whose
+        XOR-MAPPED-ADDRESS is the client's public address, and nothing else.
+        """
+        recorder, transport = self.client("10.0.0.2", 5000, behind=self.nat)
+        txid = stun.newTransactionID()
+        request = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid))
+        self.assertEqual(len(request), 20)
+        transport.write(request, SERVER)
+        self.network.advance(1)
+        [(answer, _, datagram)] = recorder.received
+        self.assertEqual(len(datagram), 32)
+        self.assertEqual((answer.method, answer.messageClass, answer.transactionID), (stun.BINDING, stun.SUCCESS, txid))
+        self.assertEqual([t for t, _ in answer.attributes], [stun.XOR_MAPPED_ADDRESS])
+        self.assertEqual(
+            stun.decodeXorAddress(answer.get(stun.XOR_MAPPED_ADDRESS), txid),
+            ("198.51.100.1", 5000),
+        )
+
+    def test_fingerprintMirrored(self):
+        """
+        A request with a FINGERPRINT gets one back, and the answer is still
+        no more than 12 bytes larger than the request.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        request = stun.encode(
+            stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID()), fingerprint=True
+        )
+        transport.write(request, SERVER)
+        self.network.advance(1)
+        [(answer, _, datagram)] = recorder.received
+        self.assertIsNotNone(answer.get(stun.FINGERPRINT))
+        self.assertEqual(len(datagram) - len(request), 12)
+
+    def test_classic(self):
+        """
+        A classic RFC 3489 request, without the magic cookie, is answered
+        with MAPPED-ADDRESS and its own 16-byte transaction id.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        txid = bytes(range(16))
+        transport.write(stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid)), SERVER)
+        self.network.advance(1)
+        [(answer, _, datagram)] = recorder.received
+        self.assertEqual(answer.transactionID, txid)
+        self.assertEqual(len(datagram), 32)
+        self.assertEqual(
+            stun.decodeAddress(answer.get(stun.MAPPED_ADDRESS)), ("203.0.113.5", 5000)
+        )
+
+
+class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
+    """
+    Introductions.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.natB = self.network.nat("203.0.113.1", **portRestrictedCone())
+        self.alice, self.aliceTransport = self.client("10.0.0.2", 5000, behind=self.nat)
+        self.bob, self.bobTransport = self.client("10.0.0.3", 6000, behind=self.natB)
+
+    def test_bothAtOnce(self):
+        """
+        When a peer seeks one that seeks it back, both receive, at the same
+        moment, the other's public mapping and local addresses and the same
+        punch key; the second registrant's answer says an introduction
+        follows.
+        """
+        self.aliceTransport.write(
+            registration("alice", "bob", True, [("10.0.0.2", 5000)]), SERVER
+        )
+        self.network.advance(1)
+        self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
+        self.bobTransport.write(
+            registration("bob", "alice", True, [("10.0.0.3", 6000)]), SERVER
+        )
+        self.network.advance(0.75)
+        [toAlice] = self.alice.messages(messages.INTRODUCE, stun.REQUEST)
+        [toBob] = self.bob.messages(messages.INTRODUCE, stun.REQUEST)
+        self.assertEqual(
+            messages.parseIntroduction(toAlice),
+            messages.Introduction("bob", ("203.0.113.1", 6000), (("10.0.0.3", 6000),), b"\x01" * 16),
+        )
+        self.assertEqual(
+            messages.parseIntroduction(toBob),
+            messages.Introduction("alice", ("198.51.100.1", 5000), (("10.0.0.2", 5000),), b"\x01" * 16),
+        )
+        arrivals = [
+            d.time for d in self.network.delivered()
+            if stun.decode(d.data).method == messages.INTRODUCE
+        ]
+        self.assertEqual(arrivals, [1.75, 1.75])
+        [bobAnswer] = self.bob.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(messages.parseRegistered(bobAnswer).peerState, messages.PEER_INTRODUCED)
+        [event] = [e for e in self.events if "Introduced" in e["log_format"]]
+        self.assertEqual((event["a"], event["b"]), ("bob", "alice"))
+
+    def test_absent(self):
+        """
+        A peer seeking one not registered is told so, and nobody is
+        introduced.
+        """
+        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
+        self.network.advance(1)
+        [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(self.server.stats["introductions"], 0)
+
+    def test_consent(self):
+        """
+        A peer seeking one that seeks somebody else is told so, and neither
+        learns anything of the other.
+        """
+        self.bobTransport.write(registration("bob", "carol", True), SERVER)
+        self.network.advance(1)
+        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
+        self.network.advance(1)
+        [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WANTS_ANOTHER)
+        self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
+        self.assertEqual(self.bob.messages(messages.INTRODUCE, stun.REQUEST), [])
+
+    def test_notSeeking(self):
+        """
+        A refresh from a peer that has its path does not introduce anybody.
+        """
+        self.bobTransport.write(registration("bob", "alice", True), SERVER)
+        self.aliceTransport.write(registration("alice", "bob", False), SERVER)
+        self.network.advance(1)
+        self.assertEqual(self.server.stats["introductions"], 0)
+
+    def test_retransmittedUntilAnswered(self):
+        """
+        An unanswered introduction is sent again with growing delays, then
+        given up with a warning; an answered one is not sent again.
+        """
+        self.bob.datagramReceived = lambda data, address: None  # bob never answers
+        original = self.alice.datagramReceived
+
+        def answer(data, address):
+            original(data, address)
+            message = stun.decode(data)
+            if message.method == messages.INTRODUCE:
+                self.aliceTransport.write(
+                    messages.encodeSuccess(messages.INTRODUCE, message.transactionID), address
+                )
+
+        self.alice.datagramReceived = answer
+        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
+        self.bobTransport.write(registration("bob", "alice", True), SERVER)
+        self.network.advance(30)
+        def introductionsTo(address):
+            return [
+                d.sentAt for d in self.network.traffic
+                if d.source == SERVER and d.destination[0] == address
+                and stun.decode(d.data).method == messages.INTRODUCE
+            ]
+
+        toBob = introductionsTo("203.0.113.1")
+        toAlice = introductionsTo("198.51.100.1")
+        start = toBob[0]
+        self.assertEqual(
+            [t - start for t in toBob],
+            [sum(INTRODUCTION_RETRIES[:i]) for i in range(len(INTRODUCTION_RETRIES))],
+        )
+        ack = min(
+            d.time for d in self.network.delivered()
+            if d.destination == SERVER and stun.decode(d.data).method == messages.INTRODUCE
+        )
+        self.assertTrue(toAlice and max(toAlice) < ack, (toAlice, ack))
+        self.assertEqual(len(self.logged("never acknowledged")), 1)
+
+
+class MalformedTests(StageManagerTestMixin, SynchronousTestCase):
+    """
+    Datagrams that are not what they should be.
+    """
+
+    def test_droppedAndCounted(self):
+        """
+        Every kind of malformed or unexpected datagram is dropped without an
+        answer, counted, and leaves the phonebook as it was.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        transport.write(registration("alice"), SERVER)
+        self.network.advance(1)
+        before = [(e.name, e.address) for e in self.server.phonebook]
+        txid = stun.newTransactionID()
+        valid = registration("mallory")
+        bad = [
+            b"",
+            b"\x00",
+            b"alice",
+            b"\xff" * 20,
+            valid[:-1],
+            valid[:20],
+            valid[:-4] + b"\x00\x00\x00\x00",
+            stun.encode(stun.Message(messages.REGISTER, stun.INDICATION, txid)),
+            stun.encode(stun.Message(messages.REGISTER, stun.SUCCESS, txid)),
+            stun.encode(stun.Message(0x0FF, stun.REQUEST, txid)),
+            stun.encode(stun.Message(messages.INTRODUCE, stun.SUCCESS, txid)),
+        ]
+        for datagram in bad:
+            transport.write(datagram, SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(recorder.received), 1)
+        self.assertEqual(sum(self.server.drops.counts.values()), len(bad))
+        self.assertEqual([(e.name, e.address) for e in self.server.phonebook], before)
+        warnings = [e for e in self.events if e["log_format"].startswith("Dropped")]
+        self.assertEqual(len(warnings), 1, "warnings are rate-limited")
