@@ -24,6 +24,7 @@ import os
 import struct
 from binascii import crc32
 from dataclasses import dataclass
+from socket import AF_INET, AF_INET6, inet_pton
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -177,6 +178,9 @@ Attribute type of OTHER-ADDRESS (RFC 5780); see L{decodeAddress}.
 
 
 _HEADER_LENGTH = 20
+_LENGTH_OFFSET = 2
+_COOKIE_OFFSET = 4
+_TRANSACTION_ID_OFFSET = 8
 _ATTRIBUTE_HEADER_LENGTH = 4
 _TRANSACTION_ID_LENGTH = 12
 _CLASSIC_TRANSACTION_ID_LENGTH = 16
@@ -214,7 +218,11 @@ _MIN_ADDRESS_VALUE_LENGTH = 4
 _IPV4_VALUE_LENGTH = _MIN_ADDRESS_VALUE_LENGTH + _IPV4_LENGTH
 _IPV6_VALUE_LENGTH = _MIN_ADDRESS_VALUE_LENGTH + _IPV6_LENGTH
 _MAX_PORT = 0xFFFF
-_PORT_XOR = MAGIC_COOKIE >> 16
+# XOR-MAPPED-ADDRESS masks with the 128 bits from byte 4 of the header: the
+# port with the top 16, an IPv4 address with the top 32, IPv6 with all.
+_XOR_COOKIE = MAGIC_COOKIE << 96
+_XOR_PORT_SHIFT = 112
+_XOR_IPV4_SHIFT = 96
 
 _ERROR_CODE_HEADER_LENGTH = 4
 _ERROR_CLASS_MASK = 0x07
@@ -447,9 +455,9 @@ def decode(data: bytes) -> Message:
             f"datagram holds {size - _HEADER_LENGTH}"
         )
     if cookie == MAGIC_COOKIE:
-        transactionID = data[8:_HEADER_LENGTH]
+        transactionID = data[_TRANSACTION_ID_OFFSET:_HEADER_LENGTH]
     else:
-        transactionID = data[4:_HEADER_LENGTH]
+        transactionID = data[_COOKIE_OFFSET:_HEADER_LENGTH]
 
     attributes = []
     append = attributes.append
@@ -625,7 +633,7 @@ def encode(
         transactionID = _COOKIE_BYTES + transactionID
     elif idLength == _CLASSIC_TRANSACTION_ID_LENGTH:
         classic = True
-        if transactionID[:4] == _COOKIE_BYTES:
+        if transactionID.startswith(_COOKIE_BYTES):
             raise ValueError(
                 "a classic 16-byte transaction ID cannot start with the magic "
                 "cookie: it would decode as a 12-byte one"
@@ -670,21 +678,20 @@ def encode(
     body = b"".join(parts)
 
     length = len(body)
-    if integrityKey is not None:
-        length += _MESSAGE_INTEGRITY_SIZE
-    if integritySHA256Key is not None:
-        length += _MESSAGE_INTEGRITY_SHA256_SIZE
-    if fingerprint:
-        length += _FINGERPRINT_SIZE
-    if length > _MAX_LENGTH:
+    total = (
+        length
+        + (_MESSAGE_INTEGRITY_SIZE if integrityKey is not None else 0)
+        + (_MESSAGE_INTEGRITY_SHA256_SIZE if integritySHA256Key is not None else 0)
+        + (_FINGERPRINT_SIZE if fingerprint else 0)
+    )
+    if total > _MAX_LENGTH:
         raise ValueError(
-            f"the attributes take {length} bytes, more than the length field "
+            f"the attributes take {total} bytes, more than the length field "
             f"can hold ({_MAX_LENGTH})"
         )
 
     # Each integrity attribute covers the message as if it were the last
     # attribute, so the length field is rewritten at every step.
-    length = len(body)
     if integrityKey is not None:
         length += _MESSAGE_INTEGRITY_SIZE
         mac = _hmac(
@@ -725,11 +732,13 @@ def _findIntegrity(data: bytes, wanted: int) -> int:
         the datagram's framing is broken before it.
     """
     size = len(data)
+    if size < _HEADER_LENGTH:
+        return -1
+    messageType, length = _UINT16_PAIR.unpack_from(data)
     if (
-        size < _HEADER_LENGTH
-        or data[0] & (_TOP_BITS >> 8)
-        or _UINT16_PAIR.unpack_from(data)[1] != size - _HEADER_LENGTH
-        or size & _ALIGNMENT_MASK
+        messageType & _TOP_BITS
+        or length & _ALIGNMENT_MASK
+        or length != size - _HEADER_LENGTH
     ):
         return -1
     unpackAttributeHeader = _UINT16_PAIR.unpack_from
@@ -775,8 +784,14 @@ def _verify(data: bytes, key: bytes, wanted: int, digest: str) -> bool:
         return False
     start = offset + _ATTRIBUTE_HEADER_LENGTH
     end = start + attrLength
-    classic = wanted == MESSAGE_INTEGRITY and data[4:8] != _COOKIE_BYTES
-    text = data[:2] + _UINT16.pack(end - _HEADER_LENGTH) + data[4:offset]
+    classic = wanted == MESSAGE_INTEGRITY and not data.startswith(
+        _COOKIE_BYTES, _COOKIE_OFFSET
+    )
+    text = (
+        data[:_LENGTH_OFFSET]
+        + _UINT16.pack(end - _HEADER_LENGTH)
+        + data[_COOKIE_OFFSET:offset]
+    )
     expected = _hmac(key, text, digest, classic)[:attrLength]
     return hmac.compare_digest(expected, data[start:end])
 
@@ -822,9 +837,15 @@ def _packHost(host: str) -> bytes:
     Convert an IP address literal to its 4 or 16 packed bytes.
 
     @raise ValueError: If C{host} is not an IPv4 or IPv6 literal.
+    @raise TypeError: If C{host} is not a L{str}.
     """
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    # inet_pton is some 30 times faster than ipaddress; ipaddress still
+    # handles what inet_pton refuses (IPv6 scope IDs) and words the error.
+    for family in (AF_INET, AF_INET6):
+        try:
+            return inet_pton(family, host)
+        except OSError:
+            pass
     return ipaddress.ip_address(host).packed
 
 
@@ -875,19 +896,19 @@ def _checkAddressValue(value: bytes) -> int:
     return family
 
 
-def _xorKey(transactionID: bytes) -> bytes:
+def _xorMask(transactionID: bytes) -> int:
     """
-    The 16 bytes that XOR-MAPPED-ADDRESS is masked with: the magic cookie
-    and the transaction ID, or a classic message's 16-byte transaction ID,
-    which sits in the same place.
+    The 128-bit mask of XOR-MAPPED-ADDRESS: the magic cookie and the
+    transaction ID, or a classic message's 16-byte transaction ID, which sits
+    in the same place.
 
     @raise ValueError: If C{transactionID} is not 12 or 16 bytes.
     """
     idLength = len(transactionID)
     if idLength == _TRANSACTION_ID_LENGTH:
-        return _COOKIE_BYTES + transactionID
+        return _XOR_COOKIE | int.from_bytes(transactionID, "big")
     if idLength == _CLASSIC_TRANSACTION_ID_LENGTH:
-        return bytes(transactionID)
+        return int.from_bytes(transactionID, "big")
     raise ValueError(
         f"transaction ID is {idLength} bytes, not "
         f"{_TRANSACTION_ID_LENGTH} or {_CLASSIC_TRANSACTION_ID_LENGTH}"
@@ -943,18 +964,16 @@ def encodeXorAddress(host: str, port: int, transactionID: bytes) -> bytes:
     """
     packed = _packHost(host)
     _checkPort(port)
-    key = _xorKey(transactionID)
-    portMask = (key[0] << 8) | key[1]
+    mask = _xorMask(transactionID)
+    port ^= mask >> _XOR_PORT_SHIFT
     if len(packed) == _IPV4_LENGTH:
         return _IPV4_VALUE.pack(
             _FAMILY_IPV4,
-            port ^ portMask,
-            _UINT32.unpack(packed)[0] ^ _UINT32.unpack_from(key)[0],
+            port,
+            int.from_bytes(packed, "big") ^ (mask >> _XOR_IPV4_SHIFT),
         )
-    masked = int.from_bytes(packed, "big") ^ int.from_bytes(key, "big")
-    return _PORT_VALUE.pack(_FAMILY_IPV6, port ^ portMask) + masked.to_bytes(
-        _IPV6_LENGTH, "big"
-    )
+    masked = int.from_bytes(packed, "big") ^ mask
+    return _PORT_VALUE.pack(_FAMILY_IPV6, port) + masked.to_bytes(_IPV6_LENGTH, "big")
 
 
 def decodeXorAddress(value: bytes, transactionID: bytes) -> tuple[str, int]:
@@ -970,16 +989,16 @@ def decodeXorAddress(value: bytes, transactionID: bytes) -> tuple[str, int]:
     @raise BadAttribute: If the family is unknown or the length is wrong.
     @raise ValueError: If C{transactionID} has the wrong length.
     """
-    key = _xorKey(transactionID)
+    mask = _xorMask(transactionID)
     family = _checkAddressValue(value)
-    port = ((value[2] ^ key[0]) << 8) | (value[3] ^ key[1])
+    port = ((value[2] << 8) | value[3]) ^ (mask >> _XOR_PORT_SHIFT)
     if family == _FAMILY_IPV4:
-        host = _UINT32.unpack_from(value, _MIN_ADDRESS_VALUE_LENGTH)[0]
-        host ^= _UINT32.unpack_from(key)[0]
-        return _hostText(_UINT32.pack(host)), port
-    masked = int.from_bytes(value[_MIN_ADDRESS_VALUE_LENGTH:], "big")
-    masked ^= int.from_bytes(key, "big")
-    return _hostText(masked.to_bytes(_IPV6_LENGTH, "big")), port
+        mask >>= _XOR_IPV4_SHIFT
+        addressLength = _IPV4_LENGTH
+    else:
+        addressLength = _IPV6_LENGTH
+    masked = int.from_bytes(value[_MIN_ADDRESS_VALUE_LENGTH:], "big") ^ mask
+    return _hostText(masked.to_bytes(addressLength, "big")), port
 
 
 def encodeErrorCode(code: int, reason: str) -> bytes:

@@ -1153,6 +1153,16 @@ class VerifyIntegrityTests(SynchronousTestCase):
         """
         self.assertFalse(verifyIntegrity(b"hello", b"key"))
 
+    def test_topBitsSet(self):
+        """
+        A datagram whose top bits are set does not verify even with a right
+        HMAC.
+        """
+        text = b"\x40\x01\x00\x18" + COOKIE + self.transactionID
+        mac = hmac.digest(b"key", text, "sha1")
+        data = text + struct.pack("!HH", MESSAGE_INTEGRITY, 20) + mac
+        self.assertFalse(verifyIntegrity(data, b"key"))
+
     def test_truncated(self):
         """
         A truncated message does not verify.
