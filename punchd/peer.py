@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from punchd import messages, stun
 from punchd.addresses import formatAddress
 from punchd.drops import DropCounter
+from punchd.natprobe import NATProbe, ProbeError
 from punchd.punching import FAILED, LOST, Punch
 
 #: Seconds before the first retransmission of an unanswered registration;
@@ -64,6 +65,7 @@ class PeerProtocol(DatagramProtocol):
         interval: float = 20.0,
         text: "str | None" = None,
         newTransactionID=stun.newTransactionID,
+        discoverNAT: bool = True,
         **punchSettings,
     ):
         """
@@ -75,6 +77,9 @@ class PeerProtocol(DatagramProtocol):
             peer reports them with its port as local candidates.
         @param interval: Seconds between registrations.
         @param text: The direct message to send; by default the original's.
+        @param discoverNAT: Whether to find out at start how the NAT in
+            front of this peer behaves, when the stage manager offers NAT
+            behaviour discovery, and log the verdict.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         """
@@ -100,6 +105,9 @@ class PeerProtocol(DatagramProtocol):
         self._serverSilent = False
         self._peerState = None
         self._ipv6 = False
+        self._discoverNAT = discoverNAT
+        self.natProbe = None
+        self.natBehaviour = None
 
     def startProtocol(self):
         host = self.transport.getHost()
@@ -114,10 +122,33 @@ class PeerProtocol(DatagramProtocol):
             port=host.port,
         )
         self._refresher.start(self.interval, now=True)
+        if self._discoverNAT:
+            self._startNATProbe(host.port)
+
+    def _startNATProbe(self, port):
+        self.natProbe = NATProbe(
+            self.clock, self.transport.write, self.server, port, self._localHosts
+        )
+        d = self.natProbe.run()
+
+        def found(behaviour):
+            self.natBehaviour = behaviour
+            self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
+
+        def unknown(failure):
+            failure.trap(ProbeError)
+            self.log.info(
+                "My NAT's behaviour is unknown: {reason}", reason=failure.getErrorMessage()
+            )
+
+        d.addCallbacks(found, unknown)
+        d.addBoth(lambda _: setattr(self, "natProbe", None))
 
     def stopProtocol(self):
         if self._refresher.running:
             self._refresher.stop()
+        if self.natProbe is not None:
+            self.natProbe.cancel()
         self._cancelRetry()
         if self.punch is not None:
             self.punch.stop()
@@ -267,6 +298,8 @@ class PeerProtocol(DatagramProtocol):
             message = stun.decode(datagram)
         except stun.StunError as e:
             self.drops.drop("malformed", formatAddress(address), str(e))
+            return
+        if self.natProbe is not None and self.natProbe.handle(message, address):
             return
         try:
             if address == self.server and self._fromServer(message, address):

@@ -8,6 +8,7 @@ from twisted.python import usage
 from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
 from punchd.messages import InvalidMessage, validateName
+from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
 
 LONGDESC = """\
@@ -19,6 +20,13 @@ source address; the stage manager carries none of it.
 
     twistd -n punch-peer --server stage.example.net:8080 --name alice --peer bob
     twistd -n punch-peer --server stage.example.net:8080 --name bob --peer alice
+
+With --probe, it instead asks a stage manager that offers NAT behaviour
+discovery (punch-server --alternate-port ... --alternate-address ...) how the
+NAT in front of this machine maps and filters, says in plain words what that
+means for hole punching, and exits:
+
+    twistd -n punch-peer --server stage.example.net:8080 --probe
 """
 
 
@@ -40,8 +48,12 @@ class Options(usage.Options):
     C{(address, port)}.
     """
 
-    synopsis = "--server HOST:PORT --name NAME --peer NAME [options]"
+    synopsis = "--server HOST:PORT (--name NAME --peer NAME [options] | --probe)"
     longdesc = LONGDESC
+
+    optFlags = [
+        ["probe", None, "Report how the NAT in front of this machine behaves, then exit."],
+    ]
 
     optParameters = [
         [
@@ -93,10 +105,11 @@ class Options(usage.Options):
     ]
 
     def postOptions(self):
-        for option in ("server", "name", "peer"):
+        required = ("server",) if self["probe"] else ("server", "name", "peer")
+        for option in required:
             if self[option] is None:
                 raise usage.UsageError(f"--{option} is required")
-        if self["name"] == self["peer"]:
+        if self["name"] is not None and self["name"] == self["peer"]:
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
             )
@@ -125,21 +138,21 @@ def makeService(config, reactor=None):
         from twisted.internet import reactor
     server = config["server"]
     local = localAddressTowards(server)
+    localHosts = () if local is None else (local,)
+    interface = "::" if ":" in server[0] else ""
+    if config["probe"]:
+        report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
+        return internet.UDPServer(config["port"], report, interface=interface, reactor=reactor)
     protocol = PeerProtocol(
         reactor,
         server,
         config["name"],
         config["peer"],
-        localHosts=() if local is None else (local,),
+        localHosts=localHosts,
         interval=config["interval"],
         text=config["message"],
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],
     )
-    return PeerService(
-        config["port"],
-        protocol,
-        interface="::" if ":" in server[0] else "",
-        reactor=reactor,
-    )
+    return PeerService(config["port"], protocol, interface=interface, reactor=reactor)

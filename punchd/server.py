@@ -48,7 +48,14 @@ class StageManagerProtocol(DatagramProtocol):
     noisy = False
     log = Logger()
 
-    def __init__(self, clock, phonebook, sweepInterval: float = 1.0, randomBytes=os.urandom):
+    def __init__(
+        self,
+        clock,
+        phonebook,
+        sweepInterval: float = 1.0,
+        randomBytes=os.urandom,
+        discovery=None,
+    ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
             drives expiry and retransmission.
@@ -56,12 +63,16 @@ class StageManagerProtocol(DatagramProtocol):
         @param sweepInterval: Seconds between two sweeps for expired entries.
         @param randomBytes: A function of a length returning that many
             random bytes, for punch keys and transaction ids.
+        @param discovery: The L{punchd.discovery.BehaviourDiscovery} that
+            answers Binding requests, when the stage manager offers NAT
+            behaviour discovery; L{None} for plain answers.
         """
         self.clock = clock
         self.phonebook = phonebook
         self.stats = Counter()
         self.drops = DropCounter(clock)
         self._randomBytes = randomBytes
+        self.discovery = discovery
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         self._sweepInterval = sweepInterval
@@ -83,6 +94,12 @@ class StageManagerProtocol(DatagramProtocol):
             maxEntries=self.phonebook.maxEntries,
             ttl=self.phonebook.ttl,
         )
+        if self.discovery is not None:
+            self.discovery.attach((0, 0), self.transport)
+            self.log.info(
+                "NAT behaviour discovery (RFC 5780) on {addresses}",
+                addresses=self.discovery.describe(),
+            )
         self._sweeper.start(self._sweepInterval, now=False)
 
     def stopProtocol(self):
@@ -108,6 +125,8 @@ class StageManagerProtocol(DatagramProtocol):
             return
         try:
             handler(message, address)
+        except stun.StunError as e:
+            self.drops.drop("malformed", formatAddress(address), str(e))
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
             if message.messageClass == stun.REQUEST:
@@ -120,6 +139,9 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _binding(self, message, address):
         self.stats["bindings"] += 1
+        if self.discovery is not None:
+            self.discovery.answer((0, 0), message, address)
+            return
         self.transport.write(
             messages.bindingAnswer(message, unmapped(address)), address
         )

@@ -2,10 +2,13 @@
 C{twistd punch-server}: options and service wiring for the stage manager.
 """
 
-from twisted.application import internet
+from ipaddress import ip_address
+
+from twisted.application import internet, service
 from twisted.python import usage
 
 from punchd import options
+from punchd.discovery import BehaviourDiscovery
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
 
@@ -20,6 +23,11 @@ traffic. It also answers plain STUN Binding requests from any STUN client.
 Run it where peers can reach its UDP port, e.g.:
 
     twistd -n punch-server --port 8080
+
+With --alternate-port, and better still --alternate-address too, it also
+answers RFC 5780 NAT behaviour discovery, so that peers (punch-peer --probe)
+and STUN tools can tell how their NAT maps and filters.  The answers name the
+server's own addresses, so --interface must then be a specific address.
 """
 
 
@@ -28,7 +36,10 @@ class Options(usage.Options):
     Options for C{twistd punch-server}.
     """
 
-    synopsis = "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
+    synopsis = (
+        "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
+        " [--alternate-port PORT [--alternate-address ADDR]]"
+    )
     longdesc = LONGDESC
 
     optParameters = [
@@ -56,7 +67,47 @@ class Options(usage.Options):
             " 20 s by default.",
             options.named("ttl", options.positiveFloat),
         ],
+        [
+            "alternate-port",
+            None,
+            None,
+            "A second UDP port, for NAT behaviour discovery (RFC 5780).",
+            options.named("alternate-port", options.port),
+        ],
+        [
+            "alternate-address",
+            None,
+            None,
+            "A second address of this host, for NAT behaviour discovery;"
+            " needs --alternate-port.",
+            options.named("alternate-address", options.interface),
+        ],
     ]
+
+    def postOptions(self):
+        alternatePort = self["alternate-port"]
+        alternateAddress = self["alternate-address"]
+        if alternatePort is None:
+            if alternateAddress is not None:
+                raise usage.UsageError("--alternate-address needs --alternate-port")
+            return
+        if alternatePort in (0, self["port"]):
+            raise usage.UsageError(
+                f"--alternate-port must be a port other than --port, not {alternatePort}"
+            )
+        interface = self["interface"]
+        if interface in ("", "0.0.0.0", "::"):
+            raise usage.UsageError(
+                "--interface must be a specific address with --alternate-port:"
+                " the answers name it"
+            )
+        if alternateAddress is not None:
+            if alternateAddress == interface:
+                raise usage.UsageError("--alternate-address must differ from --interface")
+            if ip_address(alternateAddress).version != ip_address(interface).version:
+                raise usage.UsageError(
+                    "--alternate-address must be of the same family as --interface"
+                )
 
 
 def makeService(config, reactor=None):
@@ -65,9 +116,23 @@ def makeService(config, reactor=None):
     """
     if reactor is None:
         from twisted.internet import reactor
+    discovery = None
+    if config["alternate-port"] is not None:
+        discovery = BehaviourDiscovery(
+            (config["interface"], config["port"]),
+            config["alternate-port"],
+            config["alternate-address"],
+        )
     protocol = StageManagerProtocol(
-        reactor, Phonebook(config["max-clients"], config["ttl"])
+        reactor, Phonebook(config["max-clients"], config["ttl"]), discovery=discovery
     )
-    return internet.UDPServer(
+    primary = internet.UDPServer(
         config["port"], protocol, interface=config["interface"], reactor=reactor
     )
+    if discovery is None:
+        return primary
+    top = service.MultiService()
+    primary.setServiceParent(top)
+    for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
+        internet.UDPServer(port, socket, interface=host, reactor=reactor).setServiceParent(top)
+    return top

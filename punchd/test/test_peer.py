@@ -467,7 +467,7 @@ class RegistrationTests(SynchronousTestCase):
         world.network.advance(40)
         sent = [
             d.sentAt for d in world.network.traffic
-            if d.destination == SERVER
+            if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
         ]
         self.assertEqual(sent[:7], [0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5])
         warnings = [e for e in events if "not answering" in e["log_format"]]
@@ -526,8 +526,9 @@ class HostileInputTests(SynchronousTestCase):
             ),
         ]:
             port.write(datagram, target)
+        before = sum(world.alice.drops.counts.values())
         world.network.advance(0.5)
-        self.assertEqual(sum(world.alice.drops.counts.values()), 7)
+        self.assertEqual(sum(world.alice.drops.counts.values()) - before, 7)
         self.assertIs(world.alice.punch.selected, selected)
         self.assertNotIn("injected", [t for t, _ in world.alice.received[received:]])
         self.assertEqual(world.alice.punch.state, UP)

@@ -8,6 +8,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import peer_tap, server_tap
+from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
 from punchd.server import StageManagerProtocol
 
@@ -65,6 +66,42 @@ class ServerOptionsTests(SynchronousTestCase):
         for argv, message in cases:
             e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
             self.assertEqual(str(e), message)
+
+    def test_discoveryErrors(self):
+        """
+        NAT behaviour discovery options that cannot work are usage errors
+        naming the option.
+        """
+        cases = [
+            (["--alternate-address", "127.0.0.2"], "--alternate-address needs --alternate-port"),
+            (["--alternate-port", "8081"], "--interface must be a specific address with --alternate-port: the answers name it"),
+            (["-i", "127.0.0.1", "--alternate-port", "8080"], "--alternate-port must be a port other than --port, not 8080"),
+            (["-i", "127.0.0.1", "--alternate-port", "8081", "--alternate-address", "127.0.0.1"], "--alternate-address must differ from --interface"),
+            (["-i", "127.0.0.1", "--alternate-port", "8081", "--alternate-address", "::1"], "--alternate-address must be of the same family as --interface"),
+        ]
+        for argv, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
+            self.assertEqual(str(e), message)
+
+    def test_makeServiceWithDiscovery(self):
+        """
+        With an alternate port and address, the service listens on all four
+        combinations, the primary one with the stage manager.
+        """
+        options = parse(
+            server_tap.Options,
+            ["-i", "127.0.0.1", "--alternate-port", "8081", "--alternate-address", "127.0.0.2"],
+        )
+        service = server_tap.makeService(options, reactor=Clock())
+        listening = sorted(
+            (child.kwargs["interface"], child.args[0]) for child in service
+        )
+        self.assertEqual(
+            listening,
+            [("127.0.0.1", 8080), ("127.0.0.1", 8081), ("127.0.0.2", 8080), ("127.0.0.2", 8081)],
+        )
+        [primary] = [c for c in service if isinstance(c.args[1], StageManagerProtocol)]
+        self.assertIsNotNone(primary.args[1].discovery)
 
     def test_makeService(self):
         """
@@ -167,6 +204,17 @@ class PeerOptionsTests(SynchronousTestCase):
         for extra, message in cases:
             e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, PEER + extra)
             self.assertTrue(str(e).startswith(message), f"{str(e)!r} for {extra}")
+
+    def test_probe(self):
+        """
+        With C{--probe}, only the server is needed, and the service runs the
+        NAT report instead of a peer.
+        """
+        options = parse(peer_tap.Options, ["--server", "127.0.0.1:8080", "--probe"])
+        service = peer_tap.makeService(options, reactor=Clock())
+        self.assertIsInstance(service.args[1], NATReportProtocol)
+        e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, ["--probe"])
+        self.assertEqual(str(e), "--server is required")
 
     def test_makeService(self):
         """

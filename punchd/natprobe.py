@@ -1,0 +1,381 @@
+"""
+The client side of NAT behaviour discovery (RFC 5780): how does the NAT in
+front of this socket map and filter, and what does that mean for hole
+punching?
+
+The tests run from the peer's own socket against a stage manager started
+with C{--alternate-port} and C{--alternate-address}:
+
+  1. A Binding request to the primary address: the public mapping, and the
+     server's other address.
+  2. Filtering, before anything else is sent anywhere: a request asking to
+     be answered from the other address and port, then one asking for the
+     other port only.  Whichever answers get in say how the NAT filters.
+  3. Mapping: requests to the other address, then to the other address and
+     port.  Whether the mapping changes says how the NAT maps.
+  4. Hairpinning: a request to our own public mapping.  Does it come back?
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from punchd import stun
+from punchd.addresses import formatAddress
+
+ENDPOINT_INDEPENDENT = "endpoint-independent"
+ADDRESS_DEPENDENT = "address-dependent"
+ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
+
+#: Seconds to wait for an answer before each retransmission; the last
+#: number is how long to wait after the last one.
+RETRIES = (0.3, 0.6, 0.9)
+
+_MAPPING_WORDS = {
+    ENDPOINT_INDEPENDENT: "keeps one public address and port for every destination",
+    ADDRESS_DEPENDENT: "gives a new public port for each destination address",
+    ADDRESS_AND_PORT_DEPENDENT: "gives a new public port for each destination address and port",
+}
+_FILTERING_WORDS = {
+    ENDPOINT_INDEPENDENT: "lets in datagrams from anyone, once a mapping exists",
+    ADDRESS_DEPENDENT: "lets in datagrams only from addresses it has sent to, from any of their ports",
+    ADDRESS_AND_PORT_DEPENDENT: "lets in datagrams only from the exact addresses and ports it has sent to",
+}
+
+
+class ProbeError(Exception):
+    """
+    The NAT's behaviour cannot be told: the reason is in the message.
+    """
+
+
+@dataclass(frozen=True)
+class NATBehaviour:
+    """
+    What the tests found.
+
+    @ivar localPort: The port of the socket the tests ran from.
+    @ivar mapped: The public C{(host, port)} the stage manager saw.
+    @ivar behindNAT: Whether C{mapped} differs from every local address.
+    @ivar mapping: L{ENDPOINT_INDEPENDENT}, L{ADDRESS_DEPENDENT} or
+        L{ADDRESS_AND_PORT_DEPENDENT}.
+    @ivar filtering: The same three.
+    @ivar hairpinning: Whether a datagram to our own mapping came back;
+        L{None} where there is no NAT.
+    """
+
+    localPort: int
+    mapped: tuple
+    behindNAT: bool
+    mapping: str
+    filtering: str
+    hairpinning: "bool | None"
+
+    @property
+    def portPreserved(self) -> bool:
+        return self.mapped[1] == self.localPort
+
+    @property
+    def kind(self) -> str:
+        """
+        The classic name for this behaviour.
+        """
+        if not self.behindNAT:
+            if self.filtering == ENDPOINT_INDEPENDENT:
+                return "no NAT"
+            return "no NAT, but a firewall"
+        if self.mapping != ENDPOINT_INDEPENDENT:
+            return "symmetric NAT"
+        return {
+            ENDPOINT_INDEPENDENT: "full cone NAT",
+            ADDRESS_DEPENDENT: "restricted cone NAT",
+            ADDRESS_AND_PORT_DEPENDENT: "port-restricted cone NAT",
+        }[self.filtering]
+
+    def verdict(self) -> str:
+        """
+        One line: the kind of NAT and its behaviour in RFC 4787's terms.
+        """
+        hairpin = {True: "hairpins", False: "does not hairpin", None: "no hairpinning to test"}
+        return (
+            f"{self.kind} at {formatAddress(self.mapped)}: {self.mapping} mapping,"
+            f" {self.filtering} filtering, port {'preserved' if self.portPreserved else 'changed'},"
+            f" {hairpin[self.hairpinning]}"
+        )
+
+    def explain(self):
+        """
+        The report in plain words, a sentence a line.
+
+        @rtype: L{list} of L{str}
+        """
+        if not self.behindNAT:
+            lines = [
+                f"There is no NAT in front of this socket: the stage manager saw"
+                f" it at its own address, {formatAddress(self.mapped)}."
+            ]
+        else:
+            lines = [
+                f"This socket's public address is {formatAddress(self.mapped)}.",
+                f"The NAT {_MAPPING_WORDS[self.mapping]} ({self.mapping} mapping).",
+                "It kept the local port {}.".format(self.localPort)
+                if self.portPreserved
+                else f"It changed the local port {self.localPort} to {self.mapped[1]}.",
+            ]
+        if self.behindNAT:
+            lines.append(f"The NAT {_FILTERING_WORDS[self.filtering]} ({self.filtering} filtering).")
+        elif self.filtering == ENDPOINT_INDEPENDENT:
+            lines.append("Nothing in front of it filters what comes in.")
+        else:
+            lines.append(
+                f"A firewall in front of it {_FILTERING_WORDS[self.filtering]}"
+                f" ({self.filtering} filtering)."
+            )
+        if self.hairpinning is not None:
+            lines.append(
+                "It hairpins: peers behind it can reach each other at their public addresses."
+                if self.hairpinning
+                else "It does not hairpin: peers behind it must reach each other at their"
+                " local addresses, which punchd tries first."
+            )
+        lines.append(f"In short: {'' if self.kind.startswith('no ') else 'a '}{self.kind}.")
+        lines.append(self.punchingOutlook())
+        return lines
+
+    def punchingOutlook(self) -> str:
+        """
+        What this behaviour means for hole punching with other NATs.
+        """
+        if self.mapping == ENDPOINT_INDEPENDENT:
+            if self.filtering == ADDRESS_AND_PORT_DEPENDENT:
+                return (
+                    "Hole punching works with a peer behind any NAT that keeps one mapping"
+                    " for every destination (full, restricted or port-restricted cone),"
+                    " but not with a symmetric NAT."
+                )
+            return (
+                "Hole punching works with a peer behind any NAT, symmetric NATs included:"
+                " a symmetric NAT's new port is learned from its peer's first probe."
+            )
+        return (
+            "Hole punching works only with a peer behind no NAT, a full cone or a"
+            " restricted cone NAT, which lets in this NAT's new port for it; not with a"
+            " port-restricted cone or another symmetric NAT."
+        )
+
+
+class NATProbe:
+    """
+    Runs the tests from one socket.
+
+    Feed it every datagram the socket receives through L{handle}; it takes
+    the ones that answer its requests.
+    """
+
+    def __init__(self, clock, send, server, localPort, localHosts=(), retries=RETRIES):
+        """
+        @param clock: An L{twisted.internet.interfaces.IReactorTime}.
+        @param send: A function of C{(datagram, address)} that sends from
+            the socket.
+        @param server: The stage manager's primary C{(host, port)}.
+        @param localPort: The socket's port.
+        @param localHosts: This machine's addresses, to tell whether there
+            is a NAT at all.
+        @param retries: Seconds between transmissions of a request, and how
+            long to wait after the last.
+        """
+        self.clock = clock
+        self._send = send
+        self.server = server
+        self.localPort = localPort
+        self.localHosts = tuple(localHosts)
+        self._retries = retries
+        self._pending = {}
+
+    def handle(self, message: stun.Message, source) -> bool:
+        """
+        Take a datagram the socket received.
+
+        @return: L{True} if it answered one of the probe's requests, or was
+            the probe's own request coming back through the NAT.
+        """
+        pending = self._pending.get(message.transactionID)
+        if pending is None:
+            return False
+        d, call = pending
+        del self._pending[message.transactionID]
+        call.cancel()
+        d.callback((message, source))
+        return True
+
+    def _transact(self, destination, changeIP=False, changePort=False):
+        txid = stun.newTransactionID()
+        attributes = ()
+        if changeIP or changePort:
+            attributes = ((stun.CHANGE_REQUEST, stun.encodeChangeRequest(changeIP, changePort)),)
+        datagram = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid, attributes))
+        d = defer.Deferred()
+        delays = iter(self._retries)
+
+        def transmit():
+            delay = next(delays, None)
+            if delay is None:
+                del self._pending[txid]
+                d.callback(None)
+                return
+            self._send(datagram, destination)
+            self._pending[txid] = (d, self.clock.callLater(delay, transmit))
+
+        transmit()
+        return d
+
+    def cancel(self):
+        """
+        Stop: no timer of the probe remains, and its outstanding tests
+        fire with L{None}.
+        """
+        pending, self._pending = self._pending, {}
+        for d, call in pending.values():
+            call.cancel()
+            d.callback(None)
+
+    @staticmethod
+    def _address(message, attribute, txid=None):
+        value = message.get(attribute)
+        if value is None:
+            return None
+        if txid is None:
+            return stun.decodeAddress(value)
+        return stun.decodeXorAddress(value, txid)
+
+    def _mapped(self, answer):
+        message, _ = answer
+        mapped = self._address(message, stun.XOR_MAPPED_ADDRESS, message.transactionID)
+        if mapped is None or message.messageClass != stun.SUCCESS:
+            raise ProbeError("the stage manager's answer has no XOR-MAPPED-ADDRESS")
+        return mapped
+
+    @defer.inlineCallbacks
+    def run(self):
+        """
+        Run the tests.
+
+        @return: A L{defer.Deferred} that fires with a L{NATBehaviour}, or
+            fails with L{ProbeError} saying why the behaviour cannot be
+            told.
+        """
+        first = yield self._transact(self.server)
+        if first is None:
+            raise ProbeError(
+                f"the stage manager at {formatAddress(self.server)} did not answer"
+            )
+        mapped = self._mapped(first)
+        try:
+            other = self._address(first[0], stun.OTHER_ADDRESS)
+        except stun.StunError as e:
+            raise ProbeError(f"the stage manager's OTHER-ADDRESS is malformed: {e}")
+        if other is None:
+            raise ProbeError(
+                f"the stage manager at {formatAddress(self.server)} does not offer NAT"
+                " behaviour discovery (it needs --alternate-port and --alternate-address)"
+            )
+        if other[0] == self.server[0]:
+            raise ProbeError(
+                f"the stage manager at {formatAddress(self.server)} has an alternate port"
+                " but no alternate address (--alternate-address), so only half the"
+                " tests can run"
+            )
+        behindNAT = not (mapped[1] == self.localPort and mapped[0] in self.localHosts)
+
+        # Filtering first: the mapping tests would open the NAT to the
+        # other address.
+        if (yield self._transact(self.server, changeIP=True, changePort=True)) is not None:
+            filtering = ENDPOINT_INDEPENDENT
+        elif (yield self._transact(self.server, changePort=True)) is not None:
+            filtering = ADDRESS_DEPENDENT
+        else:
+            filtering = ADDRESS_AND_PORT_DEPENDENT
+
+        second = yield self._transact((other[0], self.server[1]))
+        if second is None:
+            raise ProbeError(f"no answer from the alternate address {other[0]}")
+        secondMapped = self._mapped(second)
+        if secondMapped == mapped:
+            mapping = ENDPOINT_INDEPENDENT
+        else:
+            third = yield self._transact(other)
+            if third is None:
+                raise ProbeError(f"no answer from {formatAddress(other)}")
+            mapping = (
+                ADDRESS_DEPENDENT
+                if self._mapped(third) == secondMapped
+                else ADDRESS_AND_PORT_DEPENDENT
+            )
+
+        hairpinning = None
+        if behindNAT:
+            hairpinning = (yield self._transact(mapped)) is not None
+        return NATBehaviour(self.localPort, mapped, behindNAT, mapping, filtering, hairpinning)
+
+
+class NATReportProtocol(DatagramProtocol):
+    """
+    C{punch-peer --probe}: run the tests from a socket of its own, log the
+    report in plain words, then call C{done}.
+    """
+
+    noisy = False
+    log = Logger()
+
+    def __init__(self, clock, server, localHosts, done, retries=RETRIES):
+        """
+        @param clock: An L{twisted.internet.interfaces.IReactorTime}.
+        @param server: The stage manager's C{(host, port)}.
+        @param localHosts: This machine's addresses.
+        @param done: Called with no arguments once the report is out.
+        """
+        self.clock = clock
+        self.server = server
+        self.localHosts = localHosts
+        self.done = done
+        self.retries = retries
+        self.probe = None
+        self.behaviour = None
+
+    def startProtocol(self):
+        port = self.transport.getHost().port
+        self.probe = NATProbe(
+            self.clock, self.transport.write, self.server, port, self.localHosts, self.retries
+        )
+        self.log.info(
+            "Asking the stage manager at {server} how the NAT in front of port {port}"
+            " behaves...",
+            server=formatAddress(self.server),
+            port=port,
+        )
+        self.probe.run().addCallbacks(self._report, self._unknown).addBoth(
+            lambda _: self.done()
+        )
+
+    def stopProtocol(self):
+        self.probe.cancel()
+
+    def datagramReceived(self, datagram, address):
+        try:
+            message = stun.decode(datagram)
+        except stun.StunError:
+            return
+        self.probe.handle(message, address)
+
+    def _report(self, behaviour):
+        self.behaviour = behaviour
+        for line in behaviour.explain():
+            self.log.info("{line}", line=line)
+
+    def _unknown(self, failure):
+        failure.trap(ProbeError)
+        self.log.error(
+            "Cannot tell how the NAT behaves: {reason}", reason=failure.getErrorMessage()
+        )
