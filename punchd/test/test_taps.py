@@ -4,6 +4,7 @@ Tests for the command lines: L{punchd.server_tap} and L{punchd.peer_tap}.
 
 from twisted.application.internet import UDPServer
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -211,8 +212,12 @@ class PeerOptionsTests(SynchronousTestCase):
         NAT report instead of a peer.
         """
         options = parse(peer_tap.Options, ["--server", "127.0.0.1:8080", "--probe"])
-        service = peer_tap.makeService(options, reactor=Clock())
-        self.assertIsInstance(service.args[1], NATReportProtocol)
+        reactor = MemoryReactorClock()
+        service = peer_tap.makeService(options, reactor=reactor)
+        report = service.args[1]
+        self.assertIsInstance(report, NATReportProtocol)
+        report.done()
+        self.assertTrue(reactor.hasStopped, "the report stops the reactor when done")
         e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, ["--probe"])
         self.assertEqual(str(e), "--server is required")
 
