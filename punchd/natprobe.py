@@ -9,11 +9,12 @@ with C{--alternate-port} and C{--alternate-address}:
   1. A Binding request to the primary address: the public mapping, and the
      server's other address.
   2. Filtering, before anything else is sent anywhere: a request asking to
-     be answered from the other address and port, then one asking for the
+     be answered from the other address and port, and one asking for the
      other port only.  Whichever answers get in say how the NAT filters.
+     At the same time, hairpinning: a request to our own public mapping.
+     Does it come back?
   3. Mapping: requests to the other address, then to the other address and
      port.  Whether the mapping changes says how the NAT maps.
-  4. Hairpinning: a request to our own public mapping.  Does it come back?
 """
 
 from dataclasses import dataclass
@@ -193,6 +194,7 @@ class NATProbe:
         self.localHosts = tuple(localHosts)
         self._retries = retries
         self._pending = {}
+        self._cancelled = False
 
     def handle(self, message: stun.Message, source) -> bool:
         """
@@ -211,6 +213,8 @@ class NATProbe:
         return True
 
     def _transact(self, destination, changeIP=False, changePort=False):
+        if self._cancelled:
+            raise ProbeError("the probe was stopped")
         txid = stun.newTransactionID()
         attributes = ()
         if changeIP or changePort:
@@ -233,9 +237,10 @@ class NATProbe:
 
     def cancel(self):
         """
-        Stop: no timer of the probe remains, and its outstanding tests
-        fire with L{None}.
+        Stop: no timer of the probe remains, and L{run} fails with
+        L{ProbeError} without sending anything more.
         """
+        self._cancelled = True
         pending, self._pending = self._pending, {}
         for d, call in pending.values():
             call.cancel()
@@ -267,6 +272,8 @@ class NATProbe:
             told.
         """
         first = yield self._transact(self.server)
+        if self._cancelled:
+            raise ProbeError("the probe was stopped")
         if first is None:
             raise ProbeError(
                 f"the stage manager at {formatAddress(self.server)} did not answer"
@@ -289,14 +296,24 @@ class NATProbe:
             )
         behindNAT = not (mapped[1] == self.localPort and mapped[0] in self.localHosts)
 
-        # Filtering first: the mapping tests would open the NAT to the
-        # other address.
-        if (yield self._transact(self.server, changeIP=True, changePort=True)) is not None:
+        # Filtering first, since the mapping tests would open the NAT to the
+        # other address; the two filtering tests and the hairpinning test
+        # run at once, since none of them sends to where another's answer
+        # comes from.
+        changeBoth, changePort, hairpin = yield defer.gatherResults(
+            [
+                self._transact(self.server, changeIP=True, changePort=True),
+                self._transact(self.server, changePort=True),
+                self._transact(mapped) if behindNAT else defer.succeed(None),
+            ]
+        )
+        if changeBoth is not None:
             filtering = ENDPOINT_INDEPENDENT
-        elif (yield self._transact(self.server, changePort=True)) is not None:
+        elif changePort is not None:
             filtering = ADDRESS_DEPENDENT
         else:
             filtering = ADDRESS_AND_PORT_DEPENDENT
+        hairpinning = (hairpin is not None) if behindNAT else None
 
         second = yield self._transact((other[0], self.server[1]))
         if second is None:
@@ -313,10 +330,6 @@ class NATProbe:
                 if self._mapped(third) == secondMapped
                 else ADDRESS_AND_PORT_DEPENDENT
             )
-
-        hairpinning = None
-        if behindNAT:
-            hairpinning = (yield self._transact(mapped)) is not None
         return NATBehaviour(self.localPort, mapped, behindNAT, mapping, filtering, hairpinning)
 
 

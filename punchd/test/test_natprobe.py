@@ -257,3 +257,39 @@ class ExplanationTests(SynchronousTestCase):
                 " port-restricted cone or another symmetric NAT.",
             ],
         )
+
+
+class CancelTests(SynchronousTestCase):
+    """
+    Stopping a probe half way.
+    """
+
+    def test_cancelStopsEverything(self):
+        """
+        A cancelled probe fails with L{ProbeError}, leaves no timer and sends
+        nothing more.
+        """
+        from twisted.internet.task import Clock
+
+        from punchd.natprobe import NATProbe, ProbeError
+
+        clock = Clock()
+        sent = []
+        probe = NATProbe(clock, lambda datagram, a: sent.append(datagram), SERVER, 5000)
+        d = probe.run()
+        txid = stun.decode(sent[0]).transactionID
+        answer = stun.Message(
+            stun.BINDING, stun.SUCCESS, txid,
+            (
+                (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress("198.51.100.1", 5000, txid)),
+                (stun.OTHER_ADDRESS, stun.encodeAddress(ALTERNATE, 8081)),
+            ),
+        )
+        self.assertTrue(probe.handle(answer, SERVER))
+        self.assertNotEqual(clock.getDelayedCalls(), [])
+        before = len(sent)
+        probe.cancel()
+        self.failureResultOf(d, ProbeError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(10)
+        self.assertEqual(len(sent), before)
