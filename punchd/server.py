@@ -40,7 +40,9 @@ class StageManagerProtocol(DatagramProtocol):
     Binding requests from any STUN client.
 
     @ivar phonebook: The L{punchd.phonebook.Phonebook}.
-    @ivar stats: Counters of what happened, by event name.
+    @ivar stats: Counters of what happened, by event name, and of the
+        bytes the stage manager's port received and sent (C{bytesReceived},
+        C{bytesSent}).
     @type stats: L{collections.Counter}
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     """
@@ -95,7 +97,8 @@ class StageManagerProtocol(DatagramProtocol):
             ttl=self.phonebook.ttl,
         )
         if self.discovery is not None:
-            self.discovery.attach((0, 0), self.transport)
+            # Answers leave through write(), so that their bytes are counted.
+            self.discovery.attach((0, 0), self)
             self.log.info(
                 "NAT behaviour discovery (RFC 5780) on {addresses}",
                 addresses=self.discovery.describe(),
@@ -108,8 +111,19 @@ class StageManagerProtocol(DatagramProtocol):
         for txid in list(self._pending):
             self._forget(txid)
 
+    def write(self, datagram: bytes, address) -> None:
+        """
+        Send a datagram from the stage manager's port, counting its bytes.
+
+        @param datagram: The datagram.
+        @param address: Where to: C{(host, port)}.
+        """
+        self.stats["bytesSent"] += len(datagram)
+        self.transport.write(datagram, address)
+
     def datagramReceived(self, datagram, address):
         self.stats["datagrams"] += 1
+        self.stats["bytesReceived"] += len(datagram)
         try:
             message = stun.decode(datagram)
         except stun.StunError as e:
@@ -130,7 +144,7 @@ class StageManagerProtocol(DatagramProtocol):
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
             if message.messageClass == stun.REQUEST:
-                self.transport.write(
+                self.write(
                     messages.encodeError(
                         message.method, message.transactionID, e.code, e.reason
                     ),
@@ -142,7 +156,7 @@ class StageManagerProtocol(DatagramProtocol):
         if self.discovery is not None:
             self.discovery.answer((0, 0), message, address)
             return
-        self.transport.write(
+        self.write(
             messages.bindingAnswer(message, unmapped(address)), address
         )
 
@@ -174,7 +188,7 @@ class StageManagerProtocol(DatagramProtocol):
                 peerState = messages.PEER_WANTS_ANOTHER
             else:
                 peerState = messages.PEER_INTRODUCED
-        self.transport.write(
+        self.write(
             messages.encodeRegistered(
                 message.transactionID,
                 unmapped(address),
@@ -268,7 +282,7 @@ class StageManagerProtocol(DatagramProtocol):
                 address=formatAddress(pending.address),
             )
             return
-        self.transport.write(pending.datagram, pending.address)
+        self.write(pending.datagram, pending.address)
         pending.call = self.clock.callLater(delay, self._transmit, txid)
 
     def _forget(self, txid):
@@ -291,7 +305,7 @@ class StageManagerProtocol(DatagramProtocol):
             raise messages.InvalidMessage(f"{name} is not registered from this address")
         self.phonebook.remove(name)
         self.stats["unregistrations"] += 1
-        self.transport.write(
+        self.write(
             messages.encodeSuccess(messages.UNREGISTER, message.transactionID), address
         )
         self.log.info("{name} at {address} left", name=name, address=formatAddress(address))

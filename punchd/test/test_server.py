@@ -8,6 +8,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
+from punchd.discovery import BehaviourDiscovery
 from punchd.phonebook import Phonebook
 from punchd.server import INTRODUCTION_RETRIES, StageManagerProtocol
 from punchd.testing import Network, portRestrictedCone
@@ -431,3 +432,56 @@ class MalformedTests(StageManagerTestMixin, SynchronousTestCase):
         self.assertEqual([(e.name, e.address) for e in self.server.phonebook], before)
         warnings = [e for e in self.events if e["log_format"].startswith("Dropped")]
         self.assertEqual(len(warnings), 1, "warnings are rate-limited")
+
+
+class ByteCountTests(StageManagerTestMixin, SynchronousTestCase):
+    """
+    The bytes the stage manager's port receives and sends.
+    """
+
+    def test_bothWays(self):
+        """
+        Every byte of every datagram received and sent is counted, bad ones
+        included.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        request = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID()))
+        transport.write(request, SERVER)
+        transport.write(b"junk", SERVER)
+        self.network.advance(1)
+        [(_, _, answer)] = recorder.received
+        self.assertEqual(
+            (self.server.stats["bytesReceived"], self.server.stats["bytesSent"]),
+            (len(request) + 4, len(answer)),
+        )
+
+    def test_retransmissions(self):
+        """
+        Each retransmission of an introduction counts again.
+        """
+        alice, aliceTransport = self.client("203.0.113.5", 5000)
+        bob, bobTransport = self.client("203.0.113.6", 6000)
+        aliceTransport.write(registration("alice", "bob", seeking=True), SERVER)
+        bobTransport.write(registration("bob", "alice", seeking=True), SERVER)
+        self.network.advance(sum(INTRODUCTION_RETRIES) + 1)
+        sent = [d for r in (alice, bob) for _, _, d in r.received]
+        self.assertEqual(len(sent), 2 + 2 * len(INTRODUCTION_RETRIES))
+        self.assertEqual(self.server.stats["bytesSent"], sum(map(len, sent)))
+
+    def test_discoveryAnswers(self):
+        """
+        NAT behaviour discovery answers that leave from the stage manager's
+        port are counted too.
+        """
+        discovery = BehaviourDiscovery(("192.0.2.10", 9000), 9001)
+        server = StageManagerProtocol(self.serverHost, Phonebook(10, 60), discovery=discovery)
+        self.serverHost.listenUDP(9000, server)
+        for _, (_, port), protocol in discovery.alternateSockets(server.drops):
+            self.serverHost.listenUDP(port, protocol)
+        recorder, transport = self.client("203.0.113.5", 5000)
+        request = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID()))
+        transport.write(request, ("192.0.2.10", 9000))
+        self.network.advance(1)
+        [(_, source, answer)] = recorder.received
+        self.assertEqual(source, ("192.0.2.10", 9000))
+        self.assertEqual(server.stats["bytesSent"], len(answer))
