@@ -152,13 +152,11 @@ class StageManagerProtocol(DatagramProtocol):
                 )
 
     def _binding(self, message, address):
-        self.stats["bindings"] += 1
         if self.discovery is not None:
             self.discovery.answer((0, 0), message, address)
-            return
-        self.write(
-            messages.bindingAnswer(message, unmapped(address)), address
-        )
+        else:
+            self.write(messages.bindingAnswer(message, unmapped(address)), address)
+        self.stats["bindings"] += 1
 
     def _register(self, message, address):
         registration = messages.parseRegistration(message)

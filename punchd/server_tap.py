@@ -9,6 +9,7 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.discovery import BehaviourDiscovery
+from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
 
@@ -28,6 +29,9 @@ With --alternate-port, and better still --alternate-address too, it also
 answers RFC 5780 NAT behaviour discovery, so that peers (punch-peer --probe)
 and STUN tools can tell how their NAT maps and filters.  The answers name the
 server's own addresses, so --interface must then be a specific address.
+
+With --metrics-port, it serves its counters for Prometheus at
+http://127.0.0.1:PORT/metrics.
 """
 
 
@@ -39,6 +43,7 @@ class Options(usage.Options):
     synopsis = (
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
+        " [--metrics-port PORT [--metrics-interface ADDR]]"
     )
     longdesc = LONGDESC
 
@@ -81,6 +86,20 @@ class Options(usage.Options):
             "A second address of this host, for NAT behaviour discovery;"
             " needs --alternate-port.",
             options.named("alternate-address", options.interface),
+        ],
+        [
+            "metrics-port",
+            None,
+            None,
+            "TCP port to serve metrics for Prometheus on, at /metrics. Default: none.",
+            options.named("metrics-port", options.port),
+        ],
+        [
+            "metrics-interface",
+            None,
+            "127.0.0.1",
+            "Address to serve metrics on.",
+            options.named("metrics-interface", options.interface),
         ],
     ]
 
@@ -129,10 +148,17 @@ def makeService(config, reactor=None):
     primary = internet.UDPServer(
         config["port"], protocol, interface=config["interface"], reactor=reactor
     )
-    if discovery is None:
+    others = []
+    if discovery is not None:
+        for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
+            others.append(internet.UDPServer(port, socket, interface=host, reactor=reactor))
+    if config["metrics-port"] is not None:
+        others.append(
+            MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)
+        )
+    if not others:
         return primary
     top = service.MultiService()
-    primary.setServiceParent(top)
-    for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
-        internet.UDPServer(port, socket, interface=host, reactor=reactor).setServiceParent(top)
+    for child in [primary] + others:
+        child.setServiceParent(top)
     return top

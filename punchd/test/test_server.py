@@ -434,9 +434,9 @@ class MalformedTests(StageManagerTestMixin, SynchronousTestCase):
         self.assertEqual(len(warnings), 1, "warnings are rate-limited")
 
 
-class ByteCountTests(StageManagerTestMixin, SynchronousTestCase):
+class CounterTests(StageManagerTestMixin, SynchronousTestCase):
     """
-    The bytes the stage manager's port receives and sends.
+    What the stage manager counts, for its metrics.
     """
 
     def test_bothWays(self):
@@ -468,16 +468,20 @@ class ByteCountTests(StageManagerTestMixin, SynchronousTestCase):
         self.assertEqual(len(sent), 2 + 2 * len(INTRODUCTION_RETRIES))
         self.assertEqual(self.server.stats["bytesSent"], sum(map(len, sent)))
 
-    def test_discoveryAnswers(self):
-        """
-        NAT behaviour discovery answers that leave from the stage manager's
-        port are counted too.
-        """
+    def discoveryServer(self):
         discovery = BehaviourDiscovery(("192.0.2.10", 9000), 9001)
         server = StageManagerProtocol(self.serverHost, Phonebook(10, 60), discovery=discovery)
         self.serverHost.listenUDP(9000, server)
         for _, (_, port), protocol in discovery.alternateSockets(server.drops):
             self.serverHost.listenUDP(port, protocol)
+        return server
+
+    def test_discoveryAnswers(self):
+        """
+        NAT behaviour discovery answers that leave from the stage manager's
+        port are counted too.
+        """
+        server = self.discoveryServer()
         recorder, transport = self.client("203.0.113.5", 5000)
         request = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID()))
         transport.write(request, ("192.0.2.10", 9000))
@@ -485,3 +489,23 @@ class ByteCountTests(StageManagerTestMixin, SynchronousTestCase):
         [(_, source, answer)] = recorder.received
         self.assertEqual(source, ("192.0.2.10", 9000))
         self.assertEqual(server.stats["bytesSent"], len(answer))
+
+    def test_bindingAnswers(self):
+        """
+        Binding requests are counted once answered; one too malformed to
+        answer is counted as dropped instead.
+        """
+        server = self.discoveryServer()
+        recorder, transport = self.client("203.0.113.5", 5000)
+        txid = stun.newTransactionID()
+        badChange = ((stun.CHANGE_REQUEST, b"\x00"),)
+        transport.write(
+            stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid)), ("192.0.2.10", 9000)
+        )
+        transport.write(
+            stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid, badChange)),
+            ("192.0.2.10", 9000),
+        )
+        self.network.advance(1)
+        self.assertEqual(len(recorder.received), 1)
+        self.assertEqual((server.stats["bindings"], server.drops.counts["malformed"]), (1, 1))

@@ -7,8 +7,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 
 from punchd import peer_tap, server_tap
+from punchd.metrics import MetricsService
 from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
 from punchd.server import StageManagerProtocol
@@ -118,6 +120,38 @@ class ServerOptionsTests(SynchronousTestCase):
         self.assertIsInstance(protocol, StageManagerProtocol)
         self.assertIs(protocol.clock, clock)
         self.assertEqual((protocol.phonebook.maxEntries, protocol.phonebook.ttl), (5, 7.0))
+
+    def test_metricsOptions(self):
+        """
+        Metrics are off by default, and served on localhost unless
+        C{--metrics-interface} says otherwise.
+        """
+        keys = ("metrics-port", "metrics-interface")
+        defaults = parse(server_tap.Options, [])
+        chosen = parse(server_tap.Options, ["--metrics-port", "9466", "--metrics-interface", "::1"])
+        self.assertEqual(
+            ([defaults[k] for k in keys], [chosen[k] for k in keys]),
+            ([None, "127.0.0.1"], [9466, "::1"]),
+        )
+        e = self.assertRaises(usage.UsageError, parse, server_tap.Options, ["--metrics-port", "x"])
+        self.assertEqual(str(e), "--metrics-port: 'x' is not a port number")
+
+    def test_makeServiceWithMetrics(self):
+        """
+        With C{--metrics-port}, the service also serves the stage manager's
+        metrics over HTTP, binding when privileged.
+        """
+        reactor = MemoryReactorClock()
+        options = parse(server_tap.Options, ["--metrics-port", "9466"])
+        top = server_tap.makeService(options, reactor=reactor)
+        [udp, metrics] = top
+        self.assertIsInstance(metrics, MetricsService)
+        metrics.privilegedStartService()
+        [(port, site, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (9466, "127.0.0.1"))
+        udp.args[1].stats["registrations"] = 5
+        scraped = site.resource.children[b"metrics"].render_GET(DummyRequest([b"metrics"]))
+        self.assertIn(b"\npunchd_registrations_total 5\n", scraped)
 
 
 class PeerOptionsTests(SynchronousTestCase):
