@@ -1,0 +1,115 @@
+"""
+Token buckets: how much a server may send, to one address and in all.
+
+Pure logic: no I/O, and time is passed in by the caller.
+"""
+
+from collections import OrderedDict
+
+
+class TokenBucket:
+    """
+    A bucket of up to C{burst} tokens that fills at C{rate} tokens a second.
+
+    @ivar rate: Tokens added per second.
+    @ivar burst: The most tokens the bucket holds; it starts full.
+    """
+
+    __slots__ = ("rate", "burst", "_tokens", "_stamp")
+
+    def __init__(self, rate: float, burst: float, now: float):
+        if rate <= 0 or burst <= 0:
+            raise ValueError(f"rate and burst must be positive, not {rate!r} and {burst!r}")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = now
+
+    def tokens(self, now: float) -> float:
+        """
+        @return: How many tokens the bucket holds at C{now}.
+        """
+        return min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+
+    def take(self, cost: float, now: float) -> bool:
+        """
+        Take C{cost} tokens if the bucket holds that many.
+
+        @return: Whether it did; if not, it took none.
+        """
+        tokens = self.tokens(now)
+        self._stamp = now
+        if tokens < cost:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - cost
+        return True
+
+
+class SourceLimiter:
+    """
+    A token bucket for each source, and one for all of them together.
+
+    Memory is bounded: it keeps the buckets of at most C{maxSources} sources,
+    forgetting the least recently used.  A forgotten source starts again
+    with a full bucket, so the bucket for all sources is what bounds the
+    total whatever the number of sources.
+
+    @ivar dropped: How many times L{take} refused.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        totalRate: float,
+        totalBurst: float,
+        maxSources: int = 10000,
+    ):
+        """
+        @param rate: Tokens a second for each source.
+        @param burst: The most tokens each source may spend at once.
+        @param totalRate: Tokens a second for all sources together.
+        @param totalBurst: The most tokens all sources together may spend
+            at once.
+        @param maxSources: How many sources' buckets to keep.
+        """
+        if maxSources < 1:
+            raise ValueError(f"maxSources must be at least 1, not {maxSources}")
+        self._rate = rate
+        self._burst = burst
+        self._maxSources = maxSources
+        self._total = None
+        self._totalRate = totalRate
+        self._totalBurst = totalBurst
+        self._buckets = OrderedDict()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        """
+        @return: How many sources' buckets are kept.
+        """
+        return len(self._buckets)
+
+    def take(self, source, cost: float, now: float) -> bool:
+        """
+        Take C{cost} tokens from the bucket of C{source} and from the total,
+        if both hold that many.
+
+        @return: Whether it did; if not, it took none.
+        """
+        if self._total is None:
+            self._total = TokenBucket(self._totalRate, self._totalBurst, now)
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            bucket = self._buckets[source] = TokenBucket(self._rate, self._burst, now)
+            while len(self._buckets) > self._maxSources:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(source)
+        if bucket.tokens(now) < cost or self._total.tokens(now) < cost:
+            self.dropped += 1
+            return False
+        bucket.take(cost, now)
+        self._total.take(cost, now)
+        return True
