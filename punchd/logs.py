@@ -14,7 +14,15 @@ that read it from elsewhere.
 import json
 import sys
 
-from twisted.logger import FileLogObserver, LogLevel, eventAsText
+from twisted.logger import FileLogObserver, Logger, LogLevel, eventAsText
+
+#: What a hidden address says instead.
+HIDDEN = "(hidden)"
+
+#: The fields of log events that hold a peer's address, or addresses.
+PEER_ADDRESS_FIELDS = frozenset(
+    {"address", "aAddress", "bAddress", "previousAddress", "localAddresses", "source"}
+)
 
 #: Keys that L{twisted.logger.LegacyLogObserverWrapper} adds to an event,
 #: repeating what the C{log_} keys say.
@@ -99,3 +107,21 @@ def journaldObserver(outFile=None) -> FileLogObserver:
     @param outFile: Where to write; standard output by default.
     """
     return FileLogObserver(outFile or sys.stdout, eventAsJournalLine)
+
+
+def hideAddresses(loggingObject) -> None:
+    """
+    From now on, C{loggingObject}'s log events say L{HIDDEN} in place of
+    every peer address, in their text and in their fields.
+
+    @param loggingObject: An object that logs with a L{Logger} in its
+        C{log} attribute, and names the fields of its log events that hold
+        peers' addresses as in L{PEER_ADDRESS_FIELDS}.
+    """
+    log = loggingObject.log
+    observer = log.observer
+
+    def hiding(event):
+        observer({k: HIDDEN if k in PEER_ADDRESS_FIELDS else v for k, v in event.items()})
+
+    loggingObject.log = Logger(log.namespace, loggingObject, hiding)

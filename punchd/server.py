@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from punchd import messages, stun
 from punchd.addresses import formatAddress, unmapped
 from punchd.drops import DropCounter
+from punchd.logs import hideAddresses
 
 #: Seconds between the retransmissions of an unanswered introduction.
 INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
@@ -57,6 +58,7 @@ class StageManagerProtocol(DatagramProtocol):
         sweepInterval: float = 1.0,
         randomBytes=os.urandom,
         discovery=None,
+        logAddresses: bool = True,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -68,11 +70,15 @@ class StageManagerProtocol(DatagramProtocol):
         @param discovery: The L{punchd.discovery.BehaviourDiscovery} that
             answers Binding requests, when the stage manager offers NAT
             behaviour discovery; L{None} for plain answers.
+        @param logAddresses: Whether the log shows peers' addresses.
         """
         self.clock = clock
         self.phonebook = phonebook
         self.stats = Counter()
         self.drops = DropCounter(clock)
+        if not logAddresses:
+            hideAddresses(self)
+            hideAddresses(self.drops)
         self._randomBytes = randomBytes
         self.discovery = discovery
         self._sweeper = LoopingCall(self._sweep)
@@ -90,9 +96,9 @@ class StageManagerProtocol(DatagramProtocol):
     def startProtocol(self):
         host = self.transport.getHost()
         self.log.info(
-            "Stage manager listening on {address}; the phonebook holds up to"
+            "Stage manager listening on {serverAddress}; the phonebook holds up to"
             " {maxEntries} peers, each for {ttl} s after its last registration",
-            address=formatAddress((host.host, host.port)),
+            serverAddress=formatAddress((host.host, host.port)),
             maxEntries=self.phonebook.maxEntries,
             ttl=self.phonebook.ttl,
         )

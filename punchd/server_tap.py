@@ -43,9 +43,17 @@ class Options(usage.Options):
     synopsis = (
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
-        " [--metrics-port PORT [--metrics-interface ADDR]]"
+        " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
     )
     longdesc = LONGDESC
+
+    optFlags = [
+        [
+            "hide-addresses",
+            None,
+            "Leave peers' addresses out of the log, for their privacy.",
+        ],
+    ]
 
     optParameters = [
         ["port", "p", 8080, "UDP port to listen on.", options.named("port", options.port)],
@@ -143,7 +151,10 @@ def makeService(config, reactor=None):
             config["alternate-address"],
         )
     protocol = StageManagerProtocol(
-        reactor, Phonebook(config["max-clients"], config["ttl"]), discovery=discovery
+        reactor,
+        Phonebook(config["max-clients"], config["ttl"]),
+        discovery=discovery,
+        logAddresses=not config["hide-addresses"],
     )
     primary = internet.UDPServer(
         config["port"], protocol, interface=config["interface"], reactor=reactor

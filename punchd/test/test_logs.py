@@ -4,14 +4,15 @@ Tests for L{punchd.logs}: log observers for the journal and log shippers.
 
 import io
 import json
+from types import SimpleNamespace
 
 from zope.interface.verify import verifyObject
 
-from twisted.logger import ILogObserver, Logger
+from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd.logs import journaldObserver, jsonObserver
+from punchd.logs import hideAddresses, journaldObserver, jsonObserver
 
 
 def emit(observerFactory, emitter):
@@ -135,3 +136,29 @@ class TwistdLoggerTests(SynchronousTestCase):
             options = ServerOptions()
             options.parseOptions(["--logger", name, "punch-server"])
             verifyObject(ILogObserver, options["logger"]())
+
+
+class HideAddressesTests(SynchronousTestCase):
+    """
+    Tests for L{hideAddresses}.
+    """
+
+    def test_onlyPeerAddresses(self):
+        """
+        The fields that hold peers' addresses say they are hidden, in the
+        event and in its text; the others are as they were.
+        """
+        events = []
+        server = SimpleNamespace(log=Logger(observer=events.append))
+        hideAddresses(server)
+        server.log.info(
+            "{name} at {address} via {serverAddress}",
+            name="alice",
+            address="192.0.2.7:5000",
+            serverAddress="192.0.2.1:8080",
+        )
+        [event] = events
+        self.assertEqual(
+            (event["address"], event["log_source"], formatEvent(event)),
+            ("(hidden)", server, "alice at (hidden) via 192.0.2.1:8080"),
+        )

@@ -5,6 +5,7 @@ simulated network.
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
@@ -509,3 +510,65 @@ class CounterTests(StageManagerTestMixin, SynchronousTestCase):
         self.network.advance(1)
         self.assertEqual(len(recorder.received), 1)
         self.assertEqual((server.stats["bindings"], server.drops.counts["malformed"]), (1, 1))
+
+
+class PrivacyTests(SynchronousTestCase):
+    """
+    A stage manager that keeps peers' addresses out of its log.
+    """
+
+    def exercise(self, logAddresses):
+        """
+        Register, re-register, introduce, drop, unregister, retransmit and
+        expire, on a stage manager that logs addresses or not.
+
+        @return: The stage manager's log events, and their text.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        network = Network(latency=0.125)
+        host = network.host(SERVER[0])
+        server = StageManagerProtocol(host, Phonebook(10, 60), logAddresses=logAddresses)
+        host.listenUDP(SERVER[1], server)
+        nat = network.nat("198.51.100.1", **portRestrictedCone())
+        alice = network.host("10.0.0.2", behind=nat).listenUDP(5000, DatagramProtocol())
+        bob = network.host("203.0.113.6").listenUDP(6000, DatagramProtocol())
+        alice.write(registration("alice", "carol", local=[("10.0.0.2", 5000)]), SERVER)
+        network.advance(1)
+        alice.write(registration("alice", "bob", seeking=True), SERVER)
+        bob.write(registration("bob", "alice", seeking=True), SERVER)
+        bob.write(b"junk", SERVER)
+        alice.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        network.advance(120)
+        ours = [
+            e for e in events if e["log_namespace"].startswith(("punchd.server", "punchd.drops"))
+        ]
+        return ours, [formatEvent(e) for e in ours]
+
+    def test_hidden(self):
+        """
+        No log event has a peer's address, in its text or in any field;
+        each says who, and that the address is hidden.
+        """
+        events, text = self.exercise(logAddresses=False)
+        peers = ("10.0.0.2", "198.51.100.1", "203.0.113.6")
+        self.assertEqual(
+            [t for t in text + [repr(e) for e in events] if any(p in t for p in peers)], []
+        )
+        for said in (
+            "alice registered from (hidden) (local: (hidden))",
+            "alice re-registered from (hidden) (local: (hidden)), looking for bob; it was at (hidden)",
+            "Introduced alice at (hidden) and bob at (hidden)",
+            "Dropped a datagram from (hidden)",
+            "alice at (hidden) left",
+            "bob at (hidden) never acknowledged",
+            "bob at (hidden) expired",
+        ):
+            self.assertEqual(len([t for t in text if said in t]), 1, said)
+        self.assertIn("Stage manager listening on 192.0.2.10:8080", text[0])
+
+    def test_shownByDefault(self):
+        """
+        By default the log shows peers' addresses.
+        """
+        _, text = self.exercise(logAddresses=True)
+        self.assertIn("Introduced alice at 198.51.100.1:5000 and bob at 203.0.113.6:6000", text)

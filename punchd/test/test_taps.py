@@ -4,7 +4,8 @@ Tests for the command lines: L{punchd.server_tap} and L{punchd.peer_tap}.
 
 from twisted.application.internet import UDPServer
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
@@ -152,6 +153,17 @@ class ServerOptionsTests(SynchronousTestCase):
         udp.args[1].stats["registrations"] = 5
         scraped = site.resource.children[b"metrics"].render_GET(DummyRequest([b"metrics"]))
         self.assertIn(b"\npunchd_registrations_total 5\n", scraped)
+
+    def test_hideAddresses(self):
+        """
+        With C{--hide-addresses}, the stage manager leaves peers' addresses
+        out of its log.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        for argv in ([], ["--hide-addresses"]):
+            service = server_tap.makeService(parse(server_tap.Options, argv), reactor=Clock())
+            service.args[1].drops.drop("malformed", "192.0.2.7:5000")
+        self.assertEqual([e["source"] for e in events], ["192.0.2.7:5000", "(hidden)"])
 
 
 class PeerOptionsTests(SynchronousTestCase):
