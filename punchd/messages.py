@@ -17,7 +17,8 @@ Stage manager and peer:
   - C{UNREGISTER} request: L{NAME}.  Success: nothing more.
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
-    L{PUNCH_KEY} both peers share.  The peer answers with a success response
+    L{PUNCH_KEY} both peers share; or, for an original C{test-client}, its
+    public mapping and L{ORIGINAL}.  The peer answers with a success response
     so the stage manager can stop retransmitting.
 
 Peer and peer, every message with C{USERNAME} C{"receiver:sender"},
@@ -49,6 +50,10 @@ LIFETIME = 0xC007
 SEEKING = 0xC008
 PAYLOAD = 0xC009
 PEER_STATE = 0xC00A
+#: Empty: the introduced peer is an original C{test-client}, to be spoken to
+#: in the original programs' text messages; the introduction has no
+#: L{PUNCH_KEY}.
+ORIGINAL = 0xC00B
 
 #: Values of L{PEER_STATE}, the stage manager's word on the wanted peer in
 #: its answer to a registration that seeks an introduction.
@@ -292,13 +297,17 @@ class Introduction:
     @ivar name: The other peer's name.
     @ivar address: Its public mapping, C{(host, port)}.
     @ivar localAddresses: Its addresses on its own network.
-    @ivar key: The punch key both peers share.
+    @ivar key: The punch key both peers share, or L{None} for an original
+        peer.
+    @ivar original: Whether the other peer is an original C{test-client},
+        which speaks only the original programs' text messages.
     """
 
     name: str
     address: tuple
     localAddresses: tuple
-    key: bytes
+    key: "bytes | None"
+    original: bool = False
 
 
 def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> bytes:
@@ -313,7 +322,10 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> byte
         attributes.append(
             (PEER_LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
         )
-    attributes.append((PUNCH_KEY, introduction.key))
+    if introduction.original:
+        attributes.append((ORIGINAL, b""))
+    else:
+        attributes.append((PUNCH_KEY, introduction.key))
     return stun.encode(
         stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
         fingerprint=True,
@@ -329,9 +341,13 @@ def parseIntroduction(message: stun.Message) -> Introduction:
     txid = message.transactionID
     address = message.get(PEER_ADDRESS)
     key = message.get(PUNCH_KEY)
+    original = message.get(ORIGINAL) is not None
     if address is None:
         raise InvalidMessage("introduction lacks PEER-ADDRESS")
-    if key is None or len(key) != PUNCH_KEY_BYTES:
+    if original:
+        if key is not None:
+            raise InvalidMessage("introduction of an original peer has a PUNCH-KEY")
+    elif key is None or len(key) != PUNCH_KEY_BYTES:
         raise InvalidMessage("introduction lacks a PUNCH-KEY of 16 bytes")
     locals_ = message.getAll(PEER_LOCAL_ADDRESS)[:MAX_LOCAL_ADDRESSES]
     return Introduction(
@@ -339,6 +355,7 @@ def parseIntroduction(message: stun.Message) -> Introduction:
         address=_address(address, txid, "PEER-ADDRESS"),
         localAddresses=tuple(_address(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
         key=key,
+        original=original,
     )
 
 

@@ -28,21 +28,29 @@ class Entry:
 
     @ivar lastSeen: When it last registered, in seconds.
     @type lastSeen: L{float}
+
+    @ivar original: Whether it registered in the original programs' text
+        protocol (an original C{test-client}), so that it has no local
+        addresses, says nothing of whom it wants, and must be spoken to in
+        text.
+    @type original: L{bool}
     """
 
-    __slots__ = ("name", "address", "localAddresses", "wants", "lastSeen")
+    __slots__ = ("name", "address", "localAddresses", "wants", "lastSeen", "original")
 
-    def __init__(self, name, address, localAddresses, wants, lastSeen):
+    def __init__(self, name, address, localAddresses, wants, lastSeen, original=False):
         self.name = name
         self.address = address
         self.localAddresses = localAddresses
         self.wants = wants
         self.lastSeen = lastSeen
+        self.original = original
 
     def __repr__(self) -> str:
         return (
             f"<Entry {self.name!r} at {self.address!r} "
-            f"local={self.localAddresses!r} wants={self.wants!r}>"
+            f"local={self.localAddresses!r} wants={self.wants!r}"
+            f"{' original' if self.original else ''}>"
         )
 
 
@@ -74,9 +82,12 @@ class Phonebook:
         """
         return iter(self._entries.values())
 
-    def register(self, name, address, localAddresses, wants, now):
+    def register(self, name, address, localAddresses, wants, now, original=False):
         """
         Add C{name} or update it in place.
+
+        @param original: Whether the registration came in the original
+            programs' text protocol; see L{Entry.original}.
 
         @return: A 3-tuple: the L{Entry}; the L{Entry} as it was before,
             copied, or L{None} when the name is new; and the L{Entry}
@@ -90,7 +101,7 @@ class Phonebook:
             if len(entries) >= self.maxEntries:
                 _, evicted = entries.popitem(last=False)
             entry = entries[name] = Entry(
-                name, address, localAddresses, wants, now
+                name, address, localAddresses, wants, now, original
             )
         else:
             previous = Entry(
@@ -99,11 +110,13 @@ class Phonebook:
                 entry.localAddresses,
                 entry.wants,
                 entry.lastSeen,
+                entry.original,
             )
             entry.address = address
             entry.localAddresses = localAddresses
             entry.wants = wants
             entry.lastSeen = now
+            entry.original = original
             entries.move_to_end(name)
         return entry, previous, evicted
 

@@ -10,7 +10,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from punchd import messages, stun
+from punchd import messages, seedprotocol, stun
 from punchd.addresses import formatAddress, unmapped
 from punchd.drops import DropCounter
 from punchd.logs import hideAddresses
@@ -59,6 +59,7 @@ class StageManagerProtocol(DatagramProtocol):
         randomBytes=os.urandom,
         discovery=None,
         logAddresses: bool = True,
+        seedCompat=None,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -71,6 +72,9 @@ class StageManagerProtocol(DatagramProtocol):
             answers Binding requests, when the stage manager offers NAT
             behaviour discovery; L{None} for plain answers.
         @param logAddresses: Whether the log shows peers' addresses.
+        @param seedCompat: The L{punchd.seedserver.OriginalClients} that
+            answers datagrams that are not STUN, registrations of the
+            original test-clients; L{None} to drop them.
         """
         self.clock = clock
         self.phonebook = phonebook
@@ -81,6 +85,9 @@ class StageManagerProtocol(DatagramProtocol):
             hideAddresses(self.drops)
         self._randomBytes = randomBytes
         self.discovery = discovery
+        self.seedCompat = seedCompat
+        if seedCompat is not None and not logAddresses:
+            hideAddresses(seedCompat)
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         self._sweepInterval = sweepInterval
@@ -109,6 +116,13 @@ class StageManagerProtocol(DatagramProtocol):
                 "NAT behaviour discovery (RFC 5780) on {addresses}",
                 addresses=self.discovery.describe(),
             )
+        if self.seedCompat is not None:
+            self.seedCompat.attach(self.write, self.drops, self.stats, self._introduceOriginal)
+            self.log.info(
+                "Also answering the original test-clients' text registrations"
+                " (--seed-compat), with at most {lines} phonebook lines each",
+                lines=self.seedCompat.answerLines,
+            )
         self._sweeper.start(self._sweepInterval, now=False)
 
     def stopProtocol(self):
@@ -130,6 +144,9 @@ class StageManagerProtocol(DatagramProtocol):
     def datagramReceived(self, datagram, address):
         self.stats["datagrams"] += 1
         self.stats["bytesReceived"] += len(datagram)
+        if self.seedCompat is not None and seedprotocol.isText(datagram):
+            self.seedCompat.datagramReceived(datagram, address)
+            return
         try:
             message = stun.decode(datagram)
         except stun.StunError as e:
@@ -183,11 +200,17 @@ class StageManagerProtocol(DatagramProtocol):
                 evicted=evicted.name,
             )
         self._logRegistration(entry, previous)
+        if self.seedCompat is not None:
+            self.seedCompat.nativeRegistered(entry, previous, registration.seeking)
         other = peerState = None
         if registration.seeking and registration.wants is not None:
             other = self.phonebook.lookup(registration.wants, now)
             if other is None:
                 peerState = messages.PEER_ABSENT
+            elif other.original:
+                # An original client cannot say whom it wants: see
+                # punchd.seedserver for why it is introduced all the same.
+                peerState = messages.PEER_INTRODUCED
             elif other.wants != entry.name:
                 peerState = messages.PEER_WANTS_ANOTHER
             else:
@@ -201,7 +224,10 @@ class StageManagerProtocol(DatagramProtocol):
             ),
             address,
         )
-        if peerState == messages.PEER_INTRODUCED:
+        if peerState == messages.PEER_INTRODUCED and other.original:
+            self._introduceOriginal(entry, other)
+            self.seedCompat.introduced(entry, other)
+        elif peerState == messages.PEER_INTRODUCED:
             self._introduce(entry, other)
         elif peerState is not None:
             self.log.info(
@@ -260,6 +286,23 @@ class StageManagerProtocol(DatagramProtocol):
             aAddress=formatAddress(a.address),
             b=b.name,
             bAddress=formatAddress(b.address),
+        )
+
+    def _introduceOriginal(self, native, original):
+        self._sendIntroduction(
+            native,
+            messages.Introduction(
+                original.name, unmapped(original.address), (), None, original=True
+            ),
+        )
+        self.stats["introductions"] += 1
+        self.log.info(
+            "Introduced {a} at {aAddress} to {b} at {bAddress}, an original"
+            " test-client, which speaks only the original's unauthenticated text",
+            a=native.name,
+            aAddress=formatAddress(native.address),
+            b=original.name,
+            bAddress=formatAddress(original.address),
         )
 
     def _sendIntroduction(self, to, introduction):

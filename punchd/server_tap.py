@@ -11,6 +11,7 @@ from punchd import options
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
+from punchd.seedserver import OriginalClients
 from punchd.server import StageManagerProtocol
 
 LONGDESC = """\
@@ -32,6 +33,13 @@ server's own addresses, so --interface must then be a specific address.
 
 With --metrics-port, it serves its counters for Prometheus at
 http://127.0.0.1:PORT/metrics.
+
+With --seed-compat, it also answers the original test-client programs on the
+same port, in their text protocol, and they share the phonebook with punchd
+peers. It is off by default: the original answers any source, spoofed or
+not, with phonebook entries, a reflection amplifier and a privacy leak. With
+it on, each answer holds at most 16 lines and answers are rate-limited per
+source address.
 """
 
 
@@ -44,6 +52,7 @@ class Options(usage.Options):
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
+        " [--seed-compat]"
     )
     longdesc = LONGDESC
 
@@ -52,6 +61,12 @@ class Options(usage.Options):
             "hide-addresses",
             None,
             "Leave peers' addresses out of the log, for their privacy.",
+        ],
+        [
+            "seed-compat",
+            None,
+            "Also answer the original test-clients' text registrations (off by"
+            " default: the answers can be reflected at a spoofed source).",
         ],
     ]
 
@@ -150,10 +165,13 @@ def makeService(config, reactor=None):
             config["alternate-port"],
             config["alternate-address"],
         )
+    phonebook = Phonebook(config["max-clients"], config["ttl"])
+    seedCompat = OriginalClients(reactor, phonebook) if config["seed-compat"] else None
     protocol = StageManagerProtocol(
         reactor,
-        Phonebook(config["max-clients"], config["ttl"]),
+        phonebook,
         discovery=discovery,
+        seedCompat=seedCompat,
         logAddresses=not config["hide-addresses"],
     )
     primary = internet.UDPServer(

@@ -1,0 +1,305 @@
+"""
+The stage manager's side of the original programs' text protocol
+(C{punch-server --seed-compat}).
+
+An original C{test-client} registers by sending its bare name, and expects
+the phonebook back, one line per entry.  L{OriginalClients} takes those
+registrations into the stage manager's own phonebook, flagged
+L{punchd.phonebook.Entry.original}, and answers them the way the original
+server does, with these differences:
+
+  - The answer lists at most L{ANSWER_LINES} entries (the original's 16
+    slots): the registrant itself, the native peers that seek it, and the
+    original clients most recently registered.  Native peers that do not
+    seek it are never shown to it.
+  - Answers are rate-limited for each source address, and in all: the
+    original answers anyone, spoofed or not, with the whole table, a
+    reflection amplifier.
+  - When an original client registers for the first time, or from a new
+    address, its entry is sent at once to the other original clients
+    registered lately (at most L{PUSH_TARGETS} of them, within the same
+    limits), and native peers that seek it are introduced to it; so peers
+    need not wait for their next registration, some 30 s, to find it.
+
+A native peer that seeks an original client is introduced to it, flagged
+original, and its own entry is sent to that client at once: the original
+client cannot say whom it wants, but the original protocol publishes its
+entry to everyone anyway, and the native peer asked for it by name.
+"""
+
+from collections import OrderedDict
+
+from twisted.logger import Logger
+
+from punchd import seedprotocol
+from punchd.addresses import formatAddress, unmapped
+from punchd.messages import InvalidMessage
+from punchd.ratelimit import SourceLimiter
+
+#: The most entries in one answer: the original server's 16 slots.
+ANSWER_LINES = seedprotocol.ORIGINAL_SLOTS
+
+#: The most original clients a new entry is sent to at once.
+PUSH_TARGETS = seedprotocol.ORIGINAL_SLOTS - 1
+
+#: Datagrams a second, and at once, that one source address may be sent:
+#: a few full answers at once, then one every few seconds.  An original
+#: client registers about every 30 s.
+SOURCE_RATE = 4.0
+SOURCE_BURST = 4 * ANSWER_LINES
+
+#: Datagrams a second, and at once, to all original clients together.
+TOTAL_RATE = 2000.0
+TOTAL_BURST = 4000.0
+
+#: The most native peers remembered as seeking one name.
+SEEKERS_PER_NAME = 16
+
+
+def _ipv4(address):
+    host, port = unmapped(address)
+    return None if ":" in host else (host, port)
+
+
+class OriginalClients:
+    """
+    Answer original C{test-client}s, sharing the stage manager's phonebook.
+
+    @ivar limiter: The L{SourceLimiter} that bounds what is sent, counted in
+        datagrams, by destination address.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        phonebook,
+        answerLines: int = ANSWER_LINES,
+        pushTargets: int = PUSH_TARGETS,
+        limiter: "SourceLimiter | None" = None,
+    ):
+        """
+        @param clock: The L{twisted.internet.interfaces.IReactorTime} of the
+            stage manager.
+        @param phonebook: The stage manager's L{punchd.phonebook.Phonebook}.
+        @param answerLines: The most entries in one answer.
+        @param pushTargets: The most original clients a new entry is sent
+            to at once.
+        @param limiter: The L{SourceLimiter} for what is sent; by default
+            L{SOURCE_RATE} and L{SOURCE_BURST} for each address, and
+            L{TOTAL_RATE} and L{TOTAL_BURST} for all.
+        """
+        self.clock = clock
+        self.phonebook = phonebook
+        self.answerLines = answerLines
+        self.pushTargets = pushTargets
+        if limiter is None:
+            limiter = SourceLimiter(SOURCE_RATE, SOURCE_BURST, TOTAL_RATE, TOTAL_BURST)
+        self.limiter = limiter
+        # Original clients' names, least recently registered first.
+        self._originals = OrderedDict()
+        # A wanted name -> {native peer's name: whether it seeks now}.
+        self._seekers = OrderedDict()
+        self._write = self._drops = self._introduce = None
+        self._stats = None
+
+    def attach(self, write, drops, stats, introduce):
+        """
+        Connect to the stage manager.
+
+        @param write: Its transport's C{write}.
+        @param drops: Its L{punchd.drops.DropCounter}.
+        @param stats: Its counters, a L{collections.Counter}.
+        @param introduce: A function of a native peer's entry and an
+            original client's entry that introduces the native peer to it.
+        """
+        self._write = write
+        self._drops = drops
+        self._stats = stats
+        self._introduce = introduce
+
+    # Original clients
+
+    def datagramReceived(self, datagram: bytes, address) -> None:
+        """
+        Take a datagram that is not STUN: an original client's registration.
+        """
+        source = formatAddress(address)
+        try:
+            name = seedprotocol.parseRegistration(datagram)
+        except InvalidMessage as e:
+            self._drops.drop("invalid original registration", source, e.reason)
+            return
+        now = self.clock.seconds()
+        own = _ipv4(address)
+        lines = ([(name, own)] if own is not None else []) + self._others(name, now)
+        lines = lines[: self.answerLines]
+        if not self.limiter.take(unmapped(address)[0], len(lines), now):
+            self._drops.drop("rate-limited original registration", source, name)
+            return
+        entry, previous, evicted = self.phonebook.register(
+            name, address, (), None, now, original=True
+        )
+        self._stats["original registrations"] += 1
+        if evicted is not None:
+            self._stats["evictions"] += 1
+        self._originals[name] = None
+        self._originals.move_to_end(name)
+        while len(self._originals) > self.phonebook.maxEntries:
+            self._originals.popitem(last=False)
+        count = len(lines)
+        for slot, (lineName, lineAddress) in enumerate(lines):
+            self._write(
+                seedprotocol.formatLine(
+                    seedprotocol.PhonebookLine(slot, count, lineName, lineAddress)
+                ),
+                address,
+            )
+        if previous is not None and previous.address == address and previous.original:
+            self.log.debug(
+                "{name}, an original client, refreshed from {address}",
+                name=name,
+                address=source,
+            )
+            return
+        self.log.info(
+            "{name} registered from {address} as an original test-client;"
+            " answered with {count} phonebook line(s)",
+            name=name,
+            address=source,
+            count=count,
+        )
+        if own is not None:
+            self._announce(entry, own, now)
+        for native in self._nativesSeeking(name, now, seekingOnly=True):
+            self._introduce(native, entry)
+
+    def _others(self, name, now):
+        """
+        The entries an original client named C{name} is shown besides its
+        own: the native peers that seek it, then other original clients,
+        most recent first.
+        """
+        others = []
+        for native in self._nativesSeeking(name, now):
+            address = _ipv4(native.address)
+            if address is not None and seedprotocol.fitsLine(native.name):
+                others.append((native.name, address))
+        for entry in self._liveOriginals(now, exclude=name):
+            if len(others) >= self.answerLines:
+                break
+            others.append((entry.name, _ipv4(entry.address)))
+        return others
+
+    def _liveOriginals(self, now, exclude):
+        """
+        Original clients still in the phonebook, most recent first, at most
+        L{answerLines}; names that are no longer original clients are
+        forgotten on the way.
+        """
+        found = []
+        stale = []
+        for other in reversed(self._originals):
+            if len(found) >= self.answerLines:
+                break
+            entry = self.phonebook.lookup(other, now)
+            if entry is None or not entry.original:
+                stale.append(other)
+            elif other != exclude and _ipv4(entry.address) is not None:
+                found.append(entry)
+        for other in stale:
+            del self._originals[other]
+        return found
+
+    def _announce(self, entry, address, now):
+        line = seedprotocol.formatLine(
+            seedprotocol.PhonebookLine(0, 1, entry.name, address)
+        )
+        sent = 0
+        for other in self._liveOriginals(now, exclude=entry.name)[: self.pushTargets]:
+            if self._push(line, other.address, now):
+                sent += 1
+        if sent:
+            self.log.debug(
+                "Sent {name}'s entry to {sent} original client(s)",
+                name=entry.name,
+                sent=sent,
+            )
+
+    def _push(self, line, to, now):
+        if not self.limiter.take(unmapped(to)[0], 1, now):
+            self._drops.drop("rate-limited phonebook push", formatAddress(to))
+            return False
+        self._write(line, to)
+        self._stats["original pushes"] += 1
+        return True
+
+    # Native peers
+
+    def nativeRegistered(self, entry, previous, seeking: bool) -> None:
+        """
+        Note a native peer's registration: whom it wants, and whether it
+        seeks an introduction now.
+
+        @param entry: Its L{punchd.phonebook.Entry}.
+        @param previous: The entry as it was, or L{None}.
+        @param seeking: Whether the registration sought an introduction.
+        """
+        if previous is not None and previous.wants not in (None, entry.wants):
+            seekers = self._seekers.get(previous.wants)
+            if seekers is not None:
+                seekers.pop(entry.name, None)
+        if entry.wants is None:
+            return
+        seekers = self._seekers.get(entry.wants)
+        if seekers is None:
+            seekers = self._seekers[entry.wants] = OrderedDict()
+            while len(self._seekers) > self.phonebook.maxEntries:
+                self._seekers.popitem(last=False)
+        else:
+            self._seekers.move_to_end(entry.wants)
+        seekers[entry.name] = seeking
+        seekers.move_to_end(entry.name)
+        while len(seekers) > SEEKERS_PER_NAME:
+            seekers.popitem(last=False)
+
+    def _nativesSeeking(self, name, now, seekingOnly=False):
+        """
+        The native peers that want C{name}, most recent first; those that
+        are gone or want another peer now are forgotten on the way.
+        """
+        seekers = self._seekers.get(name)
+        if not seekers:
+            return []
+        found = []
+        for seeker, seeking in reversed(list(seekers.items())):
+            entry = self.phonebook.lookup(seeker, now)
+            if entry is None or entry.original or entry.wants != name:
+                del seekers[seeker]
+            elif seeking or not seekingOnly:
+                found.append(entry)
+        if not seekers:
+            del self._seekers[name]
+        return found
+
+    def introduced(self, native, original) -> None:
+        """
+        Send a native peer's entry to the original client it was just
+        introduced to, so that the client sends to it at once.
+        """
+        address = _ipv4(native.address)
+        if address is None or not seedprotocol.fitsLine(native.name):
+            self.log.warn(
+                "{name} seeks {original}, an original test-client, which cannot"
+                " be told of it: the original takes only IPv4 addresses, and"
+                " names without commas",
+                name=native.name,
+                original=original.name,
+            )
+            return
+        self._push(
+            seedprotocol.formatLine(seedprotocol.PhonebookLine(0, 1, native.name, address)),
+            original.address,
+            self.clock.seconds(),
+        )
