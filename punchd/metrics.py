@@ -19,7 +19,11 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 #: The counters: their key in C{StageManagerProtocol.stats}, their name, and
 #: what they count.
 COUNTERS = (
-    ("datagrams", "punchd_received_datagrams_total", "Datagrams the stage manager's port received."),
+    (
+        "datagrams",
+        "punchd_received_datagrams_total",
+        "Datagrams the stage manager's port received.",
+    ),
     ("bytesReceived", "punchd_received_bytes_total", "Bytes the stage manager's port received."),
     ("bytesSent", "punchd_sent_bytes_total", "Bytes the stage manager's port sent."),
     ("registrations", "punchd_registrations_total", "Registrations answered, refreshes included."),

@@ -6,6 +6,7 @@ from ipaddress import ip_address
 
 from twisted.application import internet, service
 from twisted.python import usage
+from twisted.python.systemd import ListenFDs
 
 from punchd import options
 from punchd.discovery import BehaviourDiscovery
@@ -13,6 +14,7 @@ from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
 from punchd.seedserver import OriginalClients
 from punchd.server import StageManagerProtocol
+from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
 
 LONGDESC = """\
 Run the stage manager: the rendezvous server punchd peers register with.
@@ -34,6 +36,10 @@ server's own addresses, so --interface must then be a specific address.
 With --metrics-port, it serves its counters for Prometheus at
 http://127.0.0.1:PORT/metrics.
 
+Under systemd socket activation, --systemd-socket NAME listens on the UDP
+socket that the .socket unit with FileDescriptorName=NAME passes, instead of
+binding --port on --interface: they are the socket's.
+
 With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
@@ -52,6 +58,7 @@ class Options(usage.Options):
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
+        " [--systemd-socket NAME]"
         " [--seed-compat]"
     )
     longdesc = LONGDESC
@@ -124,9 +131,35 @@ class Options(usage.Options):
             "Address to serve metrics on.",
             options.named("metrics-interface", options.interface),
         ],
+        [
+            "systemd-socket",
+            None,
+            None,
+            "Listen on the UDP socket systemd passes under this name"
+            " (FileDescriptorName=) instead of binding --port on --interface.",
+        ],
     ]
 
+    def __init__(self, listenFDs=None):
+        """
+        @param listenFDs: The L{ListenFDs} to find C{--systemd-socket} in;
+            by default, those systemd passed this process.
+        """
+        super().__init__()
+        self._listenFDs = listenFDs
+
     def postOptions(self):
+        name = self["systemd-socket"]
+        if name is not None:
+            listenFDs = self._listenFDs
+            if listenFDs is None:
+                listenFDs = ListenFDs.fromEnvironment()
+            try:
+                inherited = inheritedDatagramSocket(listenFDs, name)
+            except ValueError as e:
+                raise usage.UsageError(f"--systemd-socket: {e}") from None
+            self["systemd-socket"] = inherited
+            self["interface"], self["port"] = inherited.address
         alternatePort = self["alternate-port"]
         alternateAddress = self["alternate-address"]
         if alternatePort is None:
@@ -174,9 +207,12 @@ def makeService(config, reactor=None):
         seedCompat=seedCompat,
         logAddresses=not config["hide-addresses"],
     )
-    primary = internet.UDPServer(
-        config["port"], protocol, interface=config["interface"], reactor=reactor
-    )
+    if config["systemd-socket"] is not None:
+        primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)
+    else:
+        primary = internet.UDPServer(
+            config["port"], protocol, interface=config["interface"], reactor=reactor
+        )
     others = []
     if discovery is not None:
         for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
