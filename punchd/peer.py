@@ -8,11 +8,12 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from punchd import messages, stun
+from punchd import messages, seedprotocol, stun
 from punchd.addresses import formatAddress
 from punchd.drops import DropCounter
 from punchd.natprobe import NATProbe, ProbeError
-from punchd.punching import FAILED, LOST, Punch
+from punchd.punching import FAILED, LOST, PUNCHING, UP, Punch
+from punchd.seedcontact import OriginalContact
 
 #: Seconds before the first retransmission of an unanswered registration;
 #: each later one waits twice as long, up to the refresh interval.
@@ -294,6 +295,12 @@ class PeerProtocol(DatagramProtocol):
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if (
+            isinstance(self.punch, OriginalContact)
+            and seedprotocol.isText(datagram)
+            and self.punch.handleText(datagram, address)
+        ):
+            return
         try:
             message = stun.decode(datagram)
         except stun.StunError as e:
@@ -341,6 +348,9 @@ class PeerProtocol(DatagramProtocol):
         return (":" in address[0]) == self._ipv6
 
     def _introduced(self, introduction):
+        if introduction.original:
+            self._introducedOriginal(introduction)
+            return
         if self.punch is not None and self.punch.key == introduction.key:
             return
         if introduction.name != self.wants:
@@ -372,6 +382,40 @@ class PeerProtocol(DatagramProtocol):
             self,
             newTransactionID=self._newTransactionID,
             **self._punchSettings,
+        )
+        self.punch.start()
+
+    def _introducedOriginal(self, introduction):
+        current = self.punch
+        if (
+            isinstance(current, OriginalContact)
+            and current.address == introduction.address
+            and current.state in (PUNCHING, UP)
+        ):
+            return
+        if introduction.name != self.wants:
+            raise messages.InvalidMessage(
+                f"introduced to {introduction.name}, but looking for {self.wants}"
+            )
+        if current is not None:
+            current.stop()
+        self.log.info(
+            "The stage manager introduced {peer} at {address}, an original"
+            " test-client: speaking its text messages to it",
+            peer=introduction.name,
+            address=formatAddress(introduction.address),
+        )
+        settings = self._punchSettings
+        self.punch = OriginalContact(
+            self.clock,
+            self.transport.write,
+            self.name,
+            introduction.name,
+            introduction.address,
+            self.text,
+            self,
+            messageInterval=settings.get("messageInterval", 1.0),
+            pathTimeout=settings.get("pathTimeout", 15.0),
         )
         self.punch.start()
 

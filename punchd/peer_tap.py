@@ -9,7 +9,9 @@ from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
 from punchd.messages import InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
+from punchd.seedprotocol import fitsLine
 from punchd.peer import PeerProtocol
+from punchd.seedpeer import SeedPeerProtocol
 
 LONGDESC = """\
 Run a peer: register NAME with the stage manager at HOST:PORT, and when the
@@ -27,6 +29,11 @@ NAT in front of this machine maps and filters, says in plain words what that
 means for hole punching, and exits:
 
     twistd -n punch-peer --server stage.example.net:8080 --probe
+
+With --seed-compat, it instead speaks the original test-client's text
+protocol, to an original test-server (or a punch-server --seed-compat): it
+registers with its bare name, reads the phonebook lines, and exchanges the
+original's unauthenticated text messages with its contact.
 """
 
 
@@ -48,11 +55,18 @@ class Options(usage.Options):
     C{(address, port)}.
     """
 
-    synopsis = "--server HOST:PORT (--name NAME --peer NAME [options] | --probe)"
+    synopsis = (
+        "--server HOST:PORT (--name NAME --peer NAME [--seed-compat] [options] | --probe)"
+    )
     longdesc = LONGDESC
 
     optFlags = [
         ["probe", None, "Report how the NAT in front of this machine behaves, then exit."],
+        [
+            "seed-compat",
+            None,
+            "Speak the original test-client's text protocol, to an original test-server.",
+        ],
     ]
 
     optParameters = [
@@ -109,6 +123,15 @@ class Options(usage.Options):
         for option in required:
             if self[option] is None:
                 raise usage.UsageError(f"--{option} is required")
+        if self["seed-compat"]:
+            if self["probe"]:
+                raise usage.UsageError("--probe needs a punch-server, not --seed-compat")
+            for option in ("name", "peer"):
+                if not fitsLine(self[option]):
+                    raise usage.UsageError(
+                        f"--{option}: {self[option]!r} has a comma, which the"
+                        " original's phonebook lines cannot carry"
+                    )
         if self["name"] is not None and self["name"] == self["peer"]:
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
@@ -117,6 +140,11 @@ class Options(usage.Options):
             self["server"] = resolve(*splitHostPort(self["server"]))
         except ValueError as e:
             raise usage.UsageError(f"--server: {e}") from None
+        if self["seed-compat"] and ":" in self["server"][0]:
+            raise usage.UsageError(
+                f"--server: {self['server'][0]} is IPv6; the original test-server"
+                " speaks IPv4 only"
+            )
 
 
 class PeerService(internet.UDPServer):
@@ -140,6 +168,17 @@ def makeService(config, reactor=None):
     local = localAddressTowards(server)
     localHosts = () if local is None else (local,)
     interface = "::" if ":" in server[0] else ""
+    if config["seed-compat"]:
+        seedPeer = SeedPeerProtocol(
+            reactor,
+            server,
+            config["name"],
+            config["peer"],
+            interval=config["interval"],
+            text=config["message"],
+            pathTimeout=3 * config["keepalive"],
+        )
+        return PeerService(config["port"], seedPeer, interface="", reactor=reactor)
     if config["probe"]:
         report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
         return internet.UDPServer(config["port"], report, interface=interface, reactor=reactor)
