@@ -1,0 +1,210 @@
+"""
+System tests: every pairing of {original test-server, punch-server
+--seed-compat} with {original test-client, punch-peer}, in both roles, as
+real processes on 127.0.0.1.
+
+The original programs are played by L{punchd.test.seedfake}, run as
+processes of their own.  Against an original test-server a punch-peer runs
+with C{--seed-compat}.
+"""
+
+import os
+import re
+import sys
+import time
+
+from twisted.trial.unittest import TestCase
+
+from punchd.demo import Processes
+
+#: The repository, put first on the children's path so that they run this
+#: tree's code whether or not it is installed.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_PRELUDE = f"import sys; sys.path.insert(0, {ROOT!r}); "
+
+TWISTD = [
+    sys.executable,
+    "-c",
+    _PRELUDE + "from twisted.scripts.twistd import run; run()",
+    "--nodaemon",
+    "--pidfile=",
+]
+
+SEEDFAKE = [
+    sys.executable,
+    "-c",
+    _PRELUDE + "from punchd.test.seedfake import main; sys.exit(main())",
+]
+
+PUNCH_SERVER = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
+ORIGINAL_SERVER = re.compile(r"Connection Server ready to receive on port (\d+)\.")
+
+
+def heard(sender, receiver):
+    """
+    The line a receiver of either kind prints for the sender's direct
+    message: the original prints the text on a line of its own, punch-peer
+    after C{->> }.
+    """
+    return re.compile(
+        rf"(^|->> )This is a direct P2P message from {sender} to {receiver}$"
+    )
+
+
+def waitFor(processes, patterns, seconds):
+    """
+    Read the children's output until every C{(label, pattern)} in
+    C{patterns} has matched a line of that child, or C{seconds} pass.
+
+    @return: The C{time.monotonic()} and match of each pattern that matched,
+        and every line read, as C{(label, line)}.
+    """
+    seen = {}
+    lines = []
+    for label, line in processes.lines(time.monotonic() + seconds):
+        lines.append((label, line))
+        for key, pattern in patterns.items():
+            match = pattern.search(line)
+            if key not in seen and key[0] == label and match:
+                seen[key] = (time.monotonic(), match)
+        if len(seen) == len(patterns):
+            break
+    return seen, lines
+
+
+class SeedPairingTestsMixin:
+    """
+    Start a server of one kind, then alice and bob, each of one kind, and
+    see both print the other's direct message.
+    """
+
+    serverKind = None
+    #: Seconds after bob's start by which both must have heard the other.
+    within = None
+    #: Receive attempts between two registrations of an original client.
+    attempts = 30
+
+    def startServer(self, processes):
+        if self.serverKind == "original":
+            argv = SEEDFAKE + ["server", "-p", "0", "-i", "127.0.0.1"]
+            pattern = ORIGINAL_SERVER
+        else:
+            argv = TWISTD + [
+                "punch-server", "--interface", "127.0.0.1", "--port", "0", "--seed-compat",
+            ]
+            pattern = PUNCH_SERVER
+        processes.start("server", argv)
+        seen, lines = waitFor(processes, {("server", "port"): pattern}, 20)
+        self.assertIn(("server", "port"), seen, f"the server did not start: {lines}")
+        return int(seen[("server", "port")][1].group(1))
+
+    def startClient(self, processes, kind, name, contact, port):
+        if kind == "original":
+            argv = SEEDFAKE + [
+                "client", "-s", "127.0.0.1", "-p", str(port), "-n", name, "-c", contact,
+                "--attempts", str(self.attempts),
+            ]
+        else:
+            argv = TWISTD + [
+                "punch-peer", "-s", f"127.0.0.1:{port}", "-n", name, "-c", contact,
+            ]
+            if self.serverKind == "original":
+                argv.append("--seed-compat")
+        processes.start(name, argv)
+
+    def assertConnects(self, aliceKind, bobKind):
+        with Processes() as processes:
+            port = self.startServer(processes)
+            self.startClient(processes, aliceKind, "alice", "bob", port)
+            # Let alice register first.
+            waitFor(processes, {}, 1.0)
+            start = time.monotonic()
+            self.startClient(processes, bobKind, "bob", "alice", port)
+            seen, lines = waitFor(
+                processes,
+                {
+                    ("alice", "heard"): heard("bob", "alice"),
+                    ("bob", "heard"): heard("alice", "bob"),
+                },
+                self.within + 15,
+            )
+            self.assertEqual(len(seen), 2, f"not both heard the other: {lines}")
+            elapsed = max(t for t, _ in seen.values()) - start
+            print(
+                f"\n{self.serverKind} server, alice {aliceKind}, bob {bobKind}: both heard"
+                f" the other {elapsed:.1f} s after bob's start"
+            )
+            self.assertLess(elapsed, self.within)
+            processes.stopAll()
+            self.assertEqual([l for l in lines if "Traceback" in l[1]], [])
+
+
+class PunchServerLoopbackTests(SeedPairingTestsMixin, TestCase):
+    """
+    Every pairing through C{punch-server --seed-compat}, with the original
+    client's own timing.
+    """
+
+    serverKind = "punchd"
+    within = 5.0
+
+    def test_originalAndOriginal(self):
+        """
+        Two original test-clients connect within seconds, not ~30 s.
+        """
+        self.assertConnects("original", "original")
+
+    def test_originalThenPunchPeer(self):
+        """
+        An original test-client, then a punch-peer, connect.
+        """
+        self.assertConnects("original", "punch")
+
+    def test_punchPeerThenOriginal(self):
+        """
+        A punch-peer, then an original test-client, connect.
+        """
+        self.assertConnects("punch", "original")
+
+    def test_punchPeerAndPunchPeer(self):
+        """
+        Two punch-peers connect through a punch-server --seed-compat.
+        """
+        self.assertConnects("punch", "punch")
+
+
+class OriginalServerLoopbackTests(SeedPairingTestsMixin, TestCase):
+    """
+    Every pairing through the original test-server, played by the stand-in;
+    original clients register every 5 receive attempts rather than 30, so
+    that the test need not wait for the original's ~30 s.
+    """
+
+    serverKind = "original"
+    within = 12.0
+    attempts = 5
+
+    def test_originalAndOriginal(self):
+        """
+        Two original test-clients connect.
+        """
+        self.assertConnects("original", "original")
+
+    def test_originalThenPunchPeer(self):
+        """
+        An original test-client, then a punch-peer --seed-compat, connect.
+        """
+        self.assertConnects("original", "punch")
+
+    def test_punchPeerThenOriginal(self):
+        """
+        A punch-peer --seed-compat, then an original test-client, connect.
+        """
+        self.assertConnects("punch", "original")
+
+    def test_punchPeerAndPunchPeer(self):
+        """
+        Two punch-peers --seed-compat connect through the original server.
+        """
+        self.assertConnects("punch", "punch")
