@@ -68,6 +68,9 @@ PUNCH_KEY_BYTES = 16
 
 BAD_REQUEST = 400
 
+# The bytes a name may be made of when it is ASCII: printable, not a space.
+_NAME_ASCII = bytes(range(0x21, 0x7F))
+
 
 class InvalidMessage(ValueError):
     """
@@ -94,6 +97,9 @@ def validateName(name: bytes) -> str:
     @return: The name as text.
     @raise InvalidMessage: If C{name} breaks a rule; the reason says which.
     """
+    if 0 < len(name) <= MAX_NAME_BYTES and not name.translate(None, _NAME_ASCII):
+        # Printable ASCII without spaces, as names nearly always are.
+        return name.decode("ascii")
     if not name:
         raise InvalidMessage("empty name")
     if len(name) > MAX_NAME_BYTES:
@@ -167,20 +173,40 @@ def parseRegistration(message: stun.Message) -> Registration:
 
     @raise InvalidMessage: If it breaks a rule.
     """
+    # One pass over the attributes: a registration is most of what the
+    # stage manager reads.  The first NAME and PEER count, as get() would.
     txid = message.transactionID
-    locals_ = message.getAll(LOCAL_ADDRESS)
+    name = wants = None
+    locals_ = []
+    seeking = False
+    for attrType, value in message.attributes:
+        if attrType == NAME:
+            if name is None:
+                name = value
+        elif attrType == PEER:
+            if wants is None:
+                wants = value
+        elif attrType == LOCAL_ADDRESS:
+            locals_.append(value)
+        elif attrType == SEEKING:
+            seeking = True
     if len(locals_) > MAX_LOCAL_ADDRESSES:
         raise InvalidMessage(
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
         )
-    localAddresses = tuple(
-        dict.fromkeys(_address(v, txid, "LOCAL-ADDRESS") for v in locals_)
-    )
+    if len(locals_) == 1:
+        localAddresses = (_address(locals_[0], txid, "LOCAL-ADDRESS"),)
+    else:
+        localAddresses = tuple(
+            dict.fromkeys(_address(v, txid, "LOCAL-ADDRESS") for v in locals_)
+        )
+    if name is None:
+        raise InvalidMessage("no NAME")
     return Registration(
-        name=_name(message, NAME, "NAME", True),
-        wants=_name(message, PEER, "PEER", False),
-        localAddresses=localAddresses,
-        seeking=message.get(SEEKING) is not None,
+        validateName(name),
+        None if wants is None else validateName(wants),
+        localAddresses,
+        seeking,
     )
 
 
@@ -196,15 +222,14 @@ def encodeRegistered(
         L{PEER_INTRODUCED}, or L{None} when the request did not seek an
         introduction.
     """
-    attributes = [
-        (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)),
-        (LIFETIME, lifetime.to_bytes(4, "big")),
-    ]
+    # Made for every registration, so from encoded attributes.
+    attributes = stun.attribute(
+        stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)
+    ) + stun.attribute(LIFETIME, lifetime.to_bytes(4, "big"))
     if peerState is not None:
-        attributes.append((PEER_STATE, bytes((peerState,))))
-    return stun.encode(
-        stun.Message(REGISTER, stun.SUCCESS, transactionID, tuple(attributes)),
-        fingerprint=True,
+        attributes += stun.attribute(PEER_STATE, bytes((peerState,)))
+    return stun.encodeAttributes(
+        REGISTER, stun.SUCCESS, transactionID, attributes, fingerprint=True
     )
 
 
@@ -444,10 +469,16 @@ def bindingAnswer(request: stun.Message, observed) -> bytes:
     """
     txid = request.transactionID
     if request.classic:
-        attribute = (stun.MAPPED_ADDRESS, stun.encodeAddress(*observed))
+        attribute = stun.attribute(stun.MAPPED_ADDRESS, stun.encodeAddress(*observed))
     else:
-        attribute = (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, txid))
-    return stun.encode(
-        stun.Message(stun.BINDING, stun.SUCCESS, txid, (attribute,)),
-        fingerprint=request.get(stun.FINGERPRINT) is not None,
+        attribute = stun.attribute(
+            stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, txid)
+        )
+    return stun.encodeAttributes(
+        stun.BINDING,
+        stun.SUCCESS,
+        txid,
+        attribute,
+        fingerprint=bool(request.attributes)
+        and request.get(stun.FINGERPRINT) is not None,
     )

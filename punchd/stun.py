@@ -24,7 +24,7 @@ import os
 import struct
 from binascii import crc32
 from dataclasses import dataclass
-from socket import AF_INET, AF_INET6, inet_pton
+from socket import AF_INET, AF_INET6, inet_ntoa, inet_pton
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -58,6 +58,8 @@ __all__ = [
     "looksLikeStun",
     "decode",
     "encode",
+    "attribute",
+    "encodeAttributes",
     "verifyIntegrity",
     "verifyIntegritySHA256",
     "encodeAddress",
@@ -223,6 +225,7 @@ _MAX_PORT = 0xFFFF
 _XOR_COOKIE = MAGIC_COOKIE << 96
 _XOR_PORT_SHIFT = 112
 _XOR_IPV4_SHIFT = 96
+_COOKIE_PORT = MAGIC_COOKIE >> 16
 
 _ERROR_CODE_HEADER_LENGTH = 4
 _ERROR_CLASS_MASK = 0x07
@@ -341,6 +344,22 @@ class Message:
     transactionID: bytes
     attributes: tuple[tuple[int, bytes], ...] = ()
 
+    def __init__(
+        self,
+        method: int,
+        messageClass: int,
+        transactionID: bytes,
+        attributes: tuple[tuple[int, bytes], ...] = (),
+    ):
+        # A Message is made for every datagram sent or received.  The
+        # __init__ a frozen dataclass gets sets each field through
+        # object.__setattr__; setting the slots directly does the same at
+        # half the cost.
+        _setMethod(self, method)
+        _setMessageClass(self, messageClass)
+        _setTransactionID(self, transactionID)
+        _setAttributes(self, attributes)
+
     @property
     def classic(self) -> bool:
         """
@@ -373,6 +392,31 @@ class Message:
             empty if there are none.
         """
         return [value for eachType, value in self.attributes if eachType == attrType]
+
+
+_setMethod = Message.method.__set__  # type: ignore[attr-defined]
+_setMessageClass = Message.messageClass.__set__  # type: ignore[attr-defined]
+_setTransactionID = Message.transactionID.__set__  # type: ignore[attr-defined]
+_setAttributes = Message.attributes.__set__  # type: ignore[attr-defined]
+
+
+def _methodAndClass(messageType: int) -> tuple[int, int]:
+    return (
+        (messageType & _METHOD_LOW)
+        | ((messageType >> 1) & _METHOD_MIDDLE)
+        | ((messageType >> 2) & _METHOD_HIGH),
+        ((messageType >> 4) & _CLASS_LOW) | ((messageType >> 7) & _CLASS_HIGH),
+    )
+
+
+# The message types of the methods below 0x100 (STUN's, TURN's and
+# punchd's), split into method and class once, at import.
+_METHOD_AND_CLASS = {
+    t: _methodAndClass(t)
+    for t in range(_TOP_BITS >> 2)
+    if _methodAndClass(t)[0] < 0x100
+}
+_MESSAGE_TYPES = {methodAndClass: t for t, methodAndClass in _METHOD_AND_CLASS.items()}
 
 
 def newTransactionID() -> bytes:
@@ -459,6 +503,12 @@ def decode(data: bytes) -> Message:
     else:
         transactionID = data[_COOKIE_OFFSET:_HEADER_LENGTH]
 
+    if size == _HEADER_LENGTH:
+        # A bare request, such as most STUN clients' Binding requests.
+        known = _METHOD_AND_CLASS.get(messageType)
+        method, messageClass = known or _methodAndClass(messageType)
+        return Message(method, messageClass, transactionID, ())
+
     attributes = []
     append = attributes.append
     unpackAttributeHeader = _UINT16_PAIR.unpack_from
@@ -494,14 +544,9 @@ def decode(data: bytes) -> Message:
             append((attrType, data[start:end]))
         offset = start + ((attrLength + _ALIGNMENT_MASK) & ~_ALIGNMENT_MASK)
 
-    return Message(
-        (messageType & _METHOD_LOW)
-        | ((messageType >> 1) & _METHOD_MIDDLE)
-        | ((messageType >> 2) & _METHOD_HIGH),
-        ((messageType >> 4) & _CLASS_LOW) | ((messageType >> 7) & _CLASS_HIGH),
-        transactionID,
-        tuple(attributes),
-    )
+    known = _METHOD_AND_CLASS.get(messageType)
+    method, messageClass = known or _methodAndClass(messageType)
+    return Message(method, messageClass, transactionID, tuple(attributes))
 
 
 def _checkFingerprint(data: bytes, offset: int, attrLength: int) -> None:
@@ -578,6 +623,103 @@ def _hmac(key: bytes, text: bytes, digest: str, classic: bool) -> bytes:
     return hmac.digest(key, text, digest)
 
 
+def _header(method: int, messageClass: int, transactionID: bytes):
+    """
+    Check the fixed part of a message to encode.
+
+    @return: The 14-bit message type; the 16 bytes that follow the length
+        field (the cookie and the ID, or a classic ID); and whether the
+        message is classic.
+
+    @raise ValueError: As L{encode} says.
+    """
+    messageType = _MESSAGE_TYPES.get((method, messageClass))
+    if messageType is None:
+        if not 0 <= method <= _MAX_METHOD:
+            raise ValueError(f"method 0x{method:x} does not fit in 12 bits")
+        if not 0 <= messageClass <= _MAX_CLASS:
+            raise ValueError(f"message class {messageClass} is not 0 to 3")
+        messageType = (
+            (method & _METHOD_LOW)
+            | ((method & _METHOD_MIDDLE) << 1)
+            | ((method & _METHOD_HIGH) << 2)
+            | ((messageClass & _CLASS_LOW) << 4)
+            | ((messageClass & _CLASS_HIGH) << 7)
+        )
+    idLength = len(transactionID)
+    if idLength == _TRANSACTION_ID_LENGTH:
+        return messageType, _COOKIE_BYTES + transactionID, False
+    if idLength == _CLASSIC_TRANSACTION_ID_LENGTH:
+        if transactionID.startswith(_COOKIE_BYTES):
+            raise ValueError(
+                "a classic 16-byte transaction ID cannot start with the magic "
+                "cookie: it would decode as a 12-byte one"
+            )
+        return messageType, transactionID, True
+    raise ValueError(
+        f"transaction ID is {idLength} bytes, not "
+        f"{_TRANSACTION_ID_LENGTH} or {_CLASSIC_TRANSACTION_ID_LENGTH}"
+    )
+
+
+def attribute(attrType: int, value: bytes) -> bytes:
+    """
+    Encode one attribute: its header, its value and the padding.
+
+    For L{encodeAttributes}.
+
+    @raise ValueError: If the type or the length does not fit in 16 bits.
+    """
+    attrLength = len(value)
+    try:
+        header = _UINT16_PAIR.pack(attrType, attrLength)
+    except struct.error as e:
+        raise ValueError(
+            f"attribute type 0x{attrType:x} or its length {attrLength} does not "
+            f"fit in 16 bits"
+        ) from e
+    return header + value + _PADDING[attrLength & _ALIGNMENT_MASK]
+
+
+def encodeAttributes(
+    method: int,
+    messageClass: int,
+    transactionID: bytes,
+    attributes: bytes,
+    fingerprint: bool = False,
+) -> bytes:
+    """
+    Encode a message whose attributes are already encoded, each by
+    L{attribute}: what L{encode} does for a L{Message} without integrity,
+    with less work, for the messages a server makes per datagram.
+
+    @param attributes: The attributes, concatenated, in wire order.
+    @param fingerprint: Whether to add FINGERPRINT.
+
+    @return: The datagram, the same bytes L{encode} makes of the same
+        message.
+
+    @raise ValueError: As L{encode} says.
+    """
+    messageType, transactionID, _ = _header(method, messageClass, transactionID)
+    length = len(attributes)
+    if fingerprint:
+        length += _FINGERPRINT_SIZE
+    if length > _MAX_LENGTH:
+        raise ValueError(
+            f"the attributes take {length} bytes, more than the length field "
+            f"can hold ({_MAX_LENGTH})"
+        )
+    datagram = _UINT16_PAIR.pack(messageType, length) + transactionID + attributes
+    if fingerprint:
+        return (
+            datagram
+            + _FINGERPRINT_HEADER
+            + _UINT32.pack(crc32(datagram) ^ _FINGERPRINT_XOR)
+        )
+    return datagram
+
+
 def encode(
     message: Message,
     integrityKey: bytes | None = None,
@@ -620,35 +762,8 @@ def encode(
         cookie), or the message would be too long for its 16-bit length
         field.
     """
-    method = message.method
-    messageClass = message.messageClass
-    transactionID = message.transactionID
-    if not 0 <= method <= _MAX_METHOD:
-        raise ValueError(f"method 0x{method:x} does not fit in 12 bits")
-    if not 0 <= messageClass <= _MAX_CLASS:
-        raise ValueError(f"message class {messageClass} is not 0 to 3")
-    idLength = len(transactionID)
-    if idLength == _TRANSACTION_ID_LENGTH:
-        classic = False
-        transactionID = _COOKIE_BYTES + transactionID
-    elif idLength == _CLASSIC_TRANSACTION_ID_LENGTH:
-        classic = True
-        if transactionID.startswith(_COOKIE_BYTES):
-            raise ValueError(
-                "a classic 16-byte transaction ID cannot start with the magic "
-                "cookie: it would decode as a 12-byte one"
-            )
-    else:
-        raise ValueError(
-            f"transaction ID is {idLength} bytes, not "
-            f"{_TRANSACTION_ID_LENGTH} or {_CLASSIC_TRANSACTION_ID_LENGTH}"
-        )
-    messageType = (
-        (method & _METHOD_LOW)
-        | ((method & _METHOD_MIDDLE) << 1)
-        | ((method & _METHOD_HIGH) << 2)
-        | ((messageClass & _CLASS_LOW) << 4)
-        | ((messageClass & _CLASS_HIGH) << 7)
+    messageType, transactionID, classic = _header(
+        message.method, message.messageClass, message.transactionID
     )
 
     if integrityKey is not None:
@@ -962,6 +1077,25 @@ def encodeXorAddress(host: str, port: int, transactionID: bytes) -> bytes:
     @raise ValueError: If C{host} is not an address literal, C{port} is out
         of range, or C{transactionID} has the wrong length.
     """
+    if (
+        type(port) is int
+        and 0 <= port <= _MAX_PORT
+        and len(transactionID) == _TRANSACTION_ID_LENGTH
+        and type(host) is str
+        and ":" not in host
+    ):
+        # The common case, IPv4 in an RFC 8489 message, masked with the
+        # magic cookie alone.
+        try:
+            packed = inet_pton(AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return _IPV4_VALUE.pack(
+                _FAMILY_IPV4,
+                port ^ _COOKIE_PORT,
+                _UINT32.unpack(packed)[0] ^ MAGIC_COOKIE,
+            )
     packed = _packHost(host)
     _checkPort(port)
     mask = _xorMask(transactionID)
@@ -989,6 +1123,13 @@ def decodeXorAddress(value: bytes, transactionID: bytes) -> tuple[str, int]:
     @raise BadAttribute: If the family is unknown or the length is wrong.
     @raise ValueError: If C{transactionID} has the wrong length.
     """
+    if (
+        len(value) == _IPV4_VALUE_LENGTH
+        and value[1] == _FAMILY_IPV4
+        and len(transactionID) == _TRANSACTION_ID_LENGTH
+    ):
+        _, port, masked = _IPV4_VALUE.unpack(value)
+        return inet_ntoa(_UINT32.pack(masked ^ MAGIC_COOKIE)), port ^ _COOKIE_PORT
     mask = _xorMask(transactionID)
     family = _checkAddressValue(value)
     port = ((value[2] << 8) | value[3]) ^ (mask >> _XOR_PORT_SHIFT)

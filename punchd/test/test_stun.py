@@ -1685,3 +1685,107 @@ class ModuleTests(SynchronousTestCase):
         Every name in C{__all__} is defined.
         """
         self.assertEqual([n for n in stun.__all__ if not hasattr(stun, n)], [])
+
+
+class EncodeAttributesTests(SynchronousTestCase):
+    """
+    Tests for L{stun.encodeAttributes} and L{stun.attribute}, the fast
+    path for messages made per datagram.
+    """
+
+    @FUZZ
+    @given(messages, st.booleans())
+    def test_sameAsEncode(self, message, fingerprint):
+        """
+        A message from encoded attributes is the same bytes as L{encode}
+        makes of it.
+        """
+        self.assertEqual(
+            stun.encodeAttributes(
+                message.method,
+                message.messageClass,
+                message.transactionID,
+                b"".join(stun.attribute(t, v) for t, v in message.attributes),
+                fingerprint,
+            ),
+            encode(message, fingerprint=fingerprint),
+        )
+
+    def test_attributePadded(self):
+        """
+        An attribute is its header, its value and zeroes to a multiple of 4.
+        """
+        self.assertEqual(stun.attribute(0x8022, b"abcde"), b"\x80\x22\x00\x05abcde\x00\x00\x00")
+
+    def test_attributeTooLong(self):
+        """
+        A value too long for the length field is refused.
+        """
+        self.assertRaises(ValueError, stun.attribute, 0x8022, bytes(0x10000))
+
+    def test_badHeader(self):
+        """
+        A method, class or transaction ID out of range is refused as
+        L{encode} refuses it.
+        """
+        for method, messageClass, txid in [
+            (0x1000, REQUEST, bytes(12)),
+            (BINDING, 4, bytes(12)),
+            (BINDING, REQUEST, bytes(13)),
+            (BINDING, REQUEST, COOKIE + bytes(12)),
+        ]:
+            self.assertRaises(ValueError, stun.encodeAttributes, method, messageClass, txid, b"")
+            self.assertRaises(
+                ValueError, encode, Message(method, messageClass, txid)
+            )
+
+    def test_tooLong(self):
+        """
+        Attributes too long for the length field are refused.
+        """
+        self.assertRaises(
+            ValueError,
+            stun.encodeAttributes,
+            BINDING,
+            REQUEST,
+            bytes(12),
+            bytes(0xFFFC),
+            True,
+        )
+
+
+class XorAddressFastPathTests(SynchronousTestCase):
+    """
+    IPv4 addresses in RFC 8489 messages take a shorter path through
+    L{encodeXorAddress} and L{decodeXorAddress}; it gives the same answers.
+    """
+
+    @FUZZ
+    @given(st.ip_addresses(v=4), st.integers(0, 0xFFFF), st.binary(min_size=12, max_size=12))
+    def test_roundTrip(self, host, port, txid):
+        """
+        What is encoded decodes to the same canonical address and port, and
+        the value is the address and port masked with the cookie.
+        """
+        value = encodeXorAddress(str(host), port, txid)
+        self.assertEqual(
+            value,
+            struct.pack(
+                "!BBHI", 0, 1, port ^ (MAGIC_COOKIE >> 16), int(host) ^ MAGIC_COOKIE
+            ),
+        )
+        self.assertEqual(decodeXorAddress(value, txid), (str(host), port))
+
+    def test_loneIPv4FormsRefused(self):
+        """
+        Shorthand IPv4 forms that C{inet_aton} would take are still refused.
+        """
+        for host in ("127.1", "1", "0x7f.0.0.1"):
+            self.assertRaises(ValueError, encodeXorAddress, host, 1, bytes(12))
+
+    def test_badPort(self):
+        """
+        A port out of range is refused.
+        """
+        self.assertRaises(ValueError, encodeXorAddress, "192.0.2.1", 65536, bytes(12))
+        self.assertRaises(ValueError, encodeXorAddress, "192.0.2.1", -1, bytes(12))

@@ -1,0 +1,201 @@
+"""
+Tests for L{punchd.messages}: the shortcuts taken on the stage manager's
+per-datagram path give the answers of the plain definitions they replace.
+"""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+
+FUZZ = settings(max_examples=300, deadline=None)
+
+
+def plainValidateName(name):
+    """
+    The rule for names, spelled out.
+    """
+    if not name:
+        raise messages.InvalidMessage("empty name")
+    if len(name) > messages.MAX_NAME_BYTES:
+        raise messages.InvalidMessage("too long")
+    text = name.decode("utf-8")
+    if not text.isprintable() or any(c.isspace() for c in text):
+        raise messages.InvalidMessage("bad characters")
+    return text
+
+
+def plainParseRegistration(message):
+    """
+    L{messages.parseRegistration} as first written, with get() and getAll().
+    """
+    txid = message.transactionID
+    locals_ = message.getAll(messages.LOCAL_ADDRESS)
+    if len(locals_) > messages.MAX_LOCAL_ADDRESSES:
+        raise messages.InvalidMessage("too many")
+    localAddresses = tuple(
+        dict.fromkeys(stun.decodeXorAddress(v, txid) for v in locals_)
+    )
+    name = message.get(messages.NAME)
+    if name is None:
+        raise messages.InvalidMessage("no NAME")
+    wants = message.get(messages.PEER)
+    return messages.Registration(
+        plainValidateName(name),
+        None if wants is None else plainValidateName(wants),
+        localAddresses,
+        message.get(messages.SEEKING) is not None,
+    )
+
+
+def outcome(f, *args):
+    try:
+        return f(*args)
+    except (messages.InvalidMessage, stun.StunError, UnicodeDecodeError):
+        return "refused"
+
+
+names = st.one_of(
+    st.binary(max_size=70),
+    st.text(max_size=20).map(lambda t: t.encode("utf-8")),
+    st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x80), max_size=66).map(
+        lambda t: t.encode("utf-8")
+    ),
+)
+addresses = st.one_of(
+    st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 0xFFFF)).map(
+        lambda a: stun.encodeXorAddress(a[0], a[1], bytes(12))
+    ),
+    st.binary(max_size=20),
+)
+registrations = st.builds(
+    lambda attributes: stun.Message(
+        messages.REGISTER, stun.REQUEST, bytes(12), tuple(attributes)
+    ),
+    st.lists(
+        st.one_of(
+            names.map(lambda n: (messages.NAME, n)),
+            names.map(lambda n: (messages.PEER, n)),
+            addresses.map(lambda a: (messages.LOCAL_ADDRESS, a)),
+            st.just((messages.SEEKING, b"")),
+        ),
+        max_size=12,
+    ),
+)
+
+
+class ValidateNameTests(SynchronousTestCase):
+    """
+    Tests for L{messages.validateName}.
+    """
+
+    @FUZZ
+    @given(names)
+    def test_sameAsRule(self, name):
+        """
+        A name is taken or refused as the rule says.
+        """
+        self.assertEqual(outcome(messages.validateName, name), outcome(plainValidateName, name))
+
+    def test_asciiEdges(self):
+        """
+        Printable ASCII is taken; space, DEL, control characters, the empty
+        name and a 65-byte name are refused.
+        """
+        self.assertEqual(messages.validateName(b"!~" * 32), "!~" * 32)
+        for bad in (b"a b", b"a\x7f", b"a\x00", b"\t", b"", b"a" * 65):
+            self.assertRaises(messages.InvalidMessage, messages.validateName, bad)
+
+
+class ParseRegistrationTests(SynchronousTestCase):
+    """
+    Tests for L{messages.parseRegistration}.
+    """
+
+    @FUZZ
+    @given(registrations)
+    def test_sameAsPlain(self, message):
+        """
+        A registration reads, or is refused, as with get() and getAll().
+        """
+        self.assertEqual(
+            outcome(messages.parseRegistration, message),
+            outcome(plainParseRegistration, message),
+        )
+
+    def test_firstNameCounts(self):
+        """
+        Of two NAMEs, the first counts.
+        """
+        message = stun.Message(
+            messages.REGISTER,
+            stun.REQUEST,
+            bytes(12),
+            ((messages.NAME, b"alice"), (messages.NAME, b"bob")),
+        )
+        self.assertEqual(messages.parseRegistration(message).name, "alice")
+
+
+class AnswerTests(SynchronousTestCase):
+    """
+    The answers made from encoded attributes are the bytes that
+    L{stun.encode} makes of the same message.
+    """
+
+    @FUZZ
+    @given(
+        st.ip_addresses(v=4).map(str),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFFFFFF),
+        st.sampled_from([None, 0, 1, 2]),
+        st.binary(min_size=12, max_size=12),
+    )
+    def test_registered(self, host, port, lifetime, peerState, txid):
+        """
+        L{messages.encodeRegistered}.
+        """
+        attributes = [
+            (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(host, port, txid)),
+            (messages.LIFETIME, lifetime.to_bytes(4, "big")),
+        ]
+        if peerState is not None:
+            attributes.append((messages.PEER_STATE, bytes((peerState,))))
+        self.assertEqual(
+            messages.encodeRegistered(txid, (host, port), lifetime, peerState),
+            stun.encode(
+                stun.Message(messages.REGISTER, stun.SUCCESS, txid, tuple(attributes)),
+                fingerprint=True,
+            ),
+        )
+
+    @FUZZ
+    @given(
+        st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str),
+        st.integers(0, 0xFFFF),
+        st.one_of(
+            st.binary(min_size=12, max_size=12),
+            st.binary(min_size=16, max_size=16).filter(lambda t: t[:4] != b"\x21\x12\xa4\x42"),
+        ),
+        st.booleans(),
+    )
+    def test_binding(self, host, port, txid, fingerprint):
+        """
+        L{messages.bindingAnswer}, to RFC 8489 and classic requests, with
+        and without a FINGERPRINT.
+        """
+        request = stun.decode(
+            stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid), fingerprint=fingerprint)
+        )
+        if request.classic:
+            attribute = (stun.MAPPED_ADDRESS, stun.encodeAddress(host, port))
+        else:
+            attribute = (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(host, port, txid))
+        self.assertEqual(
+            messages.bindingAnswer(request, (host, port)),
+            stun.encode(
+                stun.Message(stun.BINDING, stun.SUCCESS, txid, (attribute,)),
+                fingerprint=fingerprint,
+            ),
+        )
