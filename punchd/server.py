@@ -10,7 +10,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from punchd import messages, seedprotocol, stun
+from punchd import messages, seedprotocol, stun, udpsend
 from punchd.addresses import formatAddress, unmapped
 from punchd.drops import DropCounter
 from punchd.logs import hideAddresses
@@ -101,6 +101,8 @@ class StageManagerProtocol(DatagramProtocol):
         }
 
     def startProtocol(self):
+        # Every address the stage manager writes to came from its socket.
+        self._send = udpsend.sender(self.transport)
         host = self.transport.getHost()
         self.log.info(
             "Stage manager listening on {serverAddress}; the phonebook holds up to"
@@ -139,7 +141,7 @@ class StageManagerProtocol(DatagramProtocol):
         @param address: Where to: C{(host, port)}.
         """
         self.stats["bytesSent"] += len(datagram)
-        self.transport.write(datagram, address)
+        self._send(datagram, address)
 
     def datagramReceived(self, datagram, address):
         self.stats["datagrams"] += 1
@@ -240,6 +242,17 @@ class StageManagerProtocol(DatagramProtocol):
             )
 
     def _logRegistration(self, entry, previous):
+        if (
+            previous is not None
+            and previous.address == entry.address
+            and previous.localAddresses == entry.localAddresses
+            and previous.wants == entry.wants
+        ):
+            # A refresh, the stage manager's most common datagram by far:
+            # one per peer every interval.  Counted in stats, never logged,
+            # not even at debug level, which twistd writes out: a line per
+            # refresh cost more than the rest of the registration.
+            return
         fields = dict(
             name=entry.name,
             address=formatAddress(entry.address),
@@ -252,11 +265,7 @@ class StageManagerProtocol(DatagramProtocol):
                 size=len(self.phonebook),
                 **fields,
             )
-        elif (previous.address, previous.localAddresses, previous.wants) != (
-            entry.address,
-            entry.localAddresses,
-            entry.wants,
-        ):
+        else:
             self.log.info(
                 "{name} re-registered from {address} (local: {localAddresses}), looking for {wants};"
                 " it was at {previousAddress} looking for {previousWants}",
@@ -264,8 +273,6 @@ class StageManagerProtocol(DatagramProtocol):
                 previousWants=previous.wants,
                 **fields,
             )
-        else:
-            self.log.debug("{name} refreshed from {address}", **fields)
 
     def _introduce(self, a, b):
         key = self._randomBytes(messages.PUNCH_KEY_BYTES)
