@@ -482,3 +482,29 @@ def bindingAnswer(request: stun.Message, observed) -> bytes:
         fingerprint=bool(request.attributes)
         and request.get(stun.FINGERPRINT) is not None,
     )
+
+
+#: The first 8 bytes of a bare RFC 8489 Binding request, a header with no
+#: attributes, which is what most STUN clients send: the type, a length of
+#: 0 and the magic cookie.  The 12 bytes of transaction ID follow.
+BARE_BINDING_REQUEST = b"\x00\x01\x00\x00\x21\x12\xa4\x42"
+
+# The answer's header up to the ID (Binding success, 12 bytes of
+# attributes, the cookie), and the header of its XOR-MAPPED-ADDRESS.
+_BINDING_SUCCESS_IPV4 = b"\x01\x01\x00\x0c\x21\x12\xa4\x42"
+_XOR_MAPPED_IPV4 = b"\x00\x20\x00\x08"
+
+
+def bareBindingAnswer(transactionID: bytes, observed) -> bytes:
+    """
+    Encode the answer to a bare Binding request (see
+    L{BARE_BINDING_REQUEST}): what L{bindingAnswer} makes of it, without
+    decoding the request first.
+
+    @param transactionID: The request's 12-byte transaction ID.
+    @param observed: The C{(host, port)} the request came from.
+    """
+    value = stun.encodeXorAddress(observed[0], observed[1], transactionID)
+    if len(value) == 8:
+        return _BINDING_SUCCESS_IPV4 + transactionID + _XOR_MAPPED_IPV4 + value
+    return bindingAnswer(stun.Message(stun.BINDING, stun.REQUEST, transactionID), observed)

@@ -146,6 +146,16 @@ class StageManagerProtocol(DatagramProtocol):
     def datagramReceived(self, datagram, address):
         self.stats["datagrams"] += 1
         self.stats["bytesReceived"] += len(datagram)
+        if (
+            datagram[:8] == messages.BARE_BINDING_REQUEST
+            and len(datagram) == 20
+            and self.discovery is None
+        ):
+            # Most STUN clients' Binding request, the header alone: its
+            # answer needs only the transaction ID, so it is not decoded.
+            self.write(messages.bareBindingAnswer(datagram[8:], unmapped(address)), address)
+            self.stats["bindings"] += 1
+            return
         if self.seedCompat is not None and seedprotocol.isText(datagram):
             self.seedCompat.datagramReceived(datagram, address)
             return

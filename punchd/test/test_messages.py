@@ -199,3 +199,20 @@ class AnswerTests(SynchronousTestCase):
                 fingerprint=fingerprint,
             ),
         )
+
+    @FUZZ
+    @given(
+        st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str),
+        st.integers(0, 0xFFFF),
+        st.binary(min_size=12, max_size=12),
+    )
+    def test_bareBinding(self, host, port, txid):
+        """
+        L{messages.bareBindingAnswer} answers a bare request as
+        L{messages.bindingAnswer} answers it decoded.
+        """
+        request = messages.BARE_BINDING_REQUEST + txid
+        self.assertEqual(
+            messages.bareBindingAnswer(txid, (host, port)),
+            messages.bindingAnswer(stun.decode(request), (host, port)),
+        )
