@@ -140,7 +140,9 @@ class OriginalContact:
             self.state = UP
             self.log.info(
                 "{peer}, an original test-client, is talking to us from {address},"
-                " {elapsed:.1f} s after we started sending to it",
+                " {elapsed:.1f} s after we started sending to it. Its messages are"
+                " not authenticated: whoever can send from that address could"
+                " have written them.",
                 peer=self.peerName,
                 address=formatAddress(source),
                 elapsed=self.elapsed,
