@@ -8,6 +8,72 @@ evict when the phonebook is full and the entries to expire are at its front.
 """
 
 from collections import OrderedDict
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+
+# A phonebook may hold a million entries, so an entry keeps its addresses
+# packed: a (host, port) pair of objects takes some 150 bytes, its packed
+# form 40 (one bytes object).  An address whose text would not come back
+# the same from its packed form (an IPv6 scope, a form that is not
+# canonical) is kept as it was given.
+_PACKED_LENGTHS = {6: AF_INET, 18: AF_INET6}
+
+
+def _pack(address):
+    """
+    Pack C{(host, port)} into 6 bytes (IPv4) or 18 (IPv6), or return it as
+    it is if it does not pack and unpack to itself.
+    """
+    try:
+        host, port = address
+        if ":" in host:
+            packed = inet_pton(AF_INET6, host)
+            if inet_ntop(AF_INET6, packed) != host:
+                return address
+        else:
+            packed = inet_pton(AF_INET, host)
+        return packed + port.to_bytes(2, "big")
+    except (TypeError, ValueError, OSError, OverflowError, AttributeError):
+        return address
+
+
+def _unpack(packed):
+    if type(packed) is not bytes:
+        return packed
+    return inet_ntop(_PACKED_LENGTHS[len(packed)], packed[:-2]), int.from_bytes(
+        packed[-2:], "big"
+    )
+
+
+def _packAll(addresses):
+    """
+    Pack a tuple of addresses into one bytes object, each packed address
+    after a byte giving its length; or return the tuple if one does not
+    pack.
+    """
+    if not addresses:
+        return b""
+    parts = []
+    for address in addresses:
+        packed = _pack(address)
+        if type(packed) is not bytes:
+            return tuple(addresses)
+        parts.append(_LENGTH_BYTES[len(packed)] + packed)
+    return b"".join(parts)
+
+
+_LENGTH_BYTES = {length: bytes((length,)) for length in _PACKED_LENGTHS}
+
+
+def _unpackAll(packed):
+    if type(packed) is not bytes:
+        return packed
+    addresses = []
+    offset = 0
+    while offset < len(packed):
+        length = packed[offset]
+        addresses.append(_unpack(packed[offset + 1 : offset + 1 + length]))
+        offset += 1 + length
+    return tuple(addresses)
 
 
 class Entry:
@@ -36,15 +102,56 @@ class Entry:
     @type original: L{bool}
     """
 
-    __slots__ = ("name", "address", "localAddresses", "wants", "lastSeen", "original")
+    __slots__ = ("name", "_address", "_localAddresses", "wants", "lastSeen", "original")
 
     def __init__(self, name, address, localAddresses, wants, lastSeen, original=False):
         self.name = name
-        self.address = address
-        self.localAddresses = localAddresses
+        self._address = _pack(address)
+        self._localAddresses = _packAll(localAddresses)
         self.wants = wants
         self.lastSeen = lastSeen
         self.original = original
+
+    @property
+    def address(self):
+        return _unpack(self._address)
+
+    @address.setter
+    def address(self, address):
+        self._address = _pack(address)
+
+    @property
+    def localAddresses(self):
+        return _unpackAll(self._localAddresses)
+
+    @localAddresses.setter
+    def localAddresses(self, localAddresses):
+        self._localAddresses = _packAll(localAddresses)
+
+    def copy(self) -> "Entry":
+        """
+        A copy of this entry as it is now.
+        """
+        copy = Entry.__new__(Entry)
+        copy.name = self.name
+        copy._address = self._address
+        copy._localAddresses = self._localAddresses
+        copy.wants = self.wants
+        copy.lastSeen = self.lastSeen
+        copy.original = self.original
+        return copy
+
+    def samePlace(self, other: "Entry") -> bool:
+        """
+        Whether C{other} has the same address, local addresses and wanted
+        peer as this entry: whether a registration that turned one into the
+        other was a mere refresh.
+        """
+        return (
+            self._address == other._address
+            and self._localAddresses == other._localAddresses
+            and self.wants == other.wants
+        )
 
     def __repr__(self) -> str:
         return (
@@ -96,6 +203,12 @@ class Phonebook:
         entries = self._entries
         entry = entries.get(name)
         evicted = None
+        if wants is not None:
+            # The wanted peer's own name object, when it is here, rather
+            # than a copy of it per entry.
+            wanted = entries.get(wants)
+            if wanted is not None:
+                wants = wanted.name
         if entry is None:
             previous = None
             if len(entries) >= self.maxEntries:
@@ -104,14 +217,7 @@ class Phonebook:
                 name, address, localAddresses, wants, now, original
             )
         else:
-            previous = Entry(
-                entry.name,
-                entry.address,
-                entry.localAddresses,
-                entry.wants,
-                entry.lastSeen,
-                entry.original,
-            )
+            previous = entry.copy()
             entry.address = address
             entry.localAddresses = localAddresses
             entry.wants = wants

@@ -252,12 +252,7 @@ class StageManagerProtocol(DatagramProtocol):
             )
 
     def _logRegistration(self, entry, previous):
-        if (
-            previous is not None
-            and previous.address == entry.address
-            and previous.localAddresses == entry.localAddresses
-            and previous.wants == entry.wants
-        ):
+        if previous is not None and previous.samePlace(entry):
             # A refresh, the stage manager's most common datagram by far:
             # one per peer every interval.  Counted in stats, never logged,
             # not even at debug level, which twistd writes out: a line per

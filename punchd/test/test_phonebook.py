@@ -94,3 +94,63 @@ class PhonebookTests(SynchronousTestCase):
         """
         self.assertRaises(ValueError, Phonebook, 0, 60)
         self.assertRaises(ValueError, Phonebook, 10, 0)
+
+
+class CompactEntryTests(SynchronousTestCase):
+    """
+    Entries keep addresses packed and share names; what they give back is
+    what they were given.
+    """
+
+    def test_addressesComeBack(self):
+        """
+        IPv4 and IPv6 addresses, and local addresses of both, read back as
+        given.
+        """
+        book = Phonebook(10, 60)
+        local = (("10.0.0.2", 1), ("2001:db8::1", 65535), ("192.168.1.9", 0))
+        entry, _, _ = book.register("alice", ("2001:db8::7", 8080), local, None, 0)
+        self.assertEqual((entry.address, entry.localAddresses), (("2001:db8::7", 8080), local))
+        entry.address = A
+        self.assertEqual(entry.address, A)
+
+    def test_oddAddressesKept(self):
+        """
+        An address that would not read back the same once packed (an IPv6
+        scope, a form that is not canonical) is kept as it was given.
+        """
+        book = Phonebook(10, 60)
+        for address in (("fe80::1%eth0", 1), ("2001:DB8::1", 2), ("0:0::1", 3)):
+            entry, _, _ = book.register("alice", address, (address,), None, 0)
+            self.assertEqual((entry.address, entry.localAddresses), (address, (address,)))
+
+    def test_wantsShared(self):
+        """
+        The name of a wanted peer that is registered is that peer's own name
+        object.
+        """
+        book = Phonebook(10, 60)
+        bob, _, _ = book.register("bob", B, (), None, 0)
+        alice, _, _ = book.register("alice", A, (), "".join(["b", "ob"]), 0)
+        self.assertIs(alice.wants, bob.name)
+
+    def test_copyAndSamePlace(self):
+        """
+        A copy is the same place; a change of address, local address or
+        wanted peer is not.
+        """
+        book = Phonebook(10, 60)
+        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), "bob", 0)
+        copy = entry.copy()
+        self.assertEqual(
+            (copy.name, copy.address, copy.localAddresses, copy.wants, copy.lastSeen),
+            ("alice", A, (("10.0.0.2", 1),), "bob", 0),
+        )
+        self.assertTrue(copy.samePlace(entry))
+        for change in (
+            (B, (("10.0.0.2", 1),), "bob"),
+            (A, (("10.0.0.2", 2),), "bob"),
+            (A, (("10.0.0.2", 1),), "carol"),
+        ):
+            _, previous, _ = book.register("alice", *change[:2], change[2], 1)
+            self.assertFalse(previous.samePlace(entry))
