@@ -100,25 +100,36 @@ class SeedPairingTestsMixin:
         return int(seen[("server", "port")][1].group(1))
 
     def startClient(self, processes, kind, name, contact, port):
+        """
+        Start a client.
+
+        @return: A pattern of the line it prints once it has registered, or
+            is registering.
+        """
         if kind == "original":
             argv = SEEDFAKE + [
                 "client", "-s", "127.0.0.1", "-p", str(port), "-n", name, "-c", contact,
                 "--attempts", str(self.attempts),
             ]
+            registered = r"^Registering with Stage Manager\.$"
         else:
             argv = TWISTD + [
                 "punch-peer", "-s", f"127.0.0.1:{port}", "-n", name, "-c", contact,
             ]
             if self.serverKind == "original":
                 argv.append("--seed-compat")
+                registered = "speaking the original's text protocol"
+            else:
+                registered = f"Waiting for {contact} to register"
         processes.start(name, argv)
+        return re.compile(registered)
 
     def assertConnects(self, aliceKind, bobKind):
         with Processes() as processes:
             port = self.startServer(processes)
-            self.startClient(processes, aliceKind, "alice", "bob", port)
-            # Let alice register first.
-            waitFor(processes, {}, 1.0)
+            registered = self.startClient(processes, aliceKind, "alice", "bob", port)
+            seen, lines = waitFor(processes, {("alice", "registered"): registered}, 20)
+            self.assertEqual(len(seen), 1, f"alice did not register: {lines}")
             start = time.monotonic()
             self.startClient(processes, bobKind, "bob", "alice", port)
             seen, lines = waitFor(
