@@ -1,0 +1,108 @@
+"""
+Benchmark 1: the server's cost per datagram, against the floor.
+
+The real C{twistd -n punch-server} and the floor responder
+(L{bench.floor}) each run as a process of their own on 127.0.0.1, and the
+load generator (L{bench.loadgen}), a third process, drives them in turn
+with the same ports and windows.  The server's CPU time is read from
+C{/proc/PID/stat} over the measured window; the headline figure is its CPU
+per answered request divided by the floor's.
+"""
+
+import json
+import re
+
+from bench import children
+from punchd.demo import twistdCommand
+
+_SERVER_LISTENING = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
+_FLOOR_LISTENING = re.compile(r"floor listening on 127\.0\.0\.1:(\d+)")
+
+
+def _drive(processes, label, pid, port, kind, settings):
+    generator = f"load-{label}-{kind}"
+    processes.start(
+        generator,
+        children.python(
+            "bench.loadgen",
+            "--target",
+            f"127.0.0.1:{port}",
+            "--kind",
+            kind,
+            "--cpu-pid",
+            pid,
+            "--seconds",
+            settings["seconds"],
+            "--warmup",
+            settings["warmup"],
+            "--ports",
+            settings["ports"],
+            "--window",
+            settings["window"],
+            "--names",
+            settings["names"],
+        ),
+    )
+    processes.wait(generator, settings["warmup"] + settings["seconds"] + 90)
+    for line in processes.output(generator).splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(
+        f"the load generator gave no result: {processes.output(generator)[-2000:]}"
+    )
+
+
+def _start(processes, label, argv, pattern):
+    process = processes.start(label, argv)
+    match = processes.waitFor(label, pattern, 30)
+    return process.pid, int(match.group(1))
+
+
+def serverCommand(maxClients):
+    """
+    The real stage manager, as an operator runs it, on a free loopback port.
+    """
+    return twistdCommand() + [
+        "--nodaemon",
+        "--pidfile=",
+        "punch-server",
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-clients",
+        str(maxClients),
+    ]
+
+
+def run(settings, report):
+    """
+    Measure the floor, then the server with each kind of request; call
+    C{report(target, kind, figures)} as each measurement ends, and return
+    every figure by C{(target, kind)}.
+    """
+    results = {}
+    lifetime = int(3 * (settings["warmup"] + settings["seconds"]) + 120)
+    with children.Processes() as processes:
+        pid, port = _start(
+            processes,
+            "floor",
+            children.python("bench.floor", "--seconds", lifetime),
+            _FLOOR_LISTENING,
+        )
+        results["floor", "binding"] = _drive(processes, "floor", pid, port, "binding", settings)
+        report("floor", "binding", results["floor", "binding"])
+        processes.stop("floor")
+        for kind in ("binding", "register"):
+            label = f"server-{kind}"
+            pid, port = _start(
+                processes,
+                label,
+                serverCommand(max(100000, 2 * settings["names"])),
+                _SERVER_LISTENING,
+            )
+            results["server", kind] = _drive(processes, label, pid, port, kind, settings)
+            results["server", kind]["logBytes"] = len(processes.output(label))
+            report("server", kind, results["server", kind])
+            processes.stop(label)
+    return results

@@ -1,0 +1,308 @@
+"""
+The load generator: a process of its own that drives a STUN server on the
+loopback with many source ports, each keeping a window of requests
+outstanding, and reports what came back.
+
+    python -m bench.loadgen --target 127.0.0.1:PORT --kind binding|register
+        [--seconds 5] [--warmup 1] [--ports 50] [--window 4] [--names 20000]
+        [--cpu-pid PID]
+
+It prints one line of JSON: requests sent and answered in the measured
+window, answered per second, loss, latency percentiles, its own CPU time,
+and, with C{--cpu-pid}, the CPU time that process used during the window
+(read from C{/proc/PID/stat}, so the figure is the whole process: user and
+kernel time, every thread).
+
+Only a loopback target is accepted, and the run ends by itself: warm-up,
+the measured window, then at most C{--timeout} seconds to collect late
+answers.
+
+Kinds of request:
+
+  - C{binding}: a bare RFC 8489 Binding request (a header and nothing
+    else), as any STUN client sends.
+  - C{register}: a punchd C{REGISTER} request as a peer sends it (C{NAME},
+    C{PEER}, one C{LOCAL-ADDRESS}, C{FINGERPRINT}), for C{--names}
+    distinct names.  Each name always comes from the same source port, as
+    a peer's refreshes do; the warm-up registers every name once, so the
+    measured window is the steady state of a full phonebook being
+    refreshed.
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from array import array
+from binascii import crc32
+
+_COOKIE = 0x2112A442
+_COOKIE_BYTES = struct.pack("!I", _COOKIE)
+_BINDING_HEAD = struct.pack("!HH", 0x0001, 0) + _COOKIE_BYTES
+_FINGERPRINT_HEAD = struct.pack("!HH", 0x8028, 4)
+_FINGERPRINT_XOR = 0x5354554E
+_UINT32 = struct.Struct("!I")
+_TXID = struct.Struct("!IQ")
+_NS = 1_000_000_000
+
+
+def cpuTimes(pid):
+    """
+    User and system CPU seconds that process C{pid} has used.
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpuSeconds(pid):
+    """
+    User plus system CPU seconds that process C{pid} has used.
+    """
+    return sum(cpuTimes(pid))
+
+
+def rssBytes(pid="self"):
+    """
+    Resident memory of process C{pid}, in bytes.
+    """
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def registrationTemplate(name, wants, local):
+    """
+    The parts of a C{REGISTER} request that do not depend on the transaction
+    ID: the first 8 header bytes and the attributes before C{FINGERPRINT}.
+
+    An IPv4 C{LOCAL-ADDRESS} is masked with the magic cookie alone, so the
+    whole body is fixed; only the ID and the fingerprint change per request.
+    """
+    from punchd import messages, stun
+
+    encoded = messages.encodeRegistration(
+        bytes(12), messages.Registration(name, wants, (local,), False)
+    )
+    body = encoded[20:-8]
+    head = encoded[:2] + struct.pack("!H", len(body) + 8) + _COOKIE_BYTES
+    assert stun.decode(head + bytes(12) + body + _fingerprint(head + bytes(12) + body))
+    return head, body
+
+
+def _fingerprint(message):
+    return _FINGERPRINT_HEAD + _UINT32.pack(crc32(message) ^ _FINGERPRINT_XOR)
+
+
+def nameOf(index):
+    return f"peer-{index:07d}"
+
+
+class _Port:
+    __slots__ = ("sock", "outstanding", "names", "nextName", "wrapped")
+
+    def __init__(self, sock, names):
+        self.sock = sock
+        self.outstanding = {}
+        self.names = names
+        self.nextName = 0
+        self.wrapped = False
+
+
+def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
+    """
+    Drive C{target}; return the figures as a L{dict}.
+    """
+    host, port = target
+    if not ipaddress.ip_address(host).is_loopback:
+        raise SystemExit(f"the load generator drives the loopback only, not {host}")
+    poller = select.epoll()
+    byFd = {}
+    for i in range(ports):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.connect((host, port))
+        sock.setblocking(False)
+        mine = []
+        if kind == "register":
+            for n in range(i, names, ports):
+                mine.append(
+                    registrationTemplate(
+                        nameOf(n), nameOf(n ^ 1), (f"192.168.{n % 250}.{n % 199 + 2}", 40000 + n % 20000)
+                    )
+                )
+        byFd[sock.fileno()] = _Port(sock, mine)
+        poller.register(sock.fileno(), select.EPOLLIN)
+
+    counter = 0
+    clock = time.perf_counter_ns
+
+    def send(p):
+        nonlocal counter
+        counter += 1
+        txid = _TXID.pack(p.sock.fileno(), counter)
+        if kind == "binding":
+            datagram = _BINDING_HEAD + txid
+        else:
+            head, body = p.names[p.nextName]
+            p.nextName += 1
+            if p.nextName == len(p.names):
+                p.nextName = 0
+                p.wrapped = True
+            message = head + txid + body
+            datagram = message + _FINGERPRINT_HEAD + _UINT32.pack(
+                crc32(message) ^ _FINGERPRINT_XOR
+            )
+        p.outstanding[txid] = clock()
+        try:
+            p.sock.send(datagram)
+        except (BlockingIOError, ConnectionRefusedError):
+            pass  # counted lost when its timeout passes
+
+    timeoutNs = int(timeout * _NS)
+    start = clock()
+    measureFrom = start + int(warmup * _NS)
+    measureTo = measureFrom + int(seconds * _NS)
+    sentIn = answeredIn = receivedIn = late = lost = 0
+    latencies = array("q")
+    cpuFrom = cpuTo = None
+    procFrom = procTo = None
+    measuring = False
+    nextSweep = start
+    for p in byFd.values():
+        for _ in range(window):
+            send(p)
+    # Every name registers once before the window, however long that takes,
+    # so that the window sees refreshes of known names.
+    registeredOnce = kind != "register"
+    drainUntil = None
+    while True:
+        now = clock()
+        if not measuring and drainUntil is None and now >= measureFrom and registeredOnce:
+            measuring = True
+            measureFrom = now
+            measureTo = now + int(seconds * _NS)
+            cpuFrom = cpuTimes(cpuPid) if cpuPid else None
+            procFrom = time.process_time()
+            sentBefore = counter
+        if measuring and now >= measureTo:
+            measuring = False
+            cpuTo = cpuTimes(cpuPid) if cpuPid else None
+            procTo = time.process_time()
+            sentIn = counter - sentBefore
+            drainUntil = now + timeoutNs
+        if drainUntil is not None and (now >= drainUntil or not any(
+            p.outstanding for p in byFd.values()
+        )):
+            break
+        if now - start > (warmup + seconds + 60) * _NS:
+            raise SystemExit("the load generator ran out of time")
+        for fd, _ in poller.poll(0.05):
+            p = byFd[fd]
+            recv = p.sock.recv
+            outstanding = p.outstanding
+            while True:
+                try:
+                    data = recv(2048)
+                except BlockingIOError:
+                    break
+                except ConnectionRefusedError:
+                    continue
+                sentAt = outstanding.pop(data[8:20], None)
+                if sentAt is None:
+                    late += 1
+                    continue
+                now = clock()
+                if sentAt >= measureFrom and (measuring or drainUntil is not None):
+                    answeredIn += 1
+                    latencies.append(now - sentAt)
+                if measuring:
+                    receivedIn += 1
+                if drainUntil is None:
+                    send(p)
+        if now >= nextSweep:
+            nextSweep = now + _NS // 10
+            for p in byFd.values():
+                expired = [t for t, at in p.outstanding.items() if now - at > timeoutNs]
+                for t in expired:
+                    if p.outstanding.pop(t) >= measureFrom and drainUntil is None:
+                        lost += 1
+                    if drainUntil is None:
+                        send(p)
+            if not registeredOnce:
+                registeredOnce = all(p.wrapped for p in byFd.values())
+    for p in byFd.values():
+        poller.unregister(p.sock.fileno())
+        p.sock.close()
+    poller.close()
+    window_s = (measureTo - measureFrom) / _NS
+    lat = sorted(latencies)
+
+    def percentile(q):
+        if not lat:
+            return None
+        return lat[min(len(lat) - 1, int(q * len(lat)))] / 1e6
+
+    result = {
+        "kind": kind,
+        "seconds": window_s,
+        "ports": ports,
+        "window": window,
+        "names": names if kind == "register" else None,
+        "sent": sentIn,
+        "answered": answeredIn,
+        "answeredPerSecond": receivedIn / window_s,
+        "loss": (sentIn - answeredIn) / sentIn if sentIn else None,
+        "p50ms": percentile(0.50),
+        "p99ms": percentile(0.99),
+        "late": late,
+        "generatorCpuSeconds": procTo - procFrom,
+    }
+    if cpuFrom is not None and receivedIn:
+        user = cpuTo[0] - cpuFrom[0]
+        system = cpuTo[1] - cpuFrom[1]
+        result["targetCpuSeconds"] = user + system
+        result["targetCpuMicrosecondsPerAnswer"] = (user + system) / receivedIn * 1e6
+        result["targetUserMicrosecondsPerAnswer"] = user / receivedIn * 1e6
+        result["targetSystemMicrosecondsPerAnswer"] = system / receivedIn * 1e6
+        result["targetCpuUtilisation"] = (user + system) / window_s
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
+    parser.add_argument("--target", required=True, help="HOST:PORT on the loopback")
+    parser.add_argument("--kind", choices=("binding", "register"), default="binding")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured window")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--ports", type=int, default=50, help="source ports")
+    parser.add_argument("--window", type=int, default=4, help="outstanding requests per port")
+    parser.add_argument("--names", type=int, default=20000, help="distinct names (register)")
+    parser.add_argument("--cpu-pid", type=int, default=None, help="process whose CPU to read")
+    parser.add_argument("--timeout", type=float, default=1.0, help="seconds before a request counts lost")
+    args = parser.parse_args(argv)
+    host, _, port = args.target.rpartition(":")
+    if not (0 < args.seconds <= 120 and 0 <= args.warmup <= 60):
+        parser.error("--seconds must be in (0, 120] and --warmup in [0, 60]")
+    result = run(
+        (host, int(port)),
+        args.kind,
+        args.seconds,
+        args.warmup,
+        args.ports,
+        args.window,
+        args.names,
+        args.cpu_pid,
+        args.timeout,
+    )
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
