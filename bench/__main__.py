@@ -119,7 +119,7 @@ def growth(sizes):
     _print(
         "   in this process: StageManagerProtocol.datagramReceived on a transport that sends"
         " nothing (decode, phonebook update, answer; no socket calls), refreshes of peers"
-        " drawn at random from the book; best of 3 passes."
+        " drawn at random from the book; best of 5 passes, the sizes taken in turn."
     )
     _print(f"   {'entries':>10}{'us/registration':>17}{'vs first':>10}")
     results = {}

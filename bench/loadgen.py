@@ -190,6 +190,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
             cpuFrom = cpuTimes(cpuPid) if cpuPid else None
             procFrom = time.process_time()
             sentBefore = counter
+            print("MEASURING", flush=True)
         if measuring and now >= measureTo:
             measuring = False
             cpuTo = cpuTimes(cpuPid) if cpuPid else None
