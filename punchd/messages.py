@@ -31,6 +31,7 @@ C{MESSAGE-INTEGRITY} keyed with the punch key, and C{FINGERPRINT}:
 Every function here is pure: no I/O and no clock.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 from punchd import stun
@@ -54,6 +55,12 @@ PEER_STATE = 0xC00A
 #: in the original programs' text messages; the introduction has no
 #: L{PUNCH_KEY}.
 ORIGINAL = 0xC00B
+#: 16 bytes the stage manager made from the sender's address and the time;
+#: echoing it proves the sender receives at that address.
+COOKIE = 0xC00C
+#: 16 bytes the stage manager gives the first registrant of a name; only
+#: its holder may move the name to another address or unregister it.
+NAME_SECRET = 0xC00D
 
 #: Values of L{PEER_STATE}, the stage manager's word on the wanted peer in
 #: its answer to a registration that seeks an introduction.
@@ -65,8 +72,18 @@ MAX_NAME_BYTES = 64
 MAX_LOCAL_ADDRESSES = 8
 MAX_PAYLOAD_BYTES = 1024
 PUNCH_KEY_BYTES = 16
+SECRET_BYTES = 16
 
 BAD_REQUEST = 400
+#: A registration without a valid cookie, answered with one to echo.
+PROVE_ADDRESS = 401
+#: A registration of a name held by another address, without its secret.
+NAME_TAKEN = 403
+
+#: The size a peer pads a registration without a cookie to, so that the
+#: stage manager can answer it, and introduce it, without sending more
+#: bytes than it received.
+UNPROVEN_REGISTRATION_BYTES = 512
 
 # The bytes a name may be made of when it is ASCII: printable, not a space.
 _NAME_ASCII = bytes(range(0x21, 0x7F))
@@ -84,6 +101,17 @@ class InvalidMessage(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+
+
+def sharedKey(secret: bytes) -> bytes:
+    """
+    The key of the C{MESSAGE-INTEGRITY-SHA256} that a shared secret puts on
+    every message between the stage manager and its peers.
+
+    @param secret: The secret, as read from its file; white space around it
+        does not count, so a trailing newline does not matter.
+    """
+    return hashlib.sha256(b"punchd shared secret\0" + secret.strip()).digest()
 
 
 def validateName(name: bytes) -> str:
@@ -140,17 +168,26 @@ class Registration:
     @ivar wants: The name of the peer it wants to reach, or L{None}.
     @ivar localAddresses: The C{(host, port)} pairs it has on its own network.
     @ivar seeking: Whether it wants an introduction now.
+    @ivar cookie: The last L{COOKIE} the stage manager gave it, or L{None}.
+    @ivar secret: The L{NAME_SECRET} of its name, or L{None}.
     """
 
     name: str
     wants: "str | None" = None
     localAddresses: tuple = ()
     seeking: bool = False
+    cookie: "bytes | None" = None
+    secret: "bytes | None" = None
 
 
-def encodeRegistration(transactionID: bytes, registration: Registration) -> bytes:
+def encodeRegistration(
+    transactionID: bytes, registration: Registration, minimumSize: int = 0
+) -> bytes:
     """
     Encode a C{REGISTER} request.
+
+    @param minimumSize: Add a C{PADDING} attribute to make the request at
+        least this many bytes long.
     """
     attributes = [(NAME, registration.name.encode("utf-8"))]
     if registration.wants is not None:
@@ -161,6 +198,12 @@ def encodeRegistration(transactionID: bytes, registration: Registration) -> byte
         )
     if registration.seeking:
         attributes.append((SEEKING, b""))
+    for attrType, value in ((COOKIE, registration.cookie), (NAME_SECRET, registration.secret)):
+        if value is not None:
+            attributes.append((attrType, value))
+    size = 28 + sum(4 + (len(v) + 3) // 4 * 4 for _, v in attributes)
+    if size < minimumSize:
+        attributes.append((stun.PADDING, bytes(max(0, minimumSize - size - 4))))
     return stun.encode(
         stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
         fingerprint=True,
@@ -176,7 +219,7 @@ def parseRegistration(message: stun.Message) -> Registration:
     # One pass over the attributes: a registration is most of what the
     # stage manager reads.  The first NAME and PEER count, as get() would.
     txid = message.transactionID
-    name = wants = None
+    name = wants = cookie = secret = None
     locals_ = []
     seeking = False
     for attrType, value in message.attributes:
@@ -190,6 +233,10 @@ def parseRegistration(message: stun.Message) -> Registration:
             locals_.append(value)
         elif attrType == SEEKING:
             seeking = True
+        elif attrType == COOKIE:
+            cookie = value
+        elif attrType == NAME_SECRET:
+            secret = value
     if len(locals_) > MAX_LOCAL_ADDRESSES:
         raise InvalidMessage(
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
@@ -207,11 +254,18 @@ def parseRegistration(message: stun.Message) -> Registration:
         None if wants is None else validateName(wants),
         localAddresses,
         seeking,
+        cookie,
+        secret,
     )
 
 
 def encodeRegistered(
-    transactionID: bytes, observed, lifetime: int, peerState: "int | None" = None
+    transactionID: bytes,
+    observed,
+    lifetime: int,
+    peerState: "int | None" = None,
+    cookie: "bytes | None" = None,
+    secret: "bytes | None" = None,
 ) -> bytes:
     """
     Encode the success response to a C{REGISTER} request.
@@ -221,6 +275,8 @@ def encodeRegistered(
     @param peerState: L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER},
         L{PEER_INTRODUCED}, or L{None} when the request did not seek an
         introduction.
+    @param cookie: A L{COOKIE} for the registrant's next registration.
+    @param secret: The L{NAME_SECRET} of its name.
     """
     # Made for every registration, so from encoded attributes.
     attributes = stun.attribute(
@@ -228,6 +284,10 @@ def encodeRegistered(
     ) + stun.attribute(LIFETIME, lifetime.to_bytes(4, "big"))
     if peerState is not None:
         attributes += stun.attribute(PEER_STATE, bytes((peerState,)))
+    if cookie is not None:
+        attributes += stun.attribute(COOKIE, cookie)
+    if secret is not None:
+        attributes += stun.attribute(NAME_SECRET, secret)
     return stun.encodeAttributes(
         REGISTER, stun.SUCCESS, transactionID, attributes, fingerprint=True
     )
@@ -241,11 +301,15 @@ class Registered:
     @ivar observed: The C{(host, port)} the stage manager saw it come from.
     @ivar lifetime: Seconds the registration lives without a refresh.
     @ivar peerState: The L{PEER_STATE} value, or L{None}.
+    @ivar cookie: The L{COOKIE} to echo next time, or L{None}.
+    @ivar secret: The L{NAME_SECRET} of the name, or L{None}.
     """
 
     observed: tuple
     lifetime: int
     peerState: "int | None" = None
+    cookie: "bytes | None" = None
+    secret: "bytes | None" = None
 
 
 def parseRegistered(message: stun.Message) -> Registered:
@@ -265,6 +329,8 @@ def parseRegistered(message: stun.Message) -> Registered:
         _address(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
         int.from_bytes(lifetime, "big"),
         None if peerState is None else peerState[0],
+        message.get(COOKIE),
+        message.get(NAME_SECRET),
     )
 
 
@@ -283,26 +349,49 @@ def encodeError(method: int, transactionID: bytes, code: int, reason: str) -> by
     )
 
 
-def encodeUnregister(transactionID: bytes, name: str) -> bytes:
+def encodeChallenge(transactionID: bytes, cookie: bytes) -> bytes:
     """
-    Encode an C{UNREGISTER} request.
+    Encode the answer to a registration without a valid cookie: an error
+    response, L{PROVE_ADDRESS}, with a L{COOKIE} to echo.  It is smaller
+    than any registration the stage manager answers this way.
     """
     return stun.encode(
         stun.Message(
-            UNREGISTER, stun.REQUEST, transactionID, ((NAME, name.encode("utf-8")),)
+            REGISTER,
+            stun.ERROR,
+            transactionID,
+            (
+                (stun.ERROR_CODE, stun.encodeErrorCode(PROVE_ADDRESS, "Echo the cookie")),
+                (COOKIE, cookie),
+            ),
         ),
         fingerprint=True,
     )
 
 
-def parseUnregister(message: stun.Message) -> str:
+def encodeUnregister(transactionID: bytes, name: str, secret: "bytes | None" = None) -> bytes:
+    """
+    Encode an C{UNREGISTER} request.
+
+    @param secret: The L{NAME_SECRET} of the name.
+    """
+    attributes = ((NAME, name.encode("utf-8")),)
+    if secret is not None:
+        attributes += ((NAME_SECRET, secret),)
+    return stun.encode(
+        stun.Message(UNREGISTER, stun.REQUEST, transactionID, attributes),
+        fingerprint=True,
+    )
+
+
+def parseUnregister(message: stun.Message):
     """
     Read an C{UNREGISTER} request.
 
-    @return: The name to forget.
+    @return: The name to forget, and its L{NAME_SECRET} or L{None}.
     @raise InvalidMessage: If the name is missing or bad.
     """
-    return _name(message, NAME, "NAME", True)
+    return _name(message, NAME, "NAME", True), message.get(NAME_SECRET)
 
 
 def encodeSuccess(method: int, transactionID: bytes) -> bytes:

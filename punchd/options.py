@@ -7,6 +7,8 @@ from ipaddress import ip_address
 
 from twisted.python import usage
 
+from punchd.messages import sharedKey
+
 
 def named(option: str, coerce):
     """
@@ -82,3 +84,32 @@ def interface(value: str) -> str:
         return str(ip_address(value))
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def rate(value: str) -> float:
+    """
+    A number of events a second, or 0 for no limit.
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"{value!r} must be 0 (no limit) or more")
+    return number
+
+
+def secretFile(path: str) -> bytes:
+    """
+    The key made from a file that holds a shared secret.
+
+    @return: The key: see L{punchd.messages.sharedKey}.
+    """
+    try:
+        with open(path, "rb") as f:
+            secret = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e.strerror}") from None
+    if not secret.strip():
+        raise ValueError(f"{path!r} is empty")
+    return sharedKey(secret)

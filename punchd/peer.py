@@ -19,6 +19,10 @@ from punchd.seedcontact import OriginalContact
 #: each later one waits twice as long, up to the refresh interval.
 REGISTRATION_RTO = 0.5
 
+#: Seconds a peer whose first registration was answered with an
+#: introduction on its way waits for it before proving its address anyway.
+PROOF_DELAY = 1.0
+
 #: After this many unanswered transmissions of one registration, the peer
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
@@ -67,6 +71,7 @@ class PeerProtocol(DatagramProtocol):
         text: "str | None" = None,
         newTransactionID=stun.newTransactionID,
         discoverNAT: bool = True,
+        key: "bytes | None" = None,
         **punchSettings,
     ):
         """
@@ -81,6 +86,9 @@ class PeerProtocol(DatagramProtocol):
         @param discoverNAT: Whether to find out at start how the NAT in
             front of this peer behaves, when the stage manager offers NAT
             behaviour discovery, and log the verdict.
+        @param key: With a shared secret, the key of the
+            C{MESSAGE-INTEGRITY-SHA256} that every datagram to and from the
+            stage manager carries; L{None} without.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         """
@@ -106,6 +114,11 @@ class PeerProtocol(DatagramProtocol):
         self._serverSilent = False
         self._peerState = None
         self._ipv6 = False
+        self._key = key
+        self._cookie = None
+        self._secret = None
+        self._challenged = False
+        self._proof = None
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
@@ -127,9 +140,7 @@ class PeerProtocol(DatagramProtocol):
             self._startNATProbe(host.port)
 
     def _startNATProbe(self, port):
-        self.natProbe = NATProbe(
-            self.clock, self.transport.write, self.server, port, self._localHosts
-        )
+        self.natProbe = NATProbe(self.clock, self._probeSend, self.server, port, self._localHosts)
         d = self.natProbe.run()
 
         def found(behaviour):
@@ -145,12 +156,20 @@ class PeerProtocol(DatagramProtocol):
         d.addCallbacks(found, unknown)
         d.addBoth(lambda _: setattr(self, "natProbe", None))
 
+    def _probeSend(self, datagram, address):
+        if address == self.server:
+            self._toServer(datagram)
+        else:
+            self.transport.write(datagram, address)
+
     def stopProtocol(self):
         if self._refresher.running:
             self._refresher.stop()
         if self.natProbe is not None:
             self.natProbe.cancel()
         self._cancelRetry()
+        if self._proof is not None and self._proof.active():
+            self._proof.cancel()
         if self.punch is not None:
             self.punch.stop()
 
@@ -161,9 +180,8 @@ class PeerProtocol(DatagramProtocol):
         Fire and forget: a lost goodbye only means the entry expires.
         """
         if self.publicAddress is not None:
-            self.transport.write(
-                messages.encodeUnregister(self._newTransactionID(), self.name),
-                self.server,
+            self._toServer(
+                messages.encodeUnregister(self._newTransactionID(), self.name, self._secret)
             )
             self.log.info("Told the stage manager to forget {name}", name=self.name)
 
@@ -181,27 +199,54 @@ class PeerProtocol(DatagramProtocol):
         if self._registration is None:
             self.register()
 
-    def register(self):
+    def _toServer(self, datagram):
+        """
+        Send a datagram to the stage manager, signed with the shared secret
+        if there is one.
+        """
+        if self._key is not None:
+            datagram = stun.encode(
+                stun.decode(datagram), integritySHA256Key=self._key, fingerprint=True
+            )
+        self.transport.write(datagram, self.server)
+
+    def register(self, seeking: "bool | None" = None):
         """
         Register now, replacing any registration still unanswered.
+
+        Without a cookie from the stage manager, the registration is padded
+        to L{messages.UNPROVEN_REGISTRATION_BYTES}, so that the stage
+        manager can answer it, and introduce this peer, without sending
+        more than it received.
+
+        @param seeking: Whether to ask for an introduction; by default,
+            whenever this peer has no direct path and is not punching.
         """
         self._cancelRetry()
         txid = self._newTransactionID()
+        registration = messages.Registration(
+            self.name,
+            self.wants,
+            self.localAddresses,
+            self.seeking if seeking is None else seeking,
+            self._cookie,
+            self._secret,
+        )
         self._registration = (
             txid,
             messages.encodeRegistration(
                 txid,
-                messages.Registration(
-                    self.name, self.wants, self.localAddresses, self.seeking
-                ),
+                registration,
+                messages.UNPROVEN_REGISTRATION_BYTES if self._cookie is None else 0,
             ),
+            registration,
         )
         self._attempts = 0
         self._firstAttemptAt = self.clock.seconds()
         self._transmitRegistration()
 
     def _transmitRegistration(self):
-        self.transport.write(self._registration[1], self.server)
+        self._toServer(self._registration[1])
         self._attempts += 1
         if self._attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
             self._serverSilent = True
@@ -223,8 +268,14 @@ class PeerProtocol(DatagramProtocol):
         self._retry = None
 
     def _answered(self, message):
+        """
+        Match an answer to the registration in flight.
+
+        @return: The L{messages.Registration} it answers, or L{None}.
+        """
         if self._registration is None or message.transactionID != self._registration[0]:
-            return False
+            return None
+        registration = self._registration[2]
         self._cancelRetry()
         self._registration = None
         if self._serverSilent:
@@ -233,10 +284,22 @@ class PeerProtocol(DatagramProtocol):
                 "The stage manager at {server} is answering again",
                 server=formatAddress(self.server),
             )
-        return True
+        return registration
 
-    def _registered(self, message):
+    def _registered(self, message, registration):
         answer = messages.parseRegistered(message)
+        self._challenged = False
+        self._cookie = answer.cookie
+        self._secret = answer.secret
+        if registration.cookie is None and answer.cookie is not None:
+            # Prove our address, so that the stage manager may introduce us
+            # to a peer that registers later, and retransmit what it sends
+            # us.  If an introduction is on its way, once it is here; if it
+            # was lost, the proof asks for another.
+            if answer.peerState == messages.PEER_INTRODUCED and self.seeking:
+                self._proof = self.clock.callLater(PROOF_DELAY, self.register)
+            else:
+                self.register()
         if answer.observed != self.publicAddress:
             if self.publicAddress is None:
                 self.log.info(
@@ -279,12 +342,21 @@ class PeerProtocol(DatagramProtocol):
             return f" (my NAT, if any, kept my port {port})"
         return f" (my NAT mapped my port {port} to {observed[1]})"
 
-    def _refused(self, message):
+    def _refused(self, message, registration):
         value = message.get(stun.ERROR_CODE)
         try:
             code, reason = stun.decodeErrorCode(value) if value else (0, "no reason")
         except stun.StunError:
             code, reason = 0, "unreadable reason"
+        cookie = message.get(messages.COOKIE)
+        if code == messages.PROVE_ADDRESS and cookie is not None:
+            self._cookie = cookie
+            if not self._challenged:
+                # Echo it at once; a second challenge in a row waits for
+                # the next retransmission or refresh.
+                self._challenged = True
+                self.register(registration.seeking)
+            return
         self.log.error(
             "The stage manager refused the registration of {name}: {code} {reason}",
             name=self.name,
@@ -300,6 +372,15 @@ class PeerProtocol(DatagramProtocol):
             and seedprotocol.isText(datagram)
             and self.punch.handleText(datagram, address)
         ):
+            return
+        if (
+            self._key is not None
+            and address == self.server
+            and not stun.verifyIntegritySHA256(datagram, self._key)
+        ):
+            self.drops.drop(
+                "unauthenticated", formatAddress(address), "no valid MESSAGE-INTEGRITY-SHA256"
+            )
             return
         try:
             message = stun.decode(datagram)
@@ -325,20 +406,22 @@ class PeerProtocol(DatagramProtocol):
     def _fromServer(self, message, address):
         kind = (message.method, message.messageClass)
         if kind == (messages.REGISTER, stun.SUCCESS):
-            if self._answered(message):
-                self._registered(message)
+            registration = self._answered(message)
+            if registration is not None:
+                self._registered(message, registration)
                 return True
         elif kind == (messages.REGISTER, stun.ERROR):
-            if self._answered(message):
-                self._refused(message)
+            registration = self._answered(message)
+            if registration is not None:
+                self._refused(message, registration)
                 return True
         elif kind == (messages.INTRODUCE, stun.REQUEST):
             introduction = messages.parseIntroduction(message)
-            self.transport.write(
-                messages.encodeSuccess(messages.INTRODUCE, message.transactionID),
-                address,
-            )
+            self._toServer(messages.encodeSuccess(messages.INTRODUCE, message.transactionID))
             self._introduced(introduction)
+            if self._proof is not None and self._proof.active():
+                self._proof.cancel()
+                self.register()
             return True
         elif kind == (messages.UNREGISTER, stun.SUCCESS):
             return True

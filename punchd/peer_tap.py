@@ -109,6 +109,14 @@ class Options(usage.Options):
             options.named("punch-timeout", options.positiveFloat),
         ],
         [
+            "secret-file",
+            None,
+            None,
+            "A file holding the secret shared with the stage manager"
+            " (punch-server --secret-file).",
+            options.named("secret-file", options.secretFile),
+        ],
+        [
             "keepalive",
             None,
             5.0,
@@ -123,6 +131,10 @@ class Options(usage.Options):
         for option in required:
             if self[option] is None:
                 raise usage.UsageError(f"--{option} is required")
+        if self["secret-file"] is not None:
+            for option in ("probe", "seed-compat"):
+                if self[option]:
+                    raise usage.UsageError(f"--secret-file cannot go with --{option}")
         if self["seed-compat"]:
             if self["probe"]:
                 raise usage.UsageError("--probe needs a punch-server, not --seed-compat")
@@ -193,5 +205,6 @@ def makeService(config, reactor=None):
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],
+        key=config["secret-file"],
     )
     return PeerService(config["port"], protocol, interface=interface, reactor=reactor)

@@ -100,9 +100,22 @@ class Entry:
         addresses, says nothing of whom it wants, and must be spoken to in
         text.
     @type original: L{bool}
+
+    @ivar secret: The secret the stage manager gave the first registrant of
+        the name, which only its holder can present; L{None} for original
+        clients.
+    @type secret: L{bytes}
+
+    @ivar proven: Whether the last registration echoed a cookie, proving
+        that the peer receives at C{address}: only then does the stage
+        manager send it more than it was sent.
+    @type proven: L{bool}
     """
 
-    __slots__ = ("name", "_address", "_localAddresses", "wants", "lastSeen", "original")
+    __slots__ = (
+        "name", "_address", "_localAddresses", "wants", "lastSeen", "original",
+        "secret", "proven",
+    )
 
     def __init__(self, name, address, localAddresses, wants, lastSeen, original=False):
         self.name = name
@@ -111,6 +124,8 @@ class Entry:
         self.wants = wants
         self.lastSeen = lastSeen
         self.original = original
+        self.secret = None
+        self.proven = False
 
     @property
     def address(self):
@@ -139,6 +154,8 @@ class Entry:
         copy.wants = self.wants
         copy.lastSeen = self.lastSeen
         copy.original = self.original
+        copy.secret = self.secret
+        copy.proven = self.proven
         return copy
 
     def samePlace(self, other: "Entry") -> bool:

@@ -132,6 +132,12 @@ class OriginalClients:
             self._drops.drop("invalid original registration", source, e.reason)
             return
         now = self.clock.seconds()
+        existing = self.phonebook.lookup(name, now)
+        if existing is not None and not existing.original:
+            # A native peer holds the name; the original protocol, which
+            # anyone can speak from any address, must not take it over.
+            self._drops.drop("name held by a native peer", source, name)
+            return
         own = _ipv4(address)
         lines = ([(name, own)] if own is not None else []) + self._others(name, now)
         lines = lines[: self.answerLines]

@@ -3,6 +3,7 @@ The stage manager: a rendezvous server that keeps the phonebook and
 introduces peers that ask for each other.
 """
 
+import hmac
 import os
 from collections import Counter, OrderedDict
 
@@ -12,11 +13,43 @@ from twisted.logger import Logger
 
 from punchd import messages, seedprotocol, stun, udpsend
 from punchd.addresses import formatAddress, unmapped
+from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.logs import hideAddresses
+from punchd.ratelimit import SourceLimiter, TokenBucket
 
 #: Seconds between the retransmissions of an unanswered introduction.
 INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
+
+#: Registrations, or Binding requests, a second from one source address,
+#: by default.
+SOURCE_RATE = 20
+
+#: Registrations without a cookie handled a second, from all sources
+#: together; past that they are only answered with a cookie to echo.
+UNPROVEN_RATE = 1000
+
+
+def sourceLimiter(rate: float) -> "SourceLimiter | None":
+    """
+    A per-source limiter of C{rate} a second, with an overall limit of a
+    thousand times that, or L{None} for no limit when C{rate} is 0.
+    """
+    if rate == 0:
+        return None
+    return SourceLimiter(rate, 2 * rate, 1000 * rate, 2000 * rate)
+
+
+class _Budget:
+    """
+    What the stage manager may still send in answer to one datagram from a
+    source that has not proven its address: no more than it received.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int):
+        self.left = left
 
 
 class _PendingIntroduction:
@@ -60,6 +93,11 @@ class StageManagerProtocol(DatagramProtocol):
         discovery=None,
         logAddresses: bool = True,
         seedCompat=None,
+        cookies=None,
+        registrationLimit: "SourceLimiter | None" = None,
+        bindingLimit: "SourceLimiter | None" = None,
+        unprovenRate: float = UNPROVEN_RATE,
+        key: "bytes | None" = None,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -75,6 +113,17 @@ class StageManagerProtocol(DatagramProtocol):
         @param seedCompat: The L{punchd.seedserver.OriginalClients} that
             answers datagrams that are not STUN, registrations of the
             original test-clients; L{None} to drop them.
+        @param cookies: The L{Cookies} that prove sources' addresses; by
+            default new ones with a random key.
+        @param registrationLimit: The L{SourceLimiter} of registrations by
+            source address; L{None} for no limit.
+        @param bindingLimit: The L{SourceLimiter} of Binding answers by
+            source address; L{None} for no limit.
+        @param unprovenRate: Registrations without a valid cookie handled a
+            second; the others are answered with a cookie only.
+        @param key: With a shared secret, the key of the
+            C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
+            answer carries; L{None} without.
         """
         self.clock = clock
         self.phonebook = phonebook
@@ -84,6 +133,11 @@ class StageManagerProtocol(DatagramProtocol):
             hideAddresses(self)
             hideAddresses(self.drops)
         self._randomBytes = randomBytes
+        self.cookies = Cookies(clock, randomBytes=randomBytes) if cookies is None else cookies
+        self.registrationLimit = registrationLimit
+        self.bindingLimit = bindingLimit
+        self._unproven = TokenBucket(unprovenRate, unprovenRate, clock.seconds())
+        self._key = key
         self.discovery = discovery
         self.seedCompat = seedCompat
         if seedCompat is not None and not logAddresses:
@@ -133,19 +187,48 @@ class StageManagerProtocol(DatagramProtocol):
         for txid in list(self._pending):
             self._forget(txid)
 
-    def write(self, datagram: bytes, address) -> None:
+    def write(self, datagram: bytes, address, budget: "_Budget | None" = None) -> bool:
         """
-        Send a datagram from the stage manager's port, counting its bytes.
+        Send a datagram from the stage manager's port, signed with the
+        shared secret if there is one, counting its bytes.
 
         @param datagram: The datagram.
         @param address: Where to: C{(host, port)}.
+        @param budget: For an answer to a source that has not proven its
+            address, what may still be sent to it; L{None} for a proven
+            one.
+        @return: Whether it was sent: not if it would overdraw C{budget}.
         """
+        if self._key is not None:
+            datagram = stun.encode(
+                stun.decode(datagram), integritySHA256Key=self._key, fingerprint=True
+            )
+        if budget is not None:
+            if len(datagram) > budget.left:
+                self.drops.drop(
+                    "answer larger than the request",
+                    formatAddress(address),
+                    f"{len(datagram)} bytes for {budget.left}",
+                )
+                return False
+            budget.left -= len(datagram)
         self.stats["bytesSent"] += len(datagram)
         self._send(datagram, address)
+        return True
+
+    def _limited(self, limiter, address) -> bool:
+        if limiter is None or limiter.take(address[0], 1, self.clock.seconds()):
+            return False
+        self.stats["rateLimited"] += 1
+        self.drops.drop("rate-limited", formatAddress(address))
+        return True
 
     def datagramReceived(self, datagram, address):
         self.stats["datagrams"] += 1
         self.stats["bytesReceived"] += len(datagram)
+        if self._key is not None and not stun.verifyIntegritySHA256(datagram, self._key):
+            self.drops.drop("unauthenticated", formatAddress(address), "no valid MESSAGE-INTEGRITY-SHA256")
+            return
         if (
             datagram[:8] == messages.BARE_BINDING_REQUEST
             and len(datagram) == 20
@@ -153,6 +236,8 @@ class StageManagerProtocol(DatagramProtocol):
         ):
             # Most STUN clients' Binding request, the header alone: its
             # answer needs only the transaction ID, so it is not decoded.
+            if self._limited(self.bindingLimit, address):
+                return
             self.write(messages.bareBindingAnswer(datagram[8:], unmapped(address)), address)
             self.stats["bindings"] += 1
             return
@@ -173,29 +258,77 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return
         try:
-            handler(message, address)
+            handler(message, address, len(datagram))
         except stun.StunError as e:
             self.drops.drop("malformed", formatAddress(address), str(e))
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
             if message.messageClass == stun.REQUEST:
-                self.write(
-                    messages.encodeError(
-                        message.method, message.transactionID, e.code, e.reason
-                    ),
-                    address,
-                )
+                self._refuse(message, address, e, _Budget(len(datagram)))
 
-    def _binding(self, message, address):
+    def _refuse(self, message, address, error, budget):
+        """
+        Answer a request with an error, its reason cut short if the whole
+        would overdraw C{budget} (L{None} for a proven source).
+        """
+        reason = error.reason
+        answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
+        while budget is not None and len(answer) > budget.left and reason:
+            reason = reason[: max(0, len(reason) - (len(answer) - budget.left))].rstrip()
+            answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
+        self.write(answer, address, budget)
+
+    def _binding(self, message, address, size):
+        if self._limited(self.bindingLimit, address):
+            return
         if self.discovery is not None:
             self.discovery.answer((0, 0), message, address)
         else:
             self.write(messages.bindingAnswer(message, unmapped(address)), address)
         self.stats["bindings"] += 1
 
-    def _register(self, message, address):
+    def _register(self, message, address, size):
         registration = messages.parseRegistration(message)
         now = self.clock.seconds()
+        if self._limited(self.registrationLimit, address):
+            return
+        proven = registration.cookie is not None and self.cookies.check(
+            registration.cookie, address
+        )
+        budget = None if proven else _Budget(size)
+        if not proven and (
+            size < messages.UNPROVEN_REGISTRATION_BYTES or not self._unproven.take(1, now)
+        ):
+            # Too small to answer in full, or too many strangers at once:
+            # only a cookie to echo, which costs no state.
+            self.stats["challenges"] += 1
+            self.write(
+                messages.encodeChallenge(message.transactionID, self.cookies.issue(address)),
+                address,
+                budget,
+            )
+            return
+        existing = self.phonebook.lookup(registration.name, now)
+        # An original client cannot hold a name: the original protocol has
+        # nothing to hold it with.
+        if existing is not None and not existing.original and existing.address != address and not (
+            registration.secret is not None
+            and existing.secret is not None
+            and hmac.compare_digest(registration.secret, existing.secret)
+        ):
+            self.stats["takeoversRefused"] += 1
+            self.drops.drop("name taken", formatAddress(address), registration.name)
+            self._refuse(
+                message,
+                address,
+                messages.InvalidMessage(
+                    f"{registration.name} is registered from another address;"
+                    " only the holder of its secret can move it",
+                    messages.NAME_TAKEN,
+                ),
+                budget,
+            )
+            return
         entry, previous, evicted = self.phonebook.register(
             registration.name,
             address,
@@ -203,6 +336,9 @@ class StageManagerProtocol(DatagramProtocol):
             registration.wants,
             now,
         )
+        if entry.secret is None:
+            entry.secret = self._randomBytes(messages.SECRET_BYTES)
+        entry.proven = proven
         self.stats["registrations"] += 1
         if evicted is not None:
             self.stats["evictions"] += 1
@@ -217,7 +353,9 @@ class StageManagerProtocol(DatagramProtocol):
         other = peerState = None
         if registration.seeking and registration.wants is not None:
             other = self.phonebook.lookup(registration.wants, now)
-            if other is None:
+            if other is None or not (other.proven or other.original):
+                # A peer that has not proven its address is not sent
+                # anything it did not ask for.
                 peerState = messages.PEER_ABSENT
             elif other.original:
                 # An original client cannot say whom it wants: see
@@ -233,14 +371,17 @@ class StageManagerProtocol(DatagramProtocol):
                 unmapped(address),
                 int(self.phonebook.ttl),
                 peerState,
+                self.cookies.issue(address),
+                entry.secret,
             ),
             address,
+            budget,
         )
         if peerState == messages.PEER_INTRODUCED and other.original:
-            self._introduceOriginal(entry, other)
+            self._introduceOriginal(entry, other, budget)
             self.seedCompat.introduced(entry, other)
         elif peerState == messages.PEER_INTRODUCED:
-            self._introduce(entry, other)
+            self._introduce(entry, other, budget)
         elif peerState is not None:
             self.log.info(
                 "{name} is looking for {wants}, who is {why}: no introduction yet",
@@ -279,9 +420,15 @@ class StageManagerProtocol(DatagramProtocol):
                 **fields,
             )
 
-    def _introduce(self, a, b):
+    def _introduce(self, a, b, budget):
+        """
+        Introduce C{a}, who just registered, and C{b} to each other.
+
+        @param budget: What may still be sent to C{a} if it has not proven
+            its address, or L{None}.
+        """
         key = self._randomBytes(messages.PUNCH_KEY_BYTES)
-        for to, about in ((a, b), (b, a)):
+        for to, about, toBudget in ((a, b, budget), (b, a, None)):
             self._sendIntroduction(
                 to,
                 messages.Introduction(
@@ -290,6 +437,7 @@ class StageManagerProtocol(DatagramProtocol):
                     about.localAddresses,
                     key,
                 ),
+                toBudget,
             )
         self.stats["introductions"] += 1
         self.log.info(
@@ -300,12 +448,13 @@ class StageManagerProtocol(DatagramProtocol):
             bAddress=formatAddress(b.address),
         )
 
-    def _introduceOriginal(self, native, original):
+    def _introduceOriginal(self, native, original, budget=None):
         self._sendIntroduction(
             native,
             messages.Introduction(
                 original.name, unmapped(original.address), (), None, original=True
             ),
+            budget,
         )
         self.stats["introductions"] += 1
         self.log.info(
@@ -317,16 +466,22 @@ class StageManagerProtocol(DatagramProtocol):
             bAddress=formatAddress(original.address),
         )
 
-    def _sendIntroduction(self, to, introduction):
+    def _sendIntroduction(self, to, introduction, budget=None):
+        """
+        Send an introduction, and again until it is acknowledged; but only
+        once, within C{budget}, to a peer that has not proven its address.
+        """
         # One introduction in flight per peer: a newer one replaces it.
         if to.name in self._pendingTo:
             self._forget(self._pendingTo[to.name])
+        txid = self._randomBytes(12)
+        datagram = messages.encodeIntroduction(txid, introduction)
+        if budget is not None:
+            self.write(datagram, to.address, budget)
+            return
         while len(self._pending) >= self.phonebook.maxEntries:
             self._forget(next(iter(self._pending)))
-        txid = self._randomBytes(12)
-        self._pending[txid] = _PendingIntroduction(
-            to.name, to.address, messages.encodeIntroduction(txid, introduction)
-        )
+        self._pending[txid] = _PendingIntroduction(to.name, to.address, datagram)
         self._pendingTo[to.name] = txid
         self._transmit(txid)
 
@@ -350,22 +505,30 @@ class StageManagerProtocol(DatagramProtocol):
         if pending.call is not None and pending.call.active():
             pending.call.cancel()
 
-    def _introductionAnswered(self, message, address):
+    def _introductionAnswered(self, message, address, size):
         pending = self._pending.get(message.transactionID)
         if pending is None or pending.address != address:
             self.drops.drop("unexpected message", formatAddress(address), "stale introduction answer")
             return
         self._forget(message.transactionID)
 
-    def _unregister(self, message, address):
-        name = messages.parseUnregister(message)
+    def _unregister(self, message, address, size):
+        name, secret = messages.parseUnregister(message)
         entry = self.phonebook.lookup(name, self.clock.seconds())
         if entry is None or entry.address != address:
             raise messages.InvalidMessage(f"{name} is not registered from this address")
+        if entry.secret is not None and not (
+            secret is not None and hmac.compare_digest(secret, entry.secret)
+        ):
+            raise messages.InvalidMessage(
+                f"only the holder of {name}'s secret can unregister it", messages.NAME_TAKEN
+            )
         self.phonebook.remove(name)
         self.stats["unregistrations"] += 1
         self.write(
-            messages.encodeSuccess(messages.UNREGISTER, message.transactionID), address
+            messages.encodeSuccess(messages.UNREGISTER, message.transactionID),
+            address,
+            _Budget(size),
         )
         self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
 

@@ -13,7 +13,7 @@ from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
 from punchd.seedserver import OriginalClients
-from punchd.server import StageManagerProtocol
+from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
 
 LONGDESC = """\
@@ -132,6 +132,30 @@ class Options(usage.Options):
             options.named("metrics-interface", options.interface),
         ],
         [
+            "secret-file",
+            None,
+            None,
+            "A file holding a secret shared with the peers: every message must"
+            " then carry a MESSAGE-INTEGRITY-SHA256 keyed from it.",
+            options.named("secret-file", options.secretFile),
+        ],
+        [
+            "registration-rate",
+            None,
+            SOURCE_RATE,
+            "Registrations a second accepted from one source address, with"
+            " bursts of twice that; 0 for no limit.",
+            options.named("registration-rate", options.rate),
+        ],
+        [
+            "binding-rate",
+            None,
+            SOURCE_RATE,
+            "STUN Binding requests a second answered for one source address,"
+            " with bursts of twice that; 0 for no limit.",
+            options.named("binding-rate", options.rate),
+        ],
+        [
             "systemd-socket",
             None,
             None,
@@ -149,6 +173,13 @@ class Options(usage.Options):
         self._listenFDs = listenFDs
 
     def postOptions(self):
+        if self["secret-file"] is not None:
+            for option in ("seed-compat", "alternate-port"):
+                if self[option]:
+                    raise usage.UsageError(
+                        f"--secret-file cannot go with --{option}: its clients"
+                        " cannot carry the shared secret"
+                    )
         name = self["systemd-socket"]
         if name is not None:
             listenFDs = self._listenFDs
@@ -206,6 +237,9 @@ def makeService(config, reactor=None):
         discovery=discovery,
         seedCompat=seedCompat,
         logAddresses=not config["hide-addresses"],
+        registrationLimit=sourceLimiter(config["registration-rate"]),
+        bindingLimit=sourceLimiter(config["binding-rate"]),
+        key=config["secret-file"],
     )
     if config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)

@@ -178,6 +178,12 @@ OTHER_ADDRESS = 0x802C
 Attribute type of OTHER-ADDRESS (RFC 5780); see L{decodeAddress}.
 """
 
+PADDING = 0x0026
+"""
+Attribute type of PADDING (RFC 5780): bytes whose only job is to make the
+message longer.
+"""
+
 
 _HEADER_LENGTH = 20
 _LENGTH_OFFSET = 2

@@ -25,14 +25,17 @@ METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 def register(server, name):
     """
     Register C{name} with the stage manager at C{server} from a fresh
-    socket, and wait for the answer.
+    socket, padded as a peer pads its first registration, and wait for the
+    answer.
 
     @return: The datagram sent, and the one received.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(10)
         request = messages.encodeRegistration(
-            stun.newTransactionID(), messages.Registration(name, None, (), False)
+            stun.newTransactionID(),
+            messages.Registration(name, None, (), False),
+            messages.UNPROVEN_REGISTRATION_BYTES,
         )
         s.sendto(request, server)
         answer, _ = s.recvfrom(2048)

@@ -14,7 +14,7 @@ from punchd import stun
 from punchd.metrics import CONTENT_TYPE, MetricsService, exposition
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
-from punchd.test.test_server import SERVER, registration
+from punchd.test.test_server import SERVER, provenRegistration
 from punchd.testing import Network
 
 
@@ -78,8 +78,8 @@ class ExpositionTests(SynchronousTestCase):
         network, server, client = stageManager()
         binding = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID()))
         sent = [
-            registration("alice", "bob", seeking=True),
-            registration("bob", "alice", seeking=True),
+            provenRegistration(server, client, "alice", "bob", seeking=True),
+            provenRegistration(server, client, "bob", "alice", seeking=True),
             binding,
             b"junk",
             b"more junk",
@@ -110,7 +110,7 @@ class ExpositionTests(SynchronousTestCase):
         An entry that expires leaves the live entries and is counted.
         """
         network, server, client = stageManager()
-        client.write(registration("alice"), SERVER)
+        client.write(provenRegistration(server, client, "alice"), SERVER)
         network.advance(61)
         values = samples(exposition(server))
         self.assertEqual(
@@ -168,7 +168,7 @@ class MetricsServiceTests(TestCase):
         A scrape of /metrics gets the Prometheus text format with the
         counters of that moment.
         """
-        self.client.write(registration("alice"), SERVER)
+        self.client.write(provenRegistration(self.server, self.client, "alice"), SERVER)
         self.network.advance(1)
         response, body = await self.get(b"/metrics")
         self.assertEqual(response.code, 200)

@@ -383,12 +383,14 @@ class PathLifeTests(SynchronousTestCase):
 
     def test_peerRestart(self):
         """
-        When bob restarts, the stage manager introduces the pair again and
-        alice moves to bob's new session.
+        When bob restarts on another port, having said goodbye, the stage
+        manager introduces the pair again and alice moves to bob's new
+        session.
         """
         world = World(portRestrictedCone(), portRestrictedCone())
         world.start()
         world.network.advance(5)
+        world.bob.leave()
         world.bobPort.stopListening()
         world.network.advance(1)
         world.startPeer("bob", "alice", 6001)
@@ -396,6 +398,26 @@ class PathLifeTests(SynchronousTestCase):
         self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
         self.assertEqual(world.alice.punch.state, UP)
         self.assertEqual(world.bob.punch.state, UP)
+
+    def test_peerCrash(self):
+        """
+        When bob dies without a goodbye and comes back on another port, the
+        stage manager refuses his name, which the old session still holds,
+        says so plainly, and takes it once the old entry has expired.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        world.bobPort.stopListening()
+        world.startPeer("bob", "alice", 6001)
+        world.network.advance(1)
+        [refusal] = [e for e in events if "refused" in e["log_format"]]
+        self.assertEqual(refusal["code"], messages.NAME_TAKEN)
+        self.assertIn("registered from another address", refusal["reason"])
+        world.network.advance(3 * world.interval + world.interval)
+        self.assertEqual(world.bob.punch.state, UP)
+        self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
 
     def test_lossyNetwork(self):
         """
@@ -444,7 +466,8 @@ class RegistrationTests(SynchronousTestCase):
 
     def test_refreshEveryInterval(self):
         """
-        The peer registers at start and every interval.
+        The peer registers at start, proves its address with the cookie of
+        the first answer at once, and registers every interval.
         """
         world = World(None, None, interval=20)
         world.startPeer("alice", "bob", 5000)
@@ -453,7 +476,7 @@ class RegistrationTests(SynchronousTestCase):
             d.sentAt for d in world.network.traffic
             if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
         ]
-        self.assertEqual(sent, [0, 20, 40, 60])
+        self.assertEqual(sent, [0, 0.2, 20, 40, 60])
 
     def test_backoffAndSilentServer(self):
         """

@@ -13,6 +13,7 @@ from punchd.phonebook import Phonebook
 from punchd.ratelimit import SourceLimiter
 from punchd.seedserver import SEEKERS_PER_NAME, OriginalClients
 from punchd.server import StageManagerProtocol
+from punchd.test.test_server import register
 from punchd.testing import Network, portRestrictedCone
 
 SERVER = ("192.0.2.10", 8080)
@@ -95,12 +96,7 @@ class OriginalClientsMixin:
         return recorder, transport, public
 
     def registerNative(self, transport, name, wants, seeking=True):
-        transport.write(
-            messages.encodeRegistration(
-                stun.newTransactionID(), messages.Registration(name, wants, (), seeking)
-            ),
-            SERVER,
-        )
+        register(self.server, transport, name, wants, seeking)
         self.network.advance(1)
 
     def logged(self, text):

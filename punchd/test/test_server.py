@@ -32,11 +32,29 @@ class Recorder(DatagramProtocol):
         return [m for m, _, _ in self.received if (m.method, m.messageClass) == (method, messageClass)]
 
 
-def registration(name, wants=None, seeking=False, local=(), txid=None):
+def registration(name, wants=None, seeking=False, local=(), txid=None, cookie=None, secret=None):
     txid = txid or stun.newTransactionID()
     return messages.encodeRegistration(
-        txid, messages.Registration(name, wants, tuple(local), seeking)
+        txid, messages.Registration(name, wants, tuple(local), seeking, cookie, secret)
     )
+
+
+def provenRegistration(server, transport, *args, **kwargs):
+    """
+    A registration from C{transport} that echoes the cookie C{server} gives
+    the address it will see: a port-preserving NAT's public address, or the
+    host's own.
+    """
+    host = transport.host
+    public = host.behind.publicAddress if host.behind is not None else host.address
+    return registration(*args, cookie=server.cookies.issue((public, transport.port)), **kwargs)
+
+
+def register(server, transport, *args, **kwargs):
+    """
+    Send C{server} a L{provenRegistration}.
+    """
+    transport.write(provenRegistration(server, transport, *args, **kwargs), SERVER)
 
 
 class StageManagerTestMixin:
@@ -59,6 +77,9 @@ class StageManagerTestMixin:
         transport = host.listenUDP(port, recorder)
         return recorder, transport
 
+    def register(self, transport, *args, **kwargs):
+        register(self.server, transport, *args, **kwargs)
+
     def logged(self, text):
         return [e for e in self.events if text in e.get("log_format", "")]
 
@@ -74,7 +95,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         the stage manager, and the lifetime of a registration.
         """
         alice, transport = self.client("10.0.0.2", 5000, behind=self.nat)
-        transport.write(registration("alice", "bob"), SERVER)
+        self.register(transport, "alice", "bob")
         self.network.advance(1)
         [answer] = alice.messages(messages.REGISTER, stun.SUCCESS)
         registered = messages.parseRegistered(answer)
@@ -88,7 +109,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         wanted name and the time of the registration.
         """
         _, transport = self.client("10.0.0.2", 5000, behind=self.nat)
-        transport.write(registration("alice", "bob", local=[("10.0.0.2", 5000)]), SERVER)
+        self.register(transport, "alice", "bob", local=[("10.0.0.2", 5000)])
         self.network.advance(1)
         entry = self.server.phonebook.lookup("alice", self.network.clock.seconds())
         self.assertEqual(
@@ -101,16 +122,24 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
             ("alice", "198.51.100.1:5000", "10.0.0.2:5000", "bob"),
         )
 
+    def secretOf(self, recorder):
+        """
+        The name secret in the last registration answer C{recorder} got.
+        """
+        answer = recorder.messages(messages.REGISTER, stun.SUCCESS)[-1]
+        return messages.parseRegistered(answer).secret
+
     def test_updatedInPlace(self):
         """
-        A known name registering from a new address replaces the old address,
-        and the change is logged with both.
+        A known name registering from a new address with its secret (a NAT
+        rebinding) replaces the old address, and the change is logged with
+        both.
         """
-        _, first = self.client("203.0.113.5", 5000)
+        recorder, first = self.client("203.0.113.5", 5000)
         _, second = self.client("203.0.113.6", 6000)
-        first.write(registration("alice"), SERVER)
+        self.register(first, "alice")
         self.network.advance(1)
-        second.write(registration("alice"), SERVER)
+        self.register(second, "alice", secret=self.secretOf(recorder))
         self.network.advance(1)
         self.assertEqual(len(self.server.phonebook), 1)
         self.assertEqual(
@@ -125,7 +154,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         logged.
         """
         _, transport = self.client("203.0.113.5", 5000)
-        transport.write(registration("alice"), SERVER)
+        self.register(transport, "alice")
         self.network.advance(60)
         self.assertEqual(len(self.server.phonebook), 1)
         self.network.advance(1)
@@ -141,7 +170,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         """
         _, transport = self.client("203.0.113.5", 5000)
         for name in ("a", "b", "c", "a", "d"):
-            transport.write(registration(name), SERVER)
+            self.register(transport, name)
             self.network.advance(1)
         self.assertEqual([e.name for e in self.server.phonebook], ["c", "a", "d"])
         [event] = self.logged("Phonebook full")
@@ -153,12 +182,29 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         is answered.
         """
         recorder, transport = self.client("203.0.113.5", 5000)
-        transport.write(registration("alice"), SERVER)
+        self.register(transport, "alice")
         self.network.advance(1)
-        transport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        transport.write(
+            messages.encodeUnregister(stun.newTransactionID(), "alice", self.secretOf(recorder)),
+            SERVER,
+        )
         self.network.advance(1)
         self.assertEqual(len(self.server.phonebook), 0)
         self.assertEqual(len(recorder.messages(messages.UNREGISTER, stun.SUCCESS)), 1)
+
+    def test_unregisterWithoutSecret(self):
+        """
+        An C{UNREGISTER} without the name's secret is refused, even from the
+        registered address, and the entry stays.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        self.register(transport, "alice")
+        self.network.advance(1)
+        transport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(self.server.phonebook), 1)
+        [error] = recorder.messages(messages.UNREGISTER, stun.ERROR)
+        self.assertEqual(stun.decodeErrorCode(error.get(stun.ERROR_CODE))[0], messages.NAME_TAKEN)
 
     def test_unregisterFromElsewhere(self):
         """
@@ -167,16 +213,17 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         """
         _, transport = self.client("203.0.113.5", 5000)
         other, otherTransport = self.client("203.0.113.6", 5000)
-        transport.write(registration("alice"), SERVER)
+        self.register(transport, "alice")
         self.network.advance(1)
         otherTransport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
         self.network.advance(1)
         self.assertEqual(len(self.server.phonebook), 1)
-        [error] = other.messages(messages.UNREGISTER, stun.ERROR)
-        self.assertEqual(
-            stun.decodeErrorCode(error.get(stun.ERROR_CODE)),
-            (400, "alice is not registered from this address"),
-        )
+        [(error, _, datagram)] = [r for r in other.received if r[0].messageClass == stun.ERROR]
+        # The reason is cut short: the answer is no larger than the request.
+        code, reason = stun.decodeErrorCode(error.get(stun.ERROR_CODE))
+        self.assertEqual(code, 400)
+        self.assertTrue("alice is not registered from this address".startswith(reason), reason)
+        self.assertLessEqual(len(datagram), len(messages.encodeUnregister(b"x" * 12, "alice")))
 
     def test_invalidRegistration(self):
         """
@@ -187,7 +234,12 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         txid = stun.newTransactionID()
         transport.write(
             stun.encode(
-                stun.Message(messages.REGISTER, stun.REQUEST, txid, ((messages.NAME, b"a b"),))
+                stun.Message(
+                    messages.REGISTER,
+                    stun.REQUEST,
+                    txid,
+                    ((messages.NAME, b"a b"), (stun.PADDING, bytes(100))),
+                )
             ),
             SERVER,
         )
@@ -208,8 +260,8 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         """
         _, a = self.client("203.0.113.5", 5000)
         _, b = self.client("203.0.113.6", 5000)
-        a.write(registration("alice", "bob", seeking=True), SERVER)
-        b.write(registration("bob", "alice", seeking=True), SERVER)
+        self.register(a, "alice", "bob", seeking=True)
+        self.register(b, "bob", "alice", seeking=True)
         self.network.advance(0.25)
         self.assertNotEqual(self.serverHost.getDelayedCalls(), [])
         self.port.stopListening()
@@ -291,24 +343,21 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         punch key; the second registrant's answer says an introduction
         follows.
         """
-        self.aliceTransport.write(
-            registration("alice", "bob", True, [("10.0.0.2", 5000)]), SERVER
-        )
+        self.register(self.aliceTransport, "alice", "bob", True, [("10.0.0.2", 5000)])
         self.network.advance(1)
         self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
-        self.bobTransport.write(
-            registration("bob", "alice", True, [("10.0.0.3", 6000)]), SERVER
-        )
+        self.register(self.bobTransport, "bob", "alice", True, [("10.0.0.3", 6000)])
         self.network.advance(0.75)
         [toAlice] = self.alice.messages(messages.INTRODUCE, stun.REQUEST)
         [toBob] = self.bob.messages(messages.INTRODUCE, stun.REQUEST)
+        key = messages.parseIntroduction(toAlice).key
         self.assertEqual(
             messages.parseIntroduction(toAlice),
-            messages.Introduction("bob", ("203.0.113.1", 6000), (("10.0.0.3", 6000),), b"\x01" * 16),
+            messages.Introduction("bob", ("203.0.113.1", 6000), (("10.0.0.3", 6000),), key),
         )
         self.assertEqual(
             messages.parseIntroduction(toBob),
-            messages.Introduction("alice", ("198.51.100.1", 5000), (("10.0.0.2", 5000),), b"\x01" * 16),
+            messages.Introduction("alice", ("198.51.100.1", 5000), (("10.0.0.2", 5000),), key),
         )
         arrivals = [
             d.time for d in self.network.delivered()
@@ -325,7 +374,7 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         A peer seeking one not registered is told so, and nobody is
         introduced.
         """
-        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
+        self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
         self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
@@ -336,9 +385,9 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         A peer seeking one that seeks somebody else is told so, and neither
         learns anything of the other.
         """
-        self.bobTransport.write(registration("bob", "carol", True), SERVER)
+        self.register(self.bobTransport, "bob", "carol", True)
         self.network.advance(1)
-        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
+        self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
         self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WANTS_ANOTHER)
@@ -349,8 +398,8 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         """
         A refresh from a peer that has its path does not introduce anybody.
         """
-        self.bobTransport.write(registration("bob", "alice", True), SERVER)
-        self.aliceTransport.write(registration("alice", "bob", False), SERVER)
+        self.register(self.bobTransport, "bob", "alice", True)
+        self.register(self.aliceTransport, "alice", "bob", False)
         self.network.advance(1)
         self.assertEqual(self.server.stats["introductions"], 0)
 
@@ -371,8 +420,8 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
                 )
 
         self.alice.datagramReceived = answer
-        self.aliceTransport.write(registration("alice", "bob", True), SERVER)
-        self.bobTransport.write(registration("bob", "alice", True), SERVER)
+        self.register(self.aliceTransport, "alice", "bob", True)
+        self.register(self.bobTransport, "bob", "alice", True)
         self.network.advance(30)
         def introductionsTo(address):
             return [
@@ -407,7 +456,7 @@ class MalformedTests(StageManagerTestMixin, SynchronousTestCase):
         answer, counted, and leaves the phonebook as it was.
         """
         recorder, transport = self.client("203.0.113.5", 5000)
-        transport.write(registration("alice"), SERVER)
+        self.register(transport, "alice")
         self.network.advance(1)
         before = [(e.name, e.address) for e in self.server.phonebook]
         txid = stun.newTransactionID()
@@ -462,8 +511,8 @@ class CounterTests(StageManagerTestMixin, SynchronousTestCase):
         """
         alice, aliceTransport = self.client("203.0.113.5", 5000)
         bob, bobTransport = self.client("203.0.113.6", 6000)
-        aliceTransport.write(registration("alice", "bob", seeking=True), SERVER)
-        bobTransport.write(registration("bob", "alice", seeking=True), SERVER)
+        self.register(aliceTransport, "alice", "bob", seeking=True)
+        self.register(bobTransport, "bob", "alice", seeking=True)
         self.network.advance(sum(INTRODUCTION_RETRIES) + 1)
         sent = [d for r in (alice, bob) for _, _, d in r.received]
         self.assertEqual(len(sent), 2 + 2 * len(INTRODUCTION_RETRIES))
@@ -532,12 +581,13 @@ class PrivacyTests(SynchronousTestCase):
         nat = network.nat("198.51.100.1", **portRestrictedCone())
         alice = network.host("10.0.0.2", behind=nat).listenUDP(5000, DatagramProtocol())
         bob = network.host("203.0.113.6").listenUDP(6000, DatagramProtocol())
-        alice.write(registration("alice", "carol", local=[("10.0.0.2", 5000)]), SERVER)
+        register(server, alice, "alice", "carol", local=[("10.0.0.2", 5000)])
         network.advance(1)
-        alice.write(registration("alice", "bob", seeking=True), SERVER)
-        bob.write(registration("bob", "alice", seeking=True), SERVER)
+        register(server, alice, "alice", "bob", seeking=True)
+        register(server, bob, "bob", "alice", seeking=True)
         bob.write(b"junk", SERVER)
-        alice.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        secret = server.phonebook.lookup("alice", network.clock.seconds()).secret
+        alice.write(messages.encodeUnregister(stun.newTransactionID(), "alice", secret), SERVER)
         network.advance(120)
         ours = [
             e for e in events if e["log_namespace"].startswith(("punchd.server", "punchd.drops"))

@@ -1,0 +1,473 @@
+"""
+Tests for punchd on hostile networks: name ownership, address proof and
+amplification, rate limits, the shared secret, bounded state, and fuzzing.
+"""
+
+import random
+
+from hypothesis import given, settings, strategies as st
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+from punchd.peer import PeerProtocol
+from punchd.phonebook import Phonebook
+from punchd.punching import UP
+from punchd.seedserver import OriginalClients
+from punchd.server import StageManagerProtocol, sourceLimiter
+from punchd.test.test_peer import World
+from punchd.test.test_server import SERVER, Recorder, register, registration
+from punchd.testing import Network, portRestrictedCone
+
+
+def padded(name, wants=None, seeking=False):
+    """
+    A registration without a cookie, padded as a peer pads its first one.
+    """
+    return messages.encodeRegistration(
+        stun.newTransactionID(),
+        messages.Registration(name, wants, seeking=seeking),
+        messages.UNPROVEN_REGISTRATION_BYTES,
+    )
+
+
+class Site:
+    """
+    A stage manager on a simulated network, and a way to add clients.
+    """
+
+    def __init__(self, **serverArgs):
+        self.network = Network(latency=0.01)
+        self.serverHost = self.network.host(SERVER[0])
+        self.server = StageManagerProtocol(self.serverHost, Phonebook(100, 60), **serverArgs)
+        self.serverHost.listenUDP(SERVER[1], self.server)
+        self.hosts = 0
+
+    def client(self, address=None, port=5000):
+        self.hosts += 1
+        host = self.network.host(address or f"203.0.113.{self.hosts}")
+        recorder = Recorder()
+        return recorder, host.listenUDP(port, recorder)
+
+    def bytesTo(self, address):
+        return sum(
+            len(d.data) for d in self.network.traffic
+            if d.source == SERVER and d.destination == address
+        )
+
+
+class NameOwnershipTests(SynchronousTestCase):
+    """
+    While a registration lives, nobody else can take its name.
+    """
+
+    def setUp(self):
+        self.site = Site()
+        self.alice, self.aliceTransport = self.site.client("203.0.113.1")
+        self.bob, self.bobTransport = self.site.client("203.0.113.2")
+        self.mallory, self.malloryTransport = self.site.client("192.0.2.66")
+        register(self.site.server, self.aliceTransport, "alice", "bob", True)
+        self.site.network.advance(1)
+
+    def takeOver(self, secret=None):
+        register(self.site.server, self.malloryTransport, "alice", "mallory", True, secret=secret)
+        self.site.network.advance(1)
+
+    def test_takeoverRefused(self):
+        """
+        A registration of a live name from another address, without its
+        secret or with a wrong one, gets a specific error and changes
+        nothing.
+        """
+        for secret in (None, b"\x00" * 16, b"short"):
+            self.takeOver(secret)
+        entry = self.site.server.phonebook.lookup("alice", self.site.network.clock.seconds())
+        self.assertEqual((entry.address, entry.wants), (("203.0.113.1", 5000), "bob"))
+        errors = self.mallory.messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(len(errors), 3)
+        for error in errors:
+            code, reason = stun.decodeErrorCode(error.get(stun.ERROR_CODE))
+            self.assertEqual(code, messages.NAME_TAKEN)
+            self.assertIn("registered from another address", reason)
+        self.assertEqual(self.site.server.stats["takeoversRefused"], 3)
+
+    def test_introductionNotRedirected(self):
+        """
+        After takeover attempts, bob's introduction still names alice's
+        real address, and mallory hears of nobody.
+        """
+        self.takeOver()
+        register(self.site.server, self.bobTransport, "bob", "alice", True)
+        self.site.network.advance(1)
+        introductions = self.bob.messages(messages.INTRODUCE, stun.REQUEST)
+        self.assertTrue(introductions)
+        for introduction in introductions:
+            self.assertEqual(
+                messages.parseIntroduction(introduction).address, ("203.0.113.1", 5000)
+            )
+        self.assertEqual(self.mallory.messages(messages.INTRODUCE, stun.REQUEST), [])
+
+    def test_originalProtocolCannotTakeNativeName(self):
+        """
+        With the original protocol on, its unauthenticated text cannot take
+        a native peer's name either.
+        """
+        site = Site()
+        site.server.seedCompat = OriginalClients(site.network.clock, site.server.phonebook)
+        site.server.seedCompat.attach(
+            site.server.write, site.server.drops, site.server.stats, site.server._introduceOriginal
+        )
+        _, alice = site.client("203.0.113.1")
+        register(site.server, alice, "alice", "bob", True)
+        site.network.advance(1)
+        _, mallory = site.client("192.0.2.66")
+        mallory.write(b"alice", SERVER)
+        site.network.advance(1)
+        entry = site.server.phonebook.lookup("alice", site.network.clock.seconds())
+        self.assertEqual((entry.address, entry.original), (("203.0.113.1", 5000), False))
+        self.assertEqual(site.server.drops.counts["name held by a native peer"], 1)
+
+
+class AmplificationTests(SynchronousTestCase):
+    """
+    To a source that has not proven its address, the stage manager never
+    sends more bytes than it received.
+    """
+
+    def test_everyMessage(self):
+        """
+        For every kind of datagram from a fresh, unproven source, the bytes
+        sent back are at most the bytes received; a bare Binding request
+        gets exactly the 32 bytes RFC 8489 needs.
+        """
+        site = Site()
+        _, alice = site.client("203.0.113.1")
+        register(site.server, alice, "alice", "bob", True)
+        site.network.advance(1)
+        txid = stun.newTransactionID()
+        cases = {
+            "small registration": registration("carol"),
+            "small seeking registration": registration("carol", "alice", True),
+            "padded registration": padded("dave"),
+            "padded registration introduced": padded("bob", "alice", True),
+            "registration with a forged cookie": registration("erin", cookie=b"\x00" * 16),
+            "invalid registration": stun.encode(
+                stun.Message(messages.REGISTER, stun.REQUEST, txid, ((messages.NAME, b"a b"),))
+            ),
+            "padded invalid registration": stun.encode(
+                stun.Message(
+                    messages.REGISTER, stun.REQUEST, txid,
+                    ((messages.NAME, b"a b"), (stun.PADDING, bytes(500))),
+                )
+            ),
+            "unregister": messages.encodeUnregister(txid, "alice"),
+            "introduction answer": messages.encodeSuccess(messages.INTRODUCE, txid),
+            "unknown request": stun.encode(stun.Message(0x0FF, stun.REQUEST, txid)),
+            "indication": stun.encode(stun.Message(messages.REGISTER, stun.INDICATION, txid)),
+            "garbage": b"\x00\x01\x00\x00garbage",
+            "text": b"alice",
+        }
+        ratios = {}
+        for index, (kind, datagram) in enumerate(cases.items()):
+            source = (f"198.51.100.{index + 1}", 4000)
+            _, transport = site.client(source[0], source[1])
+            transport.write(datagram, SERVER)
+            site.network.advance(10)
+            sent = site.bytesTo(source)
+            ratios[kind] = sent / len(datagram)
+            self.assertLessEqual(sent, len(datagram), kind)
+        _, transport = site.client("198.51.100.200", 4000)
+        transport.write(stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid)), SERVER)
+        site.network.advance(1)
+        self.assertEqual(site.bytesTo(("198.51.100.200", 4000)), 32)
+        # The padded registration that met alice got its answer and its
+        # introduction, within what it sent.
+        self.assertGreater(ratios["padded registration introduced"], 0.2)
+
+    def test_noRetransmissionWithoutProof(self):
+        """
+        An introduction to a registrant that has not proven its address is
+        sent once, within its registration's size, never again; to a proven
+        one, until acknowledged.
+        """
+        site = Site()
+        alice, aliceTransport = site.client("203.0.113.1")
+        register(site.server, aliceTransport, "alice", "bob", True)
+        site.network.advance(1)
+        bob, bobTransport = site.client("203.0.113.2")
+        bobTransport.write(padded("bob", "alice", True), SERVER)
+        site.network.advance(30)
+        self.assertEqual(len(bob.messages(messages.INTRODUCE, stun.REQUEST)), 1)
+        self.assertGreater(len(alice.messages(messages.INTRODUCE, stun.REQUEST)), 1)
+
+    def test_unprovenNotIntroducedToOthers(self):
+        """
+        A peer that has not proven its address is never sent an introduction
+        it did not ask for: a peer seeking it is told it is absent.
+        """
+        site = Site()
+        spoofed, spoofedTransport = site.client("203.0.113.1")
+        spoofedTransport.write(padded("alice", "bob", True), SERVER)
+        site.network.advance(1)
+        bob, bobTransport = site.client("203.0.113.2")
+        register(site.server, bobTransport, "bob", "alice", True)
+        site.network.advance(1)
+        [answer] = bob.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(spoofed.messages(messages.INTRODUCE, stun.REQUEST), [])
+
+
+class RateLimitTests(SynchronousTestCase):
+    """
+    Token buckets per source and for strangers in all.
+    """
+
+    def test_registrationFlood(self):
+        """
+        Registrations from one source past its bucket are dropped and
+        counted.
+        """
+        site = Site(registrationLimit=sourceLimiter(20))
+        _, transport = site.client("203.0.113.1")
+        for i in range(100):
+            register(site.server, transport, f"n{i}")
+        site.network.advance(1)
+        self.assertEqual(site.server.stats["registrations"], 40)
+        self.assertEqual(site.server.drops.counts["rate-limited"], 60)
+
+    def test_bindingFlood(self):
+        """
+        Binding answers to one source are capped by its bucket: a burst of
+        twice the rate, then the rate.
+        """
+        site = Site(bindingLimit=sourceLimiter(20))
+        recorder, transport = site.client("203.0.113.1")
+        for second in range(3):
+            for i in range(100):
+                transport.write(
+                    stun.encode(stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID())),
+                    SERVER,
+                )
+            site.network.advance(1.001)
+        self.assertEqual(len(recorder.received), 40 + 20 + 20)
+
+    def test_peersConnectDuringFlood(self):
+        """
+        While thousands of strangers flood the stage manager with padded
+        registrations from spoofed addresses, two real peers still connect:
+        past the strangers' budget the flood gets only cookies, and the
+        peers' echoed cookies get them through.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.server.registrationLimit = sourceLimiter(20)
+        world.server._unproven.rate = world.server._unproven.burst = 50
+        flooders = [world.network.host(f"192.0.2.{i}") for i in range(100, 200)]
+        ports = [host.listenUDP(7000, DatagramProtocol()) for host in flooders]
+        rng = random.Random(1)
+
+        def flood():
+            for port in ports:
+                port.write(padded(f"x{rng.randrange(10**9)}", "alice", True), SERVER)
+
+        world.startPeer("alice", "bob", 5000)
+        for _ in range(20):
+            flood()
+            world.network.advance(0.05)
+        world.startPeer("bob", "alice", 6000)
+        for _ in range(100):
+            flood()
+            world.network.advance(0.05)
+        self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP))
+        self.assertGreater(world.server.stats["challenges"], 5000)
+        self.assertLessEqual(len(world.server.phonebook), 100)
+
+
+class SharedSecretTests(SynchronousTestCase):
+    """
+    C{--secret-file}: every message between stage manager and peers carries
+    MESSAGE-INTEGRITY-SHA256.
+    """
+
+    KEY = messages.sharedKey(b"correct horse battery staple")
+
+    def test_peersConnect(self):
+        """
+        A stage manager and peers sharing the secret work as without it,
+        and every datagram between them carries its integrity.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.serverPort.stopListening()
+        world.server = StageManagerProtocol(world.serverHost, Phonebook(100, 60), key=self.KEY)
+        world.serverPort = world.serverHost.listenUDP(SERVER[1], world.server)
+        world.punchSettings["key"] = self.KEY
+        world.start()
+        world.network.advance(5)
+        self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP))
+        withServer = [
+            d for d in world.network.delivered()
+            if SERVER in (d.destination, d.source)
+        ]
+        self.assertTrue(withServer)
+        for d in withServer:
+            self.assertTrue(stun.verifyIntegritySHA256(d.data, self.KEY))
+
+    def test_withoutOrWrongDropped(self):
+        """
+        A datagram without the integrity, or with one under another key, is
+        dropped and counted, unanswered.
+        """
+        site = Site(key=self.KEY)
+        recorder, transport = site.client("203.0.113.1")
+        plain = registration("alice")
+        wrong = stun.encode(stun.decode(plain), integritySHA256Key=b"k" * 32, fingerprint=True)
+        for datagram in (plain, wrong, stun.encode(stun.Message(stun.BINDING, stun.REQUEST, b"x" * 12))):
+            transport.write(datagram, SERVER)
+        site.network.advance(1)
+        self.assertEqual(recorder.received, [])
+        self.assertEqual(site.server.drops.counts["unauthenticated"], 3)
+        self.assertEqual(len(site.server.phonebook), 0)
+
+    def test_peerDropsUnsignedServerDatagrams(self):
+        """
+        A peer with the secret drops datagrams from the stage manager's
+        address that lack it: a spoofed introduction changes nothing.
+        """
+        network = Network()
+        serverHost = network.host(SERVER[0])
+        spoof = serverHost.listenUDP(SERVER[1], DatagramProtocol())
+        host = network.host("203.0.113.1")
+        peer = PeerProtocol(host, SERVER, "alice", "bob", key=self.KEY, discoverNAT=False)
+        host.listenUDP(5000, peer)
+        txid = stun.newTransactionID()
+        spoof.write(
+            messages.encodeIntroduction(
+                txid, messages.Introduction("bob", ("192.0.2.66", 1), (), b"k" * 16)
+            ),
+            ("203.0.113.1", 5000),
+        )
+        network.advance(1)
+        self.assertIsNone(peer.punch)
+        self.assertEqual(peer.drops.counts["unauthenticated"], 1)
+
+
+class BoundedStateTests(SynchronousTestCase):
+    """
+    Memory stays bounded under floods.
+    """
+
+    def test_manyNamesManySources(self):
+        """
+        Proven registrations of random names from thousands of sources
+        leave at most the phonebook's capacity of entries, and limiter
+        state for a bounded number of sources.
+        """
+        site = Site(registrationLimit=sourceLimiter(20))
+        rng = random.Random(2)
+        for i in range(3000):
+            address = f"10.{i // 250}.{i % 250}.1"
+            _, transport = site.client(address, 4000)
+            register(site.server, transport, f"n{rng.randrange(10**9)}", f"m{i}", True)
+            if i % 100 == 0:
+                site.network.advance(0.1)
+        site.network.advance(1)
+        self.assertEqual(len(site.server.phonebook), 100)
+        self.assertLessEqual(len(site.server.registrationLimit), 10000)
+        self.assertGreater(site.server.stats["evictions"], 2000)
+
+    def test_warningsRateLimited(self):
+        """
+        A flood of bad datagrams costs one warning per interval, and each
+        warning says how many went unreported.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        site = Site()
+        _, transport = site.client("203.0.113.1")
+        for second in range(30):
+            for i in range(100):
+                transport.write(b"\x00\x01junk", SERVER)
+            site.network.advance(1)
+        warnings = [e for e in events if e["log_format"].startswith("Dropped")]
+        self.assertEqual(len(warnings), 3)
+        self.assertEqual(warnings[1]["unreported"], 1000)
+
+
+class FuzzTests(SynchronousTestCase):
+    """
+    Random and mutated datagrams never raise, and leave the state sound.
+    """
+
+    def setUp(self):
+        self.site = Site()
+        _, alice = self.site.client("203.0.113.1")
+        register(self.site.server, alice, "alice", "bob", True)
+        self.site.network.advance(1)
+        self.samples = [
+            registration("bob", "alice", True, [("10.0.0.2", 1)]),
+            padded("carol", "dave", True),
+            messages.encodeUnregister(b"u" * 12, "alice", b"s" * 16),
+            messages.encodeSuccess(messages.INTRODUCE, b"i" * 12),
+            stun.encode(stun.Message(stun.BINDING, stun.REQUEST, b"b" * 12)),
+        ]
+        self.sender = self.site.network.host("198.51.100.9").listenUDP(4000, DatagramProtocol())
+
+    def deliver(self, datagram):
+        self.site.server.datagramReceived(datagram, ("198.51.100.9", 4000))
+        self.site.network.advance(0)
+        book = self.site.server.phonebook
+        self.assertLessEqual(len(book), book.maxEntries)
+        alice = book.lookup("alice", self.site.network.clock.seconds())
+        self.assertEqual(alice.address, ("203.0.113.1", 5000))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=600))
+    def test_randomDatagrams(self, datagram):
+        """
+        Random bytes are dropped without an exception, and alice's entry is
+        untouched.
+        """
+        self.deliver(datagram)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.data())
+    def test_mutatedMessages(self, data):
+        """
+        Valid messages truncated, extended, with bytes flipped or lengths
+        rewritten, never raise, and alice's entry is untouched.
+        """
+        datagram = bytearray(data.draw(st.sampled_from(self.samples)))
+        for _ in range(data.draw(st.integers(1, 4))):
+            how = data.draw(st.sampled_from(["flip", "cut", "grow", "length"]))
+            if how == "flip" and datagram:
+                i = data.draw(st.integers(0, len(datagram) - 1))
+                datagram[i] ^= data.draw(st.integers(1, 255))
+            elif how == "cut":
+                del datagram[data.draw(st.integers(0, len(datagram))):]
+            elif how == "grow":
+                datagram += data.draw(st.binary(max_size=64))
+            elif how == "length" and len(datagram) >= 24:
+                i = data.draw(st.sampled_from([2, 22]))
+                datagram[i : i + 2] = data.draw(st.integers(0, 0xFFFF)).to_bytes(2, "big")
+        self.deliver(bytes(datagram))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=300), st.booleans())
+    def test_peerRandomDatagrams(self, datagram, fromServer):
+        """
+        A peer fed random bytes, from the stage manager's address or
+        another, never raises and keeps its path.
+        """
+        world = self.world()
+        peer = world.alice
+        before = (peer.publicAddress, peer.punch.state, peer.punch.selected.address)
+        peer.datagramReceived(datagram, SERVER if fromServer else ("192.0.2.66", 1))
+        world.network.advance(0)
+        self.assertEqual(before, (peer.publicAddress, peer.punch.state, peer.punch.selected.address))
+
+    def world(self):
+        if not hasattr(self, "_world"):
+            self._world = World(portRestrictedCone(), portRestrictedCone())
+            self._world.start()
+            self._world.network.advance(5)
+        return self._world
