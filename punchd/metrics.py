@@ -32,6 +32,21 @@ COUNTERS = (
     ("expiries", "punchd_expiries_total", "Phonebook entries that expired unrefreshed."),
     ("evictions", "punchd_evictions_total", "Phonebook entries forgotten to make room."),
     ("bindings", "punchd_binding_answers_total", "STUN Binding requests answered."),
+    (
+        "rateLimited",
+        "punchd_rate_limited_total",
+        "Registrations and Binding requests dropped because their source sent too many.",
+    ),
+    (
+        "challenges",
+        "punchd_cookie_challenges_total",
+        "Registrations answered only with a cookie to echo.",
+    ),
+    (
+        "takeoversRefused",
+        "punchd_takeovers_refused_total",
+        "Registrations of a name held by another address, without its secret.",
+    ),
 )
 
 

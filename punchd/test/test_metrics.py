@@ -66,6 +66,9 @@ class ExpositionTests(SynchronousTestCase):
                 ("punchd_expiries_total", ()): 0,
                 ("punchd_evictions_total", ()): 0,
                 ("punchd_binding_answers_total", ()): 0,
+                ("punchd_rate_limited_total", ()): 0,
+                ("punchd_cookie_challenges_total", ()): 0,
+                ("punchd_takeovers_refused_total", ()): 0,
                 ("punchd_phonebook_entries", ()): 0,
             },
         )
@@ -141,7 +144,7 @@ class ExpositionTests(SynchronousTestCase):
         _, server, _ = stageManager()
         families = list(text_string_to_metric_families(exposition(server)))
         self.assertEqual([f.name for f in families if not f.documentation], [])
-        self.assertEqual(len(families), 11)
+        self.assertEqual(len(families), 14)
 
 
 class MetricsServiceTests(TestCase):
