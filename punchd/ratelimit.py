@@ -98,18 +98,26 @@ class SourceLimiter:
 
         @return: Whether it did; if not, it took none.
         """
-        if self._total is None:
-            self._total = TokenBucket(self._totalRate, self._totalBurst, now)
-        bucket = self._buckets.get(source)
+        total = self._total
+        if total is None:
+            total = self._total = TokenBucket(self._totalRate, self._totalBurst, now)
+        buckets = self._buckets
+        bucket = buckets.get(source)
         if bucket is None:
-            bucket = self._buckets[source] = TokenBucket(self._rate, self._burst, now)
-            while len(self._buckets) > self._maxSources:
-                self._buckets.popitem(last=False)
+            bucket = buckets[source] = TokenBucket(self._rate, self._burst, now)
+            while len(buckets) > self._maxSources:
+                buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(source)
-        if bucket.tokens(now) < cost or self._total.tokens(now) < cost:
+            buckets.move_to_end(source)
+        # TokenBucket.tokens() and take(), each bucket's level worked out
+        # once: this runs for every datagram.
+        tokens = min(bucket.burst, bucket._tokens + (now - bucket._stamp) * bucket.rate)
+        totalTokens = min(total.burst, total._tokens + (now - total._stamp) * total.rate)
+        if tokens < cost or totalTokens < cost:
             self.dropped += 1
             return False
-        bucket.take(cost, now)
-        self._total.take(cost, now)
+        bucket._tokens = tokens - cost
+        bucket._stamp = now
+        total._tokens = totalTokens - cost
+        total._stamp = now
         return True

@@ -2,6 +2,9 @@
 Tests for L{punchd.ratelimit}.
 """
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd.ratelimit import SourceLimiter, TokenBucket
@@ -80,3 +83,57 @@ class SourceLimiterTests(SynchronousTestCase):
         # "a" was forgotten: it has a full bucket again.
         self.assertTrue(limiter.take("a", 1, 0))
         self.assertFalse(limiter.take("d", 1, 0))
+
+
+class PlainSourceLimiter(SourceLimiter):
+    """
+    L{SourceLimiter.take} as first written, through L{TokenBucket}'s own
+    methods.
+    """
+
+    def take(self, source, cost, now):
+        if self._total is None:
+            self._total = TokenBucket(self._totalRate, self._totalBurst, now)
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            bucket = self._buckets[source] = TokenBucket(self._rate, self._burst, now)
+            while len(self._buckets) > self._maxSources:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(source)
+        if bucket.tokens(now) < cost or self._total.tokens(now) < cost:
+            self.dropped += 1
+            return False
+        bucket.take(cost, now)
+        self._total.take(cost, now)
+        return True
+
+
+class SourceLimiterEquivalenceTests(SynchronousTestCase):
+    """
+    L{SourceLimiter.take} works out each bucket's level once, with the
+    answers of the plain definition.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b", "c", "d"]),
+                st.sampled_from([0.5, 1, 2]),
+                st.floats(0, 2),
+            ),
+            max_size=60,
+        )
+    )
+    def test_sameAnswers(self, steps):
+        """
+        The same takes at the same times get the same answers.
+        """
+        fast = SourceLimiter(3, 5, 7, 9, maxSources=3)
+        plain = PlainSourceLimiter(3, 5, 7, 9, maxSources=3)
+        now = 0.0
+        for source, cost, later in steps:
+            now += later
+            self.assertEqual(fast.take(source, cost, now), plain.take(source, cost, now))
+        self.assertEqual(fast.dropped, plain.dropped)
