@@ -342,6 +342,9 @@ class StageManagerProtocol(DatagramProtocol):
         self.stats["registrations"] += 1
         if evicted is not None:
             self.stats["evictions"] += 1
+        if evicted is not None and (evicted.proven or evicted.original):
+            # Strangers that never proved their address come and go
+            # unlogged, like their registrations.
             self.log.info(
                 "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
                 size=len(self.phonebook),
@@ -371,7 +374,7 @@ class StageManagerProtocol(DatagramProtocol):
                 unmapped(address),
                 int(self.phonebook.ttl),
                 peerState,
-                self.cookies.issue(address),
+                self.cookies.issue(address, registration.cookie if proven else None),
                 entry.secret,
             ),
             address,
@@ -382,7 +385,7 @@ class StageManagerProtocol(DatagramProtocol):
             self.seedCompat.introduced(entry, other)
         elif peerState == messages.PEER_INTRODUCED:
             self._introduce(entry, other, budget)
-        elif peerState is not None:
+        elif peerState is not None and proven:
             self.log.info(
                 "{name} is looking for {wants}, who is {why}: no introduction yet",
                 name=entry.name,
@@ -393,7 +396,13 @@ class StageManagerProtocol(DatagramProtocol):
             )
 
     def _logRegistration(self, entry, previous):
-        if previous is not None and previous.samePlace(entry):
+        if not entry.proven:
+            # Anyone can send a registration from any address: a peer is
+            # logged once it has proven its address, so that a flood of
+            # strangers cannot flood the log.
+            return
+        known = previous is not None and previous.proven
+        if known and previous.samePlace(entry):
             # A refresh, the stage manager's most common datagram by far:
             # one per peer every interval.  Counted in stats, never logged,
             # not even at debug level, which twistd writes out: a line per
@@ -405,7 +414,7 @@ class StageManagerProtocol(DatagramProtocol):
             localAddresses=", ".join(map(formatAddress, entry.localAddresses)) or "none",
             wants=entry.wants,
         )
-        if previous is None:
+        if not known:
             self.log.info(
                 "{name} registered from {address} (local: {localAddresses}), looking for {wants}",
                 size=len(self.phonebook),
@@ -535,6 +544,8 @@ class StageManagerProtocol(DatagramProtocol):
     def _sweep(self):
         for entry in self.phonebook.expire(self.clock.seconds()):
             self.stats["expiries"] += 1
+            if not (entry.proven or entry.original):
+                continue
             self.log.info(
                 "{name} at {address} expired: not heard from in {ttl} s",
                 name=entry.name,
