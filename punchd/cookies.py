@@ -52,15 +52,22 @@ class Cookies:
             self._key, _EPOCH.pack(epoch) + packed + port.to_bytes(2, "big"), "sha256"
         )[:_MAC_BYTES]
 
-    def issue(self, address) -> bytes:
+    def issue(self, address, valid: "bytes | None" = None) -> bytes:
         """
         A cookie for C{address}.
 
         @param address: C{(host, port)}.
+        @param valid: A cookie that L{check} just found valid for
+            C{address}, or L{None}.  If it was issued in this period it is
+            the cookie this call would make, so it is given back as it is:
+            a peer that refreshes its registration costs one HMAC, not two.
         @return: L{COOKIE_BYTES} bytes.
         """
         epoch = self._epoch()
-        return _EPOCH.pack(epoch) + self._mac(epoch, address)
+        stamp = _EPOCH.pack(epoch)
+        if valid is not None and valid.startswith(stamp):
+            return valid
+        return stamp + self._mac(epoch, address)
 
     def check(self, cookie: bytes, address) -> bool:
         """

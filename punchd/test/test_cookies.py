@@ -60,3 +60,17 @@ class CookiesTests(SynchronousTestCase):
         self.assertFalse(self.cookies.check(b"\0" * COOKIE_BYTES, A))
         other = Cookies(self.clock, period=120)
         self.assertFalse(other.check(cookie, A))
+
+    def test_validGivenBack(self):
+        """
+        A valid cookie of this period, handed to issue(), is what issue()
+        would make anyway, and comes back as it is; one of the period
+        before is replaced by a new one.
+        """
+        cookie = self.cookies.issue(A)
+        self.clock.advance(60)
+        self.assertIs(self.cookies.issue(A, cookie), cookie)
+        self.assertEqual(self.cookies.issue(A, cookie), self.cookies.issue(A))
+        self.clock.advance(120)
+        self.assertEqual(self.cookies.issue(A, cookie), self.cookies.issue(A))
+        self.assertNotEqual(self.cookies.issue(A, cookie), cookie)
