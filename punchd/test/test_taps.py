@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from punchd import peer_tap, server_tap
+from punchd import messages, peer_tap, server_tap
 from punchd.metrics import MetricsService
 from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
@@ -66,6 +66,39 @@ class ServerOptionsTests(SynchronousTestCase):
             (["--max-clients", "many"], "--max-clients: 'many' is not a whole number"),
             (["--ttl", "-1"], "--ttl: '-1' must be greater than zero"),
             (["--ttl", "nan"], "--ttl: 'nan' must be greater than zero"),
+        ]
+        for argv, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
+            self.assertEqual(str(e), message)
+
+    def test_securityOptions(self):
+        """
+        C{--secret-file} reads the key from its file; the rates are numbers,
+        0 for no limit; each bad value is a usage error naming its option.
+        """
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"s3cret\n")
+        options = parse(
+            server_tap.Options,
+            ["--secret-file", path, "--registration-rate", "0", "--binding-rate", "5.5"],
+        )
+        self.assertEqual(
+            (options["secret-file"], options["registration-rate"], options["binding-rate"]),
+            (messages.sharedKey(b"s3cret"), 0.0, 5.5),
+        )
+        service = server_tap.makeService(options, reactor=Clock())
+        protocol = service.args[1]
+        self.assertIsNone(protocol.registrationLimit)
+        self.assertIsNotNone(protocol.bindingLimit)
+        empty = self.mktemp()
+        open(empty, "w").close()
+        cases = [
+            (["--secret-file", "/nonexistent/secret"], "--secret-file: cannot read '/nonexistent/secret': No such file or directory"),
+            (["--secret-file", empty], f"--secret-file: {empty!r} is empty"),
+            (["--secret-file", path, "--seed-compat"], "--secret-file cannot go with --seed-compat: its clients cannot carry the shared secret"),
+            (["--registration-rate", "-1"], "--registration-rate: '-1' must be 0 (no limit) or more"),
+            (["--binding-rate", "fast"], "--binding-rate: 'fast' is not a number"),
         ]
         for argv, message in cases:
             e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
