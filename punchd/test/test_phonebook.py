@@ -154,3 +154,39 @@ class CompactEntryTests(SynchronousTestCase):
         ):
             _, previous, _ = book.register("alice", *change[:2], change[2], 1)
             self.assertFalse(previous.samePlace(entry))
+
+    def test_secretKept(self):
+        """
+        An entry's secret reads back as set, and stays through a move, a
+        copy and a change of local addresses; it is not part of the place.
+        """
+        book = Phonebook(10, 60)
+        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), None, 0)
+        self.assertIsNone(entry.secret)
+        entry.secret = b"s" * 16
+        before = entry.copy()
+        _, previous, _ = book.register("alice", B, (("10.0.0.3", 2),), None, 1)
+        self.assertEqual(
+            (entry.secret, entry.address, entry.localAddresses, previous.secret),
+            (b"s" * 16, B, (("10.0.0.3", 2),), b"s" * 16),
+        )
+        entry.localAddresses = ()
+        self.assertEqual((entry.secret, entry.localAddresses, entry.address), (b"s" * 16, (), B))
+        other = before.copy()
+        other.secret = b"t" * 16
+        self.assertTrue(other.samePlace(before))
+
+    def test_secretWithOddAddress(self):
+        """
+        An entry whose address does not pack keeps its secret too.
+        """
+        book = Phonebook(10, 60)
+        entry, _, _ = book.register("alice", ("fe80::1%eth0", 1), (), None, 0)
+        entry.secret = b"s" * 16
+        book.register("alice", ("fe80::1%eth0", 2), (A,), None, 1)
+        self.assertEqual(
+            (entry.secret, entry.address, entry.localAddresses),
+            (b"s" * 16, ("fe80::1%eth0", 2), (A,)),
+        )
+        book.register("alice", A, (), None, 2)
+        self.assertEqual((entry.secret, entry.address), (b"s" * 16, A))
