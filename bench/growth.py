@@ -27,7 +27,7 @@ def run(sizes, datagrams=20000, rounds=5, report=print):
     subjects = []
     for size in sizes:
         protocol = inprocess.stageManager(size)
-        load = inprocess.refreshes(size, min(datagrams, 10 * size))
+        load = inprocess.refreshes(protocol, size, min(datagrams, 10 * size))
         inprocess.feed(protocol, load[: len(load) // 10])  # warm the caches
         subjects.append((size, protocol, load))
     best = {size: float("inf") for size in sizes}

@@ -94,21 +94,25 @@ def stageManager(entries, ttl=3600.0):
     return protocol
 
 
-def registration(index, txid):
+def registration(protocol, index, txid):
     """
-    The registration datagram of peer C{index}, and the address it comes
-    from.
+    The registration datagram of peer C{index} to C{protocol}, echoing the
+    cookie the stage manager gives its address, as a peer does once it has
+    one; and the address it comes from.
     """
     name, wants, public, local = peer(index)
     return (
         messages.encodeRegistration(
-            txid, messages.Registration(name, wants, (local,), False)
+            txid,
+            messages.Registration(
+                name, wants, (local,), False, protocol.cookies.issue(public)
+            ),
         ),
         public,
     )
 
 
-def refreshes(entries, count, seed=1):
+def refreshes(protocol, entries, count, seed=1):
     """
     C{count} registration datagrams of peers drawn at random from the first
     C{entries}, each from the address its peer registered from: refreshes,
@@ -117,7 +121,9 @@ def refreshes(entries, count, seed=1):
     rng = random.Random(seed)
     datagrams = []
     for n in range(count):
-        datagrams.append(registration(rng.randrange(entries), n.to_bytes(12, "big")))
+        datagrams.append(
+            registration(protocol, rng.randrange(entries), n.to_bytes(12, "big"))
+        )
     return datagrams
 
 

@@ -49,6 +49,11 @@ _FINGERPRINT_XOR = 0x5354554E
 _UINT32 = struct.Struct("!I")
 _TXID = struct.Struct("!IQ")
 _NS = 1_000_000_000
+# A COOKIE attribute's header (punchd.messages.COOKIE, 16 bytes), and the
+# class bits of an error response in the second byte of its type (the first
+# holds the other, C1, in its lowest bit).
+_COOKIE_ATTRIBUTE = struct.pack("!HH", 0xC00C, 16)
+_ERROR_CLASS = 0x10
 
 
 def cpuTimes(pid):
@@ -76,18 +81,21 @@ def rssBytes(pid="self"):
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def registrationTemplate(name, wants, local):
+def registrationTemplate(name, wants, local, cookie=None):
     """
     The parts of a C{REGISTER} request that do not depend on the transaction
     ID: the first 8 header bytes and the attributes before C{FINGERPRINT}.
 
     An IPv4 C{LOCAL-ADDRESS} is masked with the magic cookie alone, so the
     whole body is fixed; only the ID and the fingerprint change per request.
+
+    @param cookie: The C{COOKIE} the stage manager gave this source, to
+        echo, or L{None} before it gave one.
     """
     from punchd import messages, stun
 
     encoded = messages.encodeRegistration(
-        bytes(12), messages.Registration(name, wants, (local,), False)
+        bytes(12), messages.Registration(name, wants, (local,), False, cookie)
     )
     body = encoded[20:-8]
     head = encoded[:2] + struct.pack("!H", len(body) + 8) + _COOKIE_BYTES
@@ -103,13 +111,31 @@ def nameOf(index):
     return f"peer-{index:07d}"
 
 
-class _Port:
-    __slots__ = ("sock", "outstanding", "names", "nextName", "wrapped")
+def peerOf(n):
+    """
+    The name, wanted name and local address of made-up peer C{n}.
+    """
+    return nameOf(n), nameOf(n ^ 1), (f"192.168.{n % 250}.{n % 199 + 2}", 40000 + n % 20000)
 
-    def __init__(self, sock, names):
+
+class _Port:
+    __slots__ = ("sock", "outstanding", "peers", "names", "nextName", "wrapped", "cookie")
+
+    def __init__(self, sock, peers):
         self.sock = sock
         self.outstanding = {}
-        self.names = names
+        self.peers = peers
+        self.names = [registrationTemplate(*peer) for peer in peers]
+        self.nextName = 0
+        self.wrapped = False
+        self.cookie = None
+
+    def gotCookie(self, cookie):
+        """
+        Echo C{cookie} from now on, and register every name again with it.
+        """
+        self.cookie = cookie
+        self.names = [registrationTemplate(*peer, cookie) for peer in self.peers]
         self.nextName = 0
         self.wrapped = False
 
@@ -125,18 +151,14 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
     byFd = {}
     for i in range(ports):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
+        # Each port on an address of its own, 127.0.0.2 and up, so that a
+        # server that keeps state per source address sees many, as it would
+        # on the internet.
+        sock.bind((f"127.0.{(i + 2) >> 8}.{(i + 2) & 255}", 0))
         sock.connect((host, port))
         sock.setblocking(False)
-        mine = []
-        if kind == "register":
-            for n in range(i, names, ports):
-                mine.append(
-                    registrationTemplate(
-                        nameOf(n), nameOf(n ^ 1), (f"192.168.{n % 250}.{n % 199 + 2}", 40000 + n % 20000)
-                    )
-                )
-        byFd[sock.fileno()] = _Port(sock, mine)
+        peers = [peerOf(n) for n in range(i, names, ports)] if kind == "register" else []
+        byFd[sock.fileno()] = _Port(sock, peers)
         poller.register(sock.fileno(), select.EPOLLIN)
 
     counter = 0
@@ -168,7 +190,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
     start = clock()
     measureFrom = start + int(warmup * _NS)
     measureTo = measureFrom + int(seconds * _NS)
-    sentIn = answeredIn = receivedIn = late = lost = 0
+    sentIn = answeredIn = receivedIn = late = lost = errors = 0
     latencies = array("q")
     cpuFrom = cpuTo = None
     procFrom = procTo = None
@@ -219,11 +241,21 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
                     late += 1
                     continue
                 now = clock()
-                if sentAt >= measureFrom and (measuring or drainUntil is not None):
-                    answeredIn += 1
-                    latencies.append(now - sentAt)
-                if measuring:
-                    receivedIn += 1
+                if p.cookie is None and kind == "register":
+                    at = data.find(_COOKIE_ATTRIBUTE, 20)
+                    if at > 0:
+                        p.gotCookie(data[at + 4 : at + 20])
+                inWindow = sentAt >= measureFrom and (measuring or drainUntil is not None)
+                if data[1] & _ERROR_CLASS and data[0] & 1:
+                    # An error response: a challenge, a refusal.
+                    if inWindow:
+                        errors += 1
+                else:
+                    if measuring:
+                        receivedIn += 1
+                    if inWindow:
+                        answeredIn += 1
+                        latencies.append(now - sentAt)
                 if drainUntil is None:
                     send(p)
         if now >= nextSweep:
@@ -258,10 +290,11 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
         "sent": sentIn,
         "answered": answeredIn,
         "answeredPerSecond": receivedIn / window_s,
-        "loss": (sentIn - answeredIn) / sentIn if sentIn else None,
+        "loss": (sentIn - answeredIn - errors) / sentIn if sentIn else None,
         "p50ms": percentile(0.50),
         "p99ms": percentile(0.99),
         "late": late,
+        "errors": errors,
         "generatorCpuSeconds": procTo - procFrom,
     }
     if cpuFrom is not None and receivedIn:

@@ -29,7 +29,7 @@ def run(entries, chunk=10000):
     before = rssBytes()
     for start in range(0, entries, chunk):
         batch = [
-            inprocess.registration(index, index.to_bytes(12, "big"))
+            inprocess.registration(protocol, index, index.to_bytes(12, "big"))
             for index in range(start, min(entries, start + chunk))
         ]
         for datagram, address in batch:
