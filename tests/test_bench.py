@@ -1,0 +1,149 @@
+"""
+The benchmarks still run: each part, briefly, gives its figures.  Nothing
+here checks a figure against a goal; timing is for C{python -m bench}.
+"""
+
+import json
+import re
+
+from twisted.trial.unittest import TestCase
+
+from bench import children, connect, cost, growth, memory
+from punchd.testing import portRestrictedCone
+
+
+def drive(processes, label, pattern, argv, kind, **settings):
+    """
+    Start a responder, drive it with the load generator for half a second
+    and return the generator's figures.
+    """
+    pid, port = cost._start(processes, label, argv, pattern)
+    generator = f"load-{label}"
+    processes.start(
+        generator,
+        children.python(
+            "bench.loadgen",
+            "--target",
+            f"127.0.0.1:{port}",
+            "--kind",
+            kind,
+            "--cpu-pid",
+            pid,
+            "--seconds",
+            0.5,
+            "--warmup",
+            0.1,
+            "--ports",
+            4,
+            "--window",
+            2,
+            "--names",
+            settings.get("names", 40),
+        ),
+    )
+    processes.wait(generator, 60)
+    for line in processes.output(generator).splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise AssertionError(processes.output(generator))
+
+
+class LoadTests(TestCase):
+    """
+    The load generator, the floor and the real server work together.
+    """
+
+    def test_floor(self):
+        """
+        The floor answers the load generator's Binding requests.
+        """
+        with children.Processes() as processes:
+            figures = drive(
+                processes,
+                "floor",
+                cost._FLOOR_LISTENING,
+                children.python("bench.floor", "--seconds", 60),
+                "binding",
+            )
+        self.assertGreater(figures["answered"], 0)
+        self.assertGreater(figures["targetCpuSeconds"], 0)
+
+    def test_server(self):
+        """
+        The real punch-server answers Binding requests and registrations of
+        distinct names, and its CPU time is read.
+        """
+        with children.Processes() as processes:
+            for kind in ("binding", "register"):
+                figures = drive(
+                    processes,
+                    f"server-{kind}",
+                    cost._SERVER_LISTENING,
+                    cost.serverCommand(1000),
+                    kind,
+                )
+                self.assertGreater(figures["answered"], 0, kind)
+                self.assertIn("targetCpuMicrosecondsPerAnswer", figures)
+
+    def test_onlyLoopback(self):
+        """
+        The load generator refuses a target off the loopback.
+        """
+        with children.Processes() as processes:
+            processes.start(
+                "load", children.python("bench.loadgen", "--target", "192.0.2.1:9")
+            )
+            processes.wait("load", 30)
+            self.assertIn("loopback only", processes.output("load"))
+
+
+class InProcessTests(TestCase):
+    """
+    The in-process benchmarks give figures.
+    """
+
+    def test_growth(self):
+        """
+        Growth gives microseconds per registration for each size.
+        """
+        results = growth.run([10, 100], datagrams=50, rounds=1, report=lambda *a: None)
+        self.assertEqual(sorted(results), [10, 100])
+
+    def test_memory(self):
+        """
+        Memory fills the phonebook with as many entries as asked.
+        """
+        self.assertEqual(memory.run(500)["entries"], 500)
+
+
+class ConnectTests(TestCase):
+    """
+    The time-to-connect benchmark connects in the simulated network.
+    """
+
+    def test_simulated(self):
+        """
+        Two peers behind port-restricted cones connect, and what each sent
+        between the introduction and the path is counted.
+        """
+        figures = connect.simulated(portRestrictedCone(), portRestrictedCone())
+        self.assertNotIn("failed", figures)
+        for peer in ("alice", "bob"):
+            self.assertGreater(figures["cost"][peer]["datagrams"], 0)
+
+    def test_timeLog(self):
+        """
+        The time log writes the monotonic time before each event.
+        """
+        from io import StringIO
+        import sys
+
+        from bench import timelog
+
+        out = StringIO()
+        original, sys.__stdout__ = sys.__stdout__, out
+        try:
+            timelog.observer()({"log_format": "hello {who}", "who": "world"})
+        finally:
+            sys.__stdout__ = original
+        self.assertRegex(out.getvalue(), re.compile(r"^\d+\.\d{6} hello world\n$"))
