@@ -32,7 +32,9 @@ Every function here is pure: no I/O and no clock.
 """
 
 import hashlib
+import struct
 from dataclasses import dataclass
+from socket import AF_INET, inet_pton
 
 from punchd import stun
 
@@ -581,7 +583,9 @@ BARE_BINDING_REQUEST = b"\x00\x01\x00\x00\x21\x12\xa4\x42"
 # The answer's header up to the ID (Binding success, 12 bytes of
 # attributes, the cookie), and the header of its XOR-MAPPED-ADDRESS.
 _BINDING_SUCCESS_IPV4 = b"\x01\x01\x00\x0c\x21\x12\xa4\x42"
-_XOR_MAPPED_IPV4 = b"\x00\x20\x00\x08"
+_XOR_MAPPED_IPV4 = b"\x00\x20\x00\x08\x00\x01"
+_PORT_AND_IPV4 = struct.Struct("!HI")
+_COOKIE_PORT = stun.MAGIC_COOKIE >> 16
 
 
 def bareBindingAnswer(transactionID: bytes, observed) -> bytes:
@@ -593,7 +597,21 @@ def bareBindingAnswer(transactionID: bytes, observed) -> bytes:
     @param transactionID: The request's 12-byte transaction ID.
     @param observed: The C{(host, port)} the request came from.
     """
-    value = stun.encodeXorAddress(observed[0], observed[1], transactionID)
-    if len(value) == 8:
-        return _BINDING_SUCCESS_IPV4 + transactionID + _XOR_MAPPED_IPV4 + value
+    host, port = observed[0], observed[1]
+    if ":" not in host and type(port) is int and 0 <= port <= 0xFFFF:
+        # IPv4, as stun.encodeXorAddress() would do it, one call shorter:
+        # this answers every bare Binding request.
+        try:
+            packed = inet_pton(AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return (
+                _BINDING_SUCCESS_IPV4
+                + transactionID
+                + _XOR_MAPPED_IPV4
+                + _PORT_AND_IPV4.pack(
+                    port ^ _COOKIE_PORT, int.from_bytes(packed, "big") ^ stun.MAGIC_COOKIE
+                )
+            )
     return bindingAnswer(stun.Message(stun.BINDING, stun.REQUEST, transactionID), observed)

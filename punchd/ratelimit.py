@@ -111,8 +111,12 @@ class SourceLimiter:
             buckets.move_to_end(source)
         # TokenBucket.tokens() and take(), each bucket's level worked out
         # once: this runs for every datagram.
-        tokens = min(bucket.burst, bucket._tokens + (now - bucket._stamp) * bucket.rate)
-        totalTokens = min(total.burst, total._tokens + (now - total._stamp) * total.rate)
+        tokens = bucket._tokens + (now - bucket._stamp) * bucket.rate
+        if tokens > bucket.burst:
+            tokens = bucket.burst
+        totalTokens = total._tokens + (now - total._stamp) * total.rate
+        if totalTokens > total.burst:
+            totalTokens = total.burst
         if tokens < cost or totalTokens < cost:
             self.dropped += 1
             return False
