@@ -61,10 +61,15 @@ def _start(processes, label, argv, pattern):
     return process.pid, int(match.group(1))
 
 
-def serverCommand(maxClients):
+def serverCommand(maxClients, limits=True):
     """
     The real stage manager, as an operator runs it, on a free loopback port.
+
+    @param limits: Whether the per-source rate limits are on (set so high
+        that they never refuse: the load comes from few addresses), so that
+        they cost what they cost; or off.
     """
+    rate = str(RATE if limits else 0)
     return twistdCommand() + [
         "--nodaemon",
         "--pidfile=",
@@ -75,18 +80,17 @@ def serverCommand(maxClients):
         "0",
         "--max-clients",
         str(maxClients),
-        # The per-source limits stay on, and so cost what they cost, but so
-        # high that they never refuse: the load comes from few addresses.
         "--registration-rate",
-        str(RATE),
+        rate,
         "--binding-rate",
-        str(RATE),
+        rate,
     ]
 
 
 def run(settings, report):
     """
-    Measure the floor, then the server with each kind of request; call
+    Measure the floor, then the server with each kind of request, with the
+    per-source rate limits on and then off; call
     C{report(target, kind, figures)} as each measurement ends, and return
     every figure by C{(target, kind)}.
     """
@@ -102,16 +106,17 @@ def run(settings, report):
         results["floor", "binding"] = _drive(processes, "floor", pid, port, "binding", settings)
         report("floor", "binding", results["floor", "binding"])
         processes.stop("floor")
-        for kind in ("binding", "register"):
-            label = f"server-{kind}"
-            pid, port = _start(
-                processes,
-                label,
-                serverCommand(max(100000, 2 * settings["names"])),
-                _SERVER_LISTENING,
-            )
-            results["server", kind] = _drive(processes, label, pid, port, kind, settings)
-            results["server", kind]["logBytes"] = len(processes.output(label))
-            report("server", kind, results["server", kind])
-            processes.stop(label)
+        for target, limits in (("server", True), ("no limits", False)):
+            for kind in ("binding", "register"):
+                label = f"{target.replace(' ', '-')}-{kind}"
+                pid, port = _start(
+                    processes,
+                    label,
+                    serverCommand(max(100000, 2 * settings["names"]), limits),
+                    _SERVER_LISTENING,
+                )
+                results[target, kind] = _drive(processes, label, pid, port, kind, settings)
+                results[target, kind]["logBytes"] = len(processes.output(label))
+                report(target, kind, results[target, kind])
+                processes.stop(label)
     return results
