@@ -25,21 +25,27 @@ METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 def register(server, name):
     """
     Register C{name} with the stage manager at C{server} from a fresh
-    socket, padded as a peer pads its first registration, and wait for the
-    answer.
+    socket as a peer does: padded at first, then again echoing the cookie
+    of the answer, which proves the address.
 
-    @return: The datagram sent, and the one received.
+    @return: The datagrams sent, and those received.
     """
+    requests, answers = [], []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(10)
-        request = messages.encodeRegistration(
-            stun.newTransactionID(),
-            messages.Registration(name, None, (), False),
-            messages.UNPROVEN_REGISTRATION_BYTES,
-        )
-        s.sendto(request, server)
-        answer, _ = s.recvfrom(2048)
-        return request, answer
+        cookie = None
+        for _ in range(2):
+            request = messages.encodeRegistration(
+                stun.newTransactionID(),
+                messages.Registration(name, None, (), False, cookie),
+                messages.UNPROVEN_REGISTRATION_BYTES if cookie is None else 0,
+            )
+            s.sendto(request, server)
+            answer, _ = s.recvfrom(2048)
+            requests.append(request)
+            answers.append(answer)
+            cookie = messages.parseRegistered(stun.decode(answer)).cookie
+    return requests, answers
 
 
 def startServer(testCase, processes, argv, twistd=TWISTD, patterns=None):
@@ -124,7 +130,7 @@ class MetricsTests(TestCase):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(b"junk", server)
             # Read after the junk, which it followed into the socket.
-            request, answer = register(server, "alice")
+            requests, answers = register(server, "alice")
             with urllib.request.urlopen(found["metrics"].group(1), timeout=10) as response:
                 self.assertEqual(response.status, 200)
                 text = response.read().decode("utf-8")
@@ -145,10 +151,10 @@ class MetricsTests(TestCase):
                 ]
             },
             {
-                ("punchd_registrations_total", ()): 1,
+                ("punchd_registrations_total", ()): 2,
                 ("punchd_phonebook_entries", ()): 1,
-                ("punchd_received_bytes_total", ()): len(request) + 4,
-                ("punchd_sent_bytes_total", ()): len(answer),
+                ("punchd_received_bytes_total", ()): sum(map(len, requests)) + 4,
+                ("punchd_sent_bytes_total", ()): sum(map(len, answers)),
                 ("punchd_dropped_datagrams_total", (("reason", "malformed"),)): 1,
             },
         )
