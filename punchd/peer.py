@@ -3,6 +3,8 @@ The peer: registers with the stage manager, and punches and keeps a direct
 path to the peer it is introduced to.
 """
 
+from collections import deque
+
 from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
@@ -14,6 +16,10 @@ from punchd.drops import DropCounter
 from punchd.natprobe import NATProbe, ProbeError
 from punchd.punching import FAILED, LOST, PUNCHING, UP, Punch
 from punchd.seedcontact import OriginalContact
+
+#: How many of the direct messages received a peer keeps, for whoever
+#: embeds it: a peer runs for months, at a message a second.
+RECEIVED_KEPT = 100
 
 #: Seconds before the first retransmission of an unanswered registration;
 #: each later one waits twice as long, up to the refresh interval.
@@ -53,7 +59,8 @@ class PeerProtocol(DatagramProtocol):
         L{None} before the first answer.
     @ivar punch: The current L{Punch}, or L{None} before the first
         introduction.
-    @ivar received: The direct messages received, as C{(text, source)}.
+    @ivar received: The last L{RECEIVED_KEPT} direct messages received, as
+        C{(text, source)}.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     """
 
@@ -100,7 +107,7 @@ class PeerProtocol(DatagramProtocol):
         self.text = defaultMessage(name, wants) if text is None else text
         self.publicAddress = None
         self.punch = None
-        self.received = []
+        self.received = deque(maxlen=RECEIVED_KEPT)
         self.drops = DropCounter(clock)
         self._localHosts = tuple(localHosts)
         self._newTransactionID = newTransactionID

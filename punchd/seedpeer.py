@@ -17,13 +17,15 @@ With the contact found, an L{punchd.seedcontact.OriginalContact} sends it
 the direct message once a second and hands on what it says.
 """
 
+from collections import deque
+
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from punchd import seedprotocol
 from punchd.addresses import formatAddress
 from punchd.drops import DropCounter
-from punchd.peer import NOT_ANSWERING_AFTER, _printable
+from punchd.peer import NOT_ANSWERING_AFTER, RECEIVED_KEPT, _printable
 from punchd.punching import PUNCHING, UP
 from punchd.seedcontact import OriginalContact
 
@@ -39,7 +41,8 @@ class SeedPeerProtocol(DatagramProtocol):
 
     @ivar contact: The L{OriginalContact} talking to the contact, or
         L{None} before the contact is found.
-    @ivar received: The direct messages received, as C{(text, source)}.
+    @ivar received: The last L{RECEIVED_KEPT} direct messages received, as
+        C{(text, source)}.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     @ivar lines: How many phonebook lines arrived.
     """
@@ -77,7 +80,7 @@ class SeedPeerProtocol(DatagramProtocol):
         self.interval = interval
         self.text = seedprotocol.directMessage(name, wants) if text is None else text
         self.contact = None
-        self.received = []
+        self.received = deque(maxlen=RECEIVED_KEPT)
         self.drops = DropCounter(clock)
         self.lines = 0
         self._messageInterval = messageInterval

@@ -8,7 +8,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
-from punchd.peer import NOT_ANSWERING_AFTER, PeerProtocol
+from punchd.peer import NOT_ANSWERING_AFTER, RECEIVED_KEPT, PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.server import StageManagerProtocol
@@ -216,7 +216,7 @@ class NATMatrixTests(SynchronousTestCase):
             )
         else:
             for name, peer in (("alice", world.alice), ("bob", world.bob)):
-                self.assertEqual(peer.received, [], label)
+                self.assertEqual(list(peer.received), [], label)
                 self.assertEqual(world.when(name, "pathUp"), [], label)
                 self.assertEqual(len(world.when(name, "punchFailed")), 1, f"{label}: {name}")
                 self.assertEqual(peer.punch.state, FAILED, label)
@@ -430,6 +430,16 @@ class PathLifeTests(SynchronousTestCase):
             world.network.advance(10)
             self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP), seed)
 
+    def test_receivedBounded(self):
+        """
+        A peer that runs for long keeps only the last direct messages it
+        received, not all of them.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.01)
+        world.start()
+        world.network.advance(RECEIVED_KEPT * 1.5)
+        self.assertEqual(len(world.alice.received), RECEIVED_KEPT)
+
     def test_stopLeavesNothing(self):
         """
         A stopped peer tells the stage manager to forget it and leaves no
@@ -553,5 +563,5 @@ class HostileInputTests(SynchronousTestCase):
         world.network.advance(0.5)
         self.assertEqual(sum(world.alice.drops.counts.values()) - before, 7)
         self.assertIs(world.alice.punch.selected, selected)
-        self.assertNotIn("injected", [t for t, _ in world.alice.received[received:]])
+        self.assertNotIn("injected", [t for t, _ in list(world.alice.received)[received:]])
         self.assertEqual(world.alice.punch.state, UP)

@@ -252,7 +252,7 @@ class SeedPeerTests(SynchronousTestCase):
         # Past the NAT, as if it let everything in.
         self.peer.datagramReceived(b"hello from eve", ("203.0.113.7", 6001))
         self.network.advance(0.5)
-        self.assertEqual(self.peer.received, [(TEXT.decode(), ("203.0.113.7", 6000))])
+        self.assertEqual(list(self.peer.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
         self.assertEqual(self.peer.drops.counts["text from an unknown address"], 1)
         [event] = [e for e in self.events if "peer message" in e["log_format"]]
         self.assertEqual((event["length"], event["port"]), (46, 6000))
@@ -411,7 +411,7 @@ class NativePeerTests(SynchronousTestCase):
         self.introduce()
         self.bobPort.write(TEXT, ("203.0.113.1", 5000))
         self.network.advance(0.5)
-        self.assertEqual(self.peer.received, [(TEXT.decode(), ("203.0.113.7", 6000))])
+        self.assertEqual(list(self.peer.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
         [event] = [e for e in events if "peer message" in e["log_format"]]
         self.assertEqual(event["length"], 46)
 
@@ -421,7 +421,7 @@ class NativePeerTests(SynchronousTestCase):
         """
         self.introduce()
         self.peer.datagramReceived(TEXT, ("203.0.113.7", 6001))
-        self.assertEqual(self.peer.received, [])
+        self.assertEqual(list(self.peer.received), [])
         self.assertEqual(self.peer.drops.counts["malformed"], 1)
 
     def test_retransmittedIntroductionIgnored(self):
