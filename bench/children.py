@@ -7,11 +7,12 @@ are stopped, by pid, when the block ends; the directory goes too.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from punchd import demo
 
 
 def childEnvironment():
@@ -34,21 +35,20 @@ def childEnvironment():
     return env
 
 
-class Processes:
+class Processes(demo.Processes):
     """
-    Children whose output goes to files, stopped by pid at the end.
+    Children whose output goes to files, stopped by pid at the end as
+    L{punchd.demo.Processes} stops them; with no pipes, L{lines} reads
+    nothing: L{output} and L{waitFor} read the files.
     """
 
     def __init__(self):
+        super().__init__()
         self.directory = tempfile.mkdtemp(prefix="punchd-bench-")
-        self.children = {}
         self._env = childEnvironment()
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
-        self.stopAll()
+        super().__exit__(*exc)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def path(self, label):
@@ -109,23 +109,6 @@ class Processes:
         except subprocess.TimeoutExpired:
             self.stop(label)
             raise RuntimeError(f"{label} ran longer than {seconds} s and was stopped") from None
-
-    def stop(self, label, timeout=5.0):
-        """
-        Stop one child with SIGTERM, then SIGKILL if it lingers.
-        """
-        process = self.children[label]
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def stopAll(self):
-        for label in list(self.children):
-            self.stop(label)
 
 
 def python(module, *args):
