@@ -6,9 +6,7 @@ processes on 127.0.0.1: a clean stop, its metrics and its JSON log.
 import json
 import os
 import re
-import signal
 import socket
-import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +15,7 @@ from twisted.trial.unittest import TestCase
 
 from punchd import messages, stun
 from punchd.demo import Processes, twistdCommand
-from tests.test_loopback import LISTENING, TWISTD, waitFor
+from tests.processes import assertStopsCleanly, startServer, waitFor
 
 METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 
@@ -46,24 +44,6 @@ def register(server, name):
             answers.append(answer)
             cookie = messages.parseRegistered(stun.decode(answer)).cookie
     return requests, answers
-
-
-def startServer(testCase, processes, argv, twistd=TWISTD, patterns=None):
-    """
-    Start C{twistd punch-server} on 127.0.0.1 and a free port, and wait
-    until it listens.
-
-    @return: Its C{(address, port)}, and what C{patterns} matched.
-    """
-    processes.start(
-        "server", twistd + ["punch-server", "--interface", "127.0.0.1", "--port", "0"] + argv
-    )
-    patterns = {("server", key): pattern for key, pattern in (patterns or {}).items()}
-    patterns[("server", "port")] = LISTENING
-    seen, lines = waitFor(processes, patterns, 20)
-    testCase.assertEqual(len(seen), len(patterns), f"the stage manager did not start: {lines}")
-    found = {key: match for (_, key), (_, match) in seen.items()}
-    return ("127.0.0.1", int(found.pop("port").group(1))), found
 
 
 class GracefulStopTests(TestCase):
@@ -103,13 +83,7 @@ class GracefulStopTests(TestCase):
             )
             lines += more
             self.assertEqual(len(seen), 1, f"alice did not unregister: {lines}")
-            processes.stop("server")
-            lines += list(processes.lines(time.monotonic() + 5))
-            for label, process in processes.children.items():
-                self.assertEqual(process.returncode, -signal.SIGTERM, label)
-                said = [line for who, line in lines if who == label]
-                self.assertTrue(said[-1].endswith("Server Shut Down."), said[-3:])
-        self.assertEqual([line for line in lines if "Traceback" in line[1]], [])
+            assertStopsCleanly(self, processes, lines)
         self.assertEqual([p for p in pidFiles.values() if os.path.exists(p)], [])
 
 

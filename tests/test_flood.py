@@ -16,8 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from punchd import messages, stun
 from punchd.demo import Processes
-from tests.test_daemon import startServer
-from tests.test_loopback import TWISTD, received, waitFor
+from tests.processes import TWISTD, bothReceived, startServer, waitFor
 
 METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 
@@ -165,14 +164,7 @@ class FloodTests(TestCase):
             target = f"{server[0]}:{server[1]}"
             processes.start("alice", TWISTD + ["punch-peer", "-s", target, "-n", "alice", "-c", "bob"])
             processes.start("bob", TWISTD + ["punch-peer", "-s", target, "-n", "bob", "-c", "alice"])
-            seen, lines = waitFor(
-                processes,
-                {
-                    ("alice", "message"): received("bob", "alice"),
-                    ("bob", "message"): received("alice", "bob"),
-                },
-                30,
-            )
+            seen, lines = waitFor(processes, bothReceived(), 30)
             self.assertEqual(len(seen), 2, f"the legitimate pair did not connect: {lines[-40:]}")
 
         received_ = values[("punchd_received_datagrams_total", ())]

@@ -16,6 +16,7 @@ import time
 from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
+from tests.processes import LISTENING, waitFor
 
 #: The repository, put first on the children's path so that they run this
 #: tree's code whether or not it is installed.
@@ -37,7 +38,6 @@ SEEDFAKE = [
     _PRELUDE + "from punchd.test.seedfake import main; sys.exit(main())",
 ]
 
-PUNCH_SERVER = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
 ORIGINAL_SERVER = re.compile(r"Connection Server ready to receive on port (\d+)\.")
 
 
@@ -50,27 +50,6 @@ def heard(sender, receiver):
     return re.compile(
         rf"(^|->> )This is a direct P2P message from {sender} to {receiver}$"
     )
-
-
-def waitFor(processes, patterns, seconds):
-    """
-    Read the children's output until every C{(label, pattern)} in
-    C{patterns} has matched a line of that child, or C{seconds} pass.
-
-    @return: The C{time.monotonic()} and match of each pattern that matched,
-        and every line read, as C{(label, line)}.
-    """
-    seen = {}
-    lines = []
-    for label, line in processes.lines(time.monotonic() + seconds):
-        lines.append((label, line))
-        for key, pattern in patterns.items():
-            match = pattern.search(line)
-            if key not in seen and key[0] == label and match:
-                seen[key] = (time.monotonic(), match)
-        if len(seen) == len(patterns):
-            break
-    return seen, lines
 
 
 class SeedPairingTestsMixin:
@@ -93,7 +72,7 @@ class SeedPairingTestsMixin:
             argv = TWISTD + [
                 "punch-server", "--interface", "127.0.0.1", "--port", "0", "--seed-compat",
             ]
-            pattern = PUNCH_SERVER
+            pattern = LISTENING
         processes.start("server", argv)
         seen, lines = waitFor(processes, {("server", "port"): pattern}, 20)
         self.assertIn(("server", "port"), seen, f"the server did not start: {lines}")

@@ -20,7 +20,8 @@ import time
 from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd.demo import Processes
-from tests.test_seedloopback import PUNCH_SERVER, TWISTD, waitFor
+from tests.processes import startServer
+from tests.test_seedloopback import TWISTD
 
 try:
     import stun as pystun3
@@ -63,12 +64,7 @@ class StunClientTests(TestCase):
     def setUp(self):
         self.processes = Processes()
         self.addCleanup(self.processes.stopAll)
-        self.processes.start(
-            "server", TWISTD + ["punch-server", "--interface", "127.0.0.1", "--port", "0"]
-        )
-        seen, lines = waitFor(self.processes, {("server", "port"): PUNCH_SERVER}, 20)
-        self.assertIn(("server", "port"), seen, f"the stage manager did not start: {lines}")
-        self.port = int(seen[("server", "port")][1].group(1))
+        (_, self.port), _ = startServer(self, self.processes, [], twistd=TWISTD)
 
     def test_turnutilsStunclient(self):
         """

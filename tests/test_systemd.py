@@ -18,7 +18,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd import stun
 from punchd.demo import Processes, twistdCommand
-from tests.test_loopback import waitFor
+from tests.processes import waitFor
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "contrib" / "systemd"
