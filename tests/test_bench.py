@@ -3,7 +3,6 @@ The benchmarks still run: each part, briefly, gives its figures.  Nothing
 here checks a figure against a goal; timing is for C{python -m bench}.
 """
 
-import json
 import re
 
 from twisted.trial.unittest import TestCase
@@ -18,34 +17,9 @@ def drive(processes, label, pattern, argv, kind, **settings):
     and return the generator's figures.
     """
     pid, port = cost._start(processes, label, argv, pattern)
-    generator = f"load-{label}"
-    processes.start(
-        generator,
-        children.python(
-            "bench.loadgen",
-            "--target",
-            f"127.0.0.1:{port}",
-            "--kind",
-            kind,
-            "--cpu-pid",
-            pid,
-            "--seconds",
-            0.5,
-            "--warmup",
-            0.1,
-            "--ports",
-            4,
-            "--window",
-            2,
-            "--names",
-            settings.get("names", 40),
-        ),
-    )
-    processes.wait(generator, 60)
-    for line in processes.output(generator).splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(processes.output(generator))
+    brief = {"seconds": 0.5, "warmup": 0.1, "ports": 4, "window": 2}
+    brief["names"] = settings.get("names", 40)
+    return cost._drive(processes, label, pid, port, kind, brief)
 
 
 class LoadTests(TestCase):
