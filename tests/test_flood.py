@@ -3,7 +3,6 @@ A flood of hostile datagrams against a real punch-server process on
 loopback, after which a legitimate pair must still connect.
 """
 
-import os
 import random
 import re
 import socket
