@@ -38,10 +38,13 @@ class Site:
     A stage manager on a simulated network, and a way to add clients.
     """
 
-    def __init__(self, **serverArgs):
+    def __init__(self, seedCompat=False, **serverArgs):
         self.network = Network(latency=0.01)
         self.serverHost = self.network.host(SERVER[0])
-        self.server = StageManagerProtocol(self.serverHost, Phonebook(100, 60), **serverArgs)
+        phonebook = Phonebook(100, 60)
+        if seedCompat:
+            serverArgs["seedCompat"] = OriginalClients(self.network.clock, phonebook)
+        self.server = StageManagerProtocol(self.serverHost, phonebook, **serverArgs)
         self.serverHost.listenUDP(SERVER[1], self.server)
         self.hosts = 0
 
@@ -114,11 +117,7 @@ class NameOwnershipTests(SynchronousTestCase):
         With the original protocol on, its unauthenticated text cannot take
         a native peer's name either.
         """
-        site = Site()
-        site.server.seedCompat = OriginalClients(site.network.clock, site.server.phonebook)
-        site.server.seedCompat.attach(
-            site.server.write, site.server.drops, site.server.stats, site.server._introduceOriginal
-        )
+        site = Site(seedCompat=True)
         _, alice = site.client("203.0.113.1")
         register(site.server, alice, "alice", "bob", True)
         site.network.advance(1)
