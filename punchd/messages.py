@@ -203,13 +203,17 @@ def encodeRegistration(
     for attrType, value in ((COOKIE, registration.cookie), (NAME_SECRET, registration.secret)):
         if value is not None:
             attributes.append((attrType, value))
-    size = 28 + sum(4 + (len(v) + 3) // 4 * 4 for _, v in attributes)
-    if size < minimumSize:
-        attributes.append((stun.PADDING, bytes(max(0, minimumSize - size - 4))))
-    return stun.encode(
+    datagram = stun.encode(
         stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
         fingerprint=True,
     )
+    if len(datagram) < minimumSize:
+        attributes.append((stun.PADDING, bytes(max(0, minimumSize - len(datagram) - 4))))
+        datagram = stun.encode(
+            stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
+            fingerprint=True,
+        )
+    return datagram
 
 
 def parseRegistration(message: stun.Message) -> Registration:
