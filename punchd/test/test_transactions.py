@@ -34,7 +34,7 @@ class TransactionsTests(SynchronousTestCase):
         the last delay has passed, and no timer remains.
         """
         d = self.transactions.request(b"t", b"ask", ADDRESS, (0.5, 1.0))
-        self.clock.advance(1.25)
+        self.clock.pump([0.5, 0.75])
         self.assertNoResult(d)
         self.clock.advance(0.25)
         failure = self.failureResultOf(d, TransactionTimeout)
