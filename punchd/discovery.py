@@ -47,13 +47,15 @@ class BehaviourDiscovery:
             for a, host in enumerate(hosts)
             for p, port in enumerate(ports)
         }
-        self._transports = {}
+        self._senders = {}
 
-    def attach(self, key, transport):
+    def attach(self, key, send):
         """
-        Record the transport of the socket C{key}, once it listens.
+        Record how to send from the socket C{key}, once it listens.
+
+        @param send: A function of C{(datagram, address)}.
         """
-        self._transports[key] = transport
+        self._senders[key] = send
 
     def alternateSockets(self, drops):
         """
@@ -82,7 +84,7 @@ class BehaviourDiscovery:
         if value is not None:
             changeIP, changePort = stun.decodeChangeRequest(value)
         if changeIP and (1, 0) not in self.addresses:
-            self._transports[key].write(
+            self._senders[key](
                 stun.encode(
                     stun.Message(
                         stun.BINDING,
@@ -109,7 +111,7 @@ class BehaviourDiscovery:
             mapped = (stun.MAPPED_ADDRESS, stun.encodeAddress(*observed))
         else:
             mapped = (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, txid))
-        self._transports[fromKey].write(
+        self._senders[fromKey](
             stun.encode(
                 stun.Message(
                     stun.BINDING,
@@ -147,7 +149,7 @@ class _AlternateSocket(DatagramProtocol):
         self.drops = drops
 
     def startProtocol(self):
-        self.discovery.attach(self.key, self.transport)
+        self.discovery.attach(self.key, self.transport.write)
 
     def datagramReceived(self, datagram, address):
         try:

@@ -17,8 +17,8 @@ Stage manager and peer:
   - C{UNREGISTER} request: L{NAME}.  Success: nothing more.
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
-    L{PUNCH_KEY} both peers share; or, for an original C{test-client}, its
-    public mapping and L{ORIGINAL}.  The peer answers with a success response
+    L{PUNCH_KEY} both peers share (L{punchd.compat.introductions} has the
+    introduction of an original C{test-client}).  The peer answers with a success response
     so the stage manager can stop retransmitting.
 
 Peer and peer, every message with C{USERNAME} C{"receiver:sender"},
@@ -53,10 +53,7 @@ LIFETIME = 0xC007
 SEEKING = 0xC008
 PAYLOAD = 0xC009
 PEER_STATE = 0xC00A
-#: Empty: the introduced peer is an original C{test-client}, to be spoken to
-#: in the original programs' text messages; the introduction has no
-#: L{PUNCH_KEY}.
-ORIGINAL = 0xC00B
+# 0xC00B: taken by punchd.compat.introductions.ORIGINAL.
 #: 16 bytes the stage manager made from the sender's address and the time;
 #: echoing it proves the sender receives at that address.
 COOKIE = 0xC00C
@@ -145,14 +142,25 @@ def validateName(name: bytes) -> str:
     return text
 
 
-def _address(value: bytes, transactionID: bytes, what: str):
+def readAddress(value: bytes, transactionID: bytes, what: str):
+    """
+    Decode an XOR address attribute C{what}.
+
+    @raise InvalidMessage: If it is malformed.
+    """
     try:
         return stun.decodeXorAddress(value, transactionID)
     except stun.StunError as e:
         raise InvalidMessage(f"bad {what}: {e}") from None
 
 
-def _name(message: stun.Message, attribute: int, what: str, required: bool):
+def readName(message: stun.Message, attribute: int, what: str, required: bool = True):
+    """
+    Read and check the name in C{attribute}, or L{None} if it is absent
+    and not C{required}.
+
+    @raise InvalidMessage: If it is absent but required, or not a name.
+    """
     value = message.get(attribute)
     if value is None:
         if required:
@@ -248,10 +256,10 @@ def parseRegistration(message: stun.Message) -> Registration:
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
         )
     if len(locals_) == 1:
-        localAddresses = (_address(locals_[0], txid, "LOCAL-ADDRESS"),)
+        localAddresses = (readAddress(locals_[0], txid, "LOCAL-ADDRESS"),)
     else:
         localAddresses = tuple(
-            dict.fromkeys(_address(v, txid, "LOCAL-ADDRESS") for v in locals_)
+            dict.fromkeys(readAddress(v, txid, "LOCAL-ADDRESS") for v in locals_)
         )
     if name is None:
         raise InvalidMessage("no NAME")
@@ -332,7 +340,7 @@ def parseRegistered(message: stun.Message) -> Registered:
     if peerState is not None and len(peerState) != 1:
         raise InvalidMessage("PEER-STATE is not one byte")
     return Registered(
-        _address(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
+        readAddress(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
         int.from_bytes(lifetime, "big"),
         None if peerState is None else peerState[0],
         message.get(COOKIE),
@@ -397,7 +405,7 @@ def parseUnregister(message: stun.Message):
     @return: The name to forget, and its L{NAME_SECRET} or L{None}.
     @raise InvalidMessage: If the name is missing or bad.
     """
-    return _name(message, NAME, "NAME", True), message.get(NAME_SECRET)
+    return readName(message, NAME, "NAME", True), message.get(NAME_SECRET)
 
 
 def encodeSuccess(method: int, transactionID: bytes) -> bytes:
@@ -417,17 +425,13 @@ class Introduction:
     @ivar name: The other peer's name.
     @ivar address: Its public mapping, C{(host, port)}.
     @ivar localAddresses: Its addresses on its own network.
-    @ivar key: The punch key both peers share, or L{None} for an original
-        peer.
-    @ivar original: Whether the other peer is an original C{test-client},
-        which speaks only the original programs' text messages.
+    @ivar key: The punch key both peers share.
     """
 
     name: str
     address: tuple
     localAddresses: tuple
-    key: "bytes | None"
-    original: bool = False
+    key: bytes
 
 
 def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> bytes:
@@ -442,10 +446,7 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> byte
         attributes.append(
             (PEER_LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
         )
-    if introduction.original:
-        attributes.append((ORIGINAL, b""))
-    else:
-        attributes.append((PUNCH_KEY, introduction.key))
+    attributes.append((PUNCH_KEY, introduction.key))
     return stun.encode(
         stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
         fingerprint=True,
@@ -461,21 +462,16 @@ def parseIntroduction(message: stun.Message) -> Introduction:
     txid = message.transactionID
     address = message.get(PEER_ADDRESS)
     key = message.get(PUNCH_KEY)
-    original = message.get(ORIGINAL) is not None
     if address is None:
         raise InvalidMessage("introduction lacks PEER-ADDRESS")
-    if original:
-        if key is not None:
-            raise InvalidMessage("introduction of an original peer has a PUNCH-KEY")
-    elif key is None or len(key) != PUNCH_KEY_BYTES:
+    if key is None or len(key) != PUNCH_KEY_BYTES:
         raise InvalidMessage("introduction lacks a PUNCH-KEY of 16 bytes")
     locals_ = message.getAll(PEER_LOCAL_ADDRESS)[:MAX_LOCAL_ADDRESSES]
     return Introduction(
-        name=_name(message, NAME, "NAME", True),
-        address=_address(address, txid, "PEER-ADDRESS"),
-        localAddresses=tuple(_address(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
+        name=readName(message, NAME, "NAME", True),
+        address=readAddress(address, txid, "PEER-ADDRESS"),
+        localAddresses=tuple(readAddress(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
         key=key,
-        original=original,
     )
 
 
@@ -516,11 +512,16 @@ def encodeProbeAnswer(transactionID: bytes, observed, key: bytes) -> bytes:
     )
 
 
-def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key: bytes) -> bytes:
+def encodeData(transactionID: bytes, receiver: str, sender: str, data: bytes, key: bytes) -> bytes:
     """
-    Encode a direct message between peers: an authenticated C{DATA}
-    indication.
+    Encode a datagram between peers: an authenticated C{DATA} indication.
+
+    @raise ValueError: If C{data} is larger than L{MAX_PAYLOAD_BYTES}.
     """
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"a datagram on a path carries at most {MAX_PAYLOAD_BYTES} bytes, not {len(data)}"
+        )
     return stun.encode(
         stun.Message(
             DATA,
@@ -528,7 +529,7 @@ def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key:
             transactionID,
             (
                 (stun.USERNAME, _username(receiver, sender)),
-                (PAYLOAD, text.encode("utf-8")[:MAX_PAYLOAD_BYTES]),
+                (PAYLOAD, data),
             ),
         ),
         integrityKey=key,
@@ -536,19 +537,18 @@ def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key:
     )
 
 
-def parseData(message: stun.Message) -> str:
+def parseData(message: stun.Message) -> bytes:
     """
-    Read the text of a C{DATA} indication.
+    Read the payload of a C{DATA} indication.
 
-    @raise InvalidMessage: If there is none or it is not UTF-8.
+    @raise InvalidMessage: If there is none, or it is too large.
     """
     payload = message.get(PAYLOAD)
     if payload is None:
         raise InvalidMessage("DATA without PAYLOAD")
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidMessage("PAYLOAD is not UTF-8") from None
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidMessage(f"PAYLOAD of {len(payload)} bytes, over {MAX_PAYLOAD_BYTES}")
+    return payload
 
 
 def bindingAnswer(request: stun.Message, observed) -> bytes:

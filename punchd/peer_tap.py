@@ -9,9 +9,11 @@ from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
 from punchd.messages import InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
-from punchd.seedprotocol import fitsLine
+from punchd.compat.protocol import fitsLine
 from punchd.peer import PeerProtocol
-from punchd.seedpeer import SeedPeerProtocol
+from punchd.compat.client import SeedPeerProtocol
+from punchd.compat.peer import OriginalPeers
+from punchd.greeter import defaultMessage
 
 LONGDESC = """\
 Run a peer: register NAME with the stage manager at HOST:PORT, and when the
@@ -194,6 +196,9 @@ def makeService(config, reactor=None):
     if config["probe"]:
         report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
         return internet.UDPServer(config["port"], report, interface=interface, reactor=reactor)
+    text = config["message"]
+    if text is None:
+        text = defaultMessage(config["name"], config["peer"])
     protocol = PeerProtocol(
         reactor,
         server,
@@ -201,7 +206,8 @@ def makeService(config, reactor=None):
         config["peer"],
         localHosts=localHosts,
         interval=config["interval"],
-        text=config["message"],
+        text=text,
+        dialects=(OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],

@@ -1,5 +1,6 @@
 """
-The stage manager's phonebook: a bounded, expiring registry of peers.
+The stage manager's phonebook: a bounded, expiring registry of peers, in
+memory (an L{punchd.interfaces.IPhonebook}).
 
 Pure logic: no I/O, and time is passed in by the caller.  Every operation
 costs the same whatever the size of the phonebook: entries are kept in an
@@ -9,6 +10,10 @@ evict when the phonebook is full and the entries to expire are at its front.
 
 from collections import OrderedDict
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+
+from zope.interface import implementer
+
+from punchd.interfaces import IPhonebook
 
 # A phonebook may hold a million entries, so an entry keeps its addresses
 # packed: a (host, port) pair of objects takes some 150 bytes, its packed
@@ -119,15 +124,9 @@ class Entry:
     @ivar lastSeen: When it last registered, in seconds.
     @type lastSeen: L{float}
 
-    @ivar original: Whether it registered in the original programs' text
-        protocol (an original C{test-client}), so that it has no local
-        addresses, says nothing of whom it wants, and must be spoken to in
-        text.
-    @type original: L{bool}
-
     @ivar secret: The secret the stage manager gave the first registrant of
-        the name, which only its holder can present; L{None} for original
-        clients.
+        the name, which only its holder can present; L{None} for a peer of
+        another protocol (an L{punchd.interfaces.IServerDialect}'s).
     @type secret: L{bytes}
 
     @ivar proven: Whether the last registration echoed a cookie, proving
@@ -136,15 +135,14 @@ class Entry:
     @type proven: L{bool}
     """
 
-    __slots__ = ("name", "_place", "wants", "lastSeen", "original", "proven")
+    __slots__ = ("name", "_place", "wants", "lastSeen", "proven")
 
-    def __init__(self, name, address, localAddresses, wants, lastSeen, original=False):
+    def __init__(self, name, address, localAddresses, wants, lastSeen, proven=False, secret=None):
         self.name = name
-        self._place = _place(None, address, localAddresses)
+        self._place = _place(secret, address, localAddresses)
         self.wants = wants
         self.lastSeen = lastSeen
-        self.original = original
-        self.proven = False
+        self.proven = proven
 
     # The secret, the address and the local addresses live in one bytes
     # object, _place: see _place().
@@ -205,7 +203,6 @@ class Entry:
         copy._place = self._place
         copy.wants = self.wants
         copy.lastSeen = self.lastSeen
-        copy.original = self.original
         copy.proven = self.proven
         return copy
 
@@ -225,11 +222,11 @@ class Entry:
     def __repr__(self) -> str:
         return (
             f"<Entry {self.name!r} at {self.address!r} "
-            f"local={self.localAddresses!r} wants={self.wants!r}"
-            f"{' original' if self.original else ''}>"
+            f"local={self.localAddresses!r} wants={self.wants!r}>"
         )
 
 
+@implementer(IPhonebook)
 class Phonebook:
     """
     Name to L{Entry}, bounded in size, with entries that expire.
@@ -258,12 +255,13 @@ class Phonebook:
         """
         return iter(self._entries.values())
 
-    def register(self, name, address, localAddresses, wants, now, original=False):
+    def register(self, name, address, localAddresses, wants, now, proven=False, secret=None):
         """
         Add C{name} or update it in place.
 
-        @param original: Whether the registration came in the original
-            programs' text protocol; see L{Entry.original}.
+        @param proven: Whether the registration proved its address.
+        @param secret: A new name secret for the entry, or L{None} to keep
+            the one it has.
 
         @return: A 3-tuple: the L{Entry}; the L{Entry} as it was before,
             copied, or L{None} when the name is new; and the L{Entry}
@@ -283,14 +281,17 @@ class Phonebook:
             if len(entries) >= self.maxEntries:
                 _, evicted = entries.popitem(last=False)
             entry = entries[name] = Entry(
-                name, address, localAddresses, wants, now, original
+                name, address, localAddresses, wants, now, proven, secret
             )
         else:
             previous = entry.copy()
-            entry.moveTo(address, localAddresses)
+            if secret is None:
+                entry.moveTo(address, localAddresses)
+            else:
+                entry._place = _place(secret, address, localAddresses)
             entry.wants = wants
             entry.lastSeen = now
-            entry.original = original
+            entry.proven = proven
             entries.move_to_end(name)
         return entry, previous, evicted
 

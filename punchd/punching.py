@@ -7,11 +7,14 @@ is given, so it runs the same over a real socket and over
 L{punchd.testing}'s simulated network.
 """
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from punchd import messages, stun
 from punchd.addresses import formatAddress
+from punchd.interfaces import ICandidate, IPath
 
 PUNCHING = "punching"
 UP = "up"
@@ -28,28 +31,39 @@ PUBLIC = "public"
 _PRIORITY = {LOCAL: 3, PEER_REFLEXIVE: 2, PUBLIC: 1}
 
 
+@implementer(ICandidate)
 class Candidate:
     """
-    An address the peer may be reached at.
+    An address the peer may be reached at directly, from this peer's own
+    socket.
 
     @ivar address: C{(host, port)}.
     @ivar kind: L{LOCAL}, L{PEER_REFLEXIVE} or L{PUBLIC}.
     """
 
-    __slots__ = ("address", "kind")
+    __slots__ = ("address", "kind", "_send")
 
-    def __init__(self, address, kind):
+    def __init__(self, address, kind, send):
+        """
+        @param send: A function of C{(datagram, address)} that sends from
+            the socket.
+        """
         self.address = address
         self.kind = kind
+        self._send = send
 
     @property
     def priority(self) -> int:
         return _PRIORITY[self.kind]
 
+    def send(self, datagram: bytes):
+        self._send(datagram, self.address)
+
     def __repr__(self) -> str:
         return f"{formatAddress(self.address)} ({self.kind})"
 
 
+@implementer(IPath)
 class Punch:
     """
     Punch a path to one introduced peer, then keep it alive and prove it.
@@ -57,10 +71,10 @@ class Punch:
     While punching it sends an authenticated probe to every candidate every
     C{probeInterval} seconds.  The first answer brings the path up; a better
     candidate (a local one, say) that answers shortly after takes over.  With
-    the path up it sends a keepalive every C{keepaliveInterval} seconds and
-    the direct message every C{messageInterval} seconds, and declares the
-    path lost when nothing authenticated has come from the peer for
-    C{pathTimeout} seconds.
+    the path up it sends a keepalive every C{keepaliveInterval} seconds, and
+    declares the path lost when nothing authenticated has come from the peer
+    for C{pathTimeout} seconds.  What an application writes to it goes to
+    the peer in authenticated C{DATA} indications.
 
     @ivar state: L{PUNCHING}, L{UP}, L{FAILED}, L{LOST} or L{STOPPED}.
     @ivar selected: The L{Candidate} in use while L{UP}.
@@ -78,13 +92,11 @@ class Punch:
         send,
         myName: str,
         introduction: messages.Introduction,
-        text: str,
         observer,
         punchTimeout: float = 5.0,
         probeInterval: float = 0.05,
         keepaliveInterval: float = 5.0,
         pathTimeout: float = 15.0,
-        messageInterval: float = 1.0,
         newTransactionID=stun.newTransactionID,
     ):
         """
@@ -92,17 +104,15 @@ class Punch:
         @param send: A function of C{(datagram, address)} that sends.
         @param myName: This peer's name.
         @param introduction: The L{messages.Introduction} of the other peer.
-        @param text: The direct message to send once a second.
-        @param observer: Told what happens, through its methods
-            C{pathUp(punch)}, C{punchFailed(punch)}, C{pathLost(punch)} and
-            C{messageReceived(punch, text, source)}.
+        @param observer: Told what happens: an
+            L{punchd.interfaces.IPathObserver} and
+            L{punchd.interfaces.IPathReceiver}.
         """
         self.clock = clock
         self._send = send
         self.myName = myName
         self.peerName = introduction.name
         self.key = introduction.key
-        self.text = text
         self._observer = observer
         self._punchTimeout = punchTimeout
         self._probeInterval = probeInterval
@@ -124,8 +134,6 @@ class Punch:
         self._upgradeDeadline = None
         self._prober = self._loop(self._probeRound)
         self._keeper = self._loop(self._keepalive)
-        self._messenger = self._loop(self._sendMessage)
-        self._messageInterval = messageInterval
 
     def _loop(self, f):
         call = LoopingCall(f)
@@ -136,7 +144,7 @@ class Punch:
         for candidate in self.candidates:
             if candidate.address == address:
                 return candidate
-        candidate = Candidate(address, kind)
+        candidate = Candidate(address, kind, self._send)
         self.candidates.append(candidate)
         self.candidates.sort(key=lambda c: -c.priority)
         return candidate
@@ -159,7 +167,7 @@ class Punch:
         self._stopTimers()
 
     def _stopTimers(self):
-        for call in (self._prober, self._keeper, self._messenger):
+        for call in (self._prober, self._keeper):
             if call.running:
                 call.stop()
         for delayed in (self._deadline, self._upgradeDeadline):
@@ -172,10 +180,7 @@ class Punch:
         self._inFlight[txid] = (candidate, self.clock.seconds())
         if not keepalive:
             self.probesSent += 1
-        self._send(
-            messages.encodeProbe(txid, self.peerName, self.myName, self.key),
-            candidate.address,
-        )
+        candidate.send(messages.encodeProbe(txid, self.peerName, self.myName, self.key))
 
     def _probeRound(self):
         for candidate in self.candidates:
@@ -216,11 +221,11 @@ class Punch:
             self._answered(message.transactionID)
         elif kind == (messages.DATA, stun.INDICATION):
             try:
-                text = messages.parseData(message)
+                data = messages.parseData(message)
             except messages.InvalidMessage:
                 return False
             self.lastHeard = self.clock.seconds()
-            self._observer.messageReceived(self, text, source)
+            self._observer.dataReceived(self, data, source)
         else:
             return False
         return True
@@ -250,7 +255,15 @@ class Punch:
             self._deadline.cancel()
             self._upgradeUnlessBest()
             self._keeper.start(self._keepaliveInterval, now=False)
-            self._messenger.start(self._messageInterval, now=True)
+            self.log.info(
+                "Direct path to {peer} is up via {address}: round trip {rtt:.1f} ms,"
+                " {elapsed:.0f} ms after the introduction, {probes} probe(s) sent",
+                peer=self.peerName,
+                address=repr(candidate),
+                rtt=self.rtt * 1000,
+                elapsed=self.elapsed * 1000,
+                probes=self.probesSent,
+            )
             self._observer.pathUp(self)
         elif candidate.priority > self.selected.priority:
             previous = self.selected
@@ -262,6 +275,7 @@ class Punch:
                 address=repr(candidate),
             )
             self._upgradeUnlessBest()
+            self._observer.pathMoved(self, previous)
 
     def _upgradeUnlessBest(self):
         """
@@ -294,12 +308,34 @@ class Punch:
         }
         self._probe(self.selected, keepalive=True)
 
-    def _sendMessage(self):
-        self._send(
+    @property
+    def kind(self) -> "str | None":
+        """
+        The kind of the selected candidate, or L{None} while not up.
+        """
+        return self.selected.kind if self.state == UP else None
+
+    def getPeer(self):
+        if self.state != UP:
+            return None
+        host, port = self.selected.address
+        return (IPv6Address if ":" in host else IPv4Address)("UDP", host, port)
+
+    def write(self, data: bytes):
+        """
+        Send C{data} to the peer over the path, in an authenticated C{DATA}
+        indication.
+
+        @raise ValueError: If it is larger than
+            L{messages.MAX_PAYLOAD_BYTES}.
+        @raise RuntimeError: If the path is not up.
+        """
+        if self.state != UP:
+            raise RuntimeError(f"the path to {self.peerName} is {self.state}, not up")
+        self.selected.send(
             messages.encodeData(
-                self._newTransactionID(), self.peerName, self.myName, self.text, self.key
-            ),
-            self.selected.address,
+                self._newTransactionID(), self.peerName, self.myName, data, self.key
+            )
         )
 
     @property

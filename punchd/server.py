@@ -5,21 +5,29 @@ introduces peers that ask for each other.
 
 import hmac
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from punchd import messages, seedprotocol, stun, udpsend
+from punchd import messages, stun, udpsend
 from punchd.addresses import formatAddress, unmapped
 from punchd.cookies import Cookies
 from punchd.drops import DropCounter
+from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
 from punchd.ratelimit import SourceLimiter, TokenBucket
+from punchd.transactions import Transactions, TransactionTimeout
 
 #: Seconds between the retransmissions of an unanswered introduction.
 INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
+
+#: Seconds the acknowledgement of an introduction sent once, to a peer
+#: that has not proven its address, is waited for.
+UNPROVEN_INTRODUCTION_WAIT = sum(INTRODUCTION_RETRIES)
 
 #: Registrations, or Binding requests, a second from one source address,
 #: by default.
@@ -52,17 +60,33 @@ class _Budget:
         self.left = left
 
 
-class _PendingIntroduction:
-    __slots__ = ("name", "address", "datagram", "retries", "call")
+class _Request:
+    """
+    A registration on its way through the stage manager's steps.
+    """
 
-    def __init__(self, name, address, datagram):
-        self.name = name
+    __slots__ = ("message", "registration", "address", "proven", "budget", "now")
+
+    def __init__(self, message, registration, address, proven, budget, now):
+        self.message = message
+        self.registration = registration
         self.address = address
-        self.datagram = datagram
-        self.retries = iter(INTRODUCTION_RETRIES)
-        self.call = None
+        self.proven = proven
+        self.budget = budget
+        self.now = now
 
 
+def _then(result, f, *args):
+    """
+    Go on with C{f(result, *args)}: at once for a plain result, as the
+    in-memory phonebook gives, or when a L{Deferred} result fires.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(f, *args)
+    return f(result, *args)
+
+
+@implementer(IStageManager)
 class StageManagerProtocol(DatagramProtocol):
     """
     The stage manager.
@@ -73,7 +97,7 @@ class StageManagerProtocol(DatagramProtocol):
     local addresses, and a fresh punch key.  It also answers plain STUN
     Binding requests from any STUN client.
 
-    @ivar phonebook: The L{punchd.phonebook.Phonebook}.
+    @ivar phonebook: The L{punchd.interfaces.IPhonebook}.
     @ivar stats: Counters of what happened, by event name, and of the
         bytes the stage manager's port received and sent (C{bytesReceived},
         C{bytesSent}).
@@ -92,7 +116,7 @@ class StageManagerProtocol(DatagramProtocol):
         randomBytes=os.urandom,
         discovery=None,
         logAddresses: bool = True,
-        seedCompat=None,
+        dialects=(),
         cookies=None,
         registrationLimit: "SourceLimiter | None" = None,
         bindingLimit: "SourceLimiter | None" = None,
@@ -102,7 +126,7 @@ class StageManagerProtocol(DatagramProtocol):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
             drives expiry and retransmission.
-        @param phonebook: The L{punchd.phonebook.Phonebook} to keep.
+        @param phonebook: The L{punchd.interfaces.IPhonebook} to keep.
         @param sweepInterval: Seconds between two sweeps for expired entries.
         @param randomBytes: A function of a length returning that many
             random bytes, for punch keys and transaction ids.
@@ -110,9 +134,8 @@ class StageManagerProtocol(DatagramProtocol):
             answers Binding requests, when the stage manager offers NAT
             behaviour discovery; L{None} for plain answers.
         @param logAddresses: Whether the log shows peers' addresses.
-        @param seedCompat: The L{punchd.seedserver.OriginalClients} that
-            answers datagrams that are not STUN, registrations of the
-            original test-clients; L{None} to drop them.
+        @param dialects: The L{punchd.interfaces.IServerDialect}s spoken
+            on the port besides the stage manager's own protocol.
         @param cookies: The L{Cookies} that prove sources' addresses; by
             default new ones with a random key.
         @param registrationLimit: The L{SourceLimiter} of registrations by
@@ -136,17 +159,19 @@ class StageManagerProtocol(DatagramProtocol):
         self.cookies = Cookies(clock, randomBytes=randomBytes) if cookies is None else cookies
         self.registrationLimit = registrationLimit
         self.bindingLimit = bindingLimit
-        self._unproven = TokenBucket(unprovenRate, unprovenRate, clock.seconds())
+        self.unprovenLimit = TokenBucket(unprovenRate, unprovenRate, clock.seconds())
         self._key = key
         self.discovery = discovery
-        self.seedCompat = seedCompat
-        if seedCompat is not None and not logAddresses:
-            hideAddresses(seedCompat)
+        self.dialects = tuple(dialects)
+        if not logAddresses:
+            for dialect in self.dialects:
+                hideAddresses(dialect)
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         self._sweepInterval = sweepInterval
-        self._pending = OrderedDict()
-        self._pendingTo = {}
+        # Introductions in flight, and the one in flight to each peer.
+        self.introductions = Transactions(clock, self.write, limit=phonebook.maxEntries)
+        self._introducing = {}
         self._handlers = {
             (stun.BINDING, stun.REQUEST): self._binding,
             (messages.REGISTER, stun.REQUEST): self._register,
@@ -167,25 +192,20 @@ class StageManagerProtocol(DatagramProtocol):
         )
         if self.discovery is not None:
             # Answers leave through write(), so that their bytes are counted.
-            self.discovery.attach((0, 0), self)
+            self.discovery.attach((0, 0), self.write)
             self.log.info(
                 "NAT behaviour discovery (RFC 5780) on {addresses}",
                 addresses=self.discovery.describe(),
             )
-        if self.seedCompat is not None:
-            self.seedCompat.attach(self.write, self.drops, self.stats, self._introduceOriginal)
-            self.log.info(
-                "Also answering the original test-clients' text registrations"
-                " (--seed-compat), with at most {lines} phonebook lines each",
-                lines=self.seedCompat.answerLines,
-            )
+        for dialect in self.dialects:
+            dialect.attach(self)
+            self.log.info("{dialect}", dialect=dialect.describe())
         self._sweeper.start(self._sweepInterval, now=False)
 
     def stopProtocol(self):
         if self._sweeper.running:
             self._sweeper.stop()
-        for txid in list(self._pending):
-            self._forget(txid)
+        self.introductions.withdrawAll()
 
     def write(self, datagram: bytes, address, budget: "_Budget | None" = None) -> bool:
         """
@@ -241,9 +261,9 @@ class StageManagerProtocol(DatagramProtocol):
             self.write(messages.bareBindingAnswer(datagram[8:], unmapped(address)), address)
             self.stats["bindings"] += 1
             return
-        if self.seedCompat is not None and seedprotocol.isText(datagram):
-            self.seedCompat.datagramReceived(datagram, address)
-            return
+        for dialect in self.dialects:
+            if dialect.datagramReceived(datagram, address):
+                return
         try:
             message = stun.decode(datagram)
         except stun.StunError as e:
@@ -258,13 +278,30 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return
         try:
-            handler(message, address, len(datagram))
-        except stun.StunError as e:
-            self.drops.drop("malformed", formatAddress(address), str(e))
-        except messages.InvalidMessage as e:
-            self.drops.drop("invalid", formatAddress(address), e.reason)
-            if message.messageClass == stun.REQUEST:
-                self._refuse(message, address, e, _Budget(len(datagram)))
+            result = handler(message, address, len(datagram))
+        except (stun.StunError, messages.InvalidMessage) as e:
+            self._failed(e, message, address, len(datagram))
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(
+                lambda failure: self._failed(
+                    failure.trap(stun.StunError, messages.InvalidMessage) and failure.value,
+                    message,
+                    address,
+                    len(datagram),
+                )
+            )
+
+    def _failed(self, error, message, address, size):
+        """
+        Drop a message that broke a rule, refusing a request.
+        """
+        if isinstance(error, stun.StunError):
+            self.drops.drop("malformed", formatAddress(address), str(error))
+            return
+        self.drops.drop("invalid", formatAddress(address), error.reason)
+        if message.messageClass == stun.REQUEST:
+            self._refuse(message, address, error, _Budget(size))
 
     def _refuse(self, message, address, error, budget):
         """
@@ -288,16 +325,20 @@ class StageManagerProtocol(DatagramProtocol):
         self.stats["bindings"] += 1
 
     def _register(self, message, address, size):
+        """
+        A registration: admit it, claim the name, record the entry, answer,
+        and introduce; each step goes on from the phonebook's answer.
+        """
         registration = messages.parseRegistration(message)
         now = self.clock.seconds()
         if self._limited(self.registrationLimit, address):
-            return
+            return None
         proven = registration.cookie is not None and self.cookies.check(
             registration.cookie, address
         )
         budget = None if proven else _Budget(size)
         if not proven and (
-            size < messages.UNPROVEN_REGISTRATION_BYTES or not self._unproven.take(1, now)
+            size < messages.UNPROVEN_REGISTRATION_BYTES or not self.unprovenLimit.take(1, now)
         ):
             # Too small to answer in full, or too many strangers at once:
             # only a cookie to echo, which costs no state.
@@ -307,92 +348,139 @@ class StageManagerProtocol(DatagramProtocol):
                 address,
                 budget,
             )
-            return
-        existing = self.phonebook.lookup(registration.name, now)
-        # An original client cannot hold a name: the original protocol has
-        # nothing to hold it with.
-        if existing is not None and not existing.original and existing.address != address and not (
-            registration.secret is not None
-            and existing.secret is not None
-            and hmac.compare_digest(registration.secret, existing.secret)
-        ):
-            self.stats["takeoversRefused"] += 1
-            self.drops.drop("name taken", formatAddress(address), registration.name)
-            self._refuse(
-                message,
-                address,
-                messages.InvalidMessage(
-                    f"{registration.name} is registered from another address;"
-                    " only the holder of its secret can move it",
-                    messages.NAME_TAKEN,
-                ),
-                budget,
-            )
-            return
-        entry, previous, evicted = self.phonebook.register(
-            registration.name,
-            address,
-            registration.localAddresses,
-            registration.wants,
-            now,
+            return None
+        request = _Request(message, registration, address, proven, budget, now)
+        return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
+
+    def _claim(self, existing, request):
+        """
+        Refuse a registration of a name another address holds, unless it
+        presents the name's secret; otherwise record it.
+        """
+        registration = request.registration
+        if existing is not None and existing.secret is not None:
+            if existing.address != request.address and not (
+                registration.secret is not None
+                and hmac.compare_digest(registration.secret, existing.secret)
+            ):
+                self.stats["takeoversRefused"] += 1
+                self.drops.drop("name taken", formatAddress(request.address), registration.name)
+                self._refuse(
+                    request.message,
+                    request.address,
+                    messages.InvalidMessage(
+                        f"{registration.name} is registered from another address;"
+                        " only the holder of its secret can move it",
+                        messages.NAME_TAKEN,
+                    ),
+                    request.budget,
+                )
+                return None
+            secret = None
+        else:
+            # A new name, or one of a peer of another dialect, which has
+            # nothing to hold it with: it gets a secret of its own.
+            secret = self._randomBytes(messages.SECRET_BYTES)
+        return _then(
+            self.phonebook.register(
+                registration.name,
+                request.address,
+                registration.localAddresses,
+                registration.wants,
+                request.now,
+                request.proven,
+                secret,
+            ),
+            self._recorded,
+            request,
         )
-        if entry.secret is None:
-            entry.secret = self._randomBytes(messages.SECRET_BYTES)
-        entry.proven = proven
+
+    def _recorded(self, result, request):
+        """
+        Count and log the entry, and look up the peer it wants.
+        """
+        entry, previous, evicted = result
+        registration = request.registration
         self.stats["registrations"] += 1
         if evicted is not None:
             self.stats["evictions"] += 1
-        if evicted is not None and (evicted.proven or evicted.original):
-            # Strangers that never proved their address come and go
-            # unlogged, like their registrations.
-            self.log.info(
-                "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
-                size=len(self.phonebook),
-                evicted=evicted.name,
-            )
+            if self._known(evicted):
+                # Strangers that never proved their address come and go
+                # unlogged, like their registrations.
+                self.log.info(
+                    "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
+                    size=len(self.phonebook),
+                    evicted=evicted.name,
+                )
         self._logRegistration(entry, previous)
-        if self.seedCompat is not None:
-            self.seedCompat.nativeRegistered(entry, previous, registration.seeking)
-        other = peerState = None
-        if registration.seeking and registration.wants is not None:
-            other = self.phonebook.lookup(registration.wants, now)
-            if other is None or not (other.proven or other.original):
+        for dialect in self.dialects:
+            dialect.registered(entry, previous, registration.seeking)
+        if not (registration.seeking and registration.wants is not None):
+            return self._answer(None, request, entry, None)
+        return _then(
+            self.phonebook.lookup(registration.wants, request.now),
+            self._answer,
+            request,
+            entry,
+            messages.PEER_ABSENT,
+        )
+
+    def _dialectOf(self, entry):
+        for dialect in self.dialects:
+            if dialect.speaksFor(entry):
+                return dialect
+        return None
+
+    def _known(self, entry) -> bool:
+        """
+        Whether an entry is logged: a peer that proved its address, or one
+        of a dialect's.
+        """
+        return entry.proven or self._dialectOf(entry) is not None
+
+    def _answer(self, other, request, entry, peerState):
+        """
+        Answer the registration, saying where the wanted peer stands, and
+        introduce the two if each wants the other.
+        """
+        dialect = None
+        if other is not None:
+            dialect = self._dialectOf(other)
+            if dialect is not None:
+                # A dialect's peer may be unable to say whom it wants: see
+                # punchd.compat.server for why it is introduced all the same.
+                peerState = messages.PEER_INTRODUCED
+            elif not other.proven:
                 # A peer that has not proven its address is not sent
                 # anything it did not ask for.
-                peerState = messages.PEER_ABSENT
-            elif other.original:
-                # An original client cannot say whom it wants: see
-                # punchd.seedserver for why it is introduced all the same.
-                peerState = messages.PEER_INTRODUCED
+                pass
             elif other.wants != entry.name:
                 peerState = messages.PEER_WANTS_ANOTHER
             else:
                 peerState = messages.PEER_INTRODUCED
+        message, address, proven = request.message, request.address, request.proven
         self.write(
             messages.encodeRegistered(
                 message.transactionID,
                 unmapped(address),
                 int(self.phonebook.ttl),
                 peerState,
-                self.cookies.issue(address, registration.cookie if proven else None),
+                self.cookies.issue(address, request.registration.cookie if proven else None),
                 entry.secret,
             ),
             address,
-            budget,
+            request.budget,
         )
-        if peerState == messages.PEER_INTRODUCED and other.original:
-            self._introduceOriginal(entry, other, budget)
-            self.seedCompat.introduced(entry, other)
+        if dialect is not None:
+            dialect.introduce(entry, other, request.budget)
         elif peerState == messages.PEER_INTRODUCED:
-            self._introduce(entry, other, budget)
+            self._introduce(entry, other, request.budget)
         elif peerState is not None and proven:
             self.log.info(
                 "{name} is looking for {wants}, who is {why}: no introduction yet",
                 name=entry.name,
-                wants=registration.wants,
-                why="not registered"
-                if other is None
-                else f"looking for {other.wants}",
+                wants=entry.wants,
+                why="not registered" if other is None else f"looking for {other.wants}",
             )
 
     def _logRegistration(self, entry, previous):
@@ -457,73 +545,67 @@ class StageManagerProtocol(DatagramProtocol):
             bAddress=formatAddress(b.address),
         )
 
-    def _introduceOriginal(self, native, original, budget=None):
-        self._sendIntroduction(
-            native,
-            messages.Introduction(
-                original.name, unmapped(original.address), (), None, original=True
-            ),
-            budget,
-        )
-        self.stats["introductions"] += 1
-        self.log.info(
-            "Introduced {a} at {aAddress} to {b} at {bAddress}, an original"
-            " test-client, which speaks only the original's unauthenticated text",
-            a=native.name,
-            aAddress=formatAddress(native.address),
-            b=original.name,
-            bAddress=formatAddress(original.address),
+    def _sendIntroduction(self, to, introduction, budget=None):
+        self.sendIntroduction(
+            to, lambda txid: messages.encodeIntroduction(txid, introduction), budget
         )
 
-    def _sendIntroduction(self, to, introduction, budget=None):
+    def sendIntroduction(self, to, encode, budget=None):
         """
         Send an introduction, and again until it is acknowledged; but only
         once, within C{budget}, to a peer that has not proven its address.
+
+        @param to: The entry of the peer to send it to.
+        @param encode: A function of a transaction ID that encodes it.
         """
         # One introduction in flight per peer: a newer one replaces it.
-        if to.name in self._pendingTo:
-            self._forget(self._pendingTo[to.name])
+        previous = self._introducing.get(to.name)
+        if previous is not None:
+            self.introductions.withdraw(previous)
         txid = self._randomBytes(12)
-        datagram = messages.encodeIntroduction(txid, introduction)
-        if budget is not None:
-            self.write(datagram, to.address, budget)
+        datagram = encode(txid)
+        if budget is None:
+            d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
+        elif self.write(datagram, to.address, budget):
+            d = self.introductions.expect(txid, to.address, UNPROVEN_INTRODUCTION_WAIT)
+        else:
             return
-        while len(self._pending) >= self.phonebook.maxEntries:
-            self._forget(next(iter(self._pending)))
-        self._pending[txid] = _PendingIntroduction(to.name, to.address, datagram)
-        self._pendingTo[to.name] = txid
-        self._transmit(txid)
+        self._introducing[to.name] = txid
+        d.addErrback(self._unacknowledged, to, budget is None)
+        d.addBoth(self._introductionDone, to.name, txid)
 
-    def _transmit(self, txid):
-        pending = self._pending[txid]
-        delay = next(pending.retries, None)
-        if delay is None:
-            self._forget(txid)
+    def _unacknowledged(self, failure, to, proven):
+        failure.trap(TransactionTimeout, CancelledError)
+        if proven and failure.check(TransactionTimeout):
             self.log.warn(
                 "{name} at {address} never acknowledged its introduction",
-                name=pending.name,
-                address=formatAddress(pending.address),
+                name=to.name,
+                address=formatAddress(to.address),
             )
-            return
-        self.write(pending.datagram, pending.address)
-        pending.call = self.clock.callLater(delay, self._transmit, txid)
 
-    def _forget(self, txid):
-        pending = self._pending.pop(txid)
-        del self._pendingTo[pending.name]
-        if pending.call is not None and pending.call.active():
-            pending.call.cancel()
+    def _introductionDone(self, _, name, txid):
+        if self._introducing.get(name) == txid:
+            del self._introducing[name]
 
     def _introductionAnswered(self, message, address, size):
-        pending = self._pending.get(message.transactionID)
-        if pending is None or pending.address != address:
+        if self.introductions.addressOf(message.transactionID) != address:
             self.drops.drop("unexpected message", formatAddress(address), "stale introduction answer")
             return
-        self._forget(message.transactionID)
+        self.introductions.answer(message.transactionID)
 
     def _unregister(self, message, address, size):
         name, secret = messages.parseUnregister(message)
-        entry = self.phonebook.lookup(name, self.clock.seconds())
+        return _then(
+            self.phonebook.lookup(name, self.clock.seconds()),
+            self._forgetEntry,
+            message,
+            address,
+            size,
+            name,
+            secret,
+        )
+
+    def _forgetEntry(self, entry, message, address, size, name, secret):
         if entry is None or entry.address != address:
             raise messages.InvalidMessage(f"{name} is not registered from this address")
         if entry.secret is not None and not (
@@ -532,7 +614,11 @@ class StageManagerProtocol(DatagramProtocol):
             raise messages.InvalidMessage(
                 f"only the holder of {name}'s secret can unregister it", messages.NAME_TAKEN
             )
-        self.phonebook.remove(name)
+        return _then(
+            self.phonebook.remove(name), self._forgotten, message, address, size, name
+        )
+
+    def _forgotten(self, _, message, address, size, name):
         self.stats["unregistrations"] += 1
         self.write(
             messages.encodeSuccess(messages.UNREGISTER, message.transactionID),
@@ -542,9 +628,12 @@ class StageManagerProtocol(DatagramProtocol):
         self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
 
     def _sweep(self):
-        for entry in self.phonebook.expire(self.clock.seconds()):
+        _then(self.phonebook.expire(self.clock.seconds()), self._expired)
+
+    def _expired(self, entries):
+        for entry in entries:
             self.stats["expiries"] += 1
-            if not (entry.proven or entry.original):
+            if not self._known(entry):
                 continue
             self.log.info(
                 "{name} at {address} expired: not heard from in {ttl} s",

@@ -12,7 +12,7 @@ from punchd import options
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
-from punchd.seedserver import OriginalClients
+from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
 
@@ -230,12 +230,12 @@ def makeService(config, reactor=None):
             config["alternate-address"],
         )
     phonebook = Phonebook(config["max-clients"], config["ttl"])
-    seedCompat = OriginalClients(reactor, phonebook) if config["seed-compat"] else None
+    dialects = (OriginalClients(reactor),) if config["seed-compat"] else ()
     protocol = StageManagerProtocol(
         reactor,
         phonebook,
         discovery=discovery,
-        seedCompat=seedCompat,
+        dialects=dialects,
         logAddresses=not config["hide-addresses"],
         registrationLimit=sourceLimiter(config["registration-rate"]),
         bindingLimit=sourceLimiter(config["binding-rate"]),

@@ -124,6 +124,16 @@ class Transactions:
             transaction.call = self.clock.callLater(first, self._expired, transaction)
         return d
 
+    def expect(self, key, address, timeout: float) -> Deferred:
+        """
+        Wait for the answer to a request sent otherwise, once, without
+        retransmitting it.
+
+        @param timeout: Seconds to wait.
+        @return: As for L{request}.
+        """
+        return self.request(key, None, address, (timeout,))
+
     def _expired(self, transaction):
         # The last delay of a schedule is the wait for an answer to the
         # last transmission.
@@ -136,6 +146,8 @@ class Transactions:
         transaction.call = self.clock.callLater(delay, self._expired, transaction)
 
     def _transmit(self, transaction):
+        if transaction.datagram is None:
+            return
         self._send(transaction.datagram, transaction.address)
         transaction.attempts += 1
         if transaction.sent is not None:

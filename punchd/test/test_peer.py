@@ -8,7 +8,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
-from punchd.peer import NOT_ANSWERING_AFTER, RECEIVED_KEPT, PeerProtocol
+from punchd.greeter import RECEIVED_KEPT
+from punchd.peer import PeerProtocol
+from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.phonebook import Phonebook
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.server import StageManagerProtocol
@@ -201,7 +203,7 @@ class NATMatrixTests(SynchronousTestCase):
             for name, peer, other in (("alice", world.alice, "bob"), ("bob", world.bob, "alice")):
                 self.assertEqual(peer.punch.state, UP, f"{label}: {name}")
                 self.assertEqual(world.when(name, "punchFailed"), [], label)
-                texts = {text for text, _ in peer.received}
+                texts = {text for text, _ in peer.application.received}
                 self.assertEqual(
                     texts,
                     {f"This is a direct P2P message from {other} to {name}"},
@@ -216,7 +218,7 @@ class NATMatrixTests(SynchronousTestCase):
             )
         else:
             for name, peer in (("alice", world.alice), ("bob", world.bob)):
-                self.assertEqual(list(peer.received), [], label)
+                self.assertEqual(list(peer.application.received), [], label)
                 self.assertEqual(world.when(name, "pathUp"), [], label)
                 self.assertEqual(len(world.when(name, "punchFailed")), 1, f"{label}: {name}")
                 self.assertEqual(peer.punch.state, FAILED, label)
@@ -286,8 +288,8 @@ class LocalPathTests(SynchronousTestCase):
         world.network.advance(5)
         self.assertEqual(world.alice.punch.selected.address, ("10.0.1.3", 6000))
         self.assertEqual(world.bob.punch.selected.address, ("10.0.1.2", 5000))
-        self.assertEqual(len(world.alice.received), len(world.bob.received))
-        self.assertGreater(len(world.alice.received), 2)
+        self.assertEqual(len(world.alice.application.received), len(world.bob.application.received))
+        self.assertGreater(len(world.alice.application.received), 2)
 
     def test_localPreferred(self):
         """
@@ -438,7 +440,7 @@ class PathLifeTests(SynchronousTestCase):
         world = World(portRestrictedCone(), portRestrictedCone(), latency=0.01)
         world.start()
         world.network.advance(RECEIVED_KEPT * 1.5)
-        self.assertEqual(len(world.alice.received), RECEIVED_KEPT)
+        self.assertEqual(len(world.alice.application.received), RECEIVED_KEPT)
 
     def test_stopLeavesNothing(self):
         """
@@ -515,7 +517,7 @@ class RegistrationTests(SynchronousTestCase):
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         world = World(None, None)
         world.startPeer("alice", "bob", 5000)
-        world.alice.name = "bad name"
+        world.alice.registrar.name = "bad name"
         world.alice.register()
         world.network.advance(1)
         [refusal] = [e for e in events if "refused" in e["log_format"]]
@@ -546,14 +548,14 @@ class HostileInputTests(SynchronousTestCase):
         txid = stun.newTransactionID()
         wrongKey = b"\x00" * 16
         selected = world.alice.punch.selected
-        received = len(world.alice.received)
+        received = len(world.alice.application.received)
         for datagram in [
             b"",
             b"hello",
             b"\x00\x01\x00\x00" + b"\x00" * 8,
             messages.encodeProbe(txid, "alice", "bob", wrongKey),
             messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
-            messages.encodeData(txid, "alice", "bob", "injected", wrongKey),
+            messages.encodeData(txid, "alice", "bob", b"injected", wrongKey),
             messages.encodeIntroduction(
                 txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey)
             ),
@@ -563,5 +565,5 @@ class HostileInputTests(SynchronousTestCase):
         world.network.advance(0.5)
         self.assertEqual(sum(world.alice.drops.counts.values()) - before, 7)
         self.assertIs(world.alice.punch.selected, selected)
-        self.assertNotIn("injected", [t for t, _ in list(world.alice.received)[received:]])
+        self.assertNotIn("injected", [t for t, _ in list(world.alice.application.received)[received:]])
         self.assertEqual(world.alice.punch.state, UP)

@@ -190,3 +190,28 @@ class CompactEntryTests(SynchronousTestCase):
         )
         book.register("alice", A, (), None, 2)
         self.assertEqual((entry.secret, entry.address), (b"s" * 16, A))
+
+
+class PhonebookInterfaceTests(SynchronousTestCase):
+    def test_interface(self):
+        """
+        L{Phonebook} is an L{IPhonebook}.
+        """
+        from zope.interface.verify import verifyObject
+
+        from punchd.interfaces import IPhonebook
+
+        verifyObject(IPhonebook, Phonebook(10, 60))
+
+    def test_provenAndSecret(self):
+        """
+        A registration sets whether the entry is proven; a secret given
+        replaces the entry's, and none keeps it.
+        """
+        book = Phonebook(10, 60)
+        entry, _, _ = book.register("alice", A, (), None, 0, proven=True, secret=b"s" * 16)
+        self.assertEqual((entry.proven, entry.secret), (True, b"s" * 16))
+        entry, _, _ = book.register("alice", B, (), None, 1, proven=False)
+        self.assertEqual((entry.proven, entry.secret, entry.address), (False, b"s" * 16, B))
+        entry, _, _ = book.register("alice", A, (), None, 2, proven=True, secret=b"t" * 16)
+        self.assertEqual((entry.secret, entry.address), (b"t" * 16, A))

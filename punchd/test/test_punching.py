@@ -3,10 +3,14 @@ Tests for L{punchd.punching.Punch} on its own, with a clock and a recording
 send function.
 """
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from punchd import messages, stun
+from punchd.interfaces import ICandidate, IPath, IPathObserver, IPathReceiver
 from punchd.punching import LOCAL, PUBLIC, PUNCHING, STOPPED, UP, Punch
 
 KEY = b"k" * 16
@@ -14,6 +18,7 @@ PUBLIC_ADDRESS = ("203.0.113.1", 6000)
 LOCAL_ADDRESS = ("10.0.0.3", 6000)
 
 
+@implementer(IPathObserver, IPathReceiver)
 class Observer:
     def __init__(self):
         self.events = []
@@ -27,8 +32,11 @@ class Observer:
     def pathLost(self, punch):
         self.events.append("lost")
 
-    def messageReceived(self, punch, text, source):
-        self.events.append(("message", text, source))
+    def pathMoved(self, punch, previous):
+        self.events.append(("moved", previous.kind, punch.selected.kind))
+
+    def dataReceived(self, punch, data, source):
+        self.events.append(("data", data, source))
 
 
 class PunchTests(SynchronousTestCase):
@@ -45,7 +53,6 @@ class PunchTests(SynchronousTestCase):
             lambda datagram, address: self.sent.append((stun.decode(datagram), address, datagram)),
             "alice",
             messages.Introduction("bob", PUBLIC_ADDRESS, (LOCAL_ADDRESS,), KEY),
-            "hello",
             self.observer,
         )
 
@@ -84,7 +91,7 @@ class PunchTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.assertTrue(self.answer(LOCAL_ADDRESS))
         self.assertEqual(self.punch.selected.kind, LOCAL)
-        self.assertEqual(self.observer.events[:1], ["up"])
+        self.assertEqual(self.observer.events, ["up", ("moved", PUBLIC, LOCAL)])
         self.sent.clear()
         self.clock.advance(0.5)
         self.assertEqual(
@@ -158,27 +165,63 @@ class PunchTests(SynchronousTestCase):
         self.assertEqual(self.sent[1][0].messageClass, stun.REQUEST)
         self.assertIn(source, [c.address for c in self.punch.candidates])
 
-    def test_messagesAndKeepalives(self):
+    def test_dataAndKeepalives(self):
         """
-        With the path up, the direct message goes out at once and every
-        second, and a keepalive every 5 s.
+        With the path up, what is written goes to the selected candidate in
+        C{DATA} indications, what the peer sends reaches the receiver, and a
+        keepalive goes out every 5 s.
         """
         self.punch.start()
         self.answer(LOCAL_ADDRESS)
         self.sent.clear()
-        self.clock.advance(0)
         for _ in range(10):
             self.clock.advance(1)
+            self.punch.write(b"hello \x00\xff")
             # the peer keeps talking
-            data = messages.encodeData(stun.newTransactionID(), "alice", "bob", "hi", KEY)
+            data = messages.encodeData(stun.newTransactionID(), "alice", "bob", b"hi", KEY)
             self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS)
         kinds = [m.method for m, _, _ in self.sent]
         self.assertEqual(kinds.count(messages.DATA), 10)
         self.assertEqual(kinds.count(stun.BINDING), 2)
-        self.assertEqual(
-            messages.parseData([m for m, _, _ in self.sent if m.method == messages.DATA][0]), "hello"
-        )
-        self.assertEqual(self.observer.events.count(("message", "hi", LOCAL_ADDRESS)), 10)
+        [first] = [(m, a) for m, a, _ in self.sent if m.method == messages.DATA][:1]
+        self.assertEqual((messages.parseData(first[0]), first[1]), (b"hello \x00\xff", LOCAL_ADDRESS))
+        self.assertEqual(self.observer.events.count(("data", b"hi", LOCAL_ADDRESS)), 10)
+
+    def test_writeTooLarge(self):
+        """
+        A write larger than a datagram carries raises L{ValueError}, and
+        nothing is sent.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        self.sent.clear()
+        self.punch.write(b"x" * messages.MAX_PAYLOAD_BYTES)
+        self.assertRaises(ValueError, self.punch.write, b"x" * (messages.MAX_PAYLOAD_BYTES + 1))
+        self.assertEqual(len(self.sent), 1)
+
+    def test_writeBeforeUp(self):
+        """
+        A write before the path is up raises L{RuntimeError}.
+        """
+        self.punch.start()
+        self.assertRaises(RuntimeError, self.punch.write, b"early")
+        self.assertIsNone(self.punch.getPeer())
+        self.assertIsNone(self.punch.kind)
+
+    def test_pathInterface(self):
+        """
+        A punch is an L{IPath}, its candidates L{ICandidate}s, and once up
+        it names the peer's address and the selected candidate's kind.
+        """
+        verifyObject(IPath, self.punch)
+        verifyObject(IPathObserver, self.observer)
+        verifyObject(IPathReceiver, self.observer)
+        for candidate in self.punch.candidates:
+            verifyObject(ICandidate, candidate)
+        self.punch.start()
+        self.answer(PUBLIC_ADDRESS)
+        self.assertEqual(self.punch.getPeer(), IPv4Address("UDP", *PUBLIC_ADDRESS))
+        self.assertEqual(self.punch.kind, PUBLIC)
 
     def test_lost(self):
         """
@@ -202,5 +245,5 @@ class PunchTests(SynchronousTestCase):
         self.punch.stop()
         self.assertEqual(self.punch.state, STOPPED)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        data = messages.encodeData(stun.newTransactionID(), "alice", "bob", "hi", KEY)
+        data = messages.encodeData(stun.newTransactionID(), "alice", "bob", b"hi", KEY)
         self.assertFalse(self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS))

@@ -15,7 +15,7 @@ from punchd import messages, stun
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.punching import UP
-from punchd.seedserver import OriginalClients
+from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
 from punchd.test.test_peer import World
 from punchd.test.test_server import SERVER, Recorder, register, registration
@@ -43,7 +43,7 @@ class Site:
         self.serverHost = self.network.host(SERVER[0])
         phonebook = Phonebook(100, 60)
         if seedCompat:
-            serverArgs["seedCompat"] = OriginalClients(self.network.clock, phonebook)
+            serverArgs["dialects"] = (OriginalClients(self.network.clock),)
         self.server = StageManagerProtocol(self.serverHost, phonebook, **serverArgs)
         self.serverHost.listenUDP(SERVER[1], self.server)
         self.hosts = 0
@@ -125,7 +125,8 @@ class NameOwnershipTests(SynchronousTestCase):
         mallory.write(b"alice", SERVER)
         site.network.advance(1)
         entry = site.server.phonebook.lookup("alice", site.network.clock.seconds())
-        self.assertEqual((entry.address, entry.original), (("203.0.113.1", 5000), False))
+        self.assertEqual(entry.address, ("203.0.113.1", 5000))
+        self.assertFalse(site.server.dialects[0].speaksFor(entry))
         self.assertEqual(site.server.drops.counts["name held by a native peer"], 1)
 
 
@@ -261,7 +262,7 @@ class RateLimitTests(SynchronousTestCase):
         """
         world = World(portRestrictedCone(), portRestrictedCone())
         world.server.registrationLimit = sourceLimiter(20)
-        world.server._unproven.rate = world.server._unproven.burst = 50
+        world.server.unprovenLimit.rate = world.server.unprovenLimit.burst = 50
         flooders = [world.network.host(f"192.0.2.{i}") for i in range(100, 200)]
         ports = [host.listenUDP(7000, DatagramProtocol()) for host in flooders]
         rng = random.Random(1)

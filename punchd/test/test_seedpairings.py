@@ -12,8 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
-from punchd.seedpeer import SeedPeerProtocol
-from punchd.seedserver import OriginalClients
+from punchd.compat.client import SeedPeerProtocol
+from punchd.compat.peer import OriginalPeers
+from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol
 from punchd.test.seedfake import FakeTestClient, FakeTestServer
 from punchd.testing import Network, portRestrictedCone
@@ -43,7 +44,7 @@ class Pairing:
         else:
             phonebook = Phonebook(100, 60)
             self.server = StageManagerProtocol(
-                serverHost, phonebook, seedCompat=OriginalClients(serverHost, phonebook)
+                serverHost, phonebook, dialects=(OriginalClients(serverHost),)
             )
         serverHost.listenUDP(SERVER[1], self.server)
         self.kinds = {"alice": aliceKind, "bob": bobKind}
@@ -64,7 +65,14 @@ class Pairing:
         elif kind == "seed":
             peer = SeedPeerProtocol(host, SERVER, name, contact)
         else:
-            peer = PeerProtocol(host, SERVER, name, contact, localHosts=(host.address,))
+            peer = PeerProtocol(
+                host,
+                SERVER,
+                name,
+                contact,
+                localHosts=(host.address,),
+                dialects=(OriginalPeers(message(name, contact)),),
+            )
         host.listenUDP(port, peer)
         self.peers[name] = peer
 
@@ -85,9 +93,18 @@ class Pairing:
             self.network.advance(0.25)
             for name, other in (("alice", "bob"), ("bob", "alice")):
                 said = message(other, name)
-                if name not in heard and any(t == said for t, _ in self.peers[name].received):
+                if name not in heard and any(t == said for t, _ in received(self.peers[name])):
                     heard[name] = self.clock.seconds() - start
         return {name: heard.get(name) for name in ("alice", "bob")}
+
+
+def received(peer):
+    """
+    The direct messages a peer of any kind received, as C{(text, source)}.
+    """
+    if isinstance(peer, FakeTestClient):
+        return peer.received
+    return peer.application.received
 
 
 class PairingTestsMixin:

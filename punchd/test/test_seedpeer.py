@@ -1,6 +1,6 @@
 """
 Tests for the peers' side of the original programs' text protocol:
-L{punchd.seedcontact.OriginalContact}, L{punchd.seedpeer.SeedPeerProtocol}
+L{punchd.compat.contact.OriginalContact}, L{punchd.compat.client.SeedPeerProtocol}
 and C{punch-peer --seed-compat}, over L{punchd.testing}'s simulated network.
 """
 
@@ -10,11 +10,19 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import messages, peer_tap, seedprotocol, stun
+from twisted.internet.address import IPv4Address
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from punchd import messages, peer_tap, stun
+from punchd.compat import protocol as seedprotocol
+from punchd.compat.introductions import encodeOriginalIntroduction
+from punchd.compat.peer import OriginalPeers
+from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer, IPeerDialect
 from punchd.peer import PeerProtocol
 from punchd.punching import LOST, PUNCHING, STOPPED, UP
-from punchd.seedcontact import OriginalContact
-from punchd.seedpeer import SeedPeerProtocol
+from punchd.compat.contact import OriginalContact
+from punchd.compat.client import SeedPeerProtocol
 from punchd.testing import Network, portRestrictedCone
 
 SERVER = ("192.0.2.10", 8080)
@@ -33,13 +41,24 @@ class Recorder(DatagramProtocol):
         self.datagrams.append((datagram, address))
 
 
+@implementer(IPathObserver, IPathReceiver)
 class Observer:
     def __init__(self):
         self.messages = []
         self.lost = []
+        self.up = []
 
-    def messageReceived(self, contact, text, source):
-        self.messages.append((text, source))
+    def pathUp(self, contact):
+        self.up.append(contact)
+
+    def pathMoved(self, contact, previous):
+        raise AssertionError("an original contact never moves")
+
+    def punchFailed(self, contact):
+        raise AssertionError("an original contact never gives up")
+
+    def dataReceived(self, contact, data, source):
+        self.messages.append((seedprotocol.decodeDirectMessage(data), source))
 
     def pathLost(self, contact):
         self.lost.append(contact)
@@ -90,6 +109,9 @@ class OriginalContactTests(SynchronousTestCase):
         self.assertTrue(self.contact.handleText(TEXT, ("203.0.113.7", 6000)))
         self.assertEqual(self.observer.messages, [(TEXT.decode(), ("203.0.113.7", 6000))])
         self.assertEqual(self.contact.state, UP)
+        self.assertEqual(self.observer.up, [self.contact])
+        verifyObject(IPath, self.contact)
+        self.assertEqual(self.contact.getPeer(), IPv4Address("UDP", "203.0.113.7", 6000))
         [event] = [e for e in self.events if "is talking to us" in e["log_format"]]
         self.assertEqual(event["peer"], "bob")
 
@@ -111,6 +133,21 @@ class OriginalContactTests(SynchronousTestCase):
         self.clock.pump([1] * 60)
         self.assertEqual(self.contact.state, PUNCHING)
         self.assertEqual(self.contact.messagesSent, 61)
+
+    def test_writeOnceUp(self):
+        """
+        Once up, the contact stops sending the direct message itself, and
+        sends what the application writes, as it is.
+        """
+        self.contact.start()
+        self.assertRaises(RuntimeError, self.contact.write, b"too early")
+        self.contact.handleText(TEXT, ("203.0.113.7", 6000))
+        del self.sent[:]
+        self.clock.pump([1] * 3)
+        self.assertEqual(self.sent, [])
+        self.contact.write(b"hello")
+        self.assertEqual(self.sent, [(3.0, b"hello", ("203.0.113.7", 6000))])
+        self.assertRaises(ValueError, self.contact.write, b"x" * (seedprotocol.MAX_DATAGRAM + 1))
 
     def test_silentPeerLost(self):
         """
@@ -252,7 +289,7 @@ class SeedPeerTests(SynchronousTestCase):
         # Past the NAT, as if it let everything in.
         self.peer.datagramReceived(b"hello from eve", ("203.0.113.7", 6001))
         self.network.advance(0.5)
-        self.assertEqual(list(self.peer.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
+        self.assertEqual(list(self.peer.application.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
         self.assertEqual(self.peer.drops.counts["text from an unknown address"], 1)
         [event] = [e for e in self.events if "peer message" in e["log_format"]]
         self.assertEqual((event["length"], event["port"]), (46, 6000))
@@ -367,7 +404,13 @@ class NativePeerTests(SynchronousTestCase):
         self.serverPort = self.network.host(SERVER[0]).listenUDP(SERVER[1], self.server)
         self.host = self.network.host("203.0.113.1")
         self.peer = PeerProtocol(
-            self.host, SERVER, "alice", "bob", discoverNAT=False, pathTimeout=15
+            self.host,
+            SERVER,
+            "alice",
+            "bob",
+            discoverNAT=False,
+            pathTimeout=15,
+            dialects=(OriginalPeers("This is a direct P2P message from alice to bob", pathTimeout=15),),
         )
         self.port = self.host.listenUDP(5000, self.peer)
         self.bob = Recorder()
@@ -376,9 +419,7 @@ class NativePeerTests(SynchronousTestCase):
 
     def introduce(self, address=("203.0.113.7", 6000), txid=b"t" * 12):
         self.serverPort.write(
-            messages.encodeIntroduction(
-                txid, messages.Introduction("bob", address, (), None, original=True)
-            ),
+            encodeOriginalIntroduction(txid, "bob", address),
             ("203.0.113.1", 5000),
         )
         self.network.advance(0.5)
@@ -388,6 +429,9 @@ class NativePeerTests(SynchronousTestCase):
         Introduced to an original client, the peer acknowledges and sends it
         the original's direct message as text, once a second, and no probes.
         """
+        verifyObject(IPeer, self.peer)
+        for dialect in self.peer.dialects:
+            verifyObject(IPeerDialect, dialect)
         self.introduce()
         self.network.advance(3)
         self.assertIsInstance(self.peer.punch, OriginalContact)
@@ -411,7 +455,7 @@ class NativePeerTests(SynchronousTestCase):
         self.introduce()
         self.bobPort.write(TEXT, ("203.0.113.1", 5000))
         self.network.advance(0.5)
-        self.assertEqual(list(self.peer.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
+        self.assertEqual(list(self.peer.application.received), [(TEXT.decode(), ("203.0.113.7", 6000))])
         [event] = [e for e in events if "peer message" in e["log_format"]]
         self.assertEqual(event["length"], 46)
 
@@ -421,7 +465,7 @@ class NativePeerTests(SynchronousTestCase):
         """
         self.introduce()
         self.peer.datagramReceived(TEXT, ("203.0.113.7", 6001))
-        self.assertEqual(list(self.peer.received), [])
+        self.assertEqual(list(self.peer.application.received), [])
         self.assertEqual(self.peer.drops.counts["malformed"], 1)
 
     def test_retransmittedIntroductionIgnored(self):

@@ -1,14 +1,15 @@
 """
-Tests for L{punchd.seedprotocol}, the original programs' text protocol.
+Tests for L{punchd.compat.protocol}, the original programs' text protocol.
 """
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import messages, seedprotocol, stun
+from punchd import messages, stun
+from punchd.compat import protocol as seedprotocol
 from punchd.messages import InvalidMessage
-from punchd.seedprotocol import MalformedLine, PhonebookLine
+from punchd.compat.protocol import MalformedLine, PhonebookLine
 
 
 class RegistrationTests(SynchronousTestCase):

@@ -1,17 +1,21 @@
 """
-Tests for L{punchd.seedserver}: the stage manager's answers to original
+Tests for L{punchd.compat.server}: the stage manager's answers to original
 test-clients (C{punch-server --seed-compat}), over L{punchd.testing}'s
 simulated network.
 """
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver
+from zope.interface.verify import verifyObject
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import messages, seedprotocol, server_tap, stun
+from punchd import messages, server_tap, stun
+from punchd.compat import protocol as seedprotocol
 from punchd.phonebook import Phonebook
 from punchd.ratelimit import SourceLimiter
-from punchd.seedserver import SEEKERS_PER_NAME, OriginalClients
+from punchd.compat.introductions import parseOriginalIntroduction
+from punchd.compat.server import SEEKERS_PER_NAME, OriginalClients
+from punchd.interfaces import IServerDialect, IStageManager
 from punchd.server import StageManagerProtocol
 from punchd.test.test_server import register
 from punchd.testing import Network, portRestrictedCone
@@ -54,9 +58,9 @@ class OriginalClientsMixin:
         self.network = Network(latency=0.125)
         self.serverHost = self.network.host(SERVER[0])
         self.phonebook = Phonebook(maxEntries=100, ttl=60)
-        self.compat = OriginalClients(self.serverHost, self.phonebook, **self.compatSettings())
+        self.compat = OriginalClients(self.serverHost, **self.compatSettings())
         self.server = StageManagerProtocol(
-            self.serverHost, self.phonebook, seedCompat=self.compat
+            self.serverHost, self.phonebook, dialects=(self.compat,)
         )
         self.port = self.serverHost.listenUDP(SERVER[1], self.server)
         self.events = EventLoggingObserver.createWithCleanup(self, self.server.log.observer)
@@ -148,7 +152,7 @@ class AnswerTests(OriginalClientsMixin, SynchronousTestCase):
         _, _, public = self.original("alice")
         entry = self.phonebook.lookup("alice", self.network.clock.seconds())
         self.assertEqual(
-            (entry.address, entry.localAddresses, entry.wants, entry.original),
+            (entry.address, entry.localAddresses, entry.wants, self.compat.speaksFor(entry)),
             (public, (), None, True),
         )
 
@@ -258,7 +262,7 @@ class AnswerTests(OriginalClientsMixin, SynchronousTestCase):
         self.original("alice")
         self.native("alice", "carol", seeking=False)
         entry = self.phonebook.lookup("alice", self.network.clock.seconds())
-        self.assertFalse(entry.original)
+        self.assertFalse(self.compat.speaksFor(entry))
         bob, _, bobPublic = self.original("bob")
         self.assertEqual(bob.lines(), [line(0, 1, "bob", bobPublic)])
 
@@ -289,8 +293,7 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
         self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_INTRODUCED)
         [introduce] = bob.stun(messages.INTRODUCE, stun.REQUEST)
         self.assertEqual(
-            messages.parseIntroduction(introduce),
-            messages.Introduction("alice", alicePublic, (), None, original=True),
+            parseOriginalIntroduction(introduce), ("alice", alicePublic)
         )
         self.assertEqual(alice.lines()[-1], line(0, 1, "bob", bobPublic))
         self.assertEqual(self.server.stats["introductions"], 1)
@@ -320,7 +323,7 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
             alice.lines(), [line(0, 2, "alice", alicePublic), line(1, 2, "bob", bobPublic)]
         )
         [introduce] = bob.stun(messages.INTRODUCE, stun.REQUEST)
-        self.assertEqual(messages.parseIntroduction(introduce).address, alicePublic)
+        self.assertEqual(parseOriginalIntroduction(introduce)[1], alicePublic)
 
     def test_notSeekingNotIntroduced(self):
         """
@@ -425,7 +428,7 @@ class ServerOptionTests(SynchronousTestCase):
         options.parseOptions([])
         self.assertFalse(options["seed-compat"])
         protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
-        self.assertIsNone(protocol.seedCompat)
+        self.assertEqual(protocol.dialects, ())
 
     def test_seedCompat(self):
         """
@@ -435,5 +438,7 @@ class ServerOptionTests(SynchronousTestCase):
         options = server_tap.Options()
         options.parseOptions(["--seed-compat"])
         protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
-        self.assertIsInstance(protocol.seedCompat, OriginalClients)
-        self.assertIs(protocol.seedCompat.phonebook, protocol.phonebook)
+        [dialect] = protocol.dialects
+        self.assertIsInstance(dialect, OriginalClients)
+        verifyObject(IServerDialect, dialect)
+        verifyObject(IStageManager, protocol)

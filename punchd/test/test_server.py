@@ -369,6 +369,33 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         [event] = [e for e in self.events if "Introduced" in e["log_format"]]
         self.assertEqual((event["a"], event["b"]), ("bob", "alice"))
 
+    def test_unprovenIntroductionAcknowledged(self):
+        """
+        The acknowledgement of an introduction sent once, within its budget,
+        to a peer that has not proven its address yet is taken as such: it
+        is not dropped as unexpected, and nothing warns.
+        """
+        self.register(self.aliceTransport, "alice", "bob", True)
+        self.network.advance(1)
+        txid = stun.newTransactionID()
+        self.bobTransport.write(
+            messages.encodeRegistration(
+                txid,
+                messages.Registration("bob", "alice", (), True, None, None),
+                messages.UNPROVEN_REGISTRATION_BYTES,
+            ),
+            SERVER,
+        )
+        self.network.advance(1)
+        [toBob] = self.bob.messages(messages.INTRODUCE, stun.REQUEST)
+        self.bobTransport.write(
+            messages.encodeSuccess(messages.INTRODUCE, toBob.transactionID), SERVER
+        )
+        self.network.advance(1)
+        self.assertEqual(self.server.drops.counts, {})
+        self.assertEqual([e for e in self.events if e["log_level"].name in ("warn", "error")], [])
+        self.assertEqual(len(self.server.introductions), 1, "alice's, not yet acknowledged")
+
     def test_absent(self):
         """
         A peer seeking one not registered is told so, and nobody is

@@ -312,6 +312,6 @@ class PeerOptionsTests(SynchronousTestCase):
         self.assertEqual((port, service.kwargs["interface"]), (4000, ""))
         self.assertIsInstance(protocol, PeerProtocol)
         self.assertEqual(
-            (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.text),
+            (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.application.text),
             (("127.0.0.1", 8080), "alice", "bob", 10.0, "hi"),
         )

@@ -125,3 +125,21 @@ class BackoffTests(SynchronousTestCase):
         """
         schedule = backoff(0.5, 3)
         self.assertEqual([next(schedule) for _ in range(6)], [0.5, 1, 2, 3, 3, 3])
+
+
+class ExpectTests(SynchronousTestCase):
+    def test_expectSendsNothing(self):
+        """
+        L{Transactions.expect} waits for an answer without sending, and
+        times out after its one delay.
+        """
+        clock = Clock()
+        sent = []
+        transactions = Transactions(clock, lambda *a: sent.append(a))
+        answered = transactions.expect(b"a", ADDRESS, 2)
+        transactions.answer(b"a", "yes")
+        self.assertEqual(self.successResultOf(answered), "yes")
+        silent = transactions.expect(b"b", ADDRESS, 2)
+        clock.advance(2)
+        self.failureResultOf(silent, TransactionTimeout)
+        self.assertEqual(sent, [])

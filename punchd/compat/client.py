@@ -13,36 +13,45 @@ back, as the original C{test-client} does, but more carefully:
   - only text from the contact's address is taken as a direct message;
   - a contact that falls silent is looked up again at once.
 
-With the contact found, an L{punchd.seedcontact.OriginalContact} sends it
-the direct message once a second and hands on what it says.
+With the contact found, an L{punchd.compat.contact.OriginalContact} opens
+the path, and a L{punchd.greeter.Greeter} on it sends the direct message
+once a second and logs what comes back.
 """
 
-from collections import deque
-
+from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from punchd import seedprotocol
 from punchd.addresses import formatAddress
+from punchd.compat import protocol
+from punchd.compat.contact import OriginalContact
 from punchd.drops import DropCounter
-from punchd.peer import NOT_ANSWERING_AFTER, RECEIVED_KEPT, _printable
+from punchd.greeter import Greeter
+from punchd.interfaces import IPathObserver, IPathReceiver
 from punchd.punching import PUNCHING, UP
-from punchd.seedcontact import OriginalContact
+from punchd.registration import NOT_ANSWERING_AFTER
+from punchd.transactions import Transactions, backoff
 
 #: Seconds before the first registration is repeated while the contact is
 #: not in the phonebook; each later one waits twice as long, up to the
 #: refresh interval.
 LOOKUP_RETRY = 1.0
 
+#: The key of the look-up in flight: the registrations repeated until the
+#: contact shows up in the phonebook.
+_LOOKUP = "lookup"
 
+
+@implementer(IPathObserver, IPathReceiver)
 class SeedPeerProtocol(DatagramProtocol):
     """
     A peer of the original text protocol.
 
     @ivar contact: The L{OriginalContact} talking to the contact, or
         L{None} before the contact is found.
-    @ivar received: The last L{RECEIVED_KEPT} direct messages received, as
-        C{(text, source)}.
+    @ivar application: The L{Greeter} on the path.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     @ivar lines: How many phonebook lines arrived.
     """
@@ -78,15 +87,16 @@ class SeedPeerProtocol(DatagramProtocol):
         self.name = name
         self.wants = wants
         self.interval = interval
-        self.text = seedprotocol.directMessage(name, wants) if text is None else text
+        self.text = protocol.directMessage(name, wants) if text is None else text
+        self.application = Greeter(clock, self.text, messageInterval)
         self.contact = None
-        self.received = deque(maxlen=RECEIVED_KEPT)
         self.drops = DropCounter(clock)
         self.lines = 0
         self._messageInterval = messageInterval
         self._pathTimeout = pathTimeout
-        self._call = None
-        self._retry = LOOKUP_RETRY
+        self._transactions = Transactions(clock, self._sendRegistration)
+        self._refresher = LoopingCall(self.register)
+        self._refresher.clock = clock
         self._unanswered = 0
         self._serverSilent = False
 
@@ -103,19 +113,17 @@ class SeedPeerProtocol(DatagramProtocol):
         self.register()
 
     def stopProtocol(self):
-        self._cancel()
+        self._transactions.withdrawAll()
+        if self._refresher.running:
+            self._refresher.stop()
         if self.contact is not None:
             self.contact.stop()
+        self.application.stop()
 
     def leave(self):
         """
         Nothing to say: the original protocol has no way to leave.
         """
-
-    def _cancel(self):
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
 
     @property
     def located(self) -> bool:
@@ -126,10 +134,21 @@ class SeedPeerProtocol(DatagramProtocol):
 
     def register(self):
         """
-        Register now, and schedule the next registration.
+        Register now: until the contact is found, again after 1, 2, 4, ...
+        seconds, up to the refresh interval; once it is found, every
+        interval.
         """
-        self._cancel()
-        self.transport.write(seedprotocol.encodeRegistration(self.name), self.server)
+        datagram = protocol.encodeRegistration(self.name)
+        if self.located:
+            self._sendRegistration(datagram, self.server)
+            return
+        d = self._transactions.request(
+            _LOOKUP, datagram, self.server, backoff(LOOKUP_RETRY, self.interval)
+        )
+        d.addErrback(lambda failure: failure.trap(CancelledError))
+
+    def _sendRegistration(self, datagram, address):
+        self.transport.write(datagram, address)
         self._unanswered += 1
         if self._unanswered == NOT_ANSWERING_AFTER and not self._serverSilent:
             self._serverSilent = True
@@ -141,24 +160,18 @@ class SeedPeerProtocol(DatagramProtocol):
                 count=self._unanswered,
                 port=self.server[1],
             )
-        if self.located:
-            delay = self.interval
-        else:
-            delay = min(self._retry, self.interval)
-            self._retry = delay * 2
-        self._call = self.clock.callLater(delay, self.register)
 
     def datagramReceived(self, datagram, address):
         if address == self.server:
             self._fromServer(datagram, address)
-        elif self.contact is not None and seedprotocol.isText(datagram):
+        elif self.contact is not None and protocol.isText(datagram):
             if not self.contact.handleText(datagram, address):
                 self.drops.drop("text from an unknown address", formatAddress(address))
         else:
             self.drops.drop("not from the server or the contact", formatAddress(address))
 
     def _fromServer(self, datagram, address):
-        if not seedprotocol.isText(datagram):
+        if not protocol.isText(datagram):
             self.drops.drop(
                 "STUN from the server",
                 formatAddress(address),
@@ -166,8 +179,8 @@ class SeedPeerProtocol(DatagramProtocol):
             )
             return
         try:
-            line = seedprotocol.parseLine(datagram)
-        except seedprotocol.MalformedLine as e:
+            line = protocol.parseLine(datagram)
+        except protocol.MalformedLine as e:
             self.drops.drop("malformed phonebook line", formatAddress(address), str(e))
             return
         self.lines += 1
@@ -204,21 +217,24 @@ class SeedPeerProtocol(DatagramProtocol):
             pathTimeout=self._pathTimeout,
         )
         self.contact.start()
-        self._retry = LOOKUP_RETRY
-        self._cancel()
-        self._call = self.clock.callLater(self.interval, self.register)
+        self._transactions.answer(_LOOKUP)
+        if self._refresher.running:
+            self._refresher.stop()
+        self._refresher.start(self.interval, now=False)
 
     # What the contact tells us
 
-    def messageReceived(self, contact, text, source):
-        self.received.append((text, source))
-        self.log.info(
-            "We received a peer message of len {length} from {host},{port} ->> {text}",
-            length=len(text.encode("utf-8")),
-            host=source[0],
-            port=source[1],
-            text=_printable(text),
-        )
+    def pathUp(self, path):
+        self.application.pathUp(path)
+
+    def pathMoved(self, path, previous):
+        self.application.pathMoved(path, previous)
+
+    def punchFailed(self, path):
+        self.application.punchFailed(path)
+
+    def dataReceived(self, path, data, source):
+        self.application.dataReceived(path, data, source)
 
     def pathLost(self, contact):
         self.log.warn(
@@ -228,5 +244,7 @@ class SeedPeerProtocol(DatagramProtocol):
             address=formatAddress(contact.address),
             seconds=self.clock.seconds() - contact.lastHeard,
         )
-        self._retry = LOOKUP_RETRY
+        self.application.pathLost(contact)
+        if self._refresher.running:
+            self._refresher.stop()
         self.register()

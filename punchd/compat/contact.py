@@ -1,25 +1,31 @@
 """
-Talking to an original C{test-client}, which knows nothing of STUN.
+The path to an original C{test-client}, which knows nothing of STUN.
 
-An L{OriginalContact} stands where a L{punchd.punching.Punch} would, for a
-peer that speaks only the original programs' text: it sends the direct
-message to the peer's address once a second, from the start (the original
-client does the same, and those datagrams are what open both NATs), and
-hands on the text messages that come from that address.
+An L{OriginalContact} is a path (L{punchd.interfaces.IPath}) like a
+L{punchd.punching.Punch}, for a peer that speaks only the original
+programs' text: while punching it sends the direct message to the peer's
+address once a second, from the start (the original client does the same,
+and those datagrams are what open both NATs); once the peer is heard, the
+application on the path writes to it, and the datagrams that come from
+that address are handed on.
 
 The original protocol has no authentication: any host that can send from
 that address, or spoof it, can put words in the original client's mouth.
 Messages from it are reported as such.
 """
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from punchd import seedprotocol
 from punchd.addresses import formatAddress
+from punchd.compat import protocol
+from punchd.interfaces import IPath
 from punchd.punching import LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
 
 
+@implementer(IPath)
 class OriginalContact:
     """
     Exchange the original's text messages with an original peer.
@@ -33,13 +39,13 @@ class OriginalContact:
     @ivar peerName: The original peer's name.
     @ivar selected: The L{Candidate} of its address.
     @ivar state: L{PUNCHING}, L{UP}, L{LOST} or L{STOPPED}.
-    @ivar key: Always L{None}: the original has no keys.
+    @ivar rtt: Always L{None}: the original protocol has nothing to time.
     @ivar lastHeard: When a message from the peer last arrived, or L{None}.
-    @ivar messagesSent: How many direct messages it sent.
+    @ivar messagesSent: How many direct messages it sent while punching.
     """
 
     log = Logger()
-    key = None
+    rtt = None
 
     def __init__(
         self,
@@ -59,21 +65,19 @@ class OriginalContact:
         @param myName: This peer's name.
         @param peerName: The original peer's name.
         @param address: Its C{(host, port)}.
-        @param text: The direct message to send it.
-        @param observer: Told of each message through its method
-            C{messageReceived(contact, text, source)}, and of a silent peer
-            through C{pathLost(contact)}.
-        @param messageInterval: Seconds between two direct messages.
+        @param text: The direct message to send it while punching.
+        @param observer: An L{punchd.interfaces.IPathObserver} and
+            L{punchd.interfaces.IPathReceiver}.
+        @param messageInterval: Seconds between two direct messages while
+            punching, and between two checks for silence once up.
         @param pathTimeout: Seconds of silence after which a peer that was
             heard is lost.
         """
         self.clock = clock
-        self._send = send
         self.myName = myName
         self.peerName = peerName
-        self.selected = Candidate(address, PUBLIC)
-        self.text = text
-        self._datagram = seedprotocol.encodeDirectMessage(text)
+        self.selected = Candidate(address, PUBLIC, send)
+        self._datagram = protocol.encodeDirectMessage(text)
         self._observer = observer
         self._messageInterval = messageInterval
         self._pathTimeout = pathTimeout
@@ -81,8 +85,8 @@ class OriginalContact:
         self.lastHeard = None
         self.messagesSent = 0
         self._startedAt = None
-        self._sender = LoopingCall(self._tick)
-        self._sender.clock = clock
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = clock
 
     @property
     def address(self):
@@ -90,6 +94,16 @@ class OriginalContact:
         The original peer's C{(host, port)}.
         """
         return self.selected.address
+
+    @property
+    def kind(self):
+        return PUBLIC if self.state == UP else None
+
+    def getPeer(self):
+        if self.state != UP:
+            return None
+        host, port = self.address
+        return (IPv6Address if ":" in host else IPv4Address)("UDP", host, port)
 
     def start(self):
         """
@@ -105,7 +119,7 @@ class OriginalContact:
             address=formatAddress(self.address),
             interval=self._messageInterval,
         )
-        self._sender.start(self._messageInterval, now=True)
+        self._ticker.start(self._messageInterval, now=True)
 
     def stop(self):
         """
@@ -113,25 +127,39 @@ class OriginalContact:
         """
         if self.state in (PUNCHING, UP):
             self.state = STOPPED
-        if self._sender.running:
-            self._sender.stop()
+        if self._ticker.running:
+            self._ticker.stop()
+
+    def write(self, data: bytes):
+        """
+        Send C{data} to the original peer, as it is: a direct message.
+
+        @raise ValueError: If it is larger than the original reads.
+        @raise RuntimeError: If the path is not up.
+        """
+        if self.state != UP:
+            raise RuntimeError(f"the path to {self.peerName} is {self.state}, not up")
+        if len(data) > protocol.MAX_DATAGRAM:
+            raise ValueError(
+                f"an original client reads at most {protocol.MAX_DATAGRAM} bytes, not {len(data)}"
+            )
+        self.selected.send(data)
 
     def _tick(self):
-        now = self.clock.seconds()
-        if self.state == UP and now - self.lastHeard > self._pathTimeout:
+        if self.state == PUNCHING:
+            self.selected.send(self._datagram)
+            self.messagesSent += 1
+        elif self.clock.seconds() - self.lastHeard > self._pathTimeout:
             self.state = LOST
-            self._sender.stop()
+            self._ticker.stop()
             self._observer.pathLost(self)
-            return
-        self._send(self._datagram, self.address)
-        self.messagesSent += 1
 
     def handleText(self, datagram: bytes, source) -> bool:
         """
         Take a datagram that is not STUN.
 
         @return: L{True} if it came from the original peer's address and was
-            handed on as a message, L{False} if it was not ours.
+            handed on, L{False} if it was not ours.
         """
         if self.state not in (PUNCHING, UP) or source != self.address:
             return False
@@ -147,9 +175,8 @@ class OriginalContact:
                 address=formatAddress(source),
                 elapsed=self.elapsed,
             )
-        self._observer.messageReceived(
-            self, seedprotocol.decodeDirectMessage(datagram), source
-        )
+            self._observer.pathUp(self)
+        self._observer.dataReceived(self, datagram, source)
         return True
 
     def handle(self, datagram, message, source) -> bool:

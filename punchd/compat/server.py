@@ -3,10 +3,11 @@ The stage manager's side of the original programs' text protocol
 (C{punch-server --seed-compat}).
 
 An original C{test-client} registers by sending its bare name, and expects
-the phonebook back, one line per entry.  L{OriginalClients} takes those
-registrations into the stage manager's own phonebook, flagged
-L{punchd.phonebook.Entry.original}, and answers them the way the original
-server does, with these differences:
+the phonebook back, one line per entry.  L{OriginalClients}, an
+L{punchd.interfaces.IServerDialect}, takes those registrations into the
+stage manager's own phonebook, remembers which entries are original
+clients, and answers them the way the original server does, with these
+differences:
 
   - The answer lists at most L{ANSWER_LINES} entries (the original's 16
     slots): the registrant itself, the native peers that seek it, and the
@@ -21,8 +22,8 @@ server does, with these differences:
     limits), and native peers that seek it are introduced to it; so peers
     need not wait for their next registration, some 30 s, to find it.
 
-A native peer that seeks an original client is introduced to it, flagged
-original, and its own entry is sent to that client at once: the original
+A native peer that seeks an original client is introduced to it (see
+L{punchd.compat.introductions}), and its own entry is sent to that client at once: the original
 client cannot say whom it wants, but the original protocol publishes its
 entry to everyone anyway, and the native peer asked for it by name.
 """
@@ -30,17 +31,20 @@ entry to everyone anyway, and the native peer asked for it by name.
 from collections import OrderedDict
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from punchd import seedprotocol
 from punchd.addresses import formatAddress, unmapped
+from punchd.compat import protocol
+from punchd.compat.introductions import encodeOriginalIntroduction
+from punchd.interfaces import IServerDialect
 from punchd.messages import InvalidMessage
 from punchd.ratelimit import SourceLimiter
 
 #: The most entries in one answer: the original server's 16 slots.
-ANSWER_LINES = seedprotocol.ORIGINAL_SLOTS
+ANSWER_LINES = protocol.ORIGINAL_SLOTS
 
 #: The most original clients a new entry is sent to at once.
-PUSH_TARGETS = seedprotocol.ORIGINAL_SLOTS - 1
+PUSH_TARGETS = protocol.ORIGINAL_SLOTS - 1
 
 #: Datagrams a second, and at once, that one source address may be sent:
 #: a few full answers at once, then one every few seconds.  An original
@@ -61,6 +65,7 @@ def _ipv4(address):
     return None if ":" in host else (host, port)
 
 
+@implementer(IServerDialect)
 class OriginalClients:
     """
     Answer original C{test-client}s, sharing the stage manager's phonebook.
@@ -74,7 +79,6 @@ class OriginalClients:
     def __init__(
         self,
         clock,
-        phonebook,
         answerLines: int = ANSWER_LINES,
         pushTargets: int = PUSH_TARGETS,
         limiter: "SourceLimiter | None" = None,
@@ -82,7 +86,6 @@ class OriginalClients:
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} of the
             stage manager.
-        @param phonebook: The stage manager's L{punchd.phonebook.Phonebook}.
         @param answerLines: The most entries in one answer.
         @param pushTargets: The most original clients a new entry is sent
             to at once.
@@ -91,7 +94,7 @@ class OriginalClients:
             L{TOTAL_RATE} and L{TOTAL_BURST} for all.
         """
         self.clock = clock
-        self.phonebook = phonebook
+        self.phonebook = None
         self.answerLines = answerLines
         self.pushTargets = pushTargets
         if limiter is None:
@@ -101,39 +104,48 @@ class OriginalClients:
         self._originals = OrderedDict()
         # A wanted name -> {native peer's name: whether it seeks now}.
         self._seekers = OrderedDict()
-        self._write = self._drops = self._introduce = None
-        self._stats = None
+        self._stageManager = self._write = self._drops = self._stats = None
 
-    def attach(self, write, drops, stats, introduce):
+    def attach(self, stageManager):
         """
-        Connect to the stage manager.
+        Connect to the stage manager, an L{punchd.interfaces.IStageManager}.
+        """
+        self._stageManager = stageManager
+        self.phonebook = stageManager.phonebook
+        self._write = stageManager.write
+        self._drops = stageManager.drops
+        self._stats = stageManager.stats
 
-        @param write: Its transport's C{write}.
-        @param drops: Its L{punchd.drops.DropCounter}.
-        @param stats: Its counters, a L{collections.Counter}.
-        @param introduce: A function of a native peer's entry and an
-            original client's entry that introduces the native peer to it.
-        """
-        self._write = write
-        self._drops = drops
-        self._stats = stats
-        self._introduce = introduce
+    def describe(self) -> str:
+        return (
+            "Also answering the original test-clients' text registrations"
+            f" (--seed-compat), with at most {self.answerLines} phonebook lines each"
+        )
+
+    def speaksFor(self, entry) -> bool:
+        return entry.name in self._originals
 
     # Original clients
 
-    def datagramReceived(self, datagram: bytes, address) -> None:
+    def datagramReceived(self, datagram: bytes, address) -> bool:
         """
         Take a datagram that is not STUN: an original client's registration.
         """
+        if not protocol.isText(datagram):
+            return False
+        self._registration(datagram, address)
+        return True
+
+    def _registration(self, datagram, address):
         source = formatAddress(address)
         try:
-            name = seedprotocol.parseRegistration(datagram)
+            name = protocol.parseRegistration(datagram)
         except InvalidMessage as e:
             self._drops.drop("invalid original registration", source, e.reason)
             return
         now = self.clock.seconds()
         existing = self.phonebook.lookup(name, now)
-        if existing is not None and not existing.original:
+        if existing is not None and not self.speaksFor(existing):
             # A native peer holds the name; the original protocol, which
             # anyone can speak from any address, must not take it over.
             self._drops.drop("name held by a native peer", source, name)
@@ -144,8 +156,9 @@ class OriginalClients:
         if not self.limiter.take(unmapped(address)[0], len(lines), now):
             self._drops.drop("rate-limited original registration", source, name)
             return
+        wasOriginal = name in self._originals
         entry, previous, evicted = self.phonebook.register(
-            name, address, (), None, now, original=True
+            name, address, (), None, now, proven=False
         )
         self._stats["original registrations"] += 1
         if evicted is not None:
@@ -157,12 +170,12 @@ class OriginalClients:
         count = len(lines)
         for slot, (lineName, lineAddress) in enumerate(lines):
             self._write(
-                seedprotocol.formatLine(
-                    seedprotocol.PhonebookLine(slot, count, lineName, lineAddress)
+                protocol.formatLine(
+                    protocol.PhonebookLine(slot, count, lineName, lineAddress)
                 ),
                 address,
             )
-        if previous is not None and previous.address == address and previous.original:
+        if previous is not None and previous.address == address and wasOriginal:
             self.log.debug(
                 "{name}, an original client, refreshed from {address}",
                 name=name,
@@ -179,7 +192,7 @@ class OriginalClients:
         if own is not None:
             self._announce(entry, own, now)
         for native in self._nativesSeeking(name, now, seekingOnly=True):
-            self._introduce(native, entry)
+            self._introduceTo(native, entry, None)
 
     def _others(self, name, now):
         """
@@ -190,7 +203,7 @@ class OriginalClients:
         others = []
         for native in self._nativesSeeking(name, now):
             address = _ipv4(native.address)
-            if address is not None and seedprotocol.fitsLine(native.name):
+            if address is not None and protocol.fitsLine(native.name):
                 others.append((native.name, address))
         for entry in self._liveOriginals(now, exclude=name):
             if len(others) >= self.answerLines:
@@ -210,7 +223,7 @@ class OriginalClients:
             if len(found) >= self.answerLines:
                 break
             entry = self.phonebook.lookup(other, now)
-            if entry is None or not entry.original:
+            if entry is None:
                 stale.append(other)
             elif other != exclude and _ipv4(entry.address) is not None:
                 found.append(entry)
@@ -219,8 +232,8 @@ class OriginalClients:
         return found
 
     def _announce(self, entry, address, now):
-        line = seedprotocol.formatLine(
-            seedprotocol.PhonebookLine(0, 1, entry.name, address)
+        line = protocol.formatLine(
+            protocol.PhonebookLine(0, 1, entry.name, address)
         )
         sent = 0
         for other in self._liveOriginals(now, exclude=entry.name)[: self.pushTargets]:
@@ -243,7 +256,7 @@ class OriginalClients:
 
     # Native peers
 
-    def nativeRegistered(self, entry, previous, seeking: bool) -> None:
+    def registered(self, entry, previous, seeking: bool) -> None:
         """
         Note a native peer's registration: whom it wants, and whether it
         seeks an introduction now.
@@ -252,6 +265,8 @@ class OriginalClients:
         @param previous: The entry as it was, or L{None}.
         @param seeking: Whether the registration sought an introduction.
         """
+        # A native peer that took an original client's name holds it now.
+        self._originals.pop(entry.name, None)
         if previous is not None and previous.wants not in (None, entry.wants):
             seekers = self._seekers.get(previous.wants)
             if seekers is not None:
@@ -281,7 +296,7 @@ class OriginalClients:
         found = []
         for seeker, seeking in reversed(list(seekers.items())):
             entry = self.phonebook.lookup(seeker, now)
-            if entry is None or entry.original or entry.wants != name:
+            if entry is None or self.speaksFor(entry) or entry.wants != name:
                 del seekers[seeker]
             elif seeking or not seekingOnly:
                 found.append(entry)
@@ -289,13 +304,38 @@ class OriginalClients:
             del self._seekers[name]
         return found
 
-    def introduced(self, native, original) -> None:
+    def introduce(self, native, original, budget) -> None:
         """
-        Send a native peer's entry to the original client it was just
-        introduced to, so that the client sends to it at once.
+        Introduce the native peer C{native}, which seeks the original
+        client C{original}, to it; and send C{native}'s entry to that
+        client, so that the client sends to it at once.
+
+        @param budget: What may still be sent to C{native}, if it has not
+            proven its address, or L{None}.
         """
+        self._introduceTo(native, original, budget)
+        self._announceNative(native, original)
+
+    def _introduceTo(self, native, original, budget):
+        address = unmapped(original.address)
+        self._stageManager.sendIntroduction(
+            native,
+            lambda txid: encodeOriginalIntroduction(txid, original.name, address),
+            budget,
+        )
+        self._stats["introductions"] += 1
+        self.log.info(
+            "Introduced {a} at {aAddress} to {b} at {bAddress}, an original"
+            " test-client, which speaks only the original's unauthenticated text",
+            a=native.name,
+            aAddress=formatAddress(native.address),
+            b=original.name,
+            bAddress=formatAddress(original.address),
+        )
+
+    def _announceNative(self, native, original):
         address = _ipv4(native.address)
-        if address is None or not seedprotocol.fitsLine(native.name):
+        if address is None or not protocol.fitsLine(native.name):
             self.log.warn(
                 "{name} seeks {original}, an original test-client, which cannot"
                 " be told of it: the original takes only IPv4 addresses, and"
@@ -305,7 +345,7 @@ class OriginalClients:
             )
             return
         self._push(
-            seedprotocol.formatLine(seedprotocol.PhonebookLine(0, 1, native.name, address)),
+            protocol.formatLine(protocol.PhonebookLine(0, 1, native.name, address)),
             original.address,
             self.clock.seconds(),
         )

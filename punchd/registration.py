@@ -1,0 +1,295 @@
+"""
+A peer's registration with the stage manager: the request, its
+retransmission, the cookie that proves the peer's address, the name's
+secret, and what the answers say.
+"""
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from punchd import messages, stun
+from punchd.addresses import formatAddress
+from punchd.transactions import Transactions, backoff
+
+#: Seconds before the first retransmission of an unanswered registration;
+#: each later one waits twice as long, up to the refresh interval.
+REGISTRATION_RTO = 0.5
+
+#: Seconds a peer whose first registration was answered with an
+#: introduction on its way waits for it before proving its address anyway.
+PROOF_DELAY = 1.0
+
+#: After this many unanswered transmissions of one registration, the peer
+#: says plainly that the stage manager is not answering.
+NOT_ANSWERING_AFTER = 5
+
+
+class Registrar:
+    """
+    Register a peer with the stage manager at start and every C{interval}
+    seconds, retransmitting an unanswered registration with backoff.
+
+    @ivar publicAddress: The peer's address as the stage manager saw it, or
+        L{None} before the first answer.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        send,
+        server,
+        name: str,
+        wants: str,
+        localAddresses,
+        localPort: int,
+        seeking,
+        interval: float = 20.0,
+        newTransactionID=stun.newTransactionID,
+    ):
+        """
+        @param clock: An L{twisted.internet.interfaces.IReactorTime}.
+        @param send: A function of a datagram that sends it to the stage
+            manager.
+        @param server: The stage manager's C{(host, port)}, for the log.
+        @param name: The peer's name.
+        @param wants: The name of the peer it wants.
+        @param localAddresses: Its C{(host, port)}s on its own network.
+        @param localPort: Its socket's port.
+        @param seeking: A function returning whether the peer seeks an
+            introduction now.
+        @param interval: Seconds between registrations.
+        """
+        self.clock = clock
+        self.server = server
+        self.name = name
+        self.wants = wants
+        self.localAddresses = tuple(localAddresses)
+        self.interval = interval
+        self.publicAddress = None
+        self._send = send
+        self._localPort = localPort
+        self._seeking = seeking
+        self._newTransactionID = newTransactionID
+        self._transactions = Transactions(clock, lambda datagram, _: send(datagram))
+        self._refresher = LoopingCall(self._refresh)
+        self._refresher.clock = clock
+        self._inFlight = None
+        self._firstAttemptAt = None
+        self._serverSilent = False
+        self._peerState = None
+        self._cookie = None
+        self._secret = None
+        self._challenged = False
+        self._proof = None
+
+    def start(self):
+        """
+        Register now and every C{interval} seconds.
+        """
+        self._refresher.start(self.interval, now=True)
+
+    def stop(self):
+        """
+        Stop: no timer remains.
+        """
+        if self._refresher.running:
+            self._refresher.stop()
+        self._transactions.withdrawAll()
+        if self._proof is not None and self._proof.active():
+            self._proof.cancel()
+
+    def leave(self):
+        """
+        Tell the stage manager to forget this peer, if it registered.
+
+        Fire and forget: a lost goodbye only means the entry expires.
+        """
+        if self.publicAddress is not None:
+            self._send(messages.encodeUnregister(self._newTransactionID(), self.name, self._secret))
+            self.log.info("Told the stage manager to forget {name}", name=self.name)
+
+    def _refresh(self):
+        if self._inFlight is None:
+            self.register()
+
+    def register(self, seeking: "bool | None" = None):
+        """
+        Register now, replacing any registration still unanswered.
+
+        Without a cookie from the stage manager, the registration is padded
+        to L{messages.UNPROVEN_REGISTRATION_BYTES}, so that the stage
+        manager can answer it, and introduce this peer, without sending
+        more than it received.
+
+        @param seeking: Whether to ask for an introduction; by default,
+            whenever the peer has no direct path and is not punching.
+        """
+        if self._inFlight is not None:
+            self._transactions.withdraw(self._inFlight)
+        txid = self._newTransactionID()
+        registration = messages.Registration(
+            self.name,
+            self.wants,
+            self.localAddresses,
+            self._seeking() if seeking is None else seeking,
+            self._cookie,
+            self._secret,
+        )
+        datagram = messages.encodeRegistration(
+            txid,
+            registration,
+            messages.UNPROVEN_REGISTRATION_BYTES if self._cookie is None else 0,
+        )
+        self._inFlight = txid
+        self._firstAttemptAt = self.clock.seconds()
+        d = self._transactions.request(
+            txid,
+            datagram,
+            self.server,
+            backoff(REGISTRATION_RTO, self.interval),
+            sent=self._attempted,
+        )
+        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration,))
+
+    def _withdrawn(self, failure):
+        failure.trap(CancelledError)
+
+    def _attempted(self, attempts):
+        if attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
+            self._serverSilent = True
+            self.log.warn(
+                "The stage manager at {server} is not answering: {attempts} tries"
+                " over {seconds:.1f} s went unanswered. Is it running, and can UDP"
+                " reach port {port} from here? Still trying.",
+                server=formatAddress(self.server),
+                attempts=attempts,
+                seconds=self.clock.seconds() - self._firstAttemptAt,
+                port=self.server[1],
+            )
+
+    def handle(self, message: stun.Message) -> bool:
+        """
+        Take a message from the stage manager that may answer a
+        registration.
+
+        @return: Whether it did.
+        @raise messages.InvalidMessage: If it did, but breaks a rule.
+        """
+        if message.method == messages.UNREGISTER:
+            return message.messageClass == stun.SUCCESS
+        if message.method != messages.REGISTER or message.transactionID not in self._transactions:
+            return False
+        if message.messageClass == stun.SUCCESS:
+            # Read before it counts as the answer: one that breaks a rule
+            # leaves the registration in flight.
+            answer = messages.parseRegistered(message)
+        elif message.messageClass == stun.ERROR:
+            answer = message
+        else:
+            return False
+        return self._transactions.answer(message.transactionID, answer)
+
+    def introduced(self):
+        """
+        An introduction arrived: if the peer was waiting for it before
+        proving its address, prove it now.
+        """
+        if self._proof is not None and self._proof.active():
+            self._proof.cancel()
+            self.register()
+
+    def _answered(self, answer, registration):
+        self._inFlight = None
+        if self._serverSilent:
+            self._serverSilent = False
+            self.log.info(
+                "The stage manager at {server} is answering again",
+                server=formatAddress(self.server),
+            )
+        if isinstance(answer, messages.Registered):
+            self._registered(answer, registration)
+        else:
+            self._refused(answer, registration)
+
+    def _registered(self, answer, registration):
+        self._challenged = False
+        self._cookie = answer.cookie
+        self._secret = answer.secret
+        if registration.cookie is None and answer.cookie is not None:
+            # Prove our address, so that the stage manager may introduce us
+            # to a peer that registers later, and retransmit what it sends
+            # us.  If an introduction is on its way, once it is here; if it
+            # was lost, the proof asks for another.
+            if answer.peerState == messages.PEER_INTRODUCED and self._seeking():
+                self._proof = self.clock.callLater(PROOF_DELAY, self.register)
+            else:
+                self.register()
+        if answer.observed != self.publicAddress:
+            self._addressLearned(answer)
+        if answer.peerState != self._peerState:
+            self._peerState = answer.peerState
+            if answer.peerState == messages.PEER_ABSENT:
+                self.log.info("Waiting for {wants} to register", wants=self.wants)
+            elif answer.peerState == messages.PEER_WANTS_ANOTHER:
+                self.log.info(
+                    "{wants} is registered but looking for another peer; waiting"
+                    " until it looks for {name}",
+                    wants=self.wants,
+                    name=self.name,
+                )
+
+    def _addressLearned(self, answer):
+        if self.publicAddress is None:
+            self.log.info(
+                "Registered with the stage manager as {name}. My public address"
+                " is {address}{portNote}.",
+                name=self.name,
+                address=formatAddress(answer.observed),
+                portNote=self._portNote(answer.observed),
+            )
+        else:
+            self.log.info(
+                "My public address changed from {previous} to {address}:"
+                " my NAT gave me a new mapping",
+                previous=formatAddress(self.publicAddress),
+                address=formatAddress(answer.observed),
+            )
+        self.publicAddress = answer.observed
+        if answer.lifetime <= self.interval:
+            self.log.warn(
+                "The stage manager forgets a peer after {lifetime} s, but I"
+                " register only every {interval} s: use a shorter --interval",
+                lifetime=answer.lifetime,
+                interval=self.interval,
+            )
+
+    def _portNote(self, observed):
+        port = self._localPort
+        if observed[1] == port:
+            return f" (my NAT, if any, kept my port {port})"
+        return f" (my NAT mapped my port {port} to {observed[1]})"
+
+    def _refused(self, message, registration):
+        value = message.get(stun.ERROR_CODE)
+        try:
+            code, reason = stun.decodeErrorCode(value) if value else (0, "no reason")
+        except stun.StunError:
+            code, reason = 0, "unreadable reason"
+        cookie = message.get(messages.COOKIE)
+        if code == messages.PROVE_ADDRESS and cookie is not None:
+            self._cookie = cookie
+            if not self._challenged:
+                # Echo it at once; a second challenge in a row waits for
+                # the next retransmission or refresh.
+                self._challenged = True
+                self.register(registration.seeking)
+            return
+        self.log.error(
+            "The stage manager refused the registration of {name}: {code} {reason}",
+            name=self.name,
+            code=code,
+            reason=reason,
+        )
