@@ -3,13 +3,17 @@ Tests for L{punchd.server}, the stage manager, over L{punchd.testing}'s
 simulated network.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from punchd import messages, stun
 from punchd.discovery import BehaviourDiscovery
+from punchd.interfaces import IPhonebook
 from punchd.phonebook import Phonebook
 from punchd.server import INTRODUCTION_RETRIES, StageManagerProtocol
 from punchd.testing import Network, portRestrictedCone
@@ -649,3 +653,105 @@ class PrivacyTests(SynchronousTestCase):
         """
         _, text = self.exercise(logAddresses=True)
         self.assertIn("Introduced alice at 198.51.100.1:5000 and bob at 203.0.113.6:6000", text)
+
+
+@implementer(IPhonebook)
+class DeferredPhonebook:
+    """
+    A phonebook that answers later, as one over the network does: each
+    answer of an in-memory L{Phonebook} comes in a L{Deferred} fired when
+    the test says.
+    """
+
+    def __init__(self, maxEntries, ttl):
+        self._book = Phonebook(maxEntries, ttl)
+        self.maxEntries, self.ttl = maxEntries, ttl
+        self.waiting = []
+
+    def __len__(self):
+        return len(self._book)
+
+    def _later(self, result):
+        d = Deferred()
+        self.waiting.append((d, result))
+        return d
+
+    def answerAll(self):
+        while self.waiting:
+            d, result = self.waiting.pop(0)
+            d.callback(result)
+
+    def lookup(self, name, now):
+        return self._later(self._book.lookup(name, now))
+
+    def register(self, *args, **kwargs):
+        return self._later(self._book.register(*args, **kwargs))
+
+    def remove(self, name):
+        return self._later(self._book.remove(name))
+
+    def expire(self, now):
+        return self._later(self._book.expire(now))
+
+
+class DeferredPhonebookTests(SynchronousTestCase):
+    """
+    The stage manager over a phonebook whose every answer is a L{Deferred}.
+    """
+
+    def setUp(self):
+        self.network = Network(latency=0.125)
+        self.serverHost = self.network.host(SERVER[0])
+        self.phonebook = DeferredPhonebook(10, 60)
+        verifyObject(IPhonebook, self.phonebook)
+        self.server = StageManagerProtocol(self.serverHost, self.phonebook)
+        self.serverHost.listenUDP(SERVER[1], self.server)
+
+    def client(self, address, port):
+        recorder = Recorder()
+        transport = self.network.host(address).listenUDP(port, recorder)
+        return recorder, transport
+
+    def step(self, seconds):
+        for _ in range(int(seconds / 0.125)):
+            self.network.advance(0.125)
+            self.phonebook.answerAll()
+
+    def test_introducesWhenAnswered(self):
+        """
+        Registrations are answered, and two peers that seek each other are
+        introduced, once the phonebook's answers arrive.
+        """
+        alice, aliceTransport = self.client("198.51.100.1", 5000)
+        bob, bobTransport = self.client("203.0.113.1", 6000)
+        register(self.server, aliceTransport, "alice", "bob", True)
+        self.network.advance(0.125)
+        self.assertEqual(alice.messages(messages.REGISTER, stun.SUCCESS), [])
+        self.step(1)
+        register(self.server, bobTransport, "bob", "alice", True)
+        self.step(1)
+        # Unacknowledged, so retransmitted: the first of each.
+        toAlice = alice.messages(messages.INTRODUCE, stun.REQUEST)[0]
+        toBob = bob.messages(messages.INTRODUCE, stun.REQUEST)[0]
+        self.assertEqual(messages.parseIntroduction(toAlice).name, "bob")
+        self.assertEqual(messages.parseIntroduction(toBob).address, ("198.51.100.1", 5000))
+
+    def test_takeoverRefusedWhenAnswered(self):
+        """
+        A registration of a held name from elsewhere is refused once the
+        phonebook's answer shows who holds it; an unregistration that
+        breaks a rule is refused the same way.
+        """
+        _, aliceTransport = self.client("198.51.100.1", 5000)
+        mallory, malloryTransport = self.client("192.0.2.66", 7000)
+        register(self.server, aliceTransport, "alice")
+        self.step(1)
+        register(self.server, malloryTransport, "alice")
+        malloryTransport.write(messages.encodeUnregister(stun.newTransactionID(), "alice"), SERVER)
+        self.step(1)
+        refusals = mallory.messages(messages.REGISTER, stun.ERROR) + mallory.messages(
+            messages.UNREGISTER, stun.ERROR
+        )
+        self.assertEqual(len(refusals), 2)
+        self.assertEqual(self.server.stats["takeoversRefused"], 1)
+        self.assertEqual(self.server.drops.counts["invalid"], 1)
