@@ -14,7 +14,7 @@ from punchd import stun
 from punchd.metrics import CONTENT_TYPE, MetricsService, exposition
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
-from punchd.test.test_server import SERVER, provenRegistration
+from punchd.test.helpers import SERVER, provenRegistration
 from punchd.testing import Network
 
 

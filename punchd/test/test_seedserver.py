@@ -13,10 +13,8 @@ from punchd.phonebook import Phonebook
 from punchd.ratelimit import SourceLimiter
 from punchd.seedserver import SEEKERS_PER_NAME, OriginalClients
 from punchd.server import StageManagerProtocol
-from punchd.test.test_server import register
+from punchd.test.helpers import SERVER, register
 from punchd.testing import Network, portRestrictedCone
-
-SERVER = ("192.0.2.10", 8080)
 
 
 class Recorder(DatagramProtocol):
