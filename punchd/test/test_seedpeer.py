@@ -318,7 +318,7 @@ class PeerOptionTests(SynchronousTestCase):
         """
         options = self.parse(self.PEER + ["--seed-compat", "-i", "10", "-m", "hi", "--keepalive", "2"])
         service = peer_tap.makeService(options, reactor=Clock())
-        protocol = service.args[1]
+        protocol = service.protocol
         self.assertIsInstance(protocol, SeedPeerProtocol)
         self.assertEqual(
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.text),
@@ -332,7 +332,7 @@ class PeerOptionTests(SynchronousTestCase):
         """
         options = self.parse(self.PEER)
         self.assertFalse(options["seed-compat"])
-        self.assertNotIsInstance(peer_tap.makeService(options, reactor=Clock()).args[1], SeedPeerProtocol)
+        self.assertNotIsInstance(peer_tap.makeService(options, reactor=Clock()).protocol, SeedPeerProtocol)
 
     def test_errors(self):
         """

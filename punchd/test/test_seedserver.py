@@ -422,7 +422,7 @@ class ServerOptionTests(SynchronousTestCase):
         options = server_tap.Options()
         options.parseOptions([])
         self.assertFalse(options["seed-compat"])
-        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
+        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).protocol
         self.assertIsNone(protocol.seedCompat)
 
     def test_seedCompat(self):
@@ -432,6 +432,6 @@ class ServerOptionTests(SynchronousTestCase):
         """
         options = server_tap.Options()
         options.parseOptions(["--seed-compat"])
-        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
+        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).protocol
         self.assertIsInstance(protocol.seedCompat, OriginalClients)
         self.assertIs(protocol.seedCompat.phonebook, protocol.phonebook)
