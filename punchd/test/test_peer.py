@@ -28,6 +28,16 @@ NATS = {
     "symmetric": symmetric(),
 }
 
+#: Each of L{NATS} as a part of a method name.
+NAT_NAMES = {
+    "no NAT": "noNAT",
+    "full cone": "fullCone",
+    "restricted cone": "restrictedCone",
+    "port-restricted cone": "portRestrictedCone",
+    "address-dependent mapping": "addressDependentMapping",
+    "symmetric": "symmetric",
+}
+
 #: The pairs that cannot punch: a NAT that maps per destination against one
 #: that filters by address and port, or against another such NAT.
 ENDPOINT_DEPENDENT = {"address-dependent mapping", "symmetric"}
@@ -39,6 +49,21 @@ def connects(a, b):
         (a in ENDPOINT_DEPENDENT and b in PORT_FILTERING)
         or (b in ENDPOINT_DEPENDENT and a in PORT_FILTERING)
     )
+
+
+def pairTest(a, b):
+    """
+    The test of alice behind C{a} and bob behind C{b}, two of L{NATS}.
+    """
+
+    def test(self):
+        self.assertOutcome(a, b)
+
+    outcome = "connect" if connects(a, b) else "fail cleanly, each peer reporting it"
+    test.__name__ = f"test_{NAT_NAMES[a]}_{NAT_NAMES[b]}"
+    test.__qualname__ = f"NATMatrixTests.{test.__name__}"
+    test.__doc__ = f"Alice behind {a} and bob behind {b} {outcome}."
+    return test
 
 
 class IntroductionTimingTests(SynchronousTestCase):
@@ -93,8 +118,14 @@ class IntroductionTimingTests(SynchronousTestCase):
 
 class NATMatrixTests(SynchronousTestCase):
     """
-    Every ordered pair of NAT kinds, with its expected outcome.
+    Every ordered pair of NAT kinds, with its expected outcome: one test
+    each, as C{test_symmetric_fullCone}.  Every pair of endpoint-independent
+    mappings connects; an endpoint-dependent mapping connects to no NAT, a
+    full cone and a restricted cone; the other pairs fail cleanly, each
+    peer reporting it.
     """
+
+    locals().update((t.__name__, t) for t in (pairTest(a, b) for a in NATS for b in NATS))
 
     def assertOutcome(self, a, b):
         world = World(NATS[a], NATS[b], latency=0.02)
@@ -125,16 +156,6 @@ class NATMatrixTests(SynchronousTestCase):
                 self.assertEqual(len(world.when(name, "punchFailed")), 1, f"{label}: {name}")
                 self.assertEqual(peer.punch.state, FAILED, label)
         return world
-
-    def test_matrix(self):
-        """
-        Every pair of endpoint-independent mappings connects; an endpoint-
-        dependent mapping connects to no NAT, a full cone and a restricted
-        cone; the other pairs fail cleanly, each peer reporting it.
-        """
-        for a in NATS:
-            for b in NATS:
-                self.assertOutcome(a, b)
 
     def test_peerReflexive(self):
         """
