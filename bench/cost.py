@@ -15,14 +15,23 @@ import re
 from bench import children
 from punchd.demo import twistdCommand
 
-_SERVER_LISTENING = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
-_FLOOR_LISTENING = re.compile(r"floor listening on 127\.0\.0\.1:(\d+)")
+#: What the stage manager prints once it listens; the group is its port.
+SERVER_LISTENING = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
+#: What the floor prints once it listens; the group is its port.
+FLOOR_LISTENING = re.compile(r"floor listening on 127\.0\.0\.1:(\d+)")
 
 #: The server's per-source rate limits in the benchmark: requests a second.
 RATE = 10_000_000
 
 
-def _drive(processes, label, pid, port, kind, settings):
+def drive(processes, label, pid, port, kind, settings):
+    """
+    Drive the responder C{label} (process C{pid}, on C{port}) with the load
+    generator, sending requests of C{kind} ("binding" or "register") as
+    C{settings} say.
+
+    @return: The load generator's figures.
+    """
     generator = f"load-{label}-{kind}"
     processes.start(
         generator,
@@ -55,7 +64,13 @@ def _drive(processes, label, pid, port, kind, settings):
     )
 
 
-def _start(processes, label, argv, pattern):
+def start(processes, label, argv, pattern):
+    """
+    Start the responder C{label} with C{argv} and wait until it prints
+    C{pattern}, whose group is the port it listens on.
+
+    @return: Its pid and port.
+    """
     process = processes.start(label, argv)
     match = processes.waitFor(label, pattern, 30)
     return process.pid, int(match.group(1))
@@ -97,25 +112,25 @@ def run(settings, report):
     results = {}
     lifetime = int(3 * (settings["warmup"] + settings["seconds"]) + 120)
     with children.Processes() as processes:
-        pid, port = _start(
+        pid, port = start(
             processes,
             "floor",
             children.python("bench.floor", "--seconds", lifetime),
-            _FLOOR_LISTENING,
+            FLOOR_LISTENING,
         )
-        results["floor", "binding"] = _drive(processes, "floor", pid, port, "binding", settings)
+        results["floor", "binding"] = drive(processes, "floor", pid, port, "binding", settings)
         report("floor", "binding", results["floor", "binding"])
         processes.stop("floor")
         for target, limits in (("server", True), ("no limits", False)):
             for kind in ("binding", "register"):
                 label = f"{target.replace(' ', '-')}-{kind}"
-                pid, port = _start(
+                pid, port = start(
                     processes,
                     label,
                     serverCommand(max(100000, 2 * settings["names"]), limits),
-                    _SERVER_LISTENING,
+                    SERVER_LISTENING,
                 )
-                results[target, kind] = _drive(processes, label, pid, port, kind, settings)
+                results[target, kind] = drive(processes, label, pid, port, kind, settings)
                 results[target, kind]["logBytes"] = len(processes.output(label))
                 report(target, kind, results[target, kind])
                 processes.stop(label)

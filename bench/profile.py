@@ -69,8 +69,8 @@ def main(argv=None):
     settings = dict(seconds=args.seconds + 3, warmup=1, ports=50, window=4, names=20000)
     output = os.path.join(args.out, f"server-{args.kind}.txt")
     with children.Processes() as processes:
-        pid, port = cost._start(
-            processes, "server", cost.serverCommand(100000), cost._SERVER_LISTENING
+        pid, port = cost.start(
+            processes, "server", cost.serverCommand(100000), cost.SERVER_LISTENING
         )
         generator = processes.start(
             "load",

@@ -2,7 +2,6 @@
 C{twistd punch-peer}: options and service wiring for a peer.
 """
 
-from twisted.application import internet
 from twisted.python import usage
 
 from punchd import options
@@ -14,6 +13,7 @@ from punchd.peer import PeerProtocol
 from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
 from punchd.greeter import defaultMessage
+from punchd.services import DatagramServer
 
 LONGDESC = """\
 Run a peer: register NAME with the stage manager at HOST:PORT, and when the
@@ -161,20 +161,25 @@ class Options(usage.Options):
             )
 
 
-class PeerService(internet.UDPServer):
+class PeerService(DatagramServer):
     """
     A peer's UDP port, which says goodbye to the stage manager before it
     closes.
     """
 
     def stopService(self):
-        self.args[1].leave()
+        self.protocol.leave()
         return super().stopService()
 
 
 def makeService(config, reactor=None):
     """
     Build a peer's service from parsed L{Options}.
+
+    @return: A L{DatagramServer} whose C{protocol} is the L{PeerProtocol}
+        (in a L{PeerService}), the L{SeedPeerProtocol} with C{--seed-compat}
+        (in a L{PeerService} too), or the L{NATReportProtocol} with
+        C{--probe}.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -195,7 +200,7 @@ def makeService(config, reactor=None):
         return PeerService(config["port"], seedPeer, interface="", reactor=reactor)
     if config["probe"]:
         report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
-        return internet.UDPServer(config["port"], report, interface=interface, reactor=reactor)
+        return DatagramServer(config["port"], report, interface=interface, reactor=reactor)
     text = config["message"]
     if text is None:
         text = defaultMessage(config["name"], config["peer"])

@@ -4,7 +4,7 @@ C{twistd punch-server}: options and service wiring for the stage manager.
 
 from ipaddress import ip_address
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.python import usage
 from twisted.python.systemd import ListenFDs
 
@@ -14,6 +14,7 @@ from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
 from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
+from punchd.services import DatagramServer
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
 
 LONGDESC = """\
@@ -219,6 +220,13 @@ class Options(usage.Options):
 def makeService(config, reactor=None):
     """
     Build the stage manager's service from parsed L{Options}.
+
+    @return: The stage manager's own port: a L{DatagramServer}, or under
+        C{--systemd-socket} an L{AdoptedDatagramPort}, either with the
+        L{StageManagerProtocol} as its C{protocol}.  With NAT behaviour
+        discovery or metrics, a L{service.MultiService} of that port, then
+        a L{DatagramServer} for each alternate address and port, then the
+        L{MetricsService}.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -244,13 +252,13 @@ def makeService(config, reactor=None):
     if config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)
     else:
-        primary = internet.UDPServer(
+        primary = DatagramServer(
             config["port"], protocol, interface=config["interface"], reactor=reactor
         )
     others = []
     if discovery is not None:
         for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
-            others.append(internet.UDPServer(port, socket, interface=host, reactor=reactor))
+            others.append(DatagramServer(port, socket, interface=host, reactor=reactor))
     if config["metrics-port"] is not None:
         others.append(
             MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)

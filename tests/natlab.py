@@ -92,7 +92,8 @@ EXPECTED_BEHAVIOUR = {
 HOSTS = ("server", "peerA", "peerB", "natA", "natB", "inet")
 
 NAMESPACE_PREFIX = "pl"
-_NS_RE = re.compile(
+#: The name of a lab's namespace: C{pl<pid>-<n>-<role>}.
+NAMESPACE_PATTERN = re.compile(
     r"^pl(?P<pid>\d+)-(?P<seq>\d+)-(?P<role>inet|server|natA|natB|peerA|peerB|chk)$"
 )
 
@@ -154,7 +155,7 @@ def _sh(argv, input=None, check=True, timeout=30):
     return result
 
 
-def _listNamespaces():
+def listNamespaces():
     """
     Names of all named network namespaces (``ip netns list``).
     """
@@ -166,7 +167,10 @@ def _listNamespaces():
     return names
 
 
-def _namespacePids(ns):
+def namespacePids(ns):
+    """
+    The pids of the processes in the network namespace C{ns}.
+    """
     result = _sh(["ip", "netns", "pids", ns], check=False)
     return [int(p) for p in result.stdout.split() if p.isdigit()]
 
@@ -190,7 +194,7 @@ def _newPrefix():
     """
     A fresh ``pl<pid>-<n>`` prefix whose names are not in use.
     """
-    existing = set(_listNamespaces())
+    existing = set(listNamespaces())
     with _seqLock:
         while True:
             prefix = "%s%d-%d" % (NAMESPACE_PREFIX, os.getpid(), next(_seq))
@@ -564,18 +568,18 @@ class Lab:
         # Anything still running inside our namespaces was started there by
         # this lab (or by a user inside the lab): it has to go too.
         for ns in self._created:
-            for pid in _namespacePids(ns):
+            for pid in namespacePids(ns):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 3.0
         for ns in self._created:
-            while _namespacePids(ns) and time.monotonic() < deadline:
+            while namespacePids(ns) and time.monotonic() < deadline:
                 time.sleep(0.02)
         for ns in reversed(self._created):
             result = _sh(["ip", "netns", "del", ns], check=False)
-            if result.returncode != 0 and ns in _listNamespaces():
+            if result.returncode != 0 and ns in listNamespaces():
                 problems.append("cannot delete %s: %s" % (ns, result.stderr.strip()))
         self._created = []
         return problems
@@ -1385,22 +1389,22 @@ def cleanup(everything=False, out=sys.stdout):
     process still inside them first.  Returns the names removed.
     """
     removed = []
-    for name in _listNamespaces():
-        match = _NS_RE.match(name)
+    for name in listNamespaces():
+        match = NAMESPACE_PATTERN.match(name)
         if match is None:
             continue
         pid = int(match.group("pid"))
         if not everything and pid != os.getpid() and _pidAlive(pid):
             out.write("keeping %s: its lab process %d is still running\n" % (name, pid))
             continue
-        for victim in _namespacePids(name):
+        for victim in namespacePids(name):
             out.write("killing process %d inside %s\n" % (victim, name))
             try:
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 3
-        while _namespacePids(name) and time.monotonic() < deadline:
+        while namespacePids(name) and time.monotonic() < deadline:
             time.sleep(0.02)
         result = _sh(["ip", "netns", "del", name], check=False)
         if result.returncode == 0:

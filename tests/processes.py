@@ -5,13 +5,32 @@ for lines of their output, starting a stage manager, and checking that
 they stopped cleanly.
 """
 
+import os
 import re
 import signal
+import sys
 import time
 
 from punchd.demo import twistdCommand
 
 TWISTD = twistdCommand() + ["--nodaemon", "--pidfile="]
+
+#: The repository, put first on the children's path by L{TREE_PRELUDE} so
+#: that they run this tree's code whether or not it is installed.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Python source to begin a child's C{-c} program with: it puts L{ROOT}
+#: first on the path.
+TREE_PRELUDE = f"import sys; sys.path.insert(0, {ROOT!r}); "
+
+#: C{twistd} running this tree's code.
+TREE_TWISTD = [
+    sys.executable,
+    "-c",
+    TREE_PRELUDE + "from twisted.scripts.twistd import run; run()",
+    "--nodaemon",
+    "--pidfile=",
+]
 LISTENING = re.compile(r"Stage manager listening on 127\.0\.0\.1:(\d+)")
 
 

@@ -16,10 +16,10 @@ def drive(processes, label, pattern, argv, kind, **settings):
     Start a responder, drive it with the load generator for half a second
     and return the generator's figures.
     """
-    pid, port = cost._start(processes, label, argv, pattern)
+    pid, port = cost.start(processes, label, argv, pattern)
     brief = {"seconds": 0.5, "warmup": 0.1, "ports": 4, "window": 2}
     brief["names"] = settings.get("names", 40)
-    return cost._drive(processes, label, pid, port, kind, brief)
+    return cost.drive(processes, label, pid, port, kind, brief)
 
 
 class LoadTests(TestCase):
@@ -35,7 +35,7 @@ class LoadTests(TestCase):
             figures = drive(
                 processes,
                 "floor",
-                cost._FLOOR_LISTENING,
+                cost.FLOOR_LISTENING,
                 children.python("bench.floor", "--seconds", 60),
                 "binding",
             )
@@ -52,7 +52,7 @@ class LoadTests(TestCase):
                 figures = drive(
                     processes,
                     f"server-{kind}",
-                    cost._SERVER_LISTENING,
+                    cost.SERVER_LISTENING,
                     cost.serverCommand(1000),
                     kind,
                 )

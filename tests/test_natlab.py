@@ -101,13 +101,20 @@ class LabTestCase(TestCase):
         return run, start, seen, outcome, verdicts
 
 
-class NATPairTests(LabTestCase):
+def _camel(natType):
     """
-    Every ordered pair of NAT types, with its expected outcome.
+    A lab NAT type as a part of a method name: C{"port-restricted-cone"} is
+    C{"portRestrictedCone"}.
     """
+    first, *rest = natType.split("-")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _pairTest(natA, natB):
+    """
+    The test of alice behind C{natA} and bob behind C{natB}.
+    """
+
     def test(self):
         run, _, seen, _, verdicts = self.connect(natA, natB)
         said = {label: seen[(label, p)][1].group(1) for label, p in verdicts}
@@ -119,17 +126,21 @@ def _pairTest(natA, natB):
             )
 
     outcome = "connect" if connects(natA, natB) else "report failure"
+    test.__name__ = f"test_{_camel(natA)}_{_camel(natB)}"
+    test.__qualname__ = f"NATPairTests.{test.__name__}"
     test.__doc__ = f"Behind a {natA} and a {natB} NAT, the peers {outcome}, and each names its NAT."
     return test
 
 
-for _a in NAT_TYPES:
-    for _b in NAT_TYPES:
-        setattr(
-            NATPairTests,
-            "test_" + _a.replace("-", "_") + "__" + _b.replace("-", "_"),
-            _pairTest(_a, _b),
-        )
+class NATPairTests(LabTestCase):
+    """
+    Every ordered pair of NAT types, with its expected outcome: one test
+    each, so that trial reports each pair, as C{test_symmetric_fullCone}.
+    """
+
+    locals().update(
+        (test.__name__, test) for test in (_pairTest(a, b) for a in NAT_TYPES for b in NAT_TYPES)
+    )
 
 
 class ImpairedNetworkTests(LabTestCase):

@@ -85,7 +85,7 @@ def _requireLab(testCase):
 
 
 def _labNamespaces():
-    return [n for n in natlab._listNamespaces() if natlab._NS_RE.match(n)]
+    return [n for n in natlab.listNamespaces() if natlab.NAMESPACE_PATTERN.match(n)]
 
 
 class _Lines:
@@ -300,6 +300,7 @@ class TeardownTests(LabTestCase):
         before = set(_labNamespaces())
         with natlab.Lab(verify=False) as lab:
             names = set(lab.namespaces.values())
+            self.assertEqual(names, {"%s-%s" % (lab.prefix, role) for role in natlab.HOSTS})
             self.assertTrue(names <= set(_labNamespaces()))
             lab.spawn("peerA", ["sleep", "60"])
             # A grandchild in its own process group, found only through the
@@ -308,7 +309,7 @@ class TeardownTests(LabTestCase):
             time.sleep(0.2)
             pids = []
             for ns in names:
-                pids += natlab._namespacePids(ns)
+                pids += natlab.namespacePids(ns)
             self.assertGreaterEqual(len(pids), 3)
         self.assertEqual(set(_labNamespaces()) & names, set())
         self.assertEqual(set(_labNamespaces()), before)
@@ -354,7 +355,8 @@ class TeardownTests(LabTestCase):
             self.assertIn("removed %s" % stale, out.stdout)
             remaining = set(_labNamespaces())
             self.assertNotIn(stale, remaining)
-            self.assertTrue(set(lab.namespaces.values()) <= remaining)
+            ours = {"%s-%s" % (lab.prefix, role) for role in natlab.HOSTS}
+            self.assertTrue(ours <= remaining)
 
     def test_commandLineUp(self):
         """
@@ -373,7 +375,7 @@ class TeardownTests(LabTestCase):
             self.assertIn("verified natB: address-and-port-dependent mapping", text)
             self.assertIn("ip netns exec pl%d-" % process.pid, text)
             names = [line.split()[-1] for line in reader.lines
-                     if line.split() and natlab._NS_RE.match(line.split()[-1])]
+                     if line.split() and natlab.NAMESPACE_PATTERN.match(line.split()[-1])]
             self.assertEqual(len(names), 6, text)
             self.assertTrue(set(names) <= set(_labNamespaces()))
             process.send_signal(signal.SIGINT)

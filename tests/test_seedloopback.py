@@ -8,7 +8,6 @@ processes of their own.  Against an original test-server a punch-peer runs
 with C{--seed-compat}.
 """
 
-import os
 import re
 import sys
 import time
@@ -16,26 +15,12 @@ import time
 from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
-from tests.processes import LISTENING, waitFor
-
-#: The repository, put first on the children's path so that they run this
-#: tree's code whether or not it is installed.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-_PRELUDE = f"import sys; sys.path.insert(0, {ROOT!r}); "
-
-TWISTD = [
-    sys.executable,
-    "-c",
-    _PRELUDE + "from twisted.scripts.twistd import run; run()",
-    "--nodaemon",
-    "--pidfile=",
-]
+from tests.processes import LISTENING, TREE_PRELUDE, TREE_TWISTD, waitFor
 
 SEEDFAKE = [
     sys.executable,
     "-c",
-    _PRELUDE + "from punchd.test.seedfake import main; sys.exit(main())",
+    TREE_PRELUDE + "from punchd.test.seedfake import main; sys.exit(main())",
 ]
 
 ORIGINAL_SERVER = re.compile(r"Connection Server ready to receive on port (\d+)\.")
@@ -69,7 +54,7 @@ class SeedPairingTestsMixin:
             argv = SEEDFAKE + ["server", "-p", "0", "-i", "127.0.0.1"]
             pattern = ORIGINAL_SERVER
         else:
-            argv = TWISTD + [
+            argv = TREE_TWISTD + [
                 "punch-server", "--interface", "127.0.0.1", "--port", "0", "--seed-compat",
             ]
             pattern = LISTENING
@@ -92,7 +77,7 @@ class SeedPairingTestsMixin:
             ]
             registered = r"^Registering with Stage Manager\.$"
         else:
-            argv = TWISTD + [
+            argv = TREE_TWISTD + [
                 "punch-peer", "-s", f"127.0.0.1:{port}", "-n", name, "-c", contact,
             ]
             if self.serverKind == "original":

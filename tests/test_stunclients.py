@@ -20,8 +20,7 @@ import time
 from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd.demo import Processes
-from tests.processes import startServer
-from tests.test_seedloopback import TWISTD
+from tests.processes import TREE_TWISTD, startServer
 
 try:
     import stun as pystun3
@@ -64,7 +63,7 @@ class StunClientTests(TestCase):
     def setUp(self):
         self.processes = Processes()
         self.addCleanup(self.processes.stopAll)
-        (_, self.port), _ = startServer(self, self.processes, [], twistd=TWISTD)
+        (_, self.port), _ = startServer(self, self.processes, [], twistd=TREE_TWISTD)
 
     def test_turnutilsStunclient(self):
         """

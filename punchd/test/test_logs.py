@@ -4,6 +4,7 @@ Tests for L{punchd.logs}: log observers for the journal and log shippers.
 
 import io
 import json
+import sys
 from types import SimpleNamespace
 
 from zope.interface.verify import verifyObject
@@ -120,6 +121,8 @@ class JournaldObserverTests(SynchronousTestCase):
         self.assertEqual(first, "<2>[punchd.test#critical] Sums went wrong for alice")
         self.assertTrue(rest)
         self.assertEqual([line for line in rest if not line.startswith("\t")], [])
+        self.assertEqual(rest[0], "\tTraceback (most recent call last):")
+        self.assertIn("\tbuiltins.ZeroDivisionError: division by zero", rest)
 
 
 class TwistdLoggerTests(SynchronousTestCase):
@@ -132,10 +135,18 @@ class TwistdLoggerTests(SynchronousTestCase):
         twistd's C{--logger} names each factory, which makes an observer
         writing to standard output.
         """
-        for name in ("punchd.logs.jsonObserver", "punchd.logs.journaldObserver"):
+        for name, line in (
+            ("punchd.logs.jsonObserver", '"log_text": "alice left"'),
+            ("punchd.logs.journaldObserver", "<6>[punchd.test#info] alice left\n"),
+        ):
             options = ServerOptions()
             options.parseOptions(["--logger", name, "punch-server"])
-            verifyObject(ILogObserver, options["logger"]())
+            stdout = io.StringIO()
+            self.patch(sys, "stdout", stdout)
+            observer = options["logger"]()
+            verifyObject(ILogObserver, observer)
+            Logger(namespace="punchd.test", observer=observer).info("{name} left", name="alice")
+            self.assertIn(line, stdout.getvalue(), name)
 
 
 class HideAddressesTests(SynchronousTestCase):

@@ -107,7 +107,13 @@ class PunchTests(SynchronousTestCase):
         self.punch.start()
         self.clock.advance(0.1)
         self.answer(PUBLIC_ADDRESS)
-        self.clock.advance(1)
+        self.sent.clear()
+        # The window is at least half a second: a probe every 50 ms meanwhile.
+        self.clock.pump([0.05] * 9)
+        self.assertEqual(
+            [a for m, a, _ in self.sent if m.method == stun.BINDING], [LOCAL_ADDRESS] * 9
+        )
+        self.clock.advance(0.55)
         self.sent.clear()
         self.clock.advance(1)
         self.assertEqual([a for m, a, _ in self.sent if m.method == stun.BINDING], [])

@@ -83,6 +83,12 @@ class SourceLimiterTests(SynchronousTestCase):
         # "a" was forgotten: it has a full bucket again.
         self.assertTrue(limiter.take("a", 1, 0))
         self.assertFalse(limiter.take("d", 1, 0))
+        used = SourceLimiter(1, 1, 1000, 1000, maxSources=3)
+        for source in "abcad":
+            used.take(source, 1, 0)
+        # "a", used again after "b", is kept; "b" was forgotten.
+        self.assertFalse(used.take("a", 1, 0))
+        self.assertTrue(used.take("b", 1, 0))
 
 
 class PlainSourceLimiter(SourceLimiter):

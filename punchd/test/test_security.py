@@ -17,8 +17,7 @@ from punchd.phonebook import Phonebook
 from punchd.punching import UP
 from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
-from punchd.test.test_peer import World
-from punchd.test.test_server import SERVER, Recorder, register, registration
+from punchd.test.helpers import SERVER, Recorder, World, register, registration
 from punchd.testing import Network, portRestrictedCone
 
 

@@ -265,15 +265,16 @@ class SeedPeerTests(SynchronousTestCase):
         A phonebook line from anywhere but the server's exact address and
         port is not believed.
         """
-        impostor = self.network.host("192.0.2.66")
-        for address in (SERVER[0], "192.0.2.66"):
-            port = 8081 if address == SERVER[0] else 8080
-            sender = self.serverHost if address == SERVER[0] else impostor
-            sender.listenUDP(port, Recorder()).write(
-                b"0,1,bob,192.0.2.66,6000\n", ("198.51.100.1", 5000)
-            )
+        self.network.advance(0.5)
+        # Past the NAT, as if it let everything in: it would filter both.
+        for source in ((SERVER[0], 8081), ("192.0.2.66", 8080)):
+            self.peer.datagramReceived(b"0,1,bob,192.0.2.66,6000\n", source)
         self.network.advance(1)
         self.assertIsNone(self.peer.contact)
+        self.assertEqual(
+            (self.peer.lines, dict(self.peer.drops.counts)),
+            (0, {"not from the server or the contact": 2}),
+        )
 
     def test_messagesOnlyFromContact(self):
         """
@@ -355,7 +356,7 @@ class PeerOptionTests(SynchronousTestCase):
         """
         options = self.parse(self.PEER + ["--seed-compat", "-i", "10", "-m", "hi", "--keepalive", "2"])
         service = peer_tap.makeService(options, reactor=Clock())
-        protocol = service.args[1]
+        protocol = service.protocol
         self.assertIsInstance(protocol, SeedPeerProtocol)
         self.assertEqual(
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.text),
@@ -369,7 +370,7 @@ class PeerOptionTests(SynchronousTestCase):
         """
         options = self.parse(self.PEER)
         self.assertFalse(options["seed-compat"])
-        self.assertNotIsInstance(peer_tap.makeService(options, reactor=Clock()).args[1], SeedPeerProtocol)
+        self.assertNotIsInstance(peer_tap.makeService(options, reactor=Clock()).protocol, SeedPeerProtocol)
 
     def test_errors(self):
         """

@@ -17,10 +17,8 @@ from punchd.compat.introductions import parseOriginalIntroduction
 from punchd.compat.server import SEEKERS_PER_NAME, OriginalClients
 from punchd.interfaces import IServerDialect, IStageManager
 from punchd.server import StageManagerProtocol
-from punchd.test.test_server import register
+from punchd.test.helpers import SERVER, register
 from punchd.testing import Network, portRestrictedCone
-
-SERVER = ("192.0.2.10", 8080)
 
 
 class Recorder(DatagramProtocol):
@@ -427,7 +425,7 @@ class ServerOptionTests(SynchronousTestCase):
         options = server_tap.Options()
         options.parseOptions([])
         self.assertFalse(options["seed-compat"])
-        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
+        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).protocol
         self.assertEqual(protocol.dialects, ())
 
     def test_seedCompat(self):
@@ -437,7 +435,7 @@ class ServerOptionTests(SynchronousTestCase):
         """
         options = server_tap.Options()
         options.parseOptions(["--seed-compat"])
-        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).args[1]
+        protocol = server_tap.makeService(options, reactor=Network().host("127.0.0.1")).protocol
         [dialect] = protocol.dialects
         self.assertIsInstance(dialect, OriginalClients)
         verifyObject(IServerDialect, dialect)

@@ -16,49 +16,8 @@ from punchd.discovery import BehaviourDiscovery
 from punchd.interfaces import IPhonebook
 from punchd.phonebook import Phonebook
 from punchd.server import INTRODUCTION_RETRIES, StageManagerProtocol
+from punchd.test.helpers import SERVER, Recorder, register, registration
 from punchd.testing import Network, portRestrictedCone
-
-SERVER = ("192.0.2.10", 8080)
-
-
-class Recorder(DatagramProtocol):
-    """
-    Records what it receives, decoded.
-    """
-
-    def __init__(self):
-        self.received = []
-
-    def datagramReceived(self, datagram, address):
-        self.received.append((stun.decode(datagram), address, datagram))
-
-    def messages(self, method, messageClass):
-        return [m for m, _, _ in self.received if (m.method, m.messageClass) == (method, messageClass)]
-
-
-def registration(name, wants=None, seeking=False, local=(), txid=None, cookie=None, secret=None):
-    txid = txid or stun.newTransactionID()
-    return messages.encodeRegistration(
-        txid, messages.Registration(name, wants, tuple(local), seeking, cookie, secret)
-    )
-
-
-def provenRegistration(server, transport, *args, **kwargs):
-    """
-    A registration from C{transport} that echoes the cookie C{server} gives
-    the address it will see: a port-preserving NAT's public address, or the
-    host's own.
-    """
-    host = transport.host
-    public = host.behind.publicAddress if host.behind is not None else host.address
-    return registration(*args, cookie=server.cookies.issue((public, transport.port)), **kwargs)
-
-
-def register(server, transport, *args, **kwargs):
-    """
-    Send C{server} a L{provenRegistration}.
-    """
-    transport.write(provenRegistration(server, transport, *args, **kwargs), SERVER)
 
 
 class StageManagerTestMixin:

@@ -175,7 +175,7 @@ class ServerSystemdSocketTests(SynchronousTestCase):
         top = server_tap.makeService(options, reactor=Clock())
         [primary, alternate] = top
         self.assertEqual(primary.protocol.discovery.addresses[(0, 0)], (host, port))
-        self.assertEqual((alternate.args[0], alternate.kwargs["interface"]), (3479, host))
+        self.assertEqual((alternate.port, alternate.interface), (3479, host))
 
     def test_errorsNameTheOption(self):
         """

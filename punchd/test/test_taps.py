@@ -2,7 +2,6 @@
 Tests for the command lines: L{punchd.server_tap} and L{punchd.peer_tap}.
 """
 
-from twisted.application.internet import UDPServer
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
@@ -15,6 +14,7 @@ from punchd.metrics import MetricsService
 from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
 from punchd.server import StageManagerProtocol
+from punchd.services import DatagramServer
 
 PEER = ["--server", "127.0.0.1:8080", "--name", "alice", "--peer", "bob"]
 
@@ -87,8 +87,7 @@ class ServerOptionsTests(SynchronousTestCase):
             (options["secret-file"], options["registration-rate"], options["binding-rate"]),
             (messages.sharedKey(b"s3cret"), 0.0, 5.5),
         )
-        service = server_tap.makeService(options, reactor=Clock())
-        protocol = service.args[1]
+        protocol = server_tap.makeService(options, reactor=Clock()).protocol
         self.assertIsNone(protocol.registrationLimit)
         self.assertIsNotNone(protocol.bindingLimit)
         empty = self.mktemp()
@@ -131,14 +130,14 @@ class ServerOptionsTests(SynchronousTestCase):
         )
         service = server_tap.makeService(options, reactor=Clock())
         listening = sorted(
-            (child.kwargs["interface"], child.args[0]) for child in service
+            (child.interface, child.port) for child in service
         )
         self.assertEqual(
             listening,
             [("127.0.0.1", 8080), ("127.0.0.1", 8081), ("127.0.0.2", 8080), ("127.0.0.2", 8081)],
         )
-        [primary] = [c for c in service if isinstance(c.args[1], StageManagerProtocol)]
-        self.assertIsNotNone(primary.args[1].discovery)
+        [primary] = [c for c in service if isinstance(c.protocol, StageManagerProtocol)]
+        self.assertIsNotNone(primary.protocol.discovery)
 
     def test_makeService(self):
         """
@@ -148,9 +147,9 @@ class ServerOptionsTests(SynchronousTestCase):
         clock = Clock()
         options = parse(server_tap.Options, ["--port", "9000", "--max-clients", "5", "--ttl", "7"])
         service = server_tap.makeService(options, reactor=clock)
-        self.assertIsInstance(service, UDPServer)
-        port, protocol = service.args
-        self.assertEqual(port, 9000)
+        self.assertIsInstance(service, DatagramServer)
+        protocol = service.protocol
+        self.assertEqual(service.port, 9000)
         self.assertIsInstance(protocol, StageManagerProtocol)
         self.assertIs(protocol.clock, clock)
         self.assertEqual((protocol.phonebook.maxEntries, protocol.phonebook.ttl), (5, 7.0))
@@ -183,7 +182,7 @@ class ServerOptionsTests(SynchronousTestCase):
         metrics.privilegedStartService()
         [(port, site, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (9466, "127.0.0.1"))
-        udp.args[1].stats["registrations"] = 5
+        udp.protocol.stats["registrations"] = 5
         scraped = site.resource.children[b"metrics"].render_GET(DummyRequest([b"metrics"]))
         self.assertIn(b"\npunchd_registrations_total 5\n", scraped)
 
@@ -195,7 +194,7 @@ class ServerOptionsTests(SynchronousTestCase):
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         for argv in ([], ["--hide-addresses"]):
             service = server_tap.makeService(parse(server_tap.Options, argv), reactor=Clock())
-            service.args[1].drops.drop("malformed", "192.0.2.7:5000")
+            service.protocol.drops.drop("malformed", "192.0.2.7:5000")
         self.assertEqual([e["source"] for e in events], ["192.0.2.7:5000", "(hidden)"])
 
 
@@ -293,7 +292,7 @@ class PeerOptionsTests(SynchronousTestCase):
         options = parse(peer_tap.Options, ["--server", "127.0.0.1:8080", "--probe"])
         reactor = MemoryReactorClock()
         service = peer_tap.makeService(options, reactor=reactor)
-        report = service.args[1]
+        report = service.protocol
         self.assertIsInstance(report, NATReportProtocol)
         report.done()
         self.assertTrue(reactor.hasStopped, "the report stops the reactor when done")
@@ -308,8 +307,8 @@ class PeerOptionsTests(SynchronousTestCase):
         clock = Clock()
         options = parse(peer_tap.Options, PEER + ["--port", "4000", "-i", "10", "-m", "hi"])
         service = peer_tap.makeService(options, reactor=clock)
-        port, protocol = service.args
-        self.assertEqual((port, service.kwargs["interface"]), (4000, ""))
+        protocol = service.protocol
+        self.assertEqual((service.port, service.interface), (4000, ""))
         self.assertIsInstance(protocol, PeerProtocol)
         self.assertEqual(
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.application.text),
