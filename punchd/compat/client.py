@@ -54,6 +54,8 @@ class SeedPeerProtocol(DatagramProtocol):
     @ivar application: The L{Greeter} on the path.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     @ivar lines: How many phonebook lines arrived.
+    @ivar pathTimeout: Seconds of silence after which the contact is looked
+        up again.
     """
 
     noisy = False
@@ -93,7 +95,7 @@ class SeedPeerProtocol(DatagramProtocol):
         self.drops = DropCounter(clock)
         self.lines = 0
         self._messageInterval = messageInterval
-        self._pathTimeout = pathTimeout
+        self.pathTimeout = pathTimeout
         self._transactions = Transactions(clock, self._sendRegistration)
         self._refresher = LoopingCall(self.register)
         self._refresher.clock = clock
@@ -214,7 +216,7 @@ class SeedPeerProtocol(DatagramProtocol):
             self.text,
             self,
             messageInterval=self._messageInterval,
-            pathTimeout=self._pathTimeout,
+            pathTimeout=self.pathTimeout,
         )
         self.contact.start()
         self._transactions.answer(_LOOKUP)

@@ -362,7 +362,7 @@ class PeerOptionTests(SynchronousTestCase):
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.text),
             (("127.0.0.1", 8080), "alice", "bob", 10.0, "hi"),
         )
-        self.assertEqual(protocol._pathTimeout, 6.0)
+        self.assertEqual(protocol.pathTimeout, 6.0)
 
     def test_offByDefault(self):
         """
