@@ -5,7 +5,6 @@ amplification, rate limits, the shared secret, bounded state, and fuzzing.
 
 import random
 
-from hypothesis import given, settings, strategies as st
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -19,6 +18,7 @@ from punchd.seedserver import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
 from punchd.test.test_peer import World
 from punchd.test.test_server import SERVER, Recorder, register, registration
+from punchd.test.optional import given, settings, st
 from punchd.testing import Network, portRestrictedCone
 
 

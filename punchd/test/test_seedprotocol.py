@@ -2,13 +2,12 @@
 Tests for L{punchd.seedprotocol}, the original programs' text protocol.
 """
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, seedprotocol, stun
 from punchd.messages import InvalidMessage
 from punchd.seedprotocol import MalformedLine, PhonebookLine
+from punchd.test.optional import given, st
 
 
 class RegistrationTests(SynchronousTestCase):
