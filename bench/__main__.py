@@ -1,7 +1,7 @@
 """
 Run every punchd benchmark and print the figures:
 
-    python -m bench [--quick] [--only cost,growth,memory,connect] [--json FILE]
+    python -m bench [--quick] [--only cost,profile,growth,memory,connect] [--json FILE]
 
 See README.rst, "Performance", for what each one measures.
 """
@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 GOALS = {
@@ -22,7 +24,7 @@ GOALS = {
     "roundTrips": 3.0,
 }
 
-PARTS = ("cost", "growth", "memory", "connect")
+PARTS = ("cost", "profile", "growth", "memory", "connect")
 
 
 def _met(ok):
@@ -120,6 +122,30 @@ def cost(settings, repeat):
         "median": {f"{t} {k}": v for (t, k), v in medians.items()},
         "ratioToFloor": ratios,
     }
+
+
+def profile(seconds):
+    from bench import profile as profileBench
+
+    _print()
+    _print(
+        "Profile: where the real server's time goes under the registration load of benchmark 1,"
+        f" sampled with py-spy for {seconds} s (python -m bench.profile)."
+    )
+    spy = profileBench.pySpy()
+    if spy is None:
+        _print(f"   not run: {profileBench.MISSING}")
+        return {"unavailable": profileBench.MISSING}
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            summary = profileBench.summarise(profileBench.record(spy, "register", seconds, out))
+        except subprocess.CalledProcessError as e:
+            # py-spy may not trace another process here (ptrace is refused).
+            _print(f"   not run: py-spy failed ({e})")
+            return {"unavailable": str(e)}
+    for line in summary.splitlines():
+        _print(f"   {line}")
+    return {"summary": summary}
 
 
 def growth(sizes):
@@ -254,15 +280,17 @@ def main(argv=None):
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     if args.quick:
         settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
-        repeat, sizes, entries, labRuns = 1, [1000, 100000], 100000, 5
+        repeat, sizes, entries, labRuns, sampled = 1, [1000, 100000], 100000, 5, 2
     else:
         settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
-        repeat, sizes, entries, labRuns = 5, [1000, 100000, 1000000], 1000000, 20
+        repeat, sizes, entries, labRuns, sampled = 5, [1000, 100000, 1000000], 1000000, 20, 5
     started = time.monotonic()
     _print(f"punchd benchmarks{' (--quick)' if args.quick else ''} on {machine()}")
     results = {"machine": machine(), "quick": args.quick}
     if "cost" in only:
         results["cost"] = cost(settings, repeat)
+    if "profile" in only:
+        results["profile"] = profile(sampled)
     if "growth" in only:
         results["growth"] = growth(sizes)
     if "memory" in only:

@@ -57,17 +57,29 @@ def summarise(path, top=20):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.profile")
-    parser.add_argument("--kind", choices=("binding", "register"), default="register")
-    parser.add_argument("--seconds", type=int, default=5, help="seconds to sample")
-    parser.add_argument("--out", default=".", help="directory for the raw samples")
-    args = parser.parse_args(argv)
-    spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
-    if spy is None:
-        parser.error("py-spy is not installed: pip install '.[bench]'")
-    settings = dict(seconds=args.seconds + 3, warmup=1, ports=50, window=4, names=20000)
-    output = os.path.join(args.out, f"server-{args.kind}.txt")
+#: Why there is no profile without py-spy.
+MISSING = "py-spy is not installed: pip install 'punchd[bench]'"
+
+
+def pySpy():
+    """
+    The path of py-spy: beside this Python (in its virtualenv) or on the
+    C{PATH}.
+
+    @return: The path, or L{None} if it is not installed.
+    """
+    return shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
+
+
+def record(spy, kind, seconds, out):
+    """
+    Sample a real server with the py-spy at C{spy} for C{seconds} while the
+    load generator sends it requests of C{kind}.
+
+    @return: The path of the raw samples (collapsed stacks), in C{out}.
+    """
+    settings = dict(seconds=seconds + 3, warmup=1, ports=50, window=4, names=20000)
+    output = os.path.join(out, f"server-{kind}.txt")
     with children.Processes() as processes:
         pid, port = cost.start(
             processes, "server", cost.serverCommand(100000), cost.SERVER_LISTENING
@@ -79,7 +91,7 @@ def main(argv=None):
                 "--target",
                 f"127.0.0.1:{port}",
                 "--kind",
-                args.kind,
+                kind,
                 "--seconds",
                 settings["seconds"],
                 "--names",
@@ -89,14 +101,27 @@ def main(argv=None):
         # Past the warm-up (every name registered once) before sampling.
         processes.waitFor("load", re.compile("MEASURING"), 60)
         subprocess.run(
-            [spy, "record", "--pid", str(pid), "--duration", str(args.seconds),
+            [spy, "record", "--pid", str(pid), "--duration", str(seconds),
              "--rate", "500", "--format", "raw", "--output", output, "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=args.seconds + 30,
+            timeout=seconds + 30,
             check=True,
         )
         generator.wait(settings["seconds"] + 60)
+    return output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.profile")
+    parser.add_argument("--kind", choices=("binding", "register"), default="register")
+    parser.add_argument("--seconds", type=int, default=5, help="seconds to sample")
+    parser.add_argument("--out", default=".", help="directory for the raw samples")
+    args = parser.parse_args(argv)
+    spy = pySpy()
+    if spy is None:
+        parser.error(MISSING)
+    output = record(spy, args.kind, args.seconds, args.out)
     print(f"punch-server under {args.kind} load; raw samples in {output}")
     print(summarise(output))
     return 0

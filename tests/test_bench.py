@@ -4,10 +4,12 @@ here checks a figure against a goal; timing is for C{python -m bench}.
 """
 
 import re
+import sys
+from io import StringIO
 
 from twisted.trial.unittest import TestCase
 
-from bench import children, connect, cost, growth, memory
+from bench import __main__ as benchMain, children, connect, cost, growth, memory, profile
 from punchd.testing import portRestrictedCone
 
 
@@ -121,3 +123,22 @@ class ConnectTests(TestCase):
         finally:
             sys.__stdout__ = original
         self.assertRegex(out.getvalue(), re.compile(r"^\d+\.\d{6} hello world\n$"))
+
+
+class ProfileTests(TestCase):
+    """
+    The profile part of C{python -m bench}.
+    """
+
+    def test_withoutPySpy(self):
+        """
+        Without py-spy, the profile says which extra to install and returns,
+        so that the other parts still run.
+        """
+        self.patch(profile, "pySpy", lambda: None)
+        out = StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertEqual(benchMain.profile(2), {"unavailable": profile.MISSING})
+        self.assertIn(
+            "not run: py-spy is not installed: pip install 'punchd[bench]'", out.getvalue()
+        )

@@ -9,13 +9,17 @@ import re
 import socket
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from twisted.trial.unittest import TestCase
 
 from punchd import messages, stun
 from punchd.demo import Processes, twistdCommand
+from punchd.test.optional import notInstalled, require
 from tests.processes import assertStopsCleanly, startServer, waitFor
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    text_string_to_metric_families = None
 
 METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 
@@ -97,6 +101,7 @@ class MetricsTests(TestCase):
         A scrape of the metrics port parses as the Prometheus text format
         and counts what the stage manager did.
         """
+        require(self, text_string_to_metric_families is not None, notInstalled("prometheus_client"))
         with Processes() as processes:
             server, found = startServer(
                 self, processes, ["--metrics-port", "0"], patterns={"metrics": METRICS}

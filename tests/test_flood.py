@@ -10,12 +10,17 @@ import threading
 import time
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import TestCase
 
 from punchd import messages, stun
 from punchd.demo import Processes
+from punchd.test.optional import notInstalled, require
 from tests.processes import TWISTD, bothReceived, startServer, waitFor
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    text_string_to_metric_families = None
 
 METRICS = re.compile(r"Metrics for Prometheus at (http://\S+/metrics)")
 
@@ -130,6 +135,7 @@ class FloodTests(TestCase):
         alive, its memory grew by less than the bound, it never sent more
         bytes than it received, and a legitimate pair connects.
         """
+        require(self, text_string_to_metric_families is not None, notInstalled("prometheus_client"))
         with Processes() as processes:
             server, found = startServer(
                 self,

@@ -10,16 +10,16 @@ A missing client skips its test with the reason, except under CI=true,
 where it fails: CI must install it.
 """
 
-import os
 import re
 import shutil
 import socket
 import subprocess
 import time
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
+from punchd.test.optional import notInstalled, require
 from tests.processes import TREE_TWISTD, startServer
 
 try:
@@ -32,18 +32,6 @@ else:
         pystun3 = None
 
 REFLEXIVE = re.compile(r"UDP reflexive addr: (\d+\.\d+\.\d+\.\d+):(\d+)")
-
-
-def require(testCase, available, reason):
-    """
-    Skip C{testCase} for C{reason} unless C{available}; under CI=true, fail
-    instead.
-    """
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        testCase.fail(f"{reason}, and CI=true: .ci/run must install it")
-    raise SkipTest(reason)
 
 
 def ephemeralPorts():
@@ -92,7 +80,7 @@ class StunClientTests(TestCase):
         pystun3, a classic RFC 3489 client, on a socket of ours, is told the
         socket's own address, and so finds no NAT: "Open Internet".
         """
-        require(self, pystun3 is not None, "pystun3 is not installed (pip install '.[test]')")
+        require(self, pystun3 is not None, notInstalled("pystun3"))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             s.settimeout(2)

@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from punchd import stun
 from punchd.demo import Processes, twistdCommand
+from punchd.test.optional import require
 from tests.processes import waitFor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +49,7 @@ def requireTool(testCase, name):
         which must install it.
     """
     path = shutil.which(name)
-    if path is None:
-        reason = f"{name} is not installed (Debian package: systemd)"
-        if os.environ.get("CI") == "true":
-            testCase.fail(reason)
-        raise SkipTest(reason)
+    require(testCase, path is not None, f"{name} is not installed (Debian package: systemd)")
     return path
 
 

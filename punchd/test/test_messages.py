@@ -3,12 +3,10 @@ Tests for L{punchd.messages}: the shortcuts taken on the stage manager's
 per-datagram path give the answers of the plain definitions they replace.
 """
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
+from punchd.test.optional import given, settings, st
 
 FUZZ = settings(max_examples=300, deadline=None)
 

@@ -2,8 +2,6 @@
 Tests for L{punchd.metrics}: a stage manager's counters for Prometheus.
 """
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver, MemoryReactor
@@ -15,7 +13,13 @@ from punchd.metrics import CONTENT_TYPE, MetricsService, exposition
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
 from punchd.test.helpers import SERVER, provenRegistration
+from punchd.test.optional import notInstalled, require
 from punchd.testing import Network
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    text_string_to_metric_families = None
 
 
 def samples(text):
@@ -48,6 +52,9 @@ class ExpositionTests(SynchronousTestCase):
     """
     Tests for L{exposition}.
     """
+
+    def setUp(self):
+        require(self, text_string_to_metric_families is not None, notInstalled("prometheus_client"))
 
     def test_fresh(self):
         """
@@ -172,6 +179,7 @@ class MetricsServiceTests(TestCase):
         A scrape of /metrics gets the Prometheus text format with the
         counters of that moment.
         """
+        require(self, text_string_to_metric_families is not None, notInstalled("prometheus_client"))
         self.client.write(provenRegistration(self.server, self.client, "alice"), SERVER)
         self.network.advance(1)
         response, body = await self.get(b"/metrics")

@@ -2,12 +2,10 @@
 Tests for L{punchd.ratelimit}.
 """
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd.ratelimit import SourceLimiter, TokenBucket
+from punchd.test.optional import given, settings, st
 
 
 class TokenBucketTests(SynchronousTestCase):

@@ -5,7 +5,6 @@ amplification, rate limits, the shared secret, bounded state, and fuzzing.
 
 import random
 
-from hypothesis import given, settings, strategies as st
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -18,6 +17,7 @@ from punchd.punching import UP
 from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
 from punchd.test.helpers import SERVER, Recorder, World, register, registration
+from punchd.test.optional import given, settings, st
 from punchd.testing import Network, portRestrictedCone
 
 

@@ -2,14 +2,13 @@
 Tests for L{punchd.compat.protocol}, the original programs' text protocol.
 """
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import messages, stun
 from punchd.compat import protocol as seedprotocol
 from punchd.messages import InvalidMessage
 from punchd.compat.protocol import MalformedLine, PhonebookLine
+from punchd.test.optional import given, st
 
 
 class RegistrationTests(SynchronousTestCase):

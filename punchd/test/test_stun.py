@@ -8,9 +8,6 @@ import hashlib
 import hmac
 import struct
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import stun
@@ -53,6 +50,7 @@ from punchd.stun import (
     verifyIntegrity,
     verifyIntegritySHA256,
 )
+from punchd.test.optional import given, settings, st
 
 # RFC 5769 test vectors, as printed in the RFC (padding there is 0x20).
 

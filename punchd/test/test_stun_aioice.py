@@ -5,14 +5,12 @@ decoded identically by the other, for the attribute types both know, with
 and without MESSAGE-INTEGRITY and FINGERPRINT.
 """
 
-import os
 from ipaddress import ip_address
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import stun
+from punchd.test.optional import given, notInstalled, require, settings, st
 
 try:
     from aioice import stun as aioice
@@ -156,11 +154,7 @@ class AioiceCrossCheckTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        if aioice is None:
-            reason = "aioice is not installed (pip install '.[test]')"
-            if os.environ.get("CI") == "true":
-                self.fail(f"{reason}, and CI=true: the test extras must install it")
-            raise SkipTest(reason)
+        require(self, aioice is not None, notInstalled("aioice"))
 
     @settings(max_examples=300, deadline=None)
     @given(messages())

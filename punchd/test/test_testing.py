@@ -2,8 +2,6 @@
 Tests for L{punchd.testing}, the in-memory network and NAT simulator.
 """
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from zope.interface.verify import verifyObject
 
 from twisted.application.internet import UDPServer
@@ -18,6 +16,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
+from punchd.test.optional import given, settings, st
 from punchd.testing import (
     ADDRESS_AND_PORT_DEPENDENT,
     ADDRESS_DEPENDENT,
