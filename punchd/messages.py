@@ -145,6 +145,22 @@ def validateName(name: bytes) -> str:
     return text
 
 
+def utf8Prefix(text: str, limit: int) -> bytes:
+    """
+    The UTF-8 of C{text}, cut to at most C{limit} bytes at a character
+    boundary, so that what is left still decodes.
+
+    @raise UnicodeEncodeError: If C{text} holds a lone surrogate, as text
+        from a command line that was not UTF-8 does.
+    """
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return encoded
+    # The bytes before the cut are whole characters but for a last one cut
+    # short, which is all that "ignore" leaves out.
+    return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
 def _address(value: bytes, transactionID: bytes, what: str):
     try:
         return stun.decodeXorAddress(value, transactionID)
@@ -519,7 +535,8 @@ def encodeProbeAnswer(transactionID: bytes, observed, key: bytes) -> bytes:
 def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key: bytes) -> bytes:
     """
     Encode a direct message between peers: an authenticated C{DATA}
-    indication.
+    indication.  A text longer than L{MAX_PAYLOAD_BYTES} is cut to it at a
+    character boundary.
     """
     return stun.encode(
         stun.Message(
@@ -528,7 +545,7 @@ def encodeData(transactionID: bytes, receiver: str, sender: str, text: str, key:
             transactionID,
             (
                 (stun.USERNAME, _username(receiver, sender)),
-                (PAYLOAD, text.encode("utf-8")[:MAX_PAYLOAD_BYTES]),
+                (PAYLOAD, utf8Prefix(text, MAX_PAYLOAD_BYTES)),
             ),
         ),
         integrityKey=key,

@@ -216,3 +216,38 @@ class AnswerTests(SynchronousTestCase):
             messages.bareBindingAnswer(txid, (host, port)),
             messages.bindingAnswer(stun.decode(request), (host, port)),
         )
+
+
+class DirectMessageTests(SynchronousTestCase):
+    """
+    A direct message too long for a C{DATA} indication is cut where a
+    character ends, so that it still reads.
+    """
+
+    @FUZZ
+    @given(st.text(min_size=1000, max_size=1100))
+    def test_cutOnCharacterBoundary(self, text):
+        """
+        The text a peer reads is the longest prefix of what was sent that
+        fits in L{messages.MAX_PAYLOAD_BYTES}.
+        """
+        key = bytes(16)
+        received = messages.parseData(
+            stun.decode(messages.encodeData(stun.newTransactionID(), "bob", "alice", text, key))
+        )
+        self.assertTrue(text.startswith(received))
+        self.assertLessEqual(len(received.encode("utf-8")), messages.MAX_PAYLOAD_BYTES)
+        if received != text:
+            self.assertGreater(
+                len((received + text[len(received)]).encode("utf-8")), messages.MAX_PAYLOAD_BYTES
+            )
+
+    def test_cutInsideCharacter(self):
+        """
+        A limit that falls inside a two-byte character leaves it out.
+        """
+        text = "x" + "\u00e9" * 600
+        payload = stun.decode(
+            messages.encodeData(stun.newTransactionID(), "bob", "alice", text, bytes(16))
+        ).get(messages.PAYLOAD)
+        self.assertEqual(payload, ("x" + "\u00e9" * 511).encode("utf-8"))
