@@ -251,3 +251,34 @@ class DirectMessageTests(SynchronousTestCase):
             messages.encodeData(stun.newTransactionID(), "bob", "alice", text, bytes(16))
         ).get(messages.PAYLOAD)
         self.assertEqual(payload, ("x" + "\u00e9" * 511).encode("utf-8"))
+
+
+#: The methods the IANA STUN methods registry assigns or reserves below
+#: 0x100: RFC 8489's, TURN's (RFC 8656), TURN-TCP's (RFC 6062) and Google's
+#: GOOG-PING.
+REGISTERED_METHODS = frozenset(range(0x000, 0x00D)) - {0x005} | {0x080}
+
+
+class MethodTests(SynchronousTestCase):
+    """
+    punchd's own STUN methods.
+    """
+
+    def test_unregistered(self):
+        """
+        No punchd method is a method the IANA registry assigns, so no
+        dissector names punchd's messages after another protocol's.
+        """
+        ours = {messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA}
+        self.assertEqual(len(ours), 4)
+        self.assertEqual(ours & REGISTERED_METHODS, set())
+
+    def test_stunToDemultiplexers(self):
+        """
+        Every message of every punchd method, in every class, starts with a
+        byte of 0 to 3, which RFC 7983 demultiplexers take for STUN.
+        """
+        for method in (messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA):
+            for messageClass in (stun.REQUEST, stun.INDICATION, stun.SUCCESS, stun.ERROR):
+                datagram = stun.encode(stun.Message(method, messageClass, bytes(12)))
+                self.assertLessEqual(datagram[0], 3, (hex(method), messageClass))
