@@ -35,13 +35,15 @@ class DropCounter:
         self._nextWarning = float("-inf")
         self._unreported = 0
 
-    def drop(self, reason: str, source: str, detail: str = "") -> None:
+    def drop(self, reason: str, source: str, detail: str = "", outgoing: bool = False) -> None:
         """
         Count one dropped datagram.
 
         @param reason: A short, fixed reason, the key of L{counts}.
-        @param source: Who sent it, as text.
+        @param source: Who sent it, as text; for an outgoing datagram, whom
+            it was for.
         @param detail: What exactly was wrong with it.
+        @param outgoing: Whether it was one of ours, dropped on the way out.
         """
         self.counts[reason] += 1
         self._unreported += 1
@@ -50,8 +52,9 @@ class DropCounter:
             return
         self._nextWarning = now + self._interval
         self.log.warn(
-            "Dropped a datagram from {source}: {reason}{detail}"
+            "Dropped a datagram {direction} {source}: {reason}{detail}"
             " ({unreported} dropped since the last warning, {total} in all)",
+            direction="to" if outgoing else "from",
             source=source,
             reason=reason,
             detail=f" ({detail})" if detail else "",

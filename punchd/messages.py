@@ -2,7 +2,7 @@
 punchd's message vocabulary, carried in STUN messages.
 
 Every datagram punchd sends is a STUN message (RFC 8489).  The methods of our
-own are below 0x100, so the first byte of every datagram is 0 or 1 and a
+own are below 0x100, so the first byte of every datagram is 0 to 3 and a
 multiplexer following RFC 7983 sees STUN; our attributes are in the
 comprehension-optional range 0xC000-0xFFFF, so a STUN implementation that does
 not know them skips them.  C{docs/protocol.rst} shows each message byte by
@@ -38,10 +38,15 @@ from socket import AF_INET, inet_pton
 
 from punchd import stun
 
-REGISTER = 0x080
-UNREGISTER = 0x081
-INTRODUCE = 0x082
-DATA = 0x083
+# Unassigned in the IANA STUN methods registry, at the top of its
+# expert-review range (0x080-0x0FF): far from the IETF's own assignments,
+# which count up from 0x00D, and from Google's GOOG-PING at 0x080.  Above
+# 0x0FF the first byte of a message would be 4 or more, which an RFC 7983
+# demultiplexer does not take for STUN.  docs/protocol.rst says more.
+REGISTER = 0x0F0
+UNREGISTER = 0x0F1
+INTRODUCE = 0x0F2
+DATA = 0x0F3
 
 NAME = 0xC001
 PEER = 0xC002
@@ -140,6 +145,22 @@ def validateName(name: bytes) -> str:
     if not text.isprintable() or any(c.isspace() for c in text):
         raise InvalidMessage(f"name {text!r} has white space or control characters")
     return text
+
+
+def utf8Prefix(text: str, limit: int) -> bytes:
+    """
+    The UTF-8 of C{text}, cut to at most C{limit} bytes at a character
+    boundary, so that what is left still decodes.
+
+    @raise UnicodeEncodeError: If C{text} holds a lone surrogate, as text
+        from a command line that was not UTF-8 does.
+    """
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return encoded
+    # The bytes before the cut are whole characters but for a last one cut
+    # short, which is all that "ignore" leaves out.
+    return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def readAddress(value: bytes, transactionID: bytes, what: str):

@@ -17,6 +17,7 @@ with C{--alternate-port} and C{--alternate-address}:
      port.  Whether the mapping changes says how the NAT maps.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 from twisted.internet import defer
@@ -25,6 +26,7 @@ from twisted.logger import Logger
 
 from punchd import stun
 from punchd.addresses import formatAddress
+from punchd.drops import DropCounter
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
 ADDRESS_DEPENDENT = "address-dependent"
@@ -50,6 +52,72 @@ class ProbeError(Exception):
     """
     The NAT's behaviour cannot be told: the reason is in the message.
     """
+
+
+class _Unusable(Exception):
+    """
+    A datagram that matches one of the probe's requests but cannot be used
+    as its answer.
+
+    @ivar reason: The short, fixed reason it is dropped for.
+    @ivar detail: What exactly is wrong with it.
+    """
+
+    def __init__(self, reason, detail):
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _readAnswer(message):
+    """
+    Read an answer from the stage manager to a Binding request.
+
+    @return: The C{XOR-MAPPED-ADDRESS}, and the C{OTHER-ADDRESS} or
+        L{None}.
+    @raise _Unusable: If it is not a Binding success response with those
+        attributes well formed.
+    """
+    if message.method != stun.BINDING or message.messageClass not in (stun.SUCCESS, stun.ERROR):
+        raise _Unusable(
+            "malformed answer",
+            f"method {message.method:#05x} class {message.messageClass} is not a Binding answer",
+        )
+    if message.messageClass == stun.ERROR:
+        try:
+            code, text = stun.decodeErrorCode(message.get(stun.ERROR_CODE) or b"")
+        except stun.StunError as e:
+            raise _Unusable("malformed answer", f"bad ERROR-CODE: {e}") from None
+        raise _Unusable("error answer", f"error {code} {text}")
+    mapped = message.get(stun.XOR_MAPPED_ADDRESS)
+    if mapped is None:
+        raise _Unusable("malformed answer", "no XOR-MAPPED-ADDRESS")
+    other = message.get(stun.OTHER_ADDRESS)
+    try:
+        mapped = stun.decodeXorAddress(mapped, message.transactionID)
+    except stun.StunError as e:
+        raise _Unusable("malformed answer", f"bad XOR-MAPPED-ADDRESS: {e}") from None
+    try:
+        other = None if other is None else stun.decodeAddress(other)
+    except stun.StunError as e:
+        raise _Unusable("malformed answer", f"bad OTHER-ADDRESS: {e}") from None
+    return mapped, other
+
+
+def _readHairpin(message):
+    """
+    Read what comes back of a Binding request sent to our own mapping: the
+    request itself, if the NAT hairpins.
+
+    @raise _Unusable: If it is anything else.
+    """
+    if (message.method, message.messageClass) != (stun.BINDING, stun.REQUEST):
+        raise _Unusable(
+            "malformed answer",
+            f"method {message.method:#05x} class {message.messageClass}"
+            " is not the hairpinned Binding request",
+        )
+    return True
 
 
 @dataclass(frozen=True)
@@ -173,9 +241,13 @@ class NATProbe:
 
     Feed it every datagram the socket receives through L{handle}; it takes
     the ones that answer its requests.
+
+    @ivar drops: The L{DropCounter} of answers it could not use.
     """
 
-    def __init__(self, clock, send, server, localPort, localHosts=(), retries=RETRIES):
+    def __init__(
+        self, clock, send, server, localPort, localHosts=(), retries=RETRIES, drops=None
+    ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
         @param send: A function of C{(datagram, address)} that sends from
@@ -186,6 +258,8 @@ class NATProbe:
             is a NAT at all.
         @param retries: Seconds between transmissions of a request, and how
             long to wait after the last.
+        @param drops: The L{DropCounter} that counts answers the probe
+            cannot use; by default one of its own.
         """
         self.clock = clock
         self._send = send
@@ -193,26 +267,55 @@ class NATProbe:
         self.localPort = localPort
         self.localHosts = tuple(localHosts)
         self._retries = retries
+        self.drops = DropCounter(clock) if drops is None else drops
         self._pending = {}
         self._cancelled = False
+        self._dropped = Counter()
+        self._firstDropped = None
 
     def handle(self, message: stun.Message, source) -> bool:
         """
         Take a datagram the socket received.
 
+        A datagram that matches a request but cannot be its answer (a
+        malformed or error response, which anyone who saw the request could
+        forge) is counted as dropped, and the request waits on for a good
+        answer.
+
         @return: L{True} if it answered one of the probe's requests, or was
-            the probe's own request coming back through the NAT.
+            the probe's own request coming back through the NAT, whether or
+            not it could be used.
         """
         pending = self._pending.get(message.transactionID)
         if pending is None:
             return False
-        d, call = pending
+        d, call, read = pending
+        try:
+            answer = read(message)
+        except _Unusable as e:
+            self._dropped[e.reason] += 1
+            if self._firstDropped is None:
+                self._firstDropped = f"the first from {formatAddress(source)}: {e.detail}"
+            self.drops.drop(e.reason, formatAddress(source), e.detail)
+            return True
         del self._pending[message.transactionID]
         call.cancel()
-        d.callback((message, source))
+        d.callback(answer)
         return True
 
-    def _transact(self, destination, changeIP=False, changePort=False):
+    def _noAnswer(self, what):
+        """
+        The reason the probe ends for a request without an answer: C{what},
+        and the answers dropped, if any.
+        """
+        if not self._dropped:
+            return what
+        counts = " and ".join(
+            f"{n} {reason}{'' if n == 1 else 's'}" for reason, n in sorted(self._dropped.items())
+        )
+        return f"{what}, but for {counts} that the probe dropped, {self._firstDropped}"
+
+    def _transact(self, destination, changeIP=False, changePort=False, read=_readAnswer):
         if self._cancelled:
             raise ProbeError("the probe was stopped")
         txid = stun.newTransactionID()
@@ -230,7 +333,7 @@ class NATProbe:
                 d.callback(None)
                 return
             self._send(datagram, destination)
-            self._pending[txid] = (d, self.clock.callLater(delay, transmit))
+            self._pending[txid] = (d, self.clock.callLater(delay, transmit), read)
 
         transmit()
         return d
@@ -242,25 +345,9 @@ class NATProbe:
         """
         self._cancelled = True
         pending, self._pending = self._pending, {}
-        for d, call in pending.values():
+        for d, call, _ in pending.values():
             call.cancel()
             d.callback(None)
-
-    @staticmethod
-    def _address(message, attribute, txid=None):
-        value = message.get(attribute)
-        if value is None:
-            return None
-        if txid is None:
-            return stun.decodeAddress(value)
-        return stun.decodeXorAddress(value, txid)
-
-    def _mapped(self, answer):
-        message, _ = answer
-        mapped = self._address(message, stun.XOR_MAPPED_ADDRESS, message.transactionID)
-        if mapped is None or message.messageClass != stun.SUCCESS:
-            raise ProbeError("the stage manager's answer has no XOR-MAPPED-ADDRESS")
-        return mapped
 
     @defer.inlineCallbacks
     def run(self):
@@ -276,13 +363,9 @@ class NATProbe:
             raise ProbeError("the probe was stopped")
         if first is None:
             raise ProbeError(
-                f"the stage manager at {formatAddress(self.server)} did not answer"
+                self._noAnswer(f"the stage manager at {formatAddress(self.server)} did not answer")
             )
-        mapped = self._mapped(first)
-        try:
-            other = self._address(first[0], stun.OTHER_ADDRESS)
-        except stun.StunError as e:
-            raise ProbeError(f"the stage manager's OTHER-ADDRESS is malformed: {e}")
+        mapped, other = first
         if other is None:
             raise ProbeError(
                 f"the stage manager at {formatAddress(self.server)} does not offer NAT"
@@ -304,7 +387,7 @@ class NATProbe:
             [
                 self._transact(self.server, changeIP=True, changePort=True),
                 self._transact(self.server, changePort=True),
-                self._transact(mapped) if behindNAT else defer.succeed(None),
+                self._transact(mapped, read=_readHairpin) if behindNAT else defer.succeed(None),
             ]
         )
         if changeBoth is not None:
@@ -317,19 +400,15 @@ class NATProbe:
 
         second = yield self._transact((other[0], self.server[1]))
         if second is None:
-            raise ProbeError(f"no answer from the alternate address {other[0]}")
-        secondMapped = self._mapped(second)
+            raise ProbeError(self._noAnswer(f"no answer from the alternate address {other[0]}"))
+        secondMapped = second[0]
         if secondMapped == mapped:
             mapping = ENDPOINT_INDEPENDENT
         else:
             third = yield self._transact(other)
             if third is None:
-                raise ProbeError(f"no answer from {formatAddress(other)}")
-            mapping = (
-                ADDRESS_DEPENDENT
-                if self._mapped(third) == secondMapped
-                else ADDRESS_AND_PORT_DEPENDENT
-            )
+                raise ProbeError(self._noAnswer(f"no answer from {formatAddress(other)}"))
+            mapping = ADDRESS_DEPENDENT if third[0] == secondMapped else ADDRESS_AND_PORT_DEPENDENT
         return NATBehaviour(self.localPort, mapped, behindNAT, mapping, filtering, hairpinning)
 
 

@@ -148,7 +148,9 @@ class PeerProtocol(DatagramProtocol):
             self._startNATProbe(host.port)
 
     def _startNATProbe(self, port):
-        self.natProbe = NATProbe(self.clock, self._probeSend, self.server, port, self._localHosts)
+        self.natProbe = NATProbe(
+            self.clock, self._probeSend, self.server, port, self._localHosts, drops=self.drops
+        )
         d = self.natProbe.run()
 
         def found(behaviour):

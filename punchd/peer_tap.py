@@ -6,9 +6,9 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
-from punchd.messages import InvalidMessage, validateName
+from punchd.messages import MAX_PAYLOAD_BYTES, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
-from punchd.compat.protocol import fitsLine
+from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
 from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
@@ -100,7 +100,8 @@ class Options(usage.Options):
             "message",
             "m",
             None,
-            'The direct message to send. Default: "This is a direct P2P'
+            f"The direct message to send: up to {MAX_PAYLOAD_BYTES} bytes of UTF-8"
+            f" ({MAX_DATAGRAM} with --seed-compat). Default: \"This is a direct P2P"
             ' message from NAME to PEER".',
         ],
         [
@@ -146,6 +147,8 @@ class Options(usage.Options):
                         f"--{option}: {self[option]!r} has a comma, which the"
                         " original's phonebook lines cannot carry"
                     )
+        if self["message"] is not None:
+            self._checkMessage()
         if self["name"] is not None and self["name"] == self["peer"]:
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
@@ -158,6 +161,21 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--server: {self['server'][0]} is IPv6; the original test-server"
                 " speaks IPv4 only"
+            )
+
+
+    def _checkMessage(self):
+        # Checked here rather than cut when sent: a message cut short is
+        # not the message asked for.
+        limit = MAX_DATAGRAM if self["seed-compat"] else MAX_PAYLOAD_BYTES
+        try:
+            size = len(self["message"].encode("utf-8"))
+        except UnicodeEncodeError:
+            raise usage.UsageError("--message: the text is not UTF-8") from None
+        if size > limit:
+            raise usage.UsageError(
+                f"--message: {size} bytes of UTF-8, the limit is {limit} bytes"
+                + (" with --seed-compat" if self["seed-compat"] else "")
             )
 
 

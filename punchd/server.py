@@ -181,7 +181,7 @@ class StageManagerProtocol(DatagramProtocol):
 
     def startProtocol(self):
         # Every address the stage manager writes to came from its socket.
-        self._send = udpsend.sender(self.transport)
+        self._send = udpsend.sender(self.transport, self.drops)
         host = self.transport.getHost()
         self.log.info(
             "Stage manager listening on {serverAddress}; the phonebook holds up to"

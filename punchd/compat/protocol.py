@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from punchd import stun
-from punchd.messages import InvalidMessage, validateName
+from punchd.messages import InvalidMessage, utf8Prefix, validateName
 
 #: The longest datagram the original programs read.
 MAX_DATAGRAM = 1023
@@ -173,9 +173,10 @@ def directMessage(name: str, contact: str) -> str:
 def encodeDirectMessage(text: str) -> bytes:
     """
     Encode a direct message as the original client sends it: the text,
-    without a newline, cut to what the original reads.
+    without a newline, cut to what the original reads, at a character
+    boundary.
     """
-    return text.encode("utf-8")[:MAX_DATAGRAM]
+    return utf8Prefix(text, MAX_DATAGRAM)
 
 
 def decodeDirectMessage(datagram: bytes) -> str:

@@ -214,3 +214,78 @@ class AnswerTests(SynchronousTestCase):
             messages.bareBindingAnswer(txid, (host, port)),
             messages.bindingAnswer(stun.decode(request), (host, port)),
         )
+
+
+class DirectMessageTests(SynchronousTestCase):
+    """
+    A datagram too long for a C{DATA} indication is refused; a text cut to
+    a limit is cut where a character ends, so that it still reads.
+    """
+
+    @FUZZ
+    @given(st.text(min_size=1000, max_size=1100))
+    def test_cutOnCharacterBoundary(self, text):
+        """
+        L{messages.utf8Prefix} is the longest prefix of the text whose UTF-8
+        fits the limit.
+        """
+        received = messages.utf8Prefix(text, messages.MAX_PAYLOAD_BYTES).decode("utf-8")
+        self.assertTrue(text.startswith(received))
+        self.assertLessEqual(len(received.encode("utf-8")), messages.MAX_PAYLOAD_BYTES)
+        if received != text:
+            self.assertGreater(
+                len((received + text[len(received)]).encode("utf-8")), messages.MAX_PAYLOAD_BYTES
+            )
+
+    def test_cutInsideCharacter(self):
+        """
+        A limit that falls inside a two-byte character leaves it out.
+        """
+        text = "x" + "\u00e9" * 600
+        self.assertEqual(
+            messages.utf8Prefix(text, messages.MAX_PAYLOAD_BYTES), ("x" + "\u00e9" * 511).encode("utf-8")
+        )
+
+    def test_tooLargeRefused(self):
+        """
+        C{DATA} carries at most L{messages.MAX_PAYLOAD_BYTES}: a larger
+        payload is refused with L{ValueError}, not cut.
+        """
+        key = bytes(16)
+        most = b"\xff" * messages.MAX_PAYLOAD_BYTES
+        datagram = messages.encodeData(stun.newTransactionID(), "bob", "alice", most, key)
+        self.assertEqual(messages.parseData(stun.decode(datagram)), most)
+        self.assertRaises(
+            ValueError, messages.encodeData, stun.newTransactionID(), "bob", "alice", most + b"x", key
+        )
+
+
+#: The methods the IANA STUN methods registry assigns or reserves below
+#: 0x100: RFC 8489's, TURN's (RFC 8656), TURN-TCP's (RFC 6062) and Google's
+#: GOOG-PING.
+REGISTERED_METHODS = frozenset(range(0x000, 0x00D)) - {0x005} | {0x080}
+
+
+class MethodTests(SynchronousTestCase):
+    """
+    punchd's own STUN methods.
+    """
+
+    def test_unregistered(self):
+        """
+        No punchd method is a method the IANA registry assigns, so no
+        dissector names punchd's messages after another protocol's.
+        """
+        ours = {messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA}
+        self.assertEqual(len(ours), 4)
+        self.assertEqual(ours & REGISTERED_METHODS, set())
+
+    def test_stunToDemultiplexers(self):
+        """
+        Every message of every punchd method, in every class, starts with a
+        byte of 0 to 3, which RFC 7983 demultiplexers take for STUN.
+        """
+        for method in (messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA):
+            for messageClass in (stun.REQUEST, stun.INDICATION, stun.SUCCESS, stun.ERROR):
+                datagram = stun.encode(stun.Message(method, messageClass, bytes(12)))
+                self.assertLessEqual(datagram[0], 3, (hex(method), messageClass))

@@ -4,17 +4,21 @@ and L{punchd.natprobe} in the peer, over simulated NATs.
 """
 
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import stun
+from punchd import peer_tap, stun
 from punchd.discovery import UNKNOWN_ATTRIBUTE, BehaviourDiscovery
 from punchd.natprobe import (
     ADDRESS_AND_PORT_DEPENDENT,
     ADDRESS_DEPENDENT,
     ENDPOINT_INDEPENDENT,
+    RETRIES,
     NATBehaviour,
+    NATProbe,
+    ProbeError,
 )
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
@@ -269,10 +273,6 @@ class CancelTests(SynchronousTestCase):
         A cancelled probe fails with L{ProbeError}, leaves no timer and sends
         nothing more.
         """
-        from twisted.internet.task import Clock
-
-        from punchd.natprobe import NATProbe, ProbeError
-
         clock = Clock()
         sent = []
         probe = NATProbe(clock, lambda datagram, a: sent.append(datagram), SERVER, 5000)
@@ -293,3 +293,180 @@ class CancelTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(10)
         self.assertEqual(len(sent), before)
+
+
+#: An XOR-MAPPED-ADDRESS of an address family that does not exist.
+BAD_ADDRESS = b"\x00\x07\x00\x00"
+
+
+def answer(request, *attributes, messageClass=stun.SUCCESS):
+    """
+    An answer to the Binding request C{request}, a datagram, with
+    C{attributes}.
+    """
+    return stun.Message(stun.BINDING, messageClass, stun.decode(request).transactionID, attributes)
+
+
+def goodAnswer(request):
+    """
+    A stage manager's answer to the first request: the mapping, and the
+    other address of a stage manager that offers discovery.
+    """
+    txid = stun.decode(request).transactionID
+    return answer(
+        request,
+        (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress("198.51.100.1", 5000, txid)),
+        (stun.OTHER_ADDRESS, stun.encodeAddress(ALTERNATE, 8081)),
+    )
+
+
+class MalformedAnswerTests(SynchronousTestCase):
+    """
+    An answer that cannot be used, forged or broken, does not end the
+    probe: it is dropped and counted, and named if the probe ends without
+    a good one.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.sent = []
+        self.probe = NATProbe(
+            self.clock, lambda datagram, a: self.sent.append(datagram), SERVER, 5000
+        )
+        self.result = self.probe.run()
+
+    def test_malformedAnswerDropped(self):
+        """
+        A malformed answer is taken, counted and dropped; a good answer to
+        the same request after it carries the probe on.
+        """
+        request = self.sent[0]
+        self.assertTrue(self.probe.handle(answer(request, (stun.XOR_MAPPED_ADDRESS, BAD_ADDRESS)), SERVER))
+        self.assertEqual(dict(self.probe.drops.counts), {"malformed answer": 1})
+        self.assertNoResult(self.result)
+        sentBefore = len(self.sent)
+        self.assertTrue(self.probe.handle(goodAnswer(request), SERVER))
+        self.assertGreater(len(self.sent), sentBefore, "the filtering tests follow")
+        self.assertNoResult(self.result)
+        self.probe.cancel()
+        self.failureResultOf(self.result, ProbeError)
+
+    def test_onlyMalformedAnswers(self):
+        """
+        A probe that gets only malformed answers fails, once the request
+        has timed out, with a reason that names them.
+        """
+        request = self.sent[0]
+        for attributes in (
+            [(stun.XOR_MAPPED_ADDRESS, BAD_ADDRESS)],
+            [],
+            [
+                (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress("198.51.100.1", 5000, bytes(12))),
+                (stun.OTHER_ADDRESS, b"\x00"),
+            ],
+        ):
+            self.probe.handle(answer(request, *attributes), SERVER)
+        self.assertNoResult(self.result)
+        self.clock.pump(RETRIES)
+        reason = self.failureResultOf(self.result, ProbeError).getErrorMessage()
+        self.assertEqual(
+            reason,
+            "the stage manager at 192.0.2.10:8080 did not answer, but for 3 malformed"
+            " answers that the probe dropped, the first from 192.0.2.10:8080: bad"
+            " XOR-MAPPED-ADDRESS: address family 0x07 is not IPv4 or IPv6",
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_errorAnswer(self):
+        """
+        An error response is dropped and counted too, and named with its
+        code if no good answer follows.
+        """
+        self.probe.handle(
+            answer(
+                self.sent[0],
+                (stun.ERROR_CODE, stun.encodeErrorCode(400, "Bad Request")),
+                messageClass=stun.ERROR,
+            ),
+            SERVER,
+        )
+        self.assertEqual(dict(self.probe.drops.counts), {"error answer": 1})
+        self.clock.pump(RETRIES)
+        self.assertIn(
+            "1 error answer that the probe dropped, the first from 192.0.2.10:8080:"
+            " error 400 Bad Request",
+            self.failureResultOf(self.result, ProbeError).getErrorMessage(),
+        )
+
+    def test_dropsLogged(self):
+        """
+        Each dropped answer is logged by the probe's L{DropCounter}, with
+        what is wrong with it.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.probe.handle(answer(self.sent[0], (stun.XOR_MAPPED_ADDRESS, BAD_ADDRESS)), SERVER)
+        [event] = [e for e in events if e.get("reason") == "malformed answer"]
+        self.assertIn("bad XOR-MAPPED-ADDRESS", event["detail"])
+        self.probe.cancel()
+        self.failureResultOf(self.result, ProbeError)
+
+
+class MalformingStageManager(DatagramProtocol):
+    """
+    A stage manager whose every Binding answer has a malformed
+    XOR-MAPPED-ADDRESS.
+    """
+
+    def datagramReceived(self, datagram, address):
+        self.transport.write(
+            stun.encode(answer(datagram, (stun.XOR_MAPPED_ADDRESS, BAD_ADDRESS))), address
+        )
+
+
+class ProbeCommandTests(SynchronousTestCase):
+    """
+    C{punch-peer --probe} says why it cannot tell how the NAT behaves.
+    """
+
+    def test_malformedAnswersReported(self):
+        """
+        Against a stage manager whose answers are malformed, the report
+        logs an error naming them, then stops the reactor.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        network = Network(clock=reactor, latency=0.02)
+        network.host(SERVER[0]).listenUDP(SERVER[1], MalformingStageManager())
+        options = peer_tap.Options()
+        options.parseOptions(["--server", "192.0.2.10:8080", "--probe"])
+        report = peer_tap.makeService(options, reactor=reactor).args[1]
+        network.host("198.51.100.7").listenUDP(5000, report)
+        network.advance(10)
+        self.assertTrue(reactor.hasStopped)
+        [error] = [e for e in events if e["log_format"].startswith("Cannot tell")]
+        self.assertIn("3 malformed answers that the probe dropped", error["reason"])
+        self.assertIn("bad XOR-MAPPED-ADDRESS", error["reason"])
+
+
+class PeerMalformedAnswerTests(SynchronousTestCase):
+    """
+    A peer's probe at start counts the answers it cannot use among the
+    peer's drops.
+    """
+
+    def test_countedAndReported(self):
+        """
+        Against a stage manager whose answers are malformed, the peer counts
+        them and says its NAT's behaviour is unknown, naming them.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        network = Network(latency=0.02)
+        network.host(SERVER[0]).listenUDP(SERVER[1], MalformingStageManager())
+        host = network.host("198.51.100.7")
+        peer = PeerProtocol(host, SERVER, "alice", "bob", localHosts=(host.address,))
+        port = host.listenUDP(5000, peer)
+        network.advance(10)
+        port.stopListening()
+        self.assertEqual(peer.drops.counts["malformed answer"], 3)
+        [event] = [e for e in events if "unknown" in e["log_format"]]
+        self.assertIn("3 malformed answers that the probe dropped", event["reason"])

@@ -168,6 +168,16 @@ class DirectMessageTests(SynchronousTestCase):
         self.assertEqual(text, "This is a direct P2P message from bob to alice")
         self.assertEqual(len(seedprotocol.encodeDirectMessage(text)), 46)
 
+    def test_cutOnCharacterBoundary(self):
+        """
+        A direct message longer than the original reads is cut where a
+        character ends.
+        """
+        self.assertEqual(
+            seedprotocol.encodeDirectMessage("\u00e9" * 600),
+            ("\u00e9" * 511).encode("utf-8"),
+        )
+
     def test_anyBytesDecode(self):
         """
         A direct message that is not UTF-8 is read with replacements, not

@@ -284,6 +284,27 @@ class PeerOptionsTests(SynchronousTestCase):
             e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, PEER + extra)
             self.assertTrue(str(e).startswith(message), f"{str(e)!r} for {extra}")
 
+    def test_messageLimit(self):
+        """
+        A C{--message} longer in UTF-8 than a direct message can carry is a
+        usage error naming the option and the limit in bytes; one that
+        just fits is taken whole.
+        """
+        fits = "xx" + "\u00e9" * 511
+        self.assertEqual(parse(peer_tap.Options, PEER + ["-m", fits])["message"], fits)
+        cases = [
+            (["-m", fits + "x"], "--message: 1025 bytes of UTF-8, the limit is 1024 bytes"),
+            (["-m", "\u00e9" * 513], "--message: 1026 bytes of UTF-8, the limit is 1024 bytes"),
+            (
+                ["--seed-compat", "-m", "x" * 1024],
+                "--message: 1024 bytes of UTF-8, the limit is 1023 bytes with --seed-compat",
+            ),
+            (["-m", "x\udcff"], "--message: the text is not UTF-8"),
+        ]
+        for extra, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, PEER + extra)
+            self.assertEqual(str(e), message)
+
     def test_probe(self):
         """
         With C{--probe}, only the server is needed, and the service runs the

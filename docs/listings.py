@@ -1,0 +1,279 @@
+"""
+The byte-by-byte listings of docs/protocol.rst, made by punchd's own
+encoders.
+
+    python docs/listings.py           rewrite the listings in protocol.rst
+    python docs/listings.py --check   exit 1 if any differs from the code
+
+Each listing in protocol.rst is a paragraph C{"TITLE, N bytes::"} and the
+literal block after it; they are replaced, in order, by the datagrams that
+L{examples} makes, so a change to the wire format shows up in the document
+by running this, never by editing hex by hand.
+"""
+
+import sys
+from pathlib import Path
+
+from punchd import messages, stun
+from punchd.discovery import BehaviourDiscovery
+from punchd.peer import defaultMessage
+
+DOCUMENT = Path(__file__).with_name("protocol.rst")
+
+TRANSACTION_ID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
+PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+# A cookie of the stage manager's shape (a 4-byte time, then 12 bytes of
+# HMAC) and a name secret, fixed so that the listings do not change from
+# one run to the next.
+COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
+SECRET = bytes.fromhex("5ec2e700") * 4
+
+_METHODS = {
+    stun.BINDING: "Binding",
+    messages.REGISTER: "REGISTER",
+    messages.UNREGISTER: "UNREGISTER",
+    messages.INTRODUCE: "INTRODUCE",
+    messages.DATA: "DATA",
+}
+_CLASSES = {
+    stun.REQUEST: "request",
+    stun.INDICATION: "indication",
+    stun.SUCCESS: "success response",
+    stun.ERROR: "error response",
+}
+_NAMES = {
+    messages.NAME: "NAME",
+    messages.PEER: "PEER",
+    messages.LOCAL_ADDRESS: "LOCAL-ADDRESS",
+    messages.PEER_ADDRESS: "PEER-ADDRESS",
+    messages.PEER_LOCAL_ADDRESS: "PEER-LOCAL-ADDRESS",
+    messages.PUNCH_KEY: "PUNCH-KEY",
+    messages.LIFETIME: "LIFETIME",
+    messages.SEEKING: "SEEKING",
+    messages.PAYLOAD: "PAYLOAD",
+    messages.PEER_STATE: "PEER-STATE",
+    messages.ORIGINAL: "ORIGINAL",
+    messages.COOKIE: "COOKIE",
+    messages.NAME_SECRET: "NAME-SECRET",
+    stun.USERNAME: "USERNAME",
+    stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
+    stun.ERROR_CODE: "ERROR-CODE",
+    stun.XOR_MAPPED_ADDRESS: "XOR-MAPPED-ADDRESS",
+    stun.CHANGE_REQUEST: "CHANGE-REQUEST",
+    stun.RESPONSE_ORIGIN: "RESPONSE-ORIGIN",
+    stun.OTHER_ADDRESS: "OTHER-ADDRESS",
+    stun.PADDING: "PADDING",
+    stun.FINGERPRINT: "FINGERPRINT",
+}
+_TEXT = {messages.NAME, messages.PEER, stun.USERNAME, messages.PAYLOAD}
+_XOR_ADDRESSES = {
+    messages.LOCAL_ADDRESS,
+    messages.PEER_ADDRESS,
+    messages.PEER_LOCAL_ADDRESS,
+    stun.XOR_MAPPED_ADDRESS,
+}
+_ADDRESSES = {stun.RESPONSE_ORIGIN, stun.OTHER_ADDRESS}
+_FIXED = {
+    messages.COOKIE: "4-byte time, 12-byte HMAC of the address",
+    messages.NAME_SECRET: "16 random bytes",
+    messages.PUNCH_KEY: "16 random bytes",
+    stun.MESSAGE_INTEGRITY: "HMAC-SHA1 keyed with the punch key",
+    stun.FINGERPRINT: "CRC-32 of the message XOR 0x5354554e",
+}
+_ROW = 16
+
+
+def _discoveryAnswer():
+    """
+    The answer of a stage manager on 192.0.2.10:8080 with an alternate port
+    8081 and address 192.0.2.11 to a request to change both.
+    """
+
+    class Recorder:
+        def __init__(self):
+            self.written = []
+
+        def write(self, datagram, address):
+            self.written.append(datagram)
+
+    discovery = BehaviourDiscovery(("192.0.2.10", 8080), 8081, "192.0.2.11")
+    recorders = {key: Recorder() for key in ((0, 0), (0, 1), (1, 0), (1, 1))}
+    for key, recorder in recorders.items():
+        discovery.attach(key, recorder)
+    discovery.answer((0, 0), stun.decode(changeBoth()), ("198.51.100.1", 5000))
+    [datagram] = recorders[(1, 1)].written
+    return datagram
+
+
+def changeBoth():
+    return stun.encode(
+        stun.Message(
+            stun.BINDING,
+            stun.REQUEST,
+            TRANSACTION_ID,
+            ((stun.CHANGE_REQUEST, stun.encodeChangeRequest(True, True)),),
+        )
+    )
+
+
+def examples():
+    """
+    The datagrams of the listings, in the document's order.
+    """
+    txid = TRANSACTION_ID
+    alice = messages.Registration("alice", "bob", (("10.0.1.2", 5000),), True)
+    return [
+        messages.encodeRegistration(txid, alice, messages.UNPROVEN_REGISTRATION_BYTES),
+        messages.encodeRegistration(
+            txid,
+            messages.Registration(
+                alice.name, alice.wants, alice.localAddresses, True, COOKIE, SECRET
+            ),
+        ),
+        messages.encodeRegistered(
+            txid, ("198.51.100.1", 5000), 60, messages.PEER_ABSENT, COOKIE, SECRET
+        ),
+        messages.encodeChallenge(txid, COOKIE),
+        messages.encodeError(
+            messages.REGISTER,
+            txid,
+            messages.NAME_TAKEN,
+            "alice is registered from another address; only the holder of its"
+            " secret can move it",
+        ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction(
+                "bob", ("203.0.113.1", 6000), (("10.0.2.2", 6000),), PUNCH_KEY
+            ),
+        ),
+        messages.encodeUnregister(txid, "alice", SECRET),
+        messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY),
+        messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY),
+        messages.encodeData(
+            txid, "bob", "alice", defaultMessage("alice", "bob"), PUNCH_KEY
+        ),
+        messages.BARE_BINDING_REQUEST + txid,
+        messages.bareBindingAnswer(txid, ("198.51.100.1", 5000)),
+        changeBoth(),
+        _discoveryAnswer(),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction("bob", ("203.0.113.1", 6000), (), None, original=True),
+        ),
+    ]
+
+
+def _describe(attrType, value, txid):
+    name = _NAMES[attrType]
+    if attrType in _TEXT:
+        return f"{name}: {value.decode('utf-8')!r}"
+    if attrType in _XOR_ADDRESSES:
+        host, port = stun.decodeXorAddress(value, txid)
+        return f"{name}: {host}:{port} (XOR-ed)"
+    if attrType in _ADDRESSES:
+        host, port = stun.decodeAddress(value)
+        return f"{name}: {host}:{port}"
+    if attrType in _FIXED:
+        return f"{name}: {_FIXED[attrType]}"
+    if not value:
+        return f"{name} (empty)"
+    if attrType == stun.PADDING:
+        return f"{name}: {len(value)} zero bytes (elided)"
+    if attrType == messages.LIFETIME:
+        return f"{name}: {int.from_bytes(value, 'big')} s"
+    if attrType == messages.PEER_STATE:
+        return f"{name}: {value[0]}"
+    if attrType == stun.ERROR_CODE:
+        code, reason = stun.decodeErrorCode(value)
+        return f"{name}: {code} {reason!r}"
+    if attrType == stun.CHANGE_REQUEST:
+        changeIP, changePort = stun.decodeChangeRequest(value)
+        return f"{name}: change IP {changeIP}, change port {changePort}"
+    raise ValueError(f"no description for attribute 0x{attrType:04x}")
+
+
+def _rows(offset, data, note, elide=False):
+    rows = []
+    for start in range(0, len(data), _ROW):
+        chunk = data[start : start + _ROW]
+        rows.append(f"    {offset + start:04x}  {chunk.hex(' '):<47}   {note}")
+        note = ""
+        if elide:
+            break
+    return rows
+
+
+def title(datagram):
+    message = stun.decode(datagram)
+    return f"{_METHODS[message.method]} {_CLASSES[message.messageClass]}"
+
+
+def listing(datagram):
+    """
+    The listing of one datagram: its title line, a blank line, and a line
+    for each part of its header and up to 16 bytes of each attribute.
+    """
+    message = stun.decode(datagram)
+    messageType = int.from_bytes(datagram[:2], "big")
+    lines = [f"{title(datagram)}, {len(datagram)} bytes::", ""]
+    lines += _rows(
+        0,
+        datagram[:4],
+        f"type 0x{messageType:04x} ({title(datagram)}), length {len(datagram) - 20}",
+    )
+    lines += _rows(4, datagram[4:8], "magic cookie")
+    lines += _rows(8, datagram[8:20], "transaction id")
+    offset = 20
+    for attrType, value in message.attributes:
+        size = 4 + ((len(value) + 3) & ~3)
+        lines += _rows(
+            offset,
+            datagram[offset : offset + size],
+            _describe(attrType, value, message.transactionID),
+            elide=attrType == stun.PADDING,
+        )
+        offset += size
+    return lines
+
+
+def rewrite(text):
+    """
+    C{text}, a document, with each listing replaced by the one the code
+    makes.
+    """
+    lines = text.split("\n")
+    made = iter(examples())
+    out = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not (line.endswith(" bytes::") and ", " in line):
+            out.append(line)
+            index += 1
+            continue
+        out += listing(next(made))
+        # Past the title, the blank line and the indented block.
+        index += 2
+        while index < len(lines) and lines[index].startswith("    "):
+            index += 1
+    if next(made, None) is not None:
+        raise ValueError("the document has fewer listings than there are examples")
+    return "\n".join(out)
+
+
+def main(argv):
+    text = DOCUMENT.read_text(encoding="utf-8")
+    fresh = rewrite(text)
+    if argv[1:] == ["--check"]:
+        if fresh != text:
+            print(f"{DOCUMENT}: the listings differ from the code;"
+                  f" run python {sys.argv[0]}", file=sys.stderr)
+            return 1
+        return 0
+    DOCUMENT.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
