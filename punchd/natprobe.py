@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from punchd import stun
 from punchd.addresses import formatAddress
 from punchd.drops import DropCounter
+from punchd.transactions import Transactions, TransactionTimeout
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
 ADDRESS_DEPENDENT = "address-dependent"
@@ -262,13 +263,14 @@ class NATProbe:
             cannot use; by default one of its own.
         """
         self.clock = clock
-        self._send = send
         self.server = server
         self.localPort = localPort
         self.localHosts = tuple(localHosts)
         self._retries = retries
         self.drops = DropCounter(clock) if drops is None else drops
-        self._pending = {}
+        self._transactions = Transactions(clock, send)
+        # What reads the answer of each request in flight, by transaction ID.
+        self._readers = {}
         self._cancelled = False
         self._dropped = Counter()
         self._firstDropped = None
@@ -286,10 +288,9 @@ class NATProbe:
             the probe's own request coming back through the NAT, whether or
             not it could be used.
         """
-        pending = self._pending.get(message.transactionID)
-        if pending is None:
+        read = self._readers.get(message.transactionID)
+        if read is None:
             return False
-        d, call, read = pending
         try:
             answer = read(message)
         except _Unusable as e:
@@ -298,9 +299,7 @@ class NATProbe:
                 self._firstDropped = f"the first from {formatAddress(source)}: {e.detail}"
             self.drops.drop(e.reason, formatAddress(source), e.detail)
             return True
-        del self._pending[message.transactionID]
-        call.cancel()
-        d.callback(answer)
+        self._transactions.answer(message.transactionID, answer)
         return True
 
     def _noAnswer(self, what):
@@ -323,20 +322,21 @@ class NATProbe:
         if changeIP or changePort:
             attributes = ((stun.CHANGE_REQUEST, stun.encodeChangeRequest(changeIP, changePort)),)
         datagram = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid, attributes))
-        d = defer.Deferred()
-        delays = iter(self._retries)
-
-        def transmit():
-            delay = next(delays, None)
-            if delay is None:
-                del self._pending[txid]
-                d.callback(None)
-                return
-            self._send(datagram, destination)
-            self._pending[txid] = (d, self.clock.callLater(delay, transmit), read)
-
-        transmit()
+        self._readers[txid] = read
+        d = self._transactions.request(txid, datagram, destination, self._retries)
+        d.addBoth(self._done, txid)
+        d.addErrback(self._unanswered)
         return d
+
+    @staticmethod
+    def _unanswered(failure):
+        # Timed out or stopped: no answer, which run() tells apart.
+        failure.trap(TransactionTimeout, defer.CancelledError)
+        return None
+
+    def _done(self, result, txid):
+        del self._readers[txid]
+        return result
 
     def cancel(self):
         """
@@ -344,10 +344,7 @@ class NATProbe:
         L{ProbeError} without sending anything more.
         """
         self._cancelled = True
-        pending, self._pending = self._pending, {}
-        for d, call, _ in pending.values():
-            call.cancel()
-            d.callback(None)
+        self._transactions.withdrawAll()
 
     @defer.inlineCallbacks
     def run(self):
