@@ -6,11 +6,13 @@ manager and two peers, over L{punchd.testing}'s simulated NATs.
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from punchd import messages, stun
 from punchd.greeter import RECEIVED_KEPT
-from punchd.registration import NOT_ANSWERING_AFTER
+from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
+from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.test.helpers import SERVER, World
 from punchd.testing import (
     ADDRESS_DEPENDENT,
@@ -65,6 +67,24 @@ def pairTest(a, b):
     test.__qualname__ = f"NATMatrixTests.{test.__name__}"
     test.__doc__ = f"Alice behind {a} and bob behind {b} {outcome}."
     return test
+
+
+class PeerInterfaceTests(SynchronousTestCase):
+    def test_interfaces(self):
+        """
+        A peer offers dialects what L{IPeer} says, and watches its path as
+        an L{IPathObserver} and L{IPathReceiver}; its path, once up, is an
+        L{IPath}.
+        """
+        world = World(None, None)
+        world.start(gap=1)
+        world.network.advance(3)
+        for peer in (world.alice, world.bob):
+            verifyObject(IPeer, peer)
+            verifyObject(IPathObserver, peer)
+            verifyObject(IPathReceiver, peer)
+            verifyObject(IPath, peer.punch)
+            self.assertEqual(peer.punch.state, UP)
 
 
 class IntroductionTimingTests(SynchronousTestCase):
