@@ -16,7 +16,8 @@ from pathlib import Path
 
 from punchd import messages, stun
 from punchd.discovery import BehaviourDiscovery
-from punchd.peer import defaultMessage
+from punchd.compat.introductions import ORIGINAL, encodeOriginalIntroduction
+from punchd.greeter import defaultMessage
 
 DOCUMENT = Path(__file__).with_name("protocol.rst")
 
@@ -52,7 +53,7 @@ _NAMES = {
     messages.SEEKING: "SEEKING",
     messages.PAYLOAD: "PAYLOAD",
     messages.PEER_STATE: "PEER-STATE",
-    messages.ORIGINAL: "ORIGINAL",
+    ORIGINAL: "ORIGINAL",
     messages.COOKIE: "COOKIE",
     messages.NAME_SECRET: "NAME-SECRET",
     stun.USERNAME: "USERNAME",
@@ -99,7 +100,7 @@ def _discoveryAnswer():
     discovery = BehaviourDiscovery(("192.0.2.10", 8080), 8081, "192.0.2.11")
     recorders = {key: Recorder() for key in ((0, 0), (0, 1), (1, 0), (1, 1))}
     for key, recorder in recorders.items():
-        discovery.attach(key, recorder)
+        discovery.attach(key, recorder.write)
     discovery.answer((0, 0), stun.decode(changeBoth()), ("198.51.100.1", 5000))
     [datagram] = recorders[(1, 1)].written
     return datagram
@@ -151,16 +152,13 @@ def examples():
         messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY),
         messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY),
         messages.encodeData(
-            txid, "bob", "alice", defaultMessage("alice", "bob"), PUNCH_KEY
+            txid, "bob", "alice", defaultMessage("alice", "bob").encode(), PUNCH_KEY
         ),
         messages.BARE_BINDING_REQUEST + txid,
         messages.bareBindingAnswer(txid, ("198.51.100.1", 5000)),
         changeBoth(),
         _discoveryAnswer(),
-        messages.encodeIntroduction(
-            txid,
-            messages.Introduction("bob", ("203.0.113.1", 6000), (), None, original=True),
-        ),
+        encodeOriginalIntroduction(txid, "bob", ("203.0.113.1", 6000)),
     ]
 
 
