@@ -75,6 +75,7 @@ from twisted.internet.abstract import isIPAddress
 from twisted.logger import Logger
 
 from punchd.testing.hosts import EPHEMERAL_PORTS, Host
+from punchd.testing.realms import Realm
 from punchd.testing.traffic import (
     DELIVERED,
     FILTERED,
@@ -261,31 +262,6 @@ class _Packet:
         self.dst = destination
 
 
-class _Realm:
-    """
-    The public internet (no gateway) or the private network behind a NAT.
-
-    @ivar gateway: The L{NAT} this network is behind, or L{None}.
-    @ivar nodes: The L{Host}s and L{NAT}s attached, by address.
-    """
-
-    def __init__(self, gateway):
-        self.gateway = gateway
-        self.nodes = {}
-
-    def attach(self, address, node):
-        if not isIPAddress(address):
-            raise ValueError(f"{address!r} is not an IPv4 address")
-        if address in self.nodes:
-            raise ValueError(f"{address} is already taken on {self}")
-        self.nodes[address] = node
-
-    def __str__(self):
-        if self.gateway is None:
-            return "the public internet"
-        return f"the network behind {self.gateway}"
-
-
 class Network:
     """
     The public internet, driven by a clock.
@@ -326,7 +302,7 @@ class Network:
         self.loss = loss
         self.random = random.Random(seed)
         self.traffic = []
-        self._public = _Realm(None)
+        self._public = Realm(None)
         self._inFlight = set()
 
     def host(
@@ -713,7 +689,7 @@ class NAT:
         self.loss = loss
         self.behind = behind
         self._realm = realm
-        self._lan = _Realm(self)
+        self._lan = Realm(self)
         self._byKey = {}
         self._byPort = {}
         self._nextPort = NAT_PORTS[0]
