@@ -209,9 +209,7 @@ class PeerProtocol(DatagramProtocol):
         if there is one.
         """
         if self._key is not None:
-            datagram = stun.encode(
-                stun.decode(datagram), integritySHA256Key=self._key, fingerprint=True
-            )
+            datagram = stun.addIntegritySHA256(datagram, self._key)
         self.transport.write(datagram, self.server)
 
     # What dialects use

@@ -45,6 +45,32 @@ class TokenBucket:
         self._tokens = tokens - cost
         return True
 
+    def takeWith(self, other: "TokenBucket", cost: float, now: float) -> bool:
+        """
+        Take C{cost} tokens from this bucket and from C{other}, if both
+        hold that many: L{take} on the two at once, whole or not at all.
+
+        @return: Whether it did; if not, it took from neither.
+        """
+        # Each bucket's level worked out once, without min(), and the other's
+        # not at all when this one is short, as a flooding source's is: this
+        # runs for every datagram the stage manager limits.
+        tokens = self._tokens + (now - self._stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < cost:
+            return False
+        otherTokens = other._tokens + (now - other._stamp) * other.rate
+        if otherTokens > other.burst:
+            otherTokens = other.burst
+        if otherTokens < cost:
+            return False
+        self._tokens = tokens - cost
+        self._stamp = now
+        other._tokens = otherTokens - cost
+        other._stamp = now
+        return True
+
 
 class SourceLimiter:
     """
@@ -109,19 +135,7 @@ class SourceLimiter:
                 buckets.popitem(last=False)
         else:
             buckets.move_to_end(source)
-        # TokenBucket.tokens() and take(), each bucket's level worked out
-        # once: this runs for every datagram.
-        tokens = bucket._tokens + (now - bucket._stamp) * bucket.rate
-        if tokens > bucket.burst:
-            tokens = bucket.burst
-        totalTokens = total._tokens + (now - total._stamp) * total.rate
-        if totalTokens > total.burst:
-            totalTokens = total.burst
-        if tokens < cost or totalTokens < cost:
-            self.dropped += 1
-            return False
-        bucket._tokens = tokens - cost
-        bucket._stamp = now
-        total._tokens = totalTokens - cost
-        total._stamp = now
-        return True
+        if bucket.takeWith(total, cost, now):
+            return True
+        self.dropped += 1
+        return False

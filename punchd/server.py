@@ -220,9 +220,7 @@ class StageManagerProtocol(DatagramProtocol):
         @return: Whether it was sent: not if it would overdraw C{budget}.
         """
         if self._key is not None:
-            datagram = stun.encode(
-                stun.decode(datagram), integritySHA256Key=self._key, fingerprint=True
-            )
+            datagram = stun.addIntegritySHA256(datagram, self._key)
         if budget is not None:
             if len(datagram) > budget.left:
                 self.drops.drop(

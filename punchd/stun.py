@@ -58,6 +58,7 @@ __all__ = [
     "looksLikeStun",
     "decode",
     "encode",
+    "addIntegritySHA256",
     "attribute",
     "encodeAttributes",
     "verifyIntegrity",
@@ -840,6 +841,87 @@ def encode(
             + _UINT32.pack(crc32(datagram) ^ _FINGERPRINT_XOR)
         )
     return _UINT16_PAIR.pack(messageType, length) + transactionID + body
+
+
+def addIntegritySHA256(datagram: bytes, key: bytes) -> bytes:
+    """
+    Sign an encoded message with MESSAGE-INTEGRITY-SHA256 and FINGERPRINT.
+
+    The result is the bytes of C{encode(decode(datagram),
+    integritySHA256Key=key, fingerprint=True)}, made without decoding:
+    one pass over the attribute headers finds where the attributes that
+    would be kept end (before a MESSAGE-INTEGRITY-SHA256 or FINGERPRINT,
+    or after a MESSAGE-INTEGRITY, as L{decode} and L{encode} have it);
+    the length field is rewritten and the two attributes appended.  For a
+    sender that signs every datagram it has already encoded.
+
+    @param datagram: A STUN message, such as L{encode} makes.  Nothing but
+        its framing is checked: a datagram that L{decode} would refuse for
+        its contents is signed all the same.
+    @type datagram: L{bytes} (other bytes-like objects are copied to L{bytes})
+    @param key: The key of MESSAGE-INTEGRITY-SHA256.
+
+    @return: The signed datagram.
+
+    @raise MalformedMessage: If C{datagram} is not framed as a STUN
+        message: too short, a length field that is not its size, or an
+        attribute that runs past its end.
+    @raise ValueError: If the signed message would be too long for its
+        length field.
+    """
+    if type(datagram) is not bytes:
+        datagram = bytes(datagram)
+    size = len(datagram)
+    if (
+        size < _HEADER_LENGTH
+        or size & _ALIGNMENT_MASK
+        or _UINT16.unpack_from(datagram, _LENGTH_OFFSET)[0] != size - _HEADER_LENGTH
+    ):
+        raise MalformedMessage(
+            f"a datagram of {size} bytes whose length field does not count its"
+            f" attributes is not an encoded STUN message"
+        )
+    unpackAttributeHeader = _UINT16_PAIR.unpack_from
+    offset = _HEADER_LENGTH
+    unpadded = []
+    while offset < size:
+        attrType, attrLength = unpackAttributeHeader(datagram, offset)
+        if attrType == MESSAGE_INTEGRITY_SHA256 or attrType == FINGERPRINT:
+            break
+        end = offset + _ATTRIBUTE_HEADER_LENGTH + attrLength
+        offset = (end + _ALIGNMENT_MASK) & ~_ALIGNMENT_MASK
+        if offset > size:
+            raise MalformedMessage(
+                f"attribute 0x{attrType:04x} runs {offset - size} bytes past the end"
+                f" of the message"
+            )
+        if end != offset and datagram[end:offset] != _PADDING[attrLength & _ALIGNMENT_MASK]:
+            unpadded.append((end, offset))
+        if attrType == MESSAGE_INTEGRITY:
+            break
+    body = datagram[_COOKIE_OFFSET:offset]
+    if unpadded:
+        # encode() pads with zeroes whatever the padding was.
+        body = bytearray(body)
+        for end, padded in unpadded:
+            body[end - _COOKIE_OFFSET : padded - _COOKIE_OFFSET] = bytes(padded - end)
+        body = bytes(body)
+    length = offset - _HEADER_LENGTH + _MESSAGE_INTEGRITY_SHA256_SIZE
+    if length + _FINGERPRINT_SIZE > _MAX_LENGTH:
+        raise ValueError(
+            f"the attributes take {length + _FINGERPRINT_SIZE} bytes, more than the"
+            f" length field can hold ({_MAX_LENGTH})"
+        )
+    messageType = datagram[:_LENGTH_OFFSET]
+    mac = hmac.digest(key, messageType + _UINT16.pack(length) + body, "sha256")
+    signed = (
+        messageType
+        + _UINT16.pack(length + _FINGERPRINT_SIZE)
+        + body
+        + _MESSAGE_INTEGRITY_SHA256_HEADER
+        + mac
+    )
+    return signed + _FINGERPRINT_HEADER + _UINT32.pack(crc32(signed) ^ _FINGERPRINT_XOR)
 
 
 def _findIntegrity(data: bytes, wanted: int) -> int:

@@ -38,6 +38,51 @@ class TokenBucketTests(SynchronousTestCase):
         self.assertFalse(bucket.take(5, 0))
         self.assertTrue(bucket.take(4, 0))
 
+    def test_takeWithBoth(self):
+        """
+        L{TokenBucket.takeWith} takes from both buckets when both hold
+        enough.
+        """
+        one, other = TokenBucket(1, 3, now=0), TokenBucket(1, 5, now=0)
+        self.assertTrue(one.takeWith(other, 2, 0))
+        self.assertEqual((one.tokens(0), other.tokens(0)), (1, 3))
+
+    def test_takeWithWholeOrNothing(self):
+        """
+        L{TokenBucket.takeWith} takes from neither bucket when either is
+        short, whichever it is.
+        """
+        for first, second in ((1, 5), (5, 1)):
+            one, other = TokenBucket(1, first, now=0), TokenBucket(1, second, now=0)
+            self.assertFalse(one.takeWith(other, 2, 0))
+            self.assertEqual((one.tokens(0), other.tokens(0)), (first, second))
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from([0.5, 1, 2]), st.floats(0, 2)), max_size=40
+        )
+    )
+    def test_takeWithIsTakeOnBoth(self, steps):
+        """
+        L{TokenBucket.takeWith} answers as L{TokenBucket.take} on each
+        bucket would, taking only when both can.
+        """
+        fast = TokenBucket(3, 5, 0), TokenBucket(7, 4, 0)
+        plain = TokenBucket(3, 5, 0), TokenBucket(7, 4, 0)
+        now = 0.0
+        for cost, later in steps:
+            now += later
+            both = plain[0].tokens(now) >= cost and plain[1].tokens(now) >= cost
+            if both:
+                plain[0].take(cost, now)
+                plain[1].take(cost, now)
+            self.assertEqual(fast[0].takeWith(fast[1], cost, now), both)
+            self.assertEqual(
+                (fast[0].tokens(now), fast[1].tokens(now)),
+                (plain[0].tokens(now), plain[1].tokens(now)),
+            )
+
     def test_badSettings(self):
         """
         A rate or burst that is not positive is refused.
