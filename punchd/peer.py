@@ -279,7 +279,8 @@ class PeerProtocol(DatagramProtocol):
         return (":" in address[0]) == self._ipv6
 
     def _introduced(self, introduction):
-        if self.punch is not None and getattr(self.punch, "key", None) == introduction.key:
+        if isinstance(self.punch, Punch) and self.punch.key == introduction.key:
+            # A retransmission of the introduction being acted on.
             return
         if introduction.name != self.wants:
             raise messages.InvalidMessage(

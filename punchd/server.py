@@ -281,14 +281,11 @@ class StageManagerProtocol(DatagramProtocol):
             self._failed(e, message, address, len(datagram))
             return
         if isinstance(result, Deferred):
-            result.addErrback(
-                lambda failure: self._failed(
-                    failure.trap(stun.StunError, messages.InvalidMessage) and failure.value,
-                    message,
-                    address,
-                    len(datagram),
-                )
-            )
+            result.addErrback(self._failedLater, message, address, len(datagram))
+
+    def _failedLater(self, failure, message, address, size):
+        failure.trap(stun.StunError, messages.InvalidMessage)
+        self._failed(failure.value, message, address, size)
 
     def _failed(self, error, message, address, size):
         """
