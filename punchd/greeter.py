@@ -12,10 +12,17 @@ from zope.interface import implementer
 from punchd.interfaces import IPathObserver, IPathReceiver
 from punchd.messages import MAX_PAYLOAD_BYTES
 from punchd.punching import UP
+from punchd.ratelimit import TokenBucket
 
 #: How many of the messages received a greeter keeps, for whoever embeds
 #: it: a peer runs for months, at a message a second.
 RECEIVED_KEPT = 100
+
+#: Messages from the contact logged a second, after a first burst of
+#: L{LOGGED_BURST}: the contact, or whoever took its place, sets the pace
+#: of its messages but not of the log.  The others are counted.
+LOGGED_RATE = 1
+LOGGED_BURST = 10
 
 
 def defaultMessage(name: str, wants: str) -> str:
@@ -38,6 +45,8 @@ class Greeter:
     @ivar text: The message sent.
     @ivar received: The last L{RECEIVED_KEPT} messages received, as
         C{(text, source)}.
+    @ivar unlogged: How many messages received since the last one logged
+        were not logged, past L{LOGGED_RATE}.
     """
 
     log = Logger()
@@ -61,6 +70,9 @@ class Greeter:
         self._path = None
         self._sender = LoopingCall(self._send)
         self._sender.clock = clock
+        self._clock = clock
+        self._logBudget = TokenBucket(LOGGED_RATE, LOGGED_BURST, clock.seconds())
+        self.unlogged = 0
 
     def _send(self):
         if self._path.state != UP:
@@ -96,6 +108,17 @@ class Greeter:
     def dataReceived(self, path, data, source):
         text = data.decode("utf-8", "replace")
         self.received.append((text, source))
+        if not self._logBudget.take(1, self._clock.seconds()):
+            # Whoever holds the path sets the pace: the log does not.
+            self.unlogged += 1
+            return
+        if self.unlogged:
+            self.log.info(
+                "{unlogged} peer message(s) not logged: more than {rate} a second",
+                unlogged=self.unlogged,
+                rate=LOGGED_RATE,
+            )
+            self.unlogged = 0
         self.log.info(
             "We received a peer message of len {length} from {host},{port} ->> {text}",
             length=len(data),

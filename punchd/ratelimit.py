@@ -139,3 +139,19 @@ class SourceLimiter:
             return True
         self.dropped += 1
         return False
+
+    def takeTotal(self, cost: float, now: float) -> bool:
+        """
+        Take C{cost} tokens from the total alone, for traffic that is not
+        charged to any one source: that from sources not proven, whose
+        addresses anyone may spoof.
+
+        @return: Whether it did; if not, it took none.
+        """
+        total = self._total
+        if total is None:
+            total = self._total = TokenBucket(self._totalRate, self._totalBurst, now)
+        if total.take(cost, now):
+            return True
+        self.dropped += 1
+        return False

@@ -4,8 +4,9 @@ retransmission, the cookie that proves the peer's address, the name's
 secret, and what the answers say.
 """
 
+import random as _random
+
 from twisted.internet.defer import CancelledError
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from punchd import messages, stun
@@ -23,6 +24,11 @@ PROOF_DELAY = 1.0
 #: After this many unanswered transmissions of one registration, the peer
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
+
+#: Each refresh interval and retransmission delay is moved at random by up
+#: to this share of itself either way, so that many peers behind one NAT,
+#: started together, do not register in lockstep.
+JITTER = 0.1
 
 
 class Registrar:
@@ -48,6 +54,8 @@ class Registrar:
         seeking,
         interval: float = 20.0,
         newTransactionID=stun.newTransactionID,
+        jitter: float = JITTER,
+        random=_random.random,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -60,7 +68,11 @@ class Registrar:
         @param localPort: Its socket's port.
         @param seeking: A function returning whether the peer seeks an
             introduction now.
-        @param interval: Seconds between registrations.
+        @param interval: Seconds between registrations, on average.
+        @param jitter: The share of each interval and retransmission delay
+            by which it is moved at random either way.
+        @param random: A function returning a float in [0, 1), for the
+            jitter.
         """
         self.clock = clock
         self.server = server
@@ -74,8 +86,9 @@ class Registrar:
         self._seeking = seeking
         self._newTransactionID = newTransactionID
         self._transactions = Transactions(clock, lambda datagram, _: send(datagram))
-        self._refresher = LoopingCall(self._refresh)
-        self._refresher.clock = clock
+        self._jitter = jitter
+        self._random = random
+        self._refresher = None
         self._inFlight = None
         self._firstAttemptAt = None
         self._serverSilent = False
@@ -87,16 +100,18 @@ class Registrar:
 
     def start(self):
         """
-        Register now and every C{interval} seconds.
+        Register now and every C{interval} seconds, give or take the
+        jitter.
         """
-        self._refresher.start(self.interval, now=True)
+        self._refresh()
 
     def stop(self):
         """
         Stop: no timer remains.
         """
-        if self._refresher.running:
-            self._refresher.stop()
+        if self._refresher is not None and self._refresher.active():
+            self._refresher.cancel()
+        self._refresher = None
         self._transactions.withdrawAll()
         if self._proof is not None and self._proof.active():
             self._proof.cancel()
@@ -111,7 +126,11 @@ class Registrar:
             self._send(messages.encodeUnregister(self._newTransactionID(), self.name, self._secret))
             self.log.info("Told the stage manager to forget {name}", name=self.name)
 
+    def _jittered(self, delay: float) -> float:
+        return delay * (1 + self._jitter * (2 * self._random() - 1))
+
     def _refresh(self):
+        self._refresher = self.clock.callLater(self._jittered(self.interval), self._refresh)
         if self._inFlight is None:
             self.register()
 
@@ -149,7 +168,7 @@ class Registrar:
             txid,
             datagram,
             self.server,
-            backoff(REGISTRATION_RTO, self.interval),
+            backoff(REGISTRATION_RTO, self.interval, self._jitter, self._random),
             sent=self._attempted,
         )
         d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration,))

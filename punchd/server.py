@@ -29,8 +29,8 @@ INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 #: that has not proven its address, is waited for.
 UNPROVEN_INTRODUCTION_WAIT = sum(INTRODUCTION_RETRIES)
 
-#: Registrations, or Binding requests, a second from one source address,
-#: by default.
+#: Registrations, or Binding requests, a second from one source (address
+#: and port), by default.
 SOURCE_RATE = 20
 
 #: Registrations without a cookie handled a second, from all sources
@@ -65,7 +65,7 @@ class _Request:
     A registration on its way through the stage manager's steps.
     """
 
-    __slots__ = ("message", "registration", "address", "proven", "budget", "now")
+    __slots__ = ("message", "registration", "address", "proven", "budget", "now", "refresh")
 
     def __init__(self, message, registration, address, proven, budget, now):
         self.message = message
@@ -74,6 +74,9 @@ class _Request:
         self.proven = proven
         self.budget = budget
         self.now = now
+        # Whether it repeats the entry's last registration, from the same
+        # place and wanting the same peer: set once the entry is recorded.
+        self.refresh = False
 
 
 def _then(result, f, *args):
@@ -139,9 +142,10 @@ class StageManagerProtocol(DatagramProtocol):
         @param cookies: The L{Cookies} that prove sources' addresses; by
             default new ones with a random key.
         @param registrationLimit: The L{SourceLimiter} of registrations by
-            source address; L{None} for no limit.
+            proven source address and port, and of unproven ones in all;
+            L{None} for no limit.
         @param bindingLimit: The L{SourceLimiter} of Binding answers by
-            source address; L{None} for no limit.
+            source address and port; L{None} for no limit.
         @param unprovenRate: Registrations without a valid cookie handled a
             second; the others are answered with a cookie only.
         @param key: With a shared secret, the key of the
@@ -234,8 +238,16 @@ class StageManagerProtocol(DatagramProtocol):
         self._send(datagram, address)
         return True
 
-    def _limited(self, limiter, address) -> bool:
-        if limiter is None or limiter.take(address[0], 1, self.clock.seconds()):
+    def _limited(self, limiter, address, proven=True) -> bool:
+        # Sources are told apart by address and port, not by IP alone: a
+        # spoofer sending from a victim's IP at other ports, or the peers
+        # sharing one IP behind carrier-grade NAT, each have a bucket of
+        # their own.  Traffic from sources not proven is charged only to
+        # the total, never to a bucket a spoofer could empty for a victim.
+        if limiter is None:
+            return False
+        now = self.clock.seconds()
+        if limiter.take(address, 1, now) if proven else limiter.takeTotal(1, now):
             return False
         self.stats["rateLimited"] += 1
         self.drops.drop("rate-limited", formatAddress(address))
@@ -326,11 +338,11 @@ class StageManagerProtocol(DatagramProtocol):
         """
         registration = messages.parseRegistration(message)
         now = self.clock.seconds()
-        if self._limited(self.registrationLimit, address):
-            return None
         proven = registration.cookie is not None and self.cookies.check(
             registration.cookie, address
         )
+        if self._limited(self.registrationLimit, address, proven):
+            return None
         budget = None if proven else _Budget(size)
         if not proven and (
             size < messages.UNPROVEN_REGISTRATION_BYTES or not self.unprovenLimit.take(1, now)
@@ -407,7 +419,7 @@ class StageManagerProtocol(DatagramProtocol):
                     size=len(self.phonebook),
                     evicted=evicted.name,
                 )
-        self._logRegistration(entry, previous)
+        request.refresh = self._logRegistration(entry, previous)
         for dialect in self.dialects:
             dialect.registered(entry, previous, registration.seeking)
         if not (registration.seeking and registration.wants is not None):
@@ -470,7 +482,10 @@ class StageManagerProtocol(DatagramProtocol):
             dialect.introduce(entry, other, request.budget)
         elif peerState == messages.PEER_INTRODUCED:
             self._introduce(entry, other, request.budget)
-        elif peerState is not None and proven:
+        elif peerState is not None and proven and not request.refresh:
+            # Said when the peer registers, moves or wants another, not at
+            # each refresh while it waits: anyone can make the stage manager
+            # log, but only at the pace of changes to its entry.
             self.log.info(
                 "{name} is looking for {wants}, who is {why}: no introduction yet",
                 name=entry.name,
@@ -478,19 +493,25 @@ class StageManagerProtocol(DatagramProtocol):
                 why="not registered" if other is None else f"looking for {other.wants}",
             )
 
-    def _logRegistration(self, entry, previous):
+    def _logRegistration(self, entry, previous) -> bool:
+        """
+        Log a proven entry that is new, or changed.
+
+        @return: Whether the registration was a refresh of a proven entry,
+            from the same place: not logged.
+        """
         if not entry.proven:
             # Anyone can send a registration from any address: a peer is
             # logged once it has proven its address, so that a flood of
             # strangers cannot flood the log.
-            return
+            return False
         known = previous is not None and previous.proven
         if known and previous.samePlace(entry):
             # A refresh, the stage manager's most common datagram by far:
             # one per peer every interval.  Counted in stats, never logged,
             # not even at debug level, which twistd writes out: a line per
             # refresh cost more than the rest of the registration.
-            return
+            return True
         fields = dict(
             name=entry.name,
             address=formatAddress(entry.address),
@@ -511,6 +532,7 @@ class StageManagerProtocol(DatagramProtocol):
                 previousWants=previous.wants,
                 **fields,
             )
+        return False
 
     def _introduce(self, a, b, budget):
         """

@@ -144,16 +144,16 @@ class Options(usage.Options):
             "registration-rate",
             None,
             SOURCE_RATE,
-            "Registrations a second accepted from one source address, with"
-            " bursts of twice that; 0 for no limit.",
+            "Registrations a second accepted from one proven source (address"
+            " and port), with bursts of twice that; 0 for no limit.",
             options.named("registration-rate", options.rate),
         ],
         [
             "binding-rate",
             None,
             SOURCE_RATE,
-            "STUN Binding requests a second answered for one source address,"
-            " with bursts of twice that; 0 for no limit.",
+            "STUN Binding requests a second answered for one source (address"
+            " and port), with bursts of twice that; 0 for no limit.",
             options.named("binding-rate", options.rate),
         ],
         [

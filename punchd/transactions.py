@@ -11,6 +11,7 @@ schedule, and gets a L{Deferred} that fires with the answer or fails with
 L{TransactionTimeout}.
 """
 
+import random
 from itertools import count
 
 from twisted.internet.defer import Deferred
@@ -30,13 +31,18 @@ class TransactionTimeout(Exception):
         self.attempts = attempts
 
 
-def backoff(first: float, cap: float):
+def backoff(first: float, cap: float, jitter: float = 0.0, random=random.random):
     """
     A schedule that never runs out: C{first} seconds, then twice as long
-    each time, up to C{cap}.
+    each time, up to C{cap}; each delay then moved at random by up to
+    C{jitter} of itself either way, so that many senders started together
+    do not retransmit together.
+
+    @param random: A function returning a float in [0, 1).
     """
     for attempt in count():
-        yield min(first * 2**attempt, cap)
+        delay = min(first * 2**attempt, cap)
+        yield delay * (1 + jitter * (2 * random() - 1)) if jitter else delay
 
 
 class _Transaction:

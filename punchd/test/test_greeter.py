@@ -76,3 +76,30 @@ class GreeterTests(SynchronousTestCase):
         A text that does not fit in one datagram is refused at once.
         """
         self.assertRaises(ValueError, Greeter, self.clock, "\u00e9" * (MAX_PAYLOAD_BYTES // 2 + 1))
+
+
+class LogRateTests(SynchronousTestCase):
+    def test_messageLinesRateLimitedAndCounted(self):
+        """
+        A flood of messages from the contact logs the first lines, then one a second, and counts and reports the rest.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from punchd.greeter import LOGGED_BURST
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        clock = Clock()
+        greeter = Greeter(clock, "hi")
+        path = FakePath()
+        for i in range(1000):
+            greeter.dataReceived(path, b"x" * 1000, SOURCE)
+        self.assertEqual(greeter.unlogged, 1000 - LOGGED_BURST)
+        clock.advance(1)
+        greeter.dataReceived(path, b"y", SOURCE)
+        lines = [e for e in events if e["log_format"].startswith("We received a peer message")]
+        skipped = [e for e in events if "not logged" in e["log_format"]]
+        self.assertEqual(len(lines), LOGGED_BURST + 1)
+        self.assertEqual([e["unlogged"] for e in skipped], [1000 - LOGGED_BURST])
+        self.assertEqual(greeter.unlogged, 0)
+        self.assertEqual(len(greeter.received), RECEIVED_KEPT)

@@ -432,7 +432,11 @@ class RegistrationTests(SynchronousTestCase):
             d.sentAt for d in world.network.traffic
             if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
         ]
-        self.assertEqual(sent, [0, 0.2, 20, 40, 60])
+        # Each interval is jittered by up to a tenth either way.
+        self.assertEqual(sent[:2], [0, 0.2])
+        self.assertEqual(len(sent), 5)
+        for before, after in zip(sent[1:], sent[2:]):
+            self.assertTrue(18 <= after - before <= 22 or 18 <= after - int(before) <= 22, sent)
 
     def test_backoffAndSilentServer(self):
         """
@@ -448,7 +452,10 @@ class RegistrationTests(SynchronousTestCase):
             d.sentAt for d in world.network.traffic
             if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
         ]
-        self.assertEqual(sent[:7], [0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5])
+        # Each delay is jittered by up to a tenth either way.
+        delays = [after - before for before, after in zip(sent, sent[1:7])]
+        for delay, expected in zip(delays, [0.5, 1, 2, 4, 8, 10]):
+            self.assertTrue(0.9 * expected <= delay <= 1.1 * expected, sent)
         warnings = [e for e in events if "not answering" in e["log_format"]]
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["attempts"], NOT_ANSWERING_AFTER)

@@ -46,10 +46,14 @@ class Site:
         self.server = StageManagerProtocol(self.serverHost, phonebook, **serverArgs)
         self.serverHost.listenUDP(SERVER[1], self.server)
         self.hosts = 0
+        self._hosts = {}
 
     def client(self, address=None, port=5000):
         self.hosts += 1
-        host = self.network.host(address or f"203.0.113.{self.hosts}")
+        address = address or f"203.0.113.{self.hosts}"
+        host = self._hosts.get(address)
+        if host is None:
+            host = self._hosts[address] = self.network.host(address)
         recorder = Recorder()
         return recorder, host.listenUDP(port, recorder)
 
@@ -236,6 +240,68 @@ class RateLimitTests(SynchronousTestCase):
         self.assertEqual(site.server.stats["registrations"], 40)
         self.assertEqual(site.server.drops.counts["rate-limited"], 60)
 
+    def test_spoofedFloodFromVictimIPDoesNotBlockVictim(self):
+        """
+        Unproven registrations spoofed from a victim's IP, from any ports, are never charged to the victim's bucket.
+        """
+        site = Site(registrationLimit=sourceLimiter(20))
+        _, spoofer = site.client("203.0.113.1", 7000)
+        victim, victimTransport = site.client("203.0.113.1", 5000)
+        rng = random.Random(3)
+        for tick in range(20):
+            for i in range(20):
+                spoofer.port = rng.randrange(1024, 65536)
+                spoofer.write(registration(f"x{rng.randrange(10**9)}"), SERVER)
+            register(site.server, victimTransport, "alice", "bob", True)
+            site.network.advance(0.1)
+        answers = victim.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(len(answers), 20)
+        self.assertEqual(site.server.drops.counts["rate-limited"], 0)
+
+    def test_provenSourcesLimitedByAddressAndPort(self):
+        """
+        Proven registrations are limited per address and port: peers sharing one IP each get the whole rate.
+        """
+        site = Site(registrationLimit=sourceLimiter(20))
+        transports = [site.client("203.0.113.1", 5000 + i)[1] for i in range(10)]
+        for transport in transports:
+            for i in range(5):
+                register(site.server, transport, f"n{transport.port}-{i}")
+        site.network.advance(1)
+        self.assertEqual(site.server.stats["registrations"], 50)
+        self.assertEqual(site.server.drops.counts["rate-limited"], 0)
+
+    def test_unprovenChallengesBoundedGlobally(self):
+        """
+        Cookies for unproven registrations are answered statelessly, within the limiter's bound for all sources.
+        """
+        site = Site(registrationLimit=sourceLimiter(1), unprovenRate=1)
+        _, spoofer = site.client("203.0.113.1", 7000)
+        for i in range(3000):
+            spoofer.port = 1024 + i
+            spoofer.write(registration(f"x{i}"), SERVER)
+        site.network.advance(0.5)
+        self.assertEqual(site.server.stats["challenges"], 2000)
+        self.assertEqual(site.server.drops.counts["rate-limited"], 1000)
+        self.assertEqual(len(site.server.registrationLimit), 0)
+
+    def test_bindingSpoofedFromVictimIPDoesNotStarveVictim(self):
+        """
+        Binding requests spoofed from a victim's IP at other ports do not use up the victim's Binding budget.
+        """
+        site = Site(bindingLimit=sourceLimiter(20))
+        _, spoofer = site.client("203.0.113.1", 7000)
+        victim, victimTransport = site.client("203.0.113.1", 5000)
+        request = lambda: stun.encode(
+            stun.Message(stun.BINDING, stun.REQUEST, stun.newTransactionID())
+        )
+        for i in range(500):
+            spoofer.port = 1024 + i
+            spoofer.write(request(), SERVER)
+        victimTransport.write(request(), SERVER)
+        site.network.advance(1)
+        self.assertEqual(len(victim.received), 1)
+
     def test_bindingFlood(self):
         """
         Binding answers to one source are capped by its bucket: a burst of
@@ -374,6 +440,20 @@ class BoundedStateTests(SynchronousTestCase):
         self.assertEqual(len(site.server.phonebook), 100)
         self.assertLessEqual(len(site.server.registrationLimit), 10000)
         self.assertGreater(site.server.stats["evictions"], 2000)
+
+    def test_waitingRefreshesNotLogged(self):
+        """
+        A proven peer refreshing while the peer it seeks is absent is logged once, not at every refresh.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        site = Site()
+        _, transport = site.client("203.0.113.1")
+        for i in range(10):
+            register(site.server, transport, "alice", "bob", True)
+            site.network.advance(1)
+        waiting = [e for e in events if "no introduction yet" in e["log_format"]]
+        self.assertEqual(len(waiting), 1)
+        self.assertEqual(site.server.stats["registrations"], 10)
 
     def test_warningsRateLimited(self):
         """

@@ -126,6 +126,16 @@ class BackoffTests(SynchronousTestCase):
         schedule = backoff(0.5, 3)
         self.assertEqual([next(schedule) for _ in range(6)], [0.5, 1, 2, 3, 3, 3])
 
+    def test_jitterMovesEachDelay(self):
+        """
+        L{backoff} with a jitter moves each delay by up to that share of it, either way, as its random function says.
+        """
+        draws = iter([0.0, 0.5, 1.0, 0.75])
+        schedule = backoff(1, 4, 0.1, lambda: next(draws))
+        self.assertEqual(
+            [round(next(schedule), 6) for _ in range(4)], [0.9, 2.0, 4.4, 4.2]
+        )
+
 
 class ExpectTests(SynchronousTestCase):
     def test_expectSendsNothing(self):
