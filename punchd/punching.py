@@ -68,8 +68,16 @@ class Punch:
     """
     Punch a path to one introduced peer, then keep it alive and prove it.
 
-    While punching it sends an authenticated probe to every candidate every
-    C{probeInterval} seconds.  The first answer brings the path up; a better
+    While punching it sends an authenticated probe to every candidate it has
+    heard from every C{probeInterval} seconds.  An address it was only told
+    of may be anyone's, so, as ICE paces its checks and RFC 7675 asks for
+    consent, a candidate not yet heard from is probed on a backoff (0, 1, 2,
+    4, 8 ... probe intervals after it was first due) and within its even
+    share of C{unheardBudget} bytes for the whole introduction: a forged
+    introduction or registration cannot make a peer flood its victims.
+    Whatever authenticated comes from an address (a probe, an answer, data)
+    makes it heard, and so does an answer to a probe sent to it.  The first
+    answer brings the path up; a better
     candidate (a local one, say) that answers shortly after takes over.  With
     the path up it sends a keepalive every C{keepaliveInterval} seconds, and
     declares the path lost when nothing authenticated has come from the peer
@@ -82,6 +90,8 @@ class Punch:
         seconds.
     @ivar candidates: The L{Candidate}s, best first.
     @ivar probesSent: How many probes this punch sent, keepalives excluded.
+    @ivar unheardBytesSent: How many bytes of probes this punch sent to
+        candidates it had not heard from.
     """
 
     log = Logger()
@@ -97,6 +107,7 @@ class Punch:
         probeInterval: float = 0.05,
         keepaliveInterval: float = 5.0,
         pathTimeout: float = 15.0,
+        unheardBudget: int = 4096,
         newTransactionID=stun.newTransactionID,
     ):
         """
@@ -107,6 +118,12 @@ class Punch:
         @param observer: Told what happens: an
             L{punchd.interfaces.IPathObserver} and
             L{punchd.interfaces.IPathReceiver}.
+        @param unheardBudget: The most bytes of probes sent, over the whole
+            punch, to the introduced candidates not heard from: 4 KiB gives
+            each of two candidates its full backoff schedule, eight probes
+            in the default 5 s, and each of the nine a forged introduction
+            can name six, up to 800 ms, still past a server round trip of
+            skew between the peers' introductions.
         """
         self.clock = clock
         self._send = send
@@ -127,16 +144,25 @@ class Punch:
         self.selected = None
         self.rtt = None
         self.probesSent = 0
+        self.unheardBytesSent = 0
+        self._heard = set()
+        self._unheardRounds = {}
+        self._unheardSpent = {}
+        self._unheardShare = unheardBudget // len(self.candidates)
+        self._probeBytes = len(
+            messages.encodeProbe(bytes(12), self.peerName, self.myName, self.key)
+        )
         self.lastHeard = None
         self._inFlight = {}
         self._startedAt = None
         self._deadline = None
         self._upgradeDeadline = None
-        self._prober = self._loop(self._probeRound)
-        self._keeper = self._loop(self._keepalive)
+        # Counted, so that a round the reactor ran late still moves each
+        # backoff by the intervals that passed.
+        self._prober = self._loop(LoopingCall.withCount(self._probeRound))
+        self._keeper = self._loop(LoopingCall(self._keepalive))
 
-    def _loop(self, f):
-        call = LoopingCall(f)
+    def _loop(self, call):
         call.clock = self.clock
         return call
 
@@ -182,10 +208,36 @@ class Punch:
             self.probesSent += 1
         candidate.send(messages.encodeProbe(txid, self.peerName, self.myName, self.key))
 
-    def _probeRound(self):
+    def _probeRound(self, intervals):
         for candidate in self.candidates:
             if self.selected is None or candidate.priority > self.selected.priority:
-                self._probe(candidate)
+                if candidate.address in self._heard or self._unheardDue(candidate, intervals):
+                    self._probe(candidate)
+
+    def _unheardDue(self, candidate, intervals):
+        """
+        Whether a candidate not heard from is due a probe this round, on its
+        backoff and within its share of the budget; if so, charge it.
+
+        @param intervals: How many probe intervals passed since the last
+            round.
+        """
+        address = candidate.address
+        before = self._unheardRounds.get(address)
+        if before is None:
+            self._unheardRounds[address] = 0
+        else:
+            # Due at 1, 2, 4, 8 ... intervals after the first probe: when
+            # the count of intervals reaches the next power of two.
+            after = self._unheardRounds[address] = before + intervals
+            if after.bit_length() == before.bit_length():
+                return False
+        spent = self._unheardSpent.get(address, 0) + self._probeBytes
+        if spent > self._unheardShare:
+            return False
+        self._unheardSpent[address] = spent
+        self.unheardBytesSent += self._probeBytes
+        return True
 
     def _timedOut(self):
         self.state = FAILED
@@ -212,11 +264,13 @@ class Punch:
             return False
         kind = (message.method, message.messageClass)
         if kind == (stun.BINDING, stun.REQUEST):
+            self._heard.add(source)
             self.lastHeard = self.clock.seconds()
             self._probed(message, source)
         elif kind == (stun.BINDING, stun.SUCCESS):
             if message.transactionID not in self._inFlight:
                 return False
+            self._heard.add(source)
             self.lastHeard = self.clock.seconds()
             self._answered(message.transactionID)
         elif kind == (messages.DATA, stun.INDICATION):
@@ -224,6 +278,7 @@ class Punch:
                 data = messages.parseData(message)
             except messages.InvalidMessage:
                 return False
+            self._heard.add(source)
             self.lastHeard = self.clock.seconds()
             self._observer.dataReceived(self, data, source)
         else:
@@ -248,6 +303,8 @@ class Punch:
 
     def _answered(self, txid):
         candidate, sentAt = self._inFlight.pop(txid)
+        # The peer got what was sent there: its consent, in RFC 7675's words.
+        self._heard.add(candidate.address)
         self.rtt = self.clock.seconds() - sentAt
         if self.state == PUNCHING:
             self.state = UP

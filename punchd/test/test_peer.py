@@ -10,6 +10,7 @@ from zope.interface.verify import verifyObject
 
 from punchd import messages, stun
 from punchd.greeter import RECEIVED_KEPT
+from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
@@ -403,6 +404,41 @@ class PathLifeTests(SynchronousTestCase):
             self.assertEqual(host.getDelayedCalls(), [])
         world.network.advance(1)
         self.assertEqual(len(world.server.phonebook), 0)
+
+
+class ReflectionTests(SynchronousTestCase):
+    """
+    Addresses a peer is told of but never hears from.
+    """
+
+    def test_decoyLocalAddressesGetBudgetOnly(self):
+        """
+        A contact that lists seven local addresses besides its own, which
+        nobody answers at, gets them at most their shares of the punch's
+        budget, and the pair connects as fast.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(10)
+        start = world.clock.seconds()
+        bob = PeerProtocol(
+            world.bobHost, SERVER, "bob", "alice",
+            localHosts=(world.bobHost.address,) + decoys, interval=world.interval,
+        )
+        events = world.events["bob"] = []
+        world._record(bob, "pathUp", events)
+        world.bob, world.bobPort = bob, world.bobHost.listenUDP(6000, bob)
+        rtt = world.serverRoundTrip(world.bobHost, world.natB)
+        world.network.advance(10)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 3 * rtt + 1e-9)
+        toDecoys = [
+            d for d in world.network.traffic
+            if d.sender is world.aliceHost and d.destination[0] in decoys
+        ]
+        self.assertGreater(len(toDecoys), 0)
+        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4096 // 9))
 
 
 class RegistrationTests(SynchronousTestCase):

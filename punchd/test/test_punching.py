@@ -56,6 +56,15 @@ class PunchTests(SynchronousTestCase):
             self.observer,
         )
 
+    def rounds(self, count):
+        """
+        Advance the clock by C{count} probe intervals, to each round's exact
+        time, as the punch's loop computes it.
+        """
+        first = round(self.clock.seconds() / 0.05)
+        for n in range(first + 1, first + count + 1):
+            self.clock.advance(n * 0.05 - self.clock.seconds())
+
     def answer(self, address):
         """
         Answer the latest probe sent to C{address}, as bob would.
@@ -102,16 +111,17 @@ class PunchTests(SynchronousTestCase):
     def test_upgradeWindowCloses(self):
         """
         A better candidate that never answers is probed only for the upgrade
-        window.
+        window, on its backoff since it was never heard from.
         """
         self.punch.start()
         self.clock.advance(0.1)
         self.answer(PUBLIC_ADDRESS)
         self.sent.clear()
-        # The window is at least half a second: a probe every 50 ms meanwhile.
+        # The window is at least half a second: the local candidate's fourth
+        # and eighth rounds come in it (probes at 200 and 400 ms).
         self.clock.pump([0.05] * 9)
         self.assertEqual(
-            [a for m, a, _ in self.sent if m.method == stun.BINDING], [LOCAL_ADDRESS] * 9
+            [a for m, a, _ in self.sent if m.method == stun.BINDING], [LOCAL_ADDRESS] * 2
         )
         self.clock.advance(0.55)
         self.sent.clear()
@@ -130,8 +140,88 @@ class PunchTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.assertEqual(self.observer.events, ["failed"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        # Two candidates, a round every 50 ms for 5 s.
-        self.assertIn(self.punch.probesSent, (200, 202))
+        # Two candidates never heard from, each probed at 0, 50, 100, 200,
+        # 400, 800, 1600 and 3200 ms.
+        self.assertEqual(self.punch.probesSent, 16)
+
+    def test_unheardCandidatesBackOff(self):
+        """
+        A candidate not heard from is probed 0, 50, 100, 200, 400 ... ms
+        after the introduction, not every 50 ms.
+        """
+        self.punch.start()
+        times = []
+        for _ in range(100):
+            times.extend(round(self.clock.seconds(), 2) for _, a, _ in self.sent if a == PUBLIC_ADDRESS)
+            self.sent.clear()
+            self.rounds(1)
+        self.assertEqual(times, [0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+
+    def test_heardCandidateProbedEveryInterval(self):
+        """
+        Once an authenticated probe comes from a candidate, it is heard and
+        probed every 50 ms, outside the budget.
+        """
+        self.punch.start()
+        self.rounds(6)
+        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", KEY)
+        self.punch.handle(probe, stun.decode(probe), PUBLIC_ADDRESS)
+        self.sent.clear()
+        self.rounds(4)
+        self.assertEqual(
+            [m.messageClass for m, a, _ in self.sent if a == PUBLIC_ADDRESS], [stun.REQUEST] * 4
+        )
+
+    def test_forgedProbeDoesNotMakeHeard(self):
+        """
+        A probe from a candidate that fails the integrity check does not
+        lift its budget.
+        """
+        self.punch.start()
+        self.rounds(6)
+        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", b"x" * 16)
+        self.assertFalse(self.punch.handle(probe, stun.decode(probe), PUBLIC_ADDRESS))
+        self.sent.clear()
+        self.rounds(4)
+        self.assertEqual([a for _, a, _ in self.sent], [LOCAL_ADDRESS, PUBLIC_ADDRESS])
+
+    def test_peerReflexiveHeard(self):
+        """
+        An address learned from the peer's probe (a triggered check) is heard:
+        probed every 50 ms until it answers.
+        """
+        self.punch.start()
+        source = ("203.0.113.1", 40123)
+        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", KEY)
+        self.punch.handle(probe, stun.decode(probe), source)
+        self.sent.clear()
+        self.rounds(6)
+        self.assertEqual(
+            [a for m, a, _ in self.sent if m.messageClass == stun.REQUEST].count(source), 6
+        )
+
+    def test_victimsOfForgedIntroductionGetBudgetOnly(self):
+        """
+        An introduction naming one public and eight local addresses that
+        never answer brings them at most the 4 KiB budget over the whole
+        punch timeout, evenly shared.
+        """
+        victims = tuple(("192.0.2.%d" % i, 9000 + i) for i in range(1, 10))
+        introduction = messages.Introduction("bob", victims[0], victims[1:], KEY)
+        sent = []
+        punch = Punch(
+            self.clock, lambda datagram, address: sent.append((datagram, address)),
+            "alice", introduction, self.observer,
+        )
+        punch.start()
+        self.rounds(120)
+        self.assertEqual(self.observer.events, ["failed"])
+        total = sum(len(d) for d, _ in sent)
+        self.assertLessEqual(total, 4096)
+        self.assertEqual(total, punch.unheardBytesSent)
+        for victim in victims:
+            self.assertLessEqual(sum(len(d) for d, a in sent if a == victim), 4096 // 9)
+            self.assertGreaterEqual(len([a for _, a in sent if a == victim]), 6)
 
     def test_wrongKeyIgnored(self):
         """
