@@ -147,6 +147,7 @@ def examples():
             messages.Introduction(
                 "bob", ("203.0.113.1", 6000), (("10.0.2.2", 6000),), PUNCH_KEY
             ),
+            messages.introductionKey(SECRET),
         ),
         messages.encodeUnregister(txid, "alice", SECRET),
         messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY),
@@ -158,11 +159,13 @@ def examples():
         messages.bareBindingAnswer(txid, ("198.51.100.1", 5000)),
         changeBoth(),
         _discoveryAnswer(),
-        encodeOriginalIntroduction(txid, "bob", ("203.0.113.1", 6000)),
+        encodeOriginalIntroduction(
+            txid, "bob", ("203.0.113.1", 6000), messages.introductionKey(SECRET)
+        ),
     ]
 
 
-def _describe(attrType, value, txid):
+def _describe(attrType, value, txid, method):
     name = _NAMES[attrType]
     if attrType in _TEXT:
         return f"{name}: {value.decode('utf-8')!r}"
@@ -172,6 +175,8 @@ def _describe(attrType, value, txid):
     if attrType in _ADDRESSES:
         host, port = stun.decodeAddress(value)
         return f"{name}: {host}:{port}"
+    if attrType == stun.MESSAGE_INTEGRITY and method == messages.INTRODUCE:
+        return f"{name}: HMAC-SHA1 keyed with the recipient's introduction key"
     if attrType in _FIXED:
         return f"{name}: {_FIXED[attrType]}"
     if not value:
@@ -228,7 +233,7 @@ def listing(datagram):
         lines += _rows(
             offset,
             datagram[offset : offset + size],
-            _describe(attrType, value, message.transactionID),
+            _describe(attrType, value, message.transactionID, message.method),
             elide=attrType == stun.PADDING,
         )
         offset += size

@@ -1,9 +1,13 @@
 """
-Socket addresses: parsing them from options and writing them for people.
+Socket addresses: parsing them from options, writing them for people, and
+telling which a peer may send to.
 """
 
 import socket
 from ipaddress import ip_address
+
+_UNSPECIFIED = bytes(4)
+_LIMITED_BROADCAST = b"\xff" * 4
 
 
 def formatAddress(address) -> str:
@@ -96,3 +100,60 @@ def localAddressTowards(destination):
         except OSError:
             return None
         return s.getsockname()[0]
+
+
+def unusableReason(address, ipv6: "bool | None" = None, own=()) -> "str | None":
+    """
+    Say why a socket address a message named is not one to send to.
+
+    @param address: C{(host, port)}, the host an address literal.
+    @param ipv6: Whether the socket that would send is IPv6 (L{True}) or
+        IPv4 (L{False}); L{None} to leave the family unchecked.
+    @param own: The sender's own C{(host, port)}s, which it must not be
+        told to reach.
+    @return: L{None} if the address is usable, or a short fixed reason:
+        C{"not an IP address"}, C{"IPv4-mapped address on an IPv4
+        socket"}, C{"IPv6 address on an IPv4 socket"}, C{"IPv4 address on
+        an IPv6 socket"}, C{"unspecified address"}, C{"broadcast address"},
+        C{"multicast address"}, C{"port 0"} or C{"own address"}.
+    """
+    host, port = address[0], address[1]
+    if ":" not in host:
+        # IPv4, as nearly every address is: judged on its packed bytes,
+        # for the stage manager checks those of every registration.
+        try:
+            packed = socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            return "not an IP address"
+        if ipv6:
+            return "IPv4 address on an IPv6 socket"
+    else:
+        try:
+            ip = ip_address(host)
+        except ValueError:
+            return "not an IP address"
+        mapped = ip.ipv4_mapped
+        if ipv6 is False:
+            if mapped is not None:
+                return "IPv4-mapped address on an IPv4 socket"
+            return "IPv6 address on an IPv4 socket"
+        if mapped is None:
+            if ip.is_unspecified:
+                return "unspecified address"
+            if ip.is_multicast:
+                return "multicast address"
+            packed = None
+        else:
+            packed = mapped.packed
+    if packed is not None:
+        if packed == _UNSPECIFIED:
+            return "unspecified address"
+        if packed == _LIMITED_BROADCAST:
+            return "broadcast address"
+        if 224 <= packed[0] <= 239:
+            return "multicast address"
+    if port == 0:
+        return "port 0"
+    if (host, port) in own:
+        return "own address"
+    return None

@@ -218,8 +218,9 @@ class IStageManager(Interface):
         acknowledged (only once, within C{budget}, to a peer that has not
         proven its address).
 
-        @param encode: A function of a transaction ID returning the
-            introduction's datagram.
+        @param encode: A function of a transaction ID and the key of the
+            recipient's C{MESSAGE-INTEGRITY} (L{punchd.messages.introductionKey}
+            of its name secret) returning the introduction's datagram.
         """
 
 

@@ -18,8 +18,9 @@ Stage manager and peer:
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
     L{PUNCH_KEY} both peers share (L{punchd.compat.introductions} has the
-    introduction of an original C{test-client}).  The peer answers with a success response
-    so the stage manager can stop retransmitting.
+    introduction of an original C{test-client}), with C{MESSAGE-INTEGRITY}
+    keyed with the recipient's L{introductionKey}.  The peer answers with a
+    success response so the stage manager can stop retransmitting.
 
 Peer and peer, every message with C{USERNAME} C{"receiver:sender"},
 C{MESSAGE-INTEGRITY} keyed with the punch key, and C{FINGERPRINT}:
@@ -32,6 +33,7 @@ Every function here is pure: no I/O and no clock.
 """
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from socket import AF_INET, inet_pton
@@ -116,6 +118,21 @@ def sharedKey(secret: bytes) -> bytes:
         does not count, so a trailing newline does not matter.
     """
     return hashlib.sha256(b"punchd shared secret\0" + secret.strip()).digest()
+
+
+def introductionKey(secret: bytes) -> bytes:
+    """
+    The key of the C{MESSAGE-INTEGRITY} on every introduction the stage
+    manager sends a peer, derived from the L{NAME_SECRET} of the peer's
+    name: only the stage manager and the holder of the name know it, so a
+    datagram spoofed from the stage manager's address cannot pass for an
+    introduction.
+
+    @param secret: The name's secret.
+    @return: 16 bytes: HMAC-SHA256 of C{"punchd introduction"} keyed with
+        C{secret}, cut short.
+    """
+    return hmac.digest(secret, b"punchd introduction", "sha256")[:16]
 
 
 def validateName(name: bytes) -> str:
@@ -455,9 +472,12 @@ class Introduction:
     key: bytes
 
 
-def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> bytes:
+def encodeIntroduction(transactionID: bytes, introduction: Introduction, key: bytes) -> bytes:
     """
     Encode an C{INTRODUCE} request.
+
+    @param key: The recipient's L{introductionKey}, the key of its
+        C{MESSAGE-INTEGRITY}.
     """
     attributes = [
         (NAME, introduction.name.encode("utf-8")),
@@ -470,6 +490,7 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction) -> byte
     attributes.append((PUNCH_KEY, introduction.key))
     return stun.encode(
         stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
+        integrityKey=key,
         fingerprint=True,
     )
 

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from punchd import messages, stun
-from punchd.addresses import formatAddress
+from punchd.addresses import formatAddress, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
@@ -253,7 +253,7 @@ class PeerProtocol(DatagramProtocol):
         if self.natProbe is not None and self.natProbe.handle(message, address):
             return
         try:
-            if address == self.server and self._fromServer(message):
+            if address == self.server and self._fromServer(datagram, message):
                 return
             if self.punch is not None and self.punch.handle(datagram, message, address):
                 return
@@ -266,8 +266,21 @@ class PeerProtocol(DatagramProtocol):
             f"method {message.method:#05x} class {message.messageClass}",
         )
 
-    def _fromServer(self, message):
+    def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
+            secret = self.registrar.secret
+            if secret is None or not stun.verifyIntegrity(
+                datagram, messages.introductionKey(secret)
+            ):
+                # Anyone can send from the stage manager's address; only
+                # the stage manager knows our name's secret.  Not even
+                # acknowledged, so a forger learns nothing.
+                self.drops.drop(
+                    "unauthenticated introduction",
+                    formatAddress(self.server),
+                    "no MESSAGE-INTEGRITY keyed with our name's secret",
+                )
+                return True
             self._toServer(messages.encodeSuccess(messages.INTRODUCE, message.transactionID))
             if not any(dialect.introduced(message) for dialect in self.dialects):
                 self._introduced(messages.parseIntroduction(message))
@@ -275,8 +288,33 @@ class PeerProtocol(DatagramProtocol):
             return True
         return self.registrar.handle(message)
 
-    def _usable(self, address):
-        return (":" in address[0]) == self._ipv6
+    def _ownAddresses(self):
+        own = set(self.localAddresses)
+        if self.publicAddress is not None:
+            own.add(self.publicAddress)
+        return own
+
+    def _usableLocally(self, introduction, own):
+        """
+        The introduced peer's local addresses that this peer can send to:
+        those of its socket's family, but for any it must not send to,
+        which are counted.
+        """
+        usable = []
+        for local in introduction.localAddresses:
+            if (":" in local[0]) != self._ipv6:
+                # A peer of both families lists both: not a fault.
+                continue
+            why = unusableReason(local, self._ipv6, own)
+            if why is None:
+                usable.append(local)
+            else:
+                self.drops.drop(
+                    "unusable local address",
+                    formatAddress(self.server),
+                    f"{introduction.name}'s {formatAddress(local)}: {why}",
+                )
+        return tuple(usable)
 
     def _introduced(self, introduction):
         if isinstance(self.punch, Punch) and self.punch.key == introduction.key:
@@ -286,6 +324,15 @@ class PeerProtocol(DatagramProtocol):
             raise messages.InvalidMessage(
                 f"introduced to {introduction.name}, but looking for {self.wants}"
             )
+        own = self._ownAddresses()
+        why = unusableReason(introduction.address, self._ipv6, own)
+        if why is not None:
+            self.drops.drop(
+                why,
+                formatAddress(self.server),
+                f"introduction of {introduction.name} at {formatAddress(introduction.address)}",
+            )
+            return
         self.log.info(
             "The stage manager introduced {peer}: public address {address},"
             " local addresses {localAddresses}. Punching.",
@@ -297,7 +344,7 @@ class PeerProtocol(DatagramProtocol):
         usable = messages.Introduction(
             introduction.name,
             introduction.address,
-            tuple(filter(self._usable, introduction.localAddresses)),
+            self._usableLocally(introduction, own),
             introduction.key,
         )
         self.adopt(

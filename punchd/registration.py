@@ -98,6 +98,15 @@ class Registrar:
         self._challenged = False
         self._proof = None
 
+    @property
+    def secret(self) -> "bytes | None":
+        """
+        The L{messages.NAME_SECRET} the stage manager gave this peer's name,
+        or L{None} before it did: what its introductions are signed with
+        (L{messages.introductionKey}).
+        """
+        return self._secret
+
     def start(self):
         """
         Register now and every C{interval} seconds, give or take the

@@ -3,6 +3,7 @@ The stage manager: a rendezvous server that keeps the phonebook and
 introduces peers that ask for each other.
 """
 
+import dataclasses
 import hmac
 import os
 from collections import Counter
@@ -14,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from punchd import messages, stun, udpsend
-from punchd.addresses import formatAddress, unmapped
+from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
@@ -356,8 +357,30 @@ class StageManagerProtocol(DatagramProtocol):
                 budget,
             )
             return None
+        if registration.localAddresses:
+            registration = self._usableLocally(registration, address)
         request = _Request(message, registration, address, proven, budget, now)
         return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
+
+    def _usableLocally(self, registration, address):
+        """
+        Leave out of a registration the local addresses no peer could send
+        to, counting each.
+        """
+        usable = []
+        for local in registration.localAddresses:
+            why = unusableReason(local)
+            if why is None:
+                usable.append(local)
+            else:
+                self.drops.drop(
+                    "unusable local address",
+                    formatAddress(address),
+                    f"{formatAddress(local)}: {why}",
+                )
+        if len(usable) == len(registration.localAddresses):
+            return registration
+        return dataclasses.replace(registration, localAddresses=tuple(usable))
 
     def _claim(self, existing, request):
         """
@@ -564,23 +587,27 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _sendIntroduction(self, to, introduction, budget=None):
         self.sendIntroduction(
-            to, lambda txid: messages.encodeIntroduction(txid, introduction), budget
+            to,
+            lambda txid, key: messages.encodeIntroduction(txid, introduction, key),
+            budget,
         )
 
     def sendIntroduction(self, to, encode, budget=None):
         """
-        Send an introduction, and again until it is acknowledged; but only
-        once, within C{budget}, to a peer that has not proven its address.
+        Send an introduction, signed for its recipient, and again until it
+        is acknowledged; but only once, within C{budget}, to a peer that
+        has not proven its address.
 
         @param to: The entry of the peer to send it to.
-        @param encode: A function of a transaction ID that encodes it.
+        @param encode: A function of a transaction ID and the recipient's
+            L{messages.introductionKey} that encodes it.
         """
         # One introduction in flight per peer: a newer one replaces it.
         previous = self._introducing.get(to.name)
         if previous is not None:
             self.introductions.withdraw(previous)
         txid = self._randomBytes(12)
-        datagram = encode(txid)
+        datagram = encode(txid, messages.introductionKey(to.secret))
         if budget is None:
             d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
         elif self.write(datagram, to.address, budget):

@@ -1,7 +1,8 @@
 """
 The stage manager's introduction of a native peer to an original
 C{test-client}: an C{INTRODUCE} request with the client's name and public
-mapping, no punch key, and the empty attribute L{ORIGINAL}.
+mapping, no punch key, and the empty attribute L{ORIGINAL}, signed as every
+introduction is (L{punchd.messages.introductionKey}).
 """
 
 from punchd import messages, stun
@@ -12,9 +13,11 @@ from punchd import messages, stun
 ORIGINAL = 0xC00B
 
 
-def encodeOriginalIntroduction(transactionID: bytes, name: str, address) -> bytes:
+def encodeOriginalIntroduction(transactionID: bytes, name: str, address, key: bytes) -> bytes:
     """
     Encode the introduction of the original client C{name} at C{address}.
+
+    @param key: The recipient's L{punchd.messages.introductionKey}.
     """
     return stun.encode(
         stun.Message(
@@ -27,6 +30,7 @@ def encodeOriginalIntroduction(transactionID: bytes, name: str, address) -> byte
                 (ORIGINAL, b""),
             ),
         ),
+        integrityKey=key,
         fingerprint=True,
     )
 

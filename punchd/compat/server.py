@@ -320,7 +320,7 @@ class OriginalClients:
         address = unmapped(original.address)
         self._stageManager.sendIntroduction(
             native,
-            lambda txid: encodeOriginalIntroduction(txid, original.name, address),
+            lambda txid, key: encodeOriginalIntroduction(txid, original.name, address, key),
             budget,
         )
         self._stats["introductions"] += 1

@@ -66,6 +66,27 @@ def register(server, transport, *args, **kwargs):
     transport.write(provenRegistration(server, transport, *args, **kwargs), SERVER)
 
 
+#: The name secret L{answerRegistration} gives.
+NAME_SECRET = b"s" * messages.SECRET_BYTES
+
+
+def answerRegistration(serverPort, datagrams, address, secret=NAME_SECRET):
+    """
+    Answer, from C{serverPort}, the last registration among C{datagrams},
+    giving the name C{secret}, so that the peer at C{address} takes the
+    introductions signed with it.
+    """
+    request = [
+        m
+        for m in map(stun.decode, datagrams)
+        if (m.method, m.messageClass) == (messages.REGISTER, stun.REQUEST)
+    ][-1]
+    serverPort.write(
+        messages.encodeRegistered(request.transactionID, address, 60, None, None, secret),
+        address,
+    )
+
+
 class World:
     """
     A stage manager on the public internet and two peers, alice and bob,

@@ -14,7 +14,7 @@ from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
-from punchd.test.helpers import SERVER, World
+from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
 from punchd.testing import (
     ADDRESS_DEPENDENT,
     fullCone,
@@ -544,7 +544,7 @@ class HostileInputTests(SynchronousTestCase):
             messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
             messages.encodeData(txid, "alice", "bob", b"injected", wrongKey),
             messages.encodeIntroduction(
-                txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey)
+                txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey), wrongKey
             ),
         ]:
             port.write(datagram, target)
@@ -554,3 +554,102 @@ class HostileInputTests(SynchronousTestCase):
         self.assertIs(world.alice.punch.selected, selected)
         self.assertNotIn("injected", [t for t, _ in list(world.alice.application.received)[received:]])
         self.assertEqual(world.alice.punch.state, UP)
+
+
+def _unsigned(txid, introduction):
+    """
+    An introduction in the right format but without any MESSAGE-INTEGRITY,
+    as anyone can send from the stage manager's address.
+    """
+    signed = stun.decode(messages.encodeIntroduction(txid, introduction, b"x" * 16))
+    return stun.encode(
+        stun.Message(
+            signed.method,
+            signed.messageClass,
+            txid,
+            tuple((t, v) for t, v in signed.attributes if t != stun.MESSAGE_INTEGRITY),
+        ),
+        fingerprint=True,
+    )
+
+
+class SpoofedIntroductionTests(SynchronousTestCase):
+    """
+    An attacker who sends from the stage manager's address cannot
+    introduce a peer to anyone.
+    """
+
+    def setUp(self):
+        self.world = World(fullCone(), fullCone())
+        self.world.start()
+        self.world.network.advance(5)
+        self.alice = self.world.alice
+        self.assertEqual(self.alice.punch.state, UP)
+        self.punch = self.alice.punch
+        self.selected = self.punch.selected
+
+    def spoof(self, datagram):
+        """
+        Send C{datagram} to alice from the stage manager's address.
+        """
+        self.world.serverPort.write(datagram, self.alice.publicAddress)
+
+    def forgeries(self):
+        """
+        Introductions of bob at the attacker's address: without a check,
+        keyed with a secret of the attacker's, and keyed with the punch key.
+        """
+        attacker = messages.Introduction("bob", ("192.0.2.66", 7000), (), b"m" * 16)
+        return [
+            _unsigned(stun.newTransactionID(), attacker),
+            messages.encodeIntroduction(
+                stun.newTransactionID(), attacker, messages.introductionKey(b"w" * 16)
+            ),
+            messages.encodeIntroduction(stun.newTransactionID(), attacker, self.punch.key),
+        ]
+
+    def test_forgedIntroductionLeavesPathUp(self):
+        """
+        Forged introductions sent while alice is up with bob are dropped
+        unacknowledged, and her path to bob stays as it is.
+        """
+        serverDrops = sum(self.world.server.drops.counts.values())
+        for datagram in self.forgeries():
+            self.spoof(datagram)
+        self.world.network.advance(0.5)
+        self.assertEqual(self.alice.drops.counts["unauthenticated introduction"], 3)
+        self.assertIs(self.alice.punch, self.punch)
+        self.assertIs(self.punch.selected, self.selected)
+        self.assertEqual(self.punch.state, UP)
+        # No acknowledgement reached the stage manager.
+        self.assertEqual(sum(self.world.server.drops.counts.values()), serverDrops)
+
+    def test_forgedIntroductionKeepsTalking(self):
+        """
+        Right after forged introductions alice still hears bob's messages,
+        one a second.
+        """
+        for datagram in self.forgeries():
+            self.spoof(datagram)
+        self.world.network.advance(0.1)
+        received = len(self.alice.application.received)
+        self.world.network.advance(3)
+        self.assertEqual(self.alice.punch.state, UP)
+        self.assertGreaterEqual(len(self.alice.application.received) - received, 3)
+
+    def test_signedIntroductionReplacesPath(self):
+        """
+        An introduction the stage manager signs for alice still replaces her
+        path.
+        """
+        server = self.world.server
+        entry = server.phonebook.lookup("alice", self.world.clock.seconds())
+        key = b"n" * messages.PUNCH_KEY_BYTES
+        introduction = messages.Introduction("bob", self.world.bob.publicAddress, (), key)
+        server.sendIntroduction(
+            entry, lambda txid, k: messages.encodeIntroduction(txid, introduction, k)
+        )
+        self.world.network.advance(0.5)
+        self.assertIsNot(self.alice.punch, self.punch)
+        self.assertEqual(self.alice.punch.key, key)
+        self.assertEqual(self.alice.drops.counts["unauthenticated introduction"], 0)

@@ -408,7 +408,7 @@ class SharedSecretTests(SynchronousTestCase):
         txid = stun.newTransactionID()
         spoof.write(
             messages.encodeIntroduction(
-                txid, messages.Introduction("bob", ("192.0.2.66", 1), (), b"k" * 16)
+                txid, messages.Introduction("bob", ("192.0.2.66", 1), (), b"k" * 16), b"k" * 16
             ),
             ("203.0.113.1", 5000),
         )

@@ -23,6 +23,7 @@ from punchd.peer import PeerProtocol
 from punchd.punching import LOST, PUNCHING, STOPPED, UP
 from punchd.compat.contact import OriginalContact
 from punchd.compat.client import SeedPeerProtocol
+from punchd.test.helpers import NAME_SECRET, answerRegistration
 from punchd.testing import Network, portRestrictedCone
 
 SERVER = ("192.0.2.10", 8080)
@@ -417,13 +418,36 @@ class NativePeerTests(SynchronousTestCase):
         self.bob = Recorder()
         self.bobPort = self.network.host("203.0.113.7").listenUDP(6000, self.bob)
         self.network.advance(1)
+        answerRegistration(
+            self.serverPort, [d for d, _ in self.server.datagrams], ("203.0.113.1", 5000)
+        )
+        self.network.advance(0.5)
 
-    def introduce(self, address=("203.0.113.7", 6000), txid=b"t" * 12):
+    def introduce(self, address=("203.0.113.7", 6000), txid=b"t" * 12, key=None):
         self.serverPort.write(
-            encodeOriginalIntroduction(txid, "bob", address),
+            encodeOriginalIntroduction(
+                txid, "bob", address, messages.introductionKey(NAME_SECRET) if key is None else key
+            ),
             ("203.0.113.1", 5000),
         )
         self.network.advance(0.5)
+
+    def test_forgedOriginalIntroductionDropped(self):
+        """
+        An ORIGINAL introduction not signed with the peer's name secret is
+        dropped unacknowledged, and the peer sends the address it names
+        nothing.
+        """
+        serverHeard = len(self.server.datagrams)
+        self.introduce(key=messages.introductionKey(b"w" * messages.SECRET_BYTES))
+        self.network.advance(3)
+        self.assertIsNone(self.peer.punch)
+        self.assertEqual(self.bob.datagrams, [])
+        self.assertEqual(self.peer.drops.counts["unauthenticated introduction"], 1)
+        self.assertNotIn(
+            messages.INTRODUCE,
+            [stun.decode(d).method for d, _ in self.server.datagrams[serverHeard:]],
+        )
 
     def test_sendsText(self):
         """
