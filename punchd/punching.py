@@ -98,6 +98,7 @@ class Punch:
         keepaliveInterval: float = 5.0,
         pathTimeout: float = 15.0,
         newTransactionID=stun.newTransactionID,
+        wireNames=None,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -107,11 +108,18 @@ class Punch:
         @param observer: Told what happens: an
             L{punchd.interfaces.IPathObserver} and
             L{punchd.interfaces.IPathReceiver}.
+        @param wireNames: The C{(mine, the peer's)} names that probes and
+            C{DATA} carry, when they are not C{myName} and the
+            introduction's: the names derived from a peer secret (see
+            L{punchd.identity}), which the log does not show.
         """
         self.clock = clock
         self._send = send
         self.myName = myName
         self.peerName = introduction.name
+        self._wireMine, self._wirePeer = (
+            (myName, introduction.name) if wireNames is None else wireNames
+        )
         self.key = introduction.key
         self._observer = observer
         self._punchTimeout = punchTimeout
@@ -180,7 +188,7 @@ class Punch:
         self._inFlight[txid] = (candidate, self.clock.seconds())
         if not keepalive:
             self.probesSent += 1
-        candidate.send(messages.encodeProbe(txid, self.peerName, self.myName, self.key))
+        candidate.send(messages.encodeProbe(txid, self._wirePeer, self._wireMine, self.key))
 
     def _probeRound(self):
         for candidate in self.candidates:
@@ -334,7 +342,7 @@ class Punch:
             raise RuntimeError(f"the path to {self.peerName} is {self.state}, not up")
         self.selected.send(
             messages.encodeData(
-                self._newTransactionID(), self.peerName, self.myName, data, self.key
+                self._newTransactionID(), self._wirePeer, self._wireMine, data, self.key
             )
         )
 

@@ -48,6 +48,7 @@ class Registrar:
         seeking,
         interval: float = 20.0,
         newTransactionID=stun.newTransactionID,
+        clearNames=None,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -61,6 +62,9 @@ class Registrar:
         @param seeking: A function returning whether the peer seeks an
             introduction now.
         @param interval: Seconds between registrations.
+        @param clearNames: The C{(name, wants)} the log shows, when C{name}
+            and C{wants} are names derived from a peer secret (see
+            L{punchd.identity}).
         """
         self.clock = clock
         self.server = server
@@ -69,6 +73,7 @@ class Registrar:
         self.localAddresses = tuple(localAddresses)
         self.interval = interval
         self.publicAddress = None
+        self._clearName, self._clearWants = (name, wants) if clearNames is None else clearNames
         self._send = send
         self._localPort = localPort
         self._seeking = seeking
@@ -237,8 +242,8 @@ class Registrar:
                 self.log.info(
                     "{wants} is registered but looking for another peer; waiting"
                     " until it looks for {name}",
-                    wants=self.wants,
-                    name=self.name,
+                    wants=self._clearWants,
+                    name=self._clearName,
                 )
 
     def _addressLearned(self, answer):
@@ -246,7 +251,7 @@ class Registrar:
             self.log.info(
                 "Registered with the stage manager as {name}. My public address"
                 " is {address}{portNote}.",
-                name=self.name,
+                name=self._clearName,
                 address=formatAddress(answer.observed),
                 portNote=self._portNote(answer.observed),
             )
@@ -289,7 +294,7 @@ class Registrar:
             return
         self.log.error(
             "The stage manager refused the registration of {name}: {code} {reason}",
-            name=self.name,
+            name=self._clearName,
             code=code,
             reason=reason,
         )
