@@ -7,6 +7,7 @@ from ipaddress import ip_address
 
 from twisted.python import usage
 
+from punchd.identity import MIN_SECRET_BYTES
 from punchd.messages import sharedKey
 
 
@@ -99,17 +100,35 @@ def rate(value: str) -> float:
     return number
 
 
+def _readSecret(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e.strerror}") from None
+    if not secret:
+        raise ValueError(f"{path!r} is empty")
+    return secret
+
+
 def secretFile(path: str) -> bytes:
     """
     The key made from a file that holds a shared secret.
 
     @return: The key: see L{punchd.messages.sharedKey}.
     """
-    try:
-        with open(path, "rb") as f:
-            secret = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path!r}: {e.strerror}") from None
-    if not secret.strip():
-        raise ValueError(f"{path!r} is empty")
-    return sharedKey(secret)
+    return sharedKey(_readSecret(path))
+
+
+def peerSecretFile(path: str) -> bytes:
+    """
+    The secret, white space around it aside, in a file that peers share out
+    of band: at least L{punchd.identity.MIN_SECRET_BYTES} bytes.
+    """
+    secret = _readSecret(path)
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{path!r} holds {len(secret)} bytes; a peer secret needs at least"
+            f" {MIN_SECRET_BYTES}"
+        )
+    return secret

@@ -14,7 +14,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import messages, stun
+from punchd import identity, messages, stun
 from punchd.addresses import formatAddress, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
@@ -58,6 +58,7 @@ class PeerProtocol(DatagramProtocol):
         newTransactionID=stun.newTransactionID,
         discoverNAT: bool = True,
         key: "bytes | None" = None,
+        peerSecret: "bytes | None" = None,
         dialects=(),
         application=None,
         messageInterval: float = 1.0,
@@ -79,6 +80,9 @@ class PeerProtocol(DatagramProtocol):
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} that every datagram to and from the
             stage manager carries; L{None} without.
+        @param peerSecret: A secret shared out of band with the contact: the
+            names registered and the punch key are derived from it (see
+            L{punchd.identity}); L{None} without.
         @param dialects: The L{punchd.interfaces.IPeerDialect}s spoken on
             the socket besides punchd's own protocol.
         @param application: What runs on the path; by default a
@@ -105,6 +109,12 @@ class PeerProtocol(DatagramProtocol):
         self._punchSettings = punchSettings
         self._ipv6 = False
         self._key = key
+        self._peerSecret = peerSecret
+        if peerSecret is None:
+            self._wireName, self._wireWants = name, wants
+        else:
+            self._wireName = identity.derivedName(peerSecret, name)
+            self._wireWants = identity.derivedName(peerSecret, wants)
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
@@ -129,17 +139,30 @@ class PeerProtocol(DatagramProtocol):
             wants=self.wants,
             port=host.port,
         )
+        if self._peerSecret is None:
+            self.log.warn(
+                "The identity of {wants} is not verified: anyone who registers"
+                " the name {wants} first could pass for it. Share a secret with"
+                " it (--peer-secret-file) to verify it.",
+                wants=self.wants,
+            )
+        else:
+            self.log.info(
+                "The identity of {wants} is verified by the shared secret",
+                wants=self.wants,
+            )
         self.registrar = Registrar(
             self.clock,
             self._toServer,
             self.server,
-            self.name,
-            self.wants,
+            self._wireName,
+            self._wireWants,
             self.localAddresses,
             host.port,
             lambda: self.seeking,
             self.interval,
             self._newTransactionID,
+            clearNames=(self.name, self.wants),
         )
         for dialect in self.dialects:
             dialect.attach(self)
@@ -317,12 +340,15 @@ class PeerProtocol(DatagramProtocol):
         return tuple(usable)
 
     def _introduced(self, introduction):
-        if isinstance(self.punch, Punch) and self.punch.key == introduction.key:
+        key = introduction.key
+        if self._peerSecret is not None:
+            key = identity.punchKey(self._peerSecret, key)
+        if isinstance(self.punch, Punch) and self.punch.key == key:
             # A retransmission of the introduction being acted on.
             return
-        if introduction.name != self.wants:
+        if introduction.name != self._wireWants:
             raise messages.InvalidMessage(
-                f"introduced to {introduction.name}, but looking for {self.wants}"
+                f"introduced to {introduction.name}, but looking for {self._wireWants}"
             )
         own = self._ownAddresses()
         why = unusableReason(introduction.address, self._ipv6, own)
@@ -336,16 +362,16 @@ class PeerProtocol(DatagramProtocol):
         self.log.info(
             "The stage manager introduced {peer}: public address {address},"
             " local addresses {localAddresses}. Punching.",
-            peer=introduction.name,
+            peer=self.wants,
             address=formatAddress(introduction.address),
             localAddresses=", ".join(map(formatAddress, introduction.localAddresses))
             or "none",
         )
         usable = messages.Introduction(
-            introduction.name,
+            self.wants,
             introduction.address,
             self._usableLocally(introduction, own),
-            introduction.key,
+            key,
         )
         self.adopt(
             Punch(
@@ -355,6 +381,7 @@ class PeerProtocol(DatagramProtocol):
                 usable,
                 self,
                 newTransactionID=self._newTransactionID,
+                wireNames=(self._wireName, self._wireWants),
                 **self._punchSettings,
             )
         )

@@ -120,6 +120,16 @@ class Options(usage.Options):
             options.named("secret-file", options.secretFile),
         ],
         [
+            "peer-secret-file",
+            None,
+            None,
+            "A file holding a secret shared out of band with the peer to reach"
+            " (at least 16 bytes): the names registered and the path's key are"
+            " derived from it, so that nobody else, the stage manager included,"
+            " can pass for that peer. Nothing is encrypted.",
+            options.named("peer-secret-file", options.peerSecretFile),
+        ],
+        [
             "keepalive",
             None,
             5.0,
@@ -138,6 +148,10 @@ class Options(usage.Options):
             for option in ("probe", "seed-compat"):
                 if self[option]:
                     raise usage.UsageError(f"--secret-file cannot go with --{option}")
+        if self["peer-secret-file"] is not None:
+            for option in ("probe", "seed-compat"):
+                if self[option]:
+                    raise usage.UsageError(f"--peer-secret-file cannot go with --{option}")
         if self["seed-compat"]:
             if self["probe"]:
                 raise usage.UsageError("--probe needs a punch-server, not --seed-compat")
@@ -230,10 +244,14 @@ def makeService(config, reactor=None):
         localHosts=localHosts,
         interval=config["interval"],
         text=text,
-        dialects=(OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
+        # An original test-client cannot prove the shared secret.
+        dialects=()
+        if config["peer-secret-file"] is not None
+        else (OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],
         key=config["secret-file"],
+        peerSecret=config["peer-secret-file"],
     )
     return PeerService(config["port"], protocol, interface=interface, reactor=reactor)

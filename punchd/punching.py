@@ -109,6 +109,7 @@ class Punch:
         pathTimeout: float = 15.0,
         unheardBudget: int = 4096,
         newTransactionID=stun.newTransactionID,
+        wireNames=None,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -124,11 +125,18 @@ class Punch:
             in the default 5 s, and each of the nine a forged introduction
             can name six, up to 800 ms, still past a server round trip of
             skew between the peers' introductions.
+        @param wireNames: The C{(mine, the peer's)} names that probes and
+            C{DATA} carry, when they are not C{myName} and the
+            introduction's: the names derived from a peer secret (see
+            L{punchd.identity}), which the log does not show.
         """
         self.clock = clock
         self._send = send
         self.myName = myName
         self.peerName = introduction.name
+        self._wireMine, self._wirePeer = (
+            (myName, introduction.name) if wireNames is None else wireNames
+        )
         self.key = introduction.key
         self._observer = observer
         self._punchTimeout = punchTimeout
@@ -206,7 +214,7 @@ class Punch:
         self._inFlight[txid] = (candidate, self.clock.seconds())
         if not keepalive:
             self.probesSent += 1
-        candidate.send(messages.encodeProbe(txid, self.peerName, self.myName, self.key))
+        candidate.send(messages.encodeProbe(txid, self._wirePeer, self._wireMine, self.key))
 
     def _probeRound(self, intervals):
         for candidate in self.candidates:
@@ -391,7 +399,7 @@ class Punch:
             raise RuntimeError(f"the path to {self.peerName} is {self.state}, not up")
         self.selected.send(
             messages.encodeData(
-                self._newTransactionID(), self.peerName, self.myName, data, self.key
+                self._newTransactionID(), self._wirePeer, self._wireMine, data, self.key
             )
         )
 

@@ -56,6 +56,7 @@ class Registrar:
         newTransactionID=stun.newTransactionID,
         jitter: float = JITTER,
         random=_random.random,
+        clearNames=None,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -73,6 +74,9 @@ class Registrar:
             by which it is moved at random either way.
         @param random: A function returning a float in [0, 1), for the
             jitter.
+        @param clearNames: The C{(name, wants)} the log shows, when C{name}
+            and C{wants} are names derived from a peer secret (see
+            L{punchd.identity}).
         """
         self.clock = clock
         self.server = server
@@ -81,6 +85,7 @@ class Registrar:
         self.localAddresses = tuple(localAddresses)
         self.interval = interval
         self.publicAddress = None
+        self._clearName, self._clearWants = (name, wants) if clearNames is None else clearNames
         self._send = send
         self._localPort = localPort
         self._seeking = seeking
@@ -265,8 +270,8 @@ class Registrar:
                 self.log.info(
                     "{wants} is registered but looking for another peer; waiting"
                     " until it looks for {name}",
-                    wants=self.wants,
-                    name=self.name,
+                    wants=self._clearWants,
+                    name=self._clearName,
                 )
 
     def _addressLearned(self, answer):
@@ -274,7 +279,7 @@ class Registrar:
             self.log.info(
                 "Registered with the stage manager as {name}. My public address"
                 " is {address}{portNote}.",
-                name=self.name,
+                name=self._clearName,
                 address=formatAddress(answer.observed),
                 portNote=self._portNote(answer.observed),
             )
@@ -317,7 +322,7 @@ class Registrar:
             return
         self.log.error(
             "The stage manager refused the registration of {name}: {code} {reason}",
-            name=self.name,
+            name=self._clearName,
             code=code,
             reason=reason,
         )

@@ -335,3 +335,57 @@ class PeerOptionsTests(SynchronousTestCase):
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.application.text),
             (("127.0.0.1", 8080), "alice", "bob", 10.0, "hi"),
         )
+
+
+class PeerSecretOptionsTests(SynchronousTestCase):
+    """
+    Tests for C{punch-peer --peer-secret-file}.
+    """
+
+    def secretFile(self, content):
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(content)
+        return path
+
+    def test_readsSecret(self):
+        """
+        The secret is the file's content without the white space around it.
+        """
+        path = self.secretFile(b"  sixteen bytes!!!\n")
+        options = parse(peer_tap.Options, PEER + ["--peer-secret-file", path])
+        self.assertEqual(options["peer-secret-file"], b"sixteen bytes!!!")
+        self.assertIsNone(parse(peer_tap.Options, PEER)["peer-secret-file"])
+
+    def test_makeServiceWithSecret(self):
+        """
+        The peer gets the secret, and no original-client dialect, which
+        cannot prove it.
+        """
+        path = self.secretFile(b"a secret of some length")
+        options = parse(peer_tap.Options, PEER + ["--peer-secret-file", path])
+        protocol = peer_tap.makeService(options, reactor=Clock()).protocol
+        self.assertEqual((protocol._peerSecret, protocol.dialects), (b"a secret of some length", ()))
+
+    def test_errorsNameTheOption(self):
+        """
+        A missing, empty or short secret file, or one with --seed-compat or
+        --probe, is a usage error naming --peer-secret-file.
+        """
+        empty = self.secretFile(b" \n")
+        short = self.secretFile(b"fifteen bytes!!\n")
+        good = self.secretFile(b"a secret of some length")
+        cases = [
+            (PEER + ["--peer-secret-file", "/nonexistent/secret"],
+             "--peer-secret-file: cannot read '/nonexistent/secret': No such file or directory"),
+            (PEER + ["--peer-secret-file", empty], f"--peer-secret-file: {empty!r} is empty"),
+            (PEER + ["--peer-secret-file", short],
+             f"--peer-secret-file: {short!r} holds 15 bytes; a peer secret needs at least 16"),
+            (PEER + ["--peer-secret-file", good, "--seed-compat"],
+             "--peer-secret-file cannot go with --seed-compat"),
+            (["--server", "127.0.0.1:8080", "--probe", "--peer-secret-file", good],
+             "--peer-secret-file cannot go with --probe"),
+        ]
+        for argv, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, argv)
+            self.assertEqual(str(e), message)
