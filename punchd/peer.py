@@ -140,7 +140,7 @@ class PeerProtocol(DatagramProtocol):
             port=host.port,
         )
         if self._peerSecret is None:
-            self.log.warn(
+            self.log.info(
                 "The identity of {wants} is not verified: anyone who registers"
                 " the name {wants} first could pass for it. Share a secret with"
                 " it (--peer-secret-file) to verify it.",
