@@ -6,6 +6,8 @@ telling which a peer may send to.
 import socket
 from ipaddress import ip_address
 
+from twisted.internet.address import IPv4Address, IPv6Address
+
 _UNSPECIFIED = bytes(4)
 _LIMITED_BROADCAST = b"\xff" * 4
 
@@ -157,3 +159,12 @@ def unusableReason(address, ipv6: "bool | None" = None, own=()) -> "str | None":
     if (host, port) in own:
         return "own address"
     return None
+
+
+def udpAddress(address):
+    """
+    C{(host, port)} as Twisted's L{IPv4Address} or L{IPv6Address} of type
+    C{'UDP'}, what C{getPeer()} of a UDP transport gives.
+    """
+    host, port = address
+    return (IPv6Address if ":" in host else IPv4Address)("UDP", host, port)

@@ -7,13 +7,12 @@ is given, so it runs the same over a real socket and over
 L{punchd.testing}'s simulated network.
 """
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from punchd import messages, stun
-from punchd.addresses import formatAddress
+from punchd.addresses import formatAddress, udpAddress
 from punchd.interfaces import ICandidate, IPath
 
 PUNCHING = "punching"
@@ -383,8 +382,7 @@ class Punch:
     def getPeer(self):
         if self.state != UP:
             return None
-        host, port = self.selected.address
-        return (IPv6Address if ":" in host else IPv4Address)("UDP", host, port)
+        return udpAddress(self.selected.address)
 
     def write(self, data: bytes):
         """

@@ -14,12 +14,11 @@ that address, or spoof it, can put words in the original client's mouth.
 Messages from it are reported as such.
 """
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd.addresses import formatAddress
+from punchd.addresses import formatAddress, udpAddress
 from punchd.compat import protocol
 from punchd.interfaces import IPath
 from punchd.punching import LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
@@ -102,8 +101,7 @@ class OriginalContact:
     def getPeer(self):
         if self.state != UP:
             return None
-        host, port = self.address
-        return (IPv6Address if ":" in host else IPv4Address)("UDP", host, port)
+        return udpAddress(self.address)
 
     def start(self):
         """
