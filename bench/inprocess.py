@@ -90,7 +90,7 @@ def stageManager(entries, ttl=3600.0):
     protocol.makeConnection(NullTransport())
     for index in range(entries):
         name, wants, public, local = peer(index)
-        book.register(name, public, (local,), wants, 1000.0)
+        book.register(name, public, (local,), (wants,), 1000.0)
     return protocol
 
 
@@ -105,7 +105,7 @@ def registration(protocol, index, txid):
         messages.encodeRegistration(
             txid,
             messages.Registration(
-                name, wants, (local,), False, protocol.cookies.issue(public)
+                name, (wants,), (local,), (), protocol.cookies.issue(public)
             ),
         ),
         public,

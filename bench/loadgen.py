@@ -95,7 +95,7 @@ def registrationTemplate(name, wants, local, cookie=None):
     from punchd import messages, stun
 
     encoded = messages.encodeRegistration(
-        bytes(12), messages.Registration(name, wants, (local,), False, cookie)
+        bytes(12), messages.Registration(name, (wants,), (local,), (), cookie)
     )
     body = encoded[20:-8]
     head = encoded[:2] + struct.pack("!H", len(body) + 8) + _COOKIE_BYTES

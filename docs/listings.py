@@ -122,17 +122,17 @@ def examples():
     The datagrams of the listings, in the document's order.
     """
     txid = TRANSACTION_ID
-    alice = messages.Registration("alice", "bob", (("10.0.1.2", 5000),), True)
+    alice = messages.Registration("alice", ("bob",), (("10.0.1.2", 5000),), ("bob",))
     return [
         messages.encodeRegistration(txid, alice, messages.UNPROVEN_REGISTRATION_BYTES),
         messages.encodeRegistration(
             txid,
             messages.Registration(
-                alice.name, alice.wants, alice.localAddresses, True, COOKIE, SECRET
+                alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE, SECRET
             ),
         ),
         messages.encodeRegistered(
-            txid, ("198.51.100.1", 5000), 60, messages.PEER_ABSENT, COOKIE, SECRET
+            txid, ("198.51.100.1", 5000), 60, (messages.PEER_ABSENT,), COOKIE, SECRET
         ),
         messages.encodeChallenge(txid, COOKIE),
         messages.encodeError(

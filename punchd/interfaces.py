@@ -172,6 +172,7 @@ class IPhonebook(Interface):
         """
         Add C{name}, or update it in place.
 
+        @param wants: The names of its contacts, a L{tuple}.
         @param proven: Whether the registration proved its address.
         @param secret: A new name secret to give the entry, or L{None} to
             keep the one it has.
@@ -258,7 +259,8 @@ class IServerDialect(Interface):
         A peer of the stage manager's own registered.
 
         @param previous: The entry as it was before, or L{None}.
-        @param seeking: Whether it seeks an introduction.
+        @param seeking: The names of the contacts it seeks an introduction
+            to, a L{tuple}.
         """
 
     def introduce(entry, other, budget):
@@ -278,7 +280,7 @@ class IPeer(Interface):
 
     clock = Attribute("The L{twisted.internet.interfaces.IReactorTime}.")
     name = Attribute("This peer's name.")
-    wants = Attribute("The name of the contact it wants.")
+    wants = Attribute("The names of its contacts, a L{tuple}.")
     drops = Attribute("The L{punchd.drops.DropCounter} of dropped datagrams.")
 
     def send(datagram, address):
@@ -288,8 +290,13 @@ class IPeer(Interface):
 
     def adopt(path):
         """
-        Make the L{IPath} C{path} the path to the contact, replacing the
-        one there is, and start it.
+        Make the L{IPath} C{path} the path to the contact it names
+        (L{IPath.peerName}), replacing the one there is, and start it.
+        """
+
+    def pathTo(name):
+        """
+        The current L{IPath} to the contact C{name}, or L{None}.
         """
 
 

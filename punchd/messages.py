@@ -10,10 +10,13 @@ byte.
 
 Stage manager and peer:
 
-  - C{REGISTER} request: L{NAME}, optionally L{PEER}, any number of
-    L{LOCAL_ADDRESS} and, while the peer has no direct path and is not
-    punching, L{SEEKING}.  Success: C{XOR-MAPPED-ADDRESS} and L{LIFETIME}.
-    Error: C{ERROR-CODE}.
+  - C{REGISTER} request: L{NAME}, a L{PEER} for each contact (up to
+    L{MAX_CONTACTS}), any number of L{LOCAL_ADDRESS} and, while the peer
+    has no direct path to some of its contacts and is not punching one,
+    L{SEEKING}: empty when it seeks every contact, otherwise a bitmap of
+    the L{PEER}s it seeks (bit 7 of byte 0 is the first).  Success:
+    C{XOR-MAPPED-ADDRESS}, L{LIFETIME} and, when it seeks, L{PEER_STATE}:
+    a byte for each contact sought, in order.  Error: C{ERROR-CODE}.
   - C{UNREGISTER} request: L{NAME}.  Success: nothing more.
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
@@ -68,13 +71,15 @@ COOKIE = 0xC00C
 #: its holder may move the name to another address or unregister it.
 NAME_SECRET = 0xC00D
 
-#: Values of L{PEER_STATE}, the stage manager's word on the wanted peer in
+#: Values of L{PEER_STATE}, the stage manager's word on each wanted peer in
 #: its answer to a registration that seeks an introduction.
 PEER_ABSENT = 0
 PEER_WANTS_ANOTHER = 1
 PEER_INTRODUCED = 2
 
 MAX_NAME_BYTES = 64
+#: The most contacts one registration names.
+MAX_CONTACTS = 16
 MAX_LOCAL_ADDRESSES = 8
 MAX_PAYLOAD_BYTES = 1024
 PUNCH_KEY_BYTES = 16
@@ -213,17 +218,19 @@ class Registration:
     A peer's C{REGISTER} request.
 
     @ivar name: The peer's name.
-    @ivar wants: The name of the peer it wants to reach, or L{None}.
+    @ivar wants: The names of the peers it wants to reach, its contacts: a
+        L{tuple}, without repeats.
     @ivar localAddresses: The C{(host, port)} pairs it has on its own network.
-    @ivar seeking: Whether it wants an introduction now.
+    @ivar seeking: The contacts it wants an introduction to now, in the
+        order of C{wants}.
     @ivar cookie: The last L{COOKIE} the stage manager gave it, or L{None}.
     @ivar secret: The L{NAME_SECRET} of its name, or L{None}.
     """
 
     name: str
-    wants: "str | None" = None
+    wants: tuple = ()
     localAddresses: tuple = ()
-    seeking: bool = False
+    seeking: tuple = ()
     cookie: "bytes | None" = None
     secret: "bytes | None" = None
 
@@ -238,14 +245,14 @@ def encodeRegistration(
         least this many bytes long.
     """
     attributes = [(NAME, registration.name.encode("utf-8"))]
-    if registration.wants is not None:
-        attributes.append((PEER, registration.wants.encode("utf-8")))
+    for wanted in registration.wants:
+        attributes.append((PEER, wanted.encode("utf-8")))
     for host, port in registration.localAddresses:
         attributes.append(
             (LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
         )
     if registration.seeking:
-        attributes.append((SEEKING, b""))
+        attributes.append((SEEKING, seekingBitmap(registration.wants, registration.seeking)))
     for attrType, value in ((COOKIE, registration.cookie), (NAME_SECRET, registration.secret)):
         if value is not None:
             attributes.append((attrType, value))
@@ -262,6 +269,31 @@ def encodeRegistration(
     return datagram
 
 
+def seekingBitmap(wants: tuple, seeking: tuple) -> bytes:
+    """
+    The value of L{SEEKING}: empty when C{seeking} is all of C{wants},
+    otherwise a bit for each of C{wants}, set for those in C{seeking}.
+    """
+    if len(seeking) == len(wants):
+        return b""
+    sought = set(seeking)
+    bitmap = bytearray((len(wants) + 7) // 8)
+    for index, wanted in enumerate(wants):
+        if wanted in sought:
+            bitmap[index // 8] |= 0x80 >> index % 8
+    return bytes(bitmap)
+
+
+def _sought(wants: tuple, bitmap: bytes) -> tuple:
+    if not bitmap:
+        return wants
+    if len(bitmap) != (len(wants) + 7) // 8:
+        raise InvalidMessage(f"SEEKING is {len(bitmap)} bytes for {len(wants)} PEERs")
+    return tuple(
+        wanted for index, wanted in enumerate(wants) if bitmap[index // 8] & (0x80 >> index % 8)
+    )
+
+
 def parseRegistration(message: stun.Message) -> Registration:
     """
     Read a C{REGISTER} request.
@@ -269,22 +301,21 @@ def parseRegistration(message: stun.Message) -> Registration:
     @raise InvalidMessage: If it breaks a rule.
     """
     # One pass over the attributes: a registration is most of what the
-    # stage manager reads.  The first NAME and PEER count, as get() would.
+    # stage manager reads.  The first NAME counts, as get() would.
     txid = message.transactionID
-    name = wants = cookie = secret = None
+    name = cookie = secret = seeking = None
+    wants = []
     locals_ = []
-    seeking = False
     for attrType, value in message.attributes:
         if attrType == NAME:
             if name is None:
                 name = value
         elif attrType == PEER:
-            if wants is None:
-                wants = value
+            wants.append(value)
         elif attrType == LOCAL_ADDRESS:
             locals_.append(value)
         elif attrType == SEEKING:
-            seeking = True
+            seeking = value
         elif attrType == COOKIE:
             cookie = value
         elif attrType == NAME_SECRET:
@@ -301,11 +332,16 @@ def parseRegistration(message: stun.Message) -> Registration:
         )
     if name is None:
         raise InvalidMessage("no NAME")
+    if len(wants) > MAX_CONTACTS:
+        raise InvalidMessage(f"{len(wants)} PEERs, the limit is {MAX_CONTACTS}")
+    wants = tuple(map(validateName, wants))
+    if len(wants) > 1 and len(set(wants)) != len(wants):
+        raise InvalidMessage("a PEER named twice")
     return Registration(
         validateName(name),
-        None if wants is None else validateName(wants),
+        wants,
         localAddresses,
-        seeking,
+        () if seeking is None else _sought(wants, seeking),
         cookie,
         secret,
     )
@@ -315,7 +351,7 @@ def encodeRegistered(
     transactionID: bytes,
     observed,
     lifetime: int,
-    peerState: "int | None" = None,
+    peerStates: tuple = (),
     cookie: "bytes | None" = None,
     secret: "bytes | None" = None,
 ) -> bytes:
@@ -324,9 +360,9 @@ def encodeRegistered(
 
     @param observed: The C{(host, port)} the request came from.
     @param lifetime: Seconds the registration lives without a refresh.
-    @param peerState: L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER},
-        L{PEER_INTRODUCED}, or L{None} when the request did not seek an
-        introduction.
+    @param peerStates: For each contact the request sought, in order,
+        L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER} or L{PEER_INTRODUCED}; empty
+        when it sought none.
     @param cookie: A L{COOKIE} for the registrant's next registration.
     @param secret: The L{NAME_SECRET} of its name.
     """
@@ -334,8 +370,8 @@ def encodeRegistered(
     attributes = stun.attribute(
         stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)
     ) + stun.attribute(LIFETIME, lifetime.to_bytes(4, "big"))
-    if peerState is not None:
-        attributes += stun.attribute(PEER_STATE, bytes((peerState,)))
+    if peerStates:
+        attributes += stun.attribute(PEER_STATE, bytes(peerStates))
     if cookie is not None:
         attributes += stun.attribute(COOKIE, cookie)
     if secret is not None:
@@ -352,14 +388,15 @@ class Registered:
 
     @ivar observed: The C{(host, port)} the stage manager saw it come from.
     @ivar lifetime: Seconds the registration lives without a refresh.
-    @ivar peerState: The L{PEER_STATE} value, or L{None}.
+    @ivar peerStates: The L{PEER_STATE} values, one for each contact
+        sought: a L{tuple}.
     @ivar cookie: The L{COOKIE} to echo next time, or L{None}.
     @ivar secret: The L{NAME_SECRET} of the name, or L{None}.
     """
 
     observed: tuple
     lifetime: int
-    peerState: "int | None" = None
+    peerStates: tuple = ()
     cookie: "bytes | None" = None
     secret: "bytes | None" = None
 
@@ -374,13 +411,13 @@ def parseRegistered(message: stun.Message) -> Registered:
     lifetime = message.get(LIFETIME)
     if mapped is None or lifetime is None or len(lifetime) != 4:
         raise InvalidMessage("registration answer lacks XOR-MAPPED-ADDRESS or LIFETIME")
-    peerState = message.get(PEER_STATE)
-    if peerState is not None and len(peerState) != 1:
-        raise InvalidMessage("PEER-STATE is not one byte")
+    peerStates = message.get(PEER_STATE)
+    if peerStates is not None and len(peerStates) > MAX_CONTACTS:
+        raise InvalidMessage(f"PEER-STATE for {len(peerStates)} peers")
     return Registered(
         readAddress(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
         int.from_bytes(lifetime, "big"),
-        None if peerState is None else peerState[0],
+        () if peerStates is None else tuple(peerStates),
         message.get(COOKIE),
         message.get(NAME_SECRET),
     )
@@ -517,7 +554,10 @@ def parseIntroduction(message: stun.Message) -> Introduction:
     )
 
 
-def _username(receiver: str, sender: str) -> bytes:
+def username(receiver: str, sender: str) -> bytes:
+    """
+    The C{USERNAME} of a message between peers: C{"receiver:sender"}.
+    """
     return f"{receiver}:{sender}".encode("utf-8")
 
 
@@ -530,7 +570,7 @@ def encodeProbe(transactionID: bytes, receiver: str, sender: str, key: bytes) ->
             stun.BINDING,
             stun.REQUEST,
             transactionID,
-            ((stun.USERNAME, _username(receiver, sender)),),
+            ((stun.USERNAME, username(receiver, sender)),),
         ),
         integrityKey=key,
         fingerprint=True,
@@ -570,7 +610,7 @@ def encodeData(transactionID: bytes, receiver: str, sender: str, data: bytes, ke
             stun.INDICATION,
             transactionID,
             (
-                (stun.USERNAME, _username(receiver, sender)),
+                (stun.USERNAME, username(receiver, sender)),
                 (PAYLOAD, data),
             ),
         ),

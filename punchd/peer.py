@@ -1,10 +1,11 @@
 """
 The peer: registers with the stage manager, and punches and keeps a direct
-path to the peer it is introduced to, for an application on that path.
+path to each of its contacts as it is introduced to them, for an
+application on each path.
 
 L{PeerProtocol} is the socket's protocol and wires the jobs together: the
 registration (L{punchd.registration}), the NAT probe (L{punchd.natprobe}),
-the path to the contact (L{punchd.punching}), and the application on it
+the path to each contact (L{punchd.punching}), and the application on it
 (by default L{punchd.greeter}, the original's direct message).  Other
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
@@ -24,21 +25,51 @@ from punchd.punching import FAILED, LOST, Punch
 from punchd.registration import Registrar
 
 
+class Contact:
+    """
+    One of a peer's contacts: its name, the name it registers under, the
+    path to it and the application on that path.
+
+    @ivar name: The contact's name.
+    @ivar wireName: The name the stage manager knows it by: C{name}, or the
+        name derived from a peer secret (see L{punchd.identity}).
+    @ivar path: The current L{punchd.interfaces.IPath} to it, or L{None}
+        before the first introduction.
+    @ivar application: The L{punchd.interfaces.IPathObserver} and
+        L{punchd.interfaces.IPathReceiver} on its paths.
+    """
+
+    __slots__ = ("name", "wireName", "path", "application")
+
+    def __init__(self, name: str, wireName: str, application):
+        self.name = name
+        self.wireName = wireName
+        self.path = None
+        self.application = application
+
+    @property
+    def seeking(self) -> bool:
+        """
+        Whether the peer wants an introduction to this contact: it has no
+        path to it and is not punching one.
+        """
+        return self.path is None or self.path.state in (FAILED, LOST)
+
+
 @implementer(IPeer, IPathObserver, IPathReceiver)
 class PeerProtocol(DatagramProtocol):
     """
     A peer.
 
     It registers with the stage manager at start and every C{interval}
-    seconds.  When the stage manager introduces the peer it wants, it starts
-    a L{punchd.punching.Punch}; while it has no direct path and is not
-    punching, its registrations ask for an introduction.  What happens to
-    the path, and what comes over it, goes to the application.
+    seconds, naming its contacts.  When the stage manager introduces one,
+    it starts a L{punchd.punching.Punch} to it; its registrations ask for
+    an introduction to each contact it has no path to and is not punching.
+    What happens to each path, and what comes over it, goes to that
+    contact's application.  One socket carries the paths to all contacts.
 
-    @ivar punch: The current path (an L{punchd.interfaces.IPath}), or
-        L{None} before the first introduction.
-    @ivar application: The L{punchd.interfaces.IPathObserver} and
-        L{punchd.interfaces.IPathReceiver} on the path.
+    @ivar wants: The contacts' names, a L{tuple}.
+    @ivar contacts: L{Contact}s by name.
     @ivar registrar: The L{Registrar}, from the start of the protocol.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
     """
@@ -51,7 +82,7 @@ class PeerProtocol(DatagramProtocol):
         clock,
         server,
         name: str,
-        wants: str,
+        wants,
         localHosts=(),
         interval: float = 20.0,
         text: "str | None" = None,
@@ -61,6 +92,7 @@ class PeerProtocol(DatagramProtocol):
         peerSecret: "bytes | None" = None,
         dialects=(),
         application=None,
+        applications=None,
         messageInterval: float = 1.0,
         **punchSettings,
     ):
@@ -68,39 +100,54 @@ class PeerProtocol(DatagramProtocol):
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
         @param server: The stage manager's C{(host, port)}, resolved.
         @param name: This peer's name.
-        @param wants: The name of the peer to reach.
+        @param wants: The name of the contact to reach, or a sequence of
+            them (at most L{messages.MAX_CONTACTS}).
         @param localHosts: This machine's addresses on its own network; the
             peer reports them with its port as local candidates.
         @param interval: Seconds between registrations.
-        @param text: Without C{application}, the direct message the
-            L{Greeter} sends; by default the original's.
+        @param text: Without an application, the direct message the
+            L{Greeter} of each contact sends; by default the original's.
         @param discoverNAT: Whether to find out at start how the NAT in
             front of this peer behaves, when the stage manager offers NAT
             behaviour discovery, and log the verdict.
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} that every datagram to and from the
             stage manager carries; L{None} without.
-        @param peerSecret: A secret shared out of band with the contact: the
-            names registered and the punch key are derived from it (see
-            L{punchd.identity}); L{None} without.
+        @param peerSecret: A secret shared out of band with the contacts:
+            the names registered and the punch keys are derived from it
+            (see L{punchd.identity}); L{None} without.
         @param dialects: The L{punchd.interfaces.IPeerDialect}s spoken on
             the socket besides punchd's own protocol.
-        @param application: What runs on the path; by default a
-            L{Greeter} of C{text} every C{messageInterval} seconds.
+        @param application: What runs on the path of a peer with one
+            contact.
+        @param applications: What runs on the path to each contact: a
+            mapping of contact names to applications.  A contact without
+            one gets a L{Greeter} of C{text} every C{messageInterval}
+            seconds.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
+        @raise ValueError: If C{wants} is empty, too long, repeats a name
+            or names this peer, or an application is given for a name that
+            is not a contact.
         """
+        wants = (wants,) if isinstance(wants, str) else tuple(wants)
+        if not wants or len(wants) > messages.MAX_CONTACTS:
+            raise ValueError(f"from 1 to {messages.MAX_CONTACTS} contacts, not {len(wants)}")
+        if len(set(wants)) != len(wants) or name in wants:
+            raise ValueError(f"contacts must be distinct and not this peer: {', '.join(wants)}")
+        applications = dict(applications or {})
+        if application is not None:
+            if len(wants) != 1:
+                raise ValueError("one application for several contacts: give applications")
+            applications[wants[0]] = application
+        unknown = set(applications) - set(wants)
+        if unknown:
+            raise ValueError(f"applications for names that are not contacts: {', '.join(unknown)}")
         self.clock = clock
         self.server = server
         self.name = name
         self.wants = wants
         self.interval = interval
-        if application is None:
-            application = Greeter(
-                clock, defaultMessage(name, wants) if text is None else text, messageInterval
-            )
-        self.application = application
-        self.punch = None
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -111,13 +158,40 @@ class PeerProtocol(DatagramProtocol):
         self._key = key
         self._peerSecret = peerSecret
         if peerSecret is None:
-            self._wireName, self._wireWants = name, wants
+            self._wireName = name
         else:
             self._wireName = identity.derivedName(peerSecret, name)
-            self._wireWants = identity.derivedName(peerSecret, wants)
+        self.contacts = {}
+        self._byWireName = {}
+        for wanted in wants:
+            app = applications.get(wanted)
+            if app is None:
+                app = Greeter(
+                    clock,
+                    defaultMessage(name, wanted) if text is None else text,
+                    messageInterval,
+                )
+            wire = wanted if peerSecret is None else identity.derivedName(peerSecret, wanted)
+            self.contacts[wanted] = self._byWireName[wire] = Contact(wanted, wire, app)
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
+
+    @property
+    def punch(self):
+        """
+        The current path to the first contact, or L{None}: of a peer with
+        one contact, its path.
+        """
+        return self.contacts[self.wants[0]].path
+
+    @property
+    def application(self):
+        """
+        The application on the first contact's paths: of a peer with one
+        contact, its application.
+        """
+        return self.contacts[self.wants[0]].application
 
     @property
     def publicAddress(self):
@@ -136,7 +210,7 @@ class PeerProtocol(DatagramProtocol):
             " Listening on port {port}.",
             server=formatAddress(self.server),
             name=self.name,
-            wants=self.wants,
+            wants=", ".join(self.wants),
             port=host.port,
         )
         if self._peerSecret is None:
@@ -144,19 +218,19 @@ class PeerProtocol(DatagramProtocol):
                 "The identity of {wants} is not verified: anyone who registers"
                 " the name {wants} first could pass for it. Share a secret with"
                 " it (--peer-secret-file) to verify it.",
-                wants=self.wants,
+                wants=", ".join(self.wants),
             )
         else:
             self.log.info(
                 "The identity of {wants} is verified by the shared secret",
-                wants=self.wants,
+                wants=", ".join(self.wants),
             )
         self.registrar = Registrar(
             self.clock,
             self._toServer,
             self.server,
             self._wireName,
-            self._wireWants,
+            tuple(contact.wireName for contact in self.contacts.values()),
             self.localAddresses,
             host.port,
             lambda: self.seeking,
@@ -199,9 +273,10 @@ class PeerProtocol(DatagramProtocol):
         self.registrar.stop()
         if self.natProbe is not None:
             self.natProbe.cancel()
-        if self.punch is not None:
-            self.punch.stop()
-        self.application.stop()
+        for contact in self.contacts.values():
+            if contact.path is not None:
+                contact.path.stop()
+            contact.application.stop()
 
     def leave(self):
         """
@@ -212,19 +287,20 @@ class PeerProtocol(DatagramProtocol):
         if self.registrar is not None:
             self.registrar.leave()
 
-    def register(self, seeking: "bool | None" = None):
+    def register(self, seeking: "tuple | None" = None):
         """
         Register now; see L{Registrar.register}.
         """
         self.registrar.register(seeking)
 
     @property
-    def seeking(self) -> bool:
+    def seeking(self) -> tuple:
         """
-        Whether this peer wants an introduction: it has no direct path and
-        is not punching one.
+        The names the stage manager knows the contacts by that this peer
+        wants an introduction to: those it has no path to and is not
+        punching one.
         """
-        return self.punch is None or self.punch.state in (FAILED, LOST)
+        return tuple(c.wireName for c in self.contacts.values() if c.seeking)
 
     def _toServer(self, datagram):
         """
@@ -245,13 +321,21 @@ class PeerProtocol(DatagramProtocol):
 
     def adopt(self, path):
         """
-        Make C{path} the path to the contact, stopping the one there was,
-        and start it.
+        Make C{path} the path to the contact it names, stopping the one
+        there was, and start it.
         """
-        if self.punch is not None:
-            self.punch.stop()
-        self.punch = path
+        contact = self.contacts[path.peerName]
+        if contact.path is not None:
+            contact.path.stop()
+        contact.path = path
         path.start()
+
+    def pathTo(self, name: str):
+        """
+        The current path to the contact C{name}, or L{None}.
+        """
+        contact = self.contacts.get(name)
+        return None if contact is None else contact.path
 
     # Datagrams
 
@@ -278,8 +362,10 @@ class PeerProtocol(DatagramProtocol):
         try:
             if address == self.server and self._fromServer(datagram, message):
                 return
-            if self.punch is not None and self.punch.handle(datagram, message, address):
-                return
+            for contact in self.contacts.values():
+                path = contact.path
+                if path is not None and path.handle(datagram, message, address):
+                    return
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
             return
@@ -340,35 +426,36 @@ class PeerProtocol(DatagramProtocol):
         return tuple(usable)
 
     def _introduced(self, introduction):
+        contact = self._byWireName.get(introduction.name)
+        if contact is None:
+            raise messages.InvalidMessage(
+                f"introduced to {introduction.name}, who is not a contact"
+            )
         key = introduction.key
         if self._peerSecret is not None:
             key = identity.punchKey(self._peerSecret, key)
-        if isinstance(self.punch, Punch) and self.punch.key == key:
+        if isinstance(contact.path, Punch) and contact.path.key == key:
             # A retransmission of the introduction being acted on.
             return
-        if introduction.name != self._wireWants:
-            raise messages.InvalidMessage(
-                f"introduced to {introduction.name}, but looking for {self._wireWants}"
-            )
         own = self._ownAddresses()
         why = unusableReason(introduction.address, self._ipv6, own)
         if why is not None:
             self.drops.drop(
                 why,
                 formatAddress(self.server),
-                f"introduction of {introduction.name} at {formatAddress(introduction.address)}",
+                f"introduction of {contact.name} at {formatAddress(introduction.address)}",
             )
             return
         self.log.info(
             "The stage manager introduced {peer}: public address {address},"
             " local addresses {localAddresses}. Punching.",
-            peer=self.wants,
+            peer=contact.name,
             address=formatAddress(introduction.address),
             localAddresses=", ".join(map(formatAddress, introduction.localAddresses))
             or "none",
         )
         usable = messages.Introduction(
-            self.wants,
+            contact.name,
             introduction.address,
             self._usableLocally(introduction, own),
             key,
@@ -381,7 +468,7 @@ class PeerProtocol(DatagramProtocol):
                 usable,
                 self,
                 newTransactionID=self._newTransactionID,
-                wireNames=(self._wireName, self._wireWants),
+                wireNames=(self._wireName, contact.wireName),
                 **self._punchSettings,
             )
         )
@@ -389,10 +476,10 @@ class PeerProtocol(DatagramProtocol):
     # What the path tells us
 
     def pathUp(self, path):
-        self.application.pathUp(path)
+        self.contacts[path.peerName].application.pathUp(path)
 
     def pathMoved(self, path, previous):
-        self.application.pathMoved(path, previous)
+        self.contacts[path.peerName].application.pathMoved(path, previous)
 
     def punchFailed(self, path):
         self.log.warn(
@@ -405,7 +492,7 @@ class PeerProtocol(DatagramProtocol):
             seconds=path.elapsed,
             probes=path.probesSent,
         )
-        self.application.punchFailed(path)
+        self.contacts[path.peerName].application.punchFailed(path)
 
     def pathLost(self, path):
         self.log.warn(
@@ -415,8 +502,8 @@ class PeerProtocol(DatagramProtocol):
             address=formatAddress(path.selected.address),
             seconds=self.clock.seconds() - path.lastHeard,
         )
-        self.application.pathLost(path)
+        self.contacts[path.peerName].application.pathLost(path)
         self.register()
 
     def dataReceived(self, path, data, source):
-        self.application.dataReceived(path, data, source)
+        self.contacts[path.peerName].application.dataReceived(path, data, source)

@@ -6,13 +6,12 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
-from punchd.messages import MAX_PAYLOAD_BYTES, InvalidMessage, validateName
+from punchd.messages import MAX_CONTACTS, MAX_PAYLOAD_BYTES, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
 from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
-from punchd.greeter import defaultMessage
 from punchd.services import DatagramServer
 
 LONGDESC = """\
@@ -24,6 +23,12 @@ source address; the stage manager carries none of it.
 
     twistd -n punch-peer --server stage.example.net:8080 --name alice --peer bob
     twistd -n punch-peer --server stage.example.net:8080 --name bob --peer alice
+
+--peer may be given several times: the peer keeps a path to each contact,
+all from one UDP port.
+
+    twistd -n punch-peer --server stage.example.net:8080 --name alice \
+        --peer bob --peer carol
 
 With --probe, it instead asks a stage manager that offers NAT behaviour
 discovery (punch-server --alternate-port ... --alternate-address ...) how the
@@ -80,7 +85,6 @@ class Options(usage.Options):
             " an IPv6 address goes in brackets: [2001:db8::1]:8080.",
         ],
         ["name", "n", None, "This peer's name: up to 64 bytes, no spaces.", _name("name")],
-        ["peer", "c", None, "The name of the peer to reach (the contact).", _name("peer")],
         [
             "port",
             None,
@@ -139,11 +143,32 @@ class Options(usage.Options):
         ],
     ]
 
+    def __init__(self):
+        super().__init__()
+        self["peer"] = []
+
+    def opt_peer(self, name):
+        """
+        The name of a peer to reach (a contact); give it once per contact.
+        """
+        self["peer"].append(_name("peer")(name))
+
+    opt_c = opt_peer
+
     def postOptions(self):
-        required = ("server",) if self["probe"] else ("server", "name", "peer")
+        required = ("server",) if self["probe"] else ("server", "name")
         for option in required:
             if self[option] is None:
                 raise usage.UsageError(f"--{option} is required")
+        peers = self["peer"]
+        if not self["probe"] and not peers:
+            raise usage.UsageError("--peer is required")
+        if len(set(peers)) != len(peers):
+            raise usage.UsageError(f"--peer: a contact named twice ({', '.join(peers)})")
+        if len(peers) > MAX_CONTACTS:
+            raise usage.UsageError(
+                f"--peer: {len(peers)} contacts, the most is {MAX_CONTACTS}"
+            )
         if self["secret-file"] is not None:
             for option in ("probe", "seed-compat"):
                 if self[option]:
@@ -155,15 +180,20 @@ class Options(usage.Options):
         if self["seed-compat"]:
             if self["probe"]:
                 raise usage.UsageError("--probe needs a punch-server, not --seed-compat")
-            for option in ("name", "peer"):
-                if not fitsLine(self[option]):
+            if len(peers) > 1:
+                raise usage.UsageError(
+                    "--peer: the original test-client has one contact; --seed-compat"
+                    " takes one --peer"
+                )
+            for option, value in (("name", self["name"]), *(("peer", p) for p in peers)):
+                if not fitsLine(value):
                     raise usage.UsageError(
-                        f"--{option}: {self[option]!r} has a comma, which the"
+                        f"--{option}: {value!r} has a comma, which the"
                         " original's phonebook lines cannot carry"
                     )
         if self["message"] is not None:
             self._checkMessage()
-        if self["name"] is not None and self["name"] == self["peer"]:
+        if self["name"] is not None and self["name"] in peers:
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
             )
@@ -224,7 +254,7 @@ def makeService(config, reactor=None):
             reactor,
             server,
             config["name"],
-            config["peer"],
+            config["peer"][0],
             interval=config["interval"],
             text=config["message"],
             pathTimeout=3 * config["keepalive"],
@@ -234,8 +264,6 @@ def makeService(config, reactor=None):
         report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
         return DatagramServer(config["port"], report, interface=interface, reactor=reactor)
     text = config["message"]
-    if text is None:
-        text = defaultMessage(config["name"], config["peer"])
     protocol = PeerProtocol(
         reactor,
         server,

@@ -119,7 +119,8 @@ class Entry:
         itself on its own network.
     @type localAddresses: L{tuple}
 
-    @ivar wants: The name of the peer it wants to reach, or L{None}.
+    @ivar wants: The names of the peers it wants to reach, its contacts.
+    @type wants: L{tuple}
 
     @ivar lastSeen: When it last registered, in seconds.
     @type lastSeen: L{float}
@@ -135,7 +136,7 @@ class Entry:
     @type proven: L{bool}
     """
 
-    __slots__ = ("name", "_place", "wants", "lastSeen", "proven")
+    __slots__ = ("name", "_place", "_wants", "lastSeen", "proven")
 
     def __init__(self, name, address, localAddresses, wants, lastSeen, proven=False, secret=None):
         self.name = name
@@ -143,6 +144,18 @@ class Entry:
         self.wants = wants
         self.lastSeen = lastSeen
         self.proven = proven
+
+    # Most peers want one contact: its name alone is kept, not a tuple of
+    # it, which would cost 48 bytes more per entry.
+
+    @property
+    def wants(self):
+        wants = self._wants
+        return (wants,) if type(wants) is str else wants
+
+    @wants.setter
+    def wants(self, wants):
+        self._wants = wants[0] if len(wants) == 1 else tuple(wants)
 
     # The secret, the address and the local addresses live in one bytes
     # object, _place: see _place().
@@ -201,7 +214,7 @@ class Entry:
         copy = Entry.__new__(Entry)
         copy.name = self.name
         copy._place = self._place
-        copy.wants = self.wants
+        copy._wants = self._wants
         copy.lastSeen = self.lastSeen
         copy.proven = self.proven
         return copy
@@ -212,7 +225,7 @@ class Entry:
         peer as this entry: whether a registration that turned one into the
         other was a mere refresh.
         """
-        if self.wants != other.wants:
+        if self._wants != other._wants:
             return False
         mine, theirs = self._place, other._place
         if type(mine) is bytes and type(theirs) is bytes:
@@ -270,12 +283,12 @@ class Phonebook:
         entries = self._entries
         entry = entries.get(name)
         evicted = None
-        if wants is not None:
+        if len(wants) == 1:
             # The wanted peer's own name object, when it is here, rather
             # than a copy of it per entry.
-            wanted = entries.get(wants)
+            wanted = entries.get(wants[0])
             if wanted is not None:
-                wants = wanted.name
+                wants = (wanted.name,)
         if entry is None:
             previous = None
             if len(entries) >= self.maxEntries:

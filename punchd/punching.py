@@ -137,6 +137,7 @@ class Punch:
             (myName, introduction.name) if wireNames is None else wireNames
         )
         self.key = introduction.key
+        self._username = messages.username(self._wireMine, self._wirePeer)
         self._observer = observer
         self._punchTimeout = punchTimeout
         self._probeInterval = probeInterval
@@ -267,16 +268,22 @@ class Punch:
         """
         if self.state not in (PUNCHING, UP):
             return False
+        kind = (message.method, message.messageClass)
+        # Which path a datagram is for is told without a key: by the names
+        # it carries, or by the transaction it answers.  A peer with many
+        # contacts checks one MAC per datagram, not one per contact.
+        if kind == (stun.BINDING, stun.SUCCESS):
+            if message.transactionID not in self._inFlight:
+                return False
+        elif message.get(stun.USERNAME) != self._username:
+            return False
         if not stun.verifyIntegrity(datagram, self.key):
             return False
-        kind = (message.method, message.messageClass)
         if kind == (stun.BINDING, stun.REQUEST):
             self._heard.add(source)
             self.lastHeard = self.clock.seconds()
             self._probed(message, source)
         elif kind == (stun.BINDING, stun.SUCCESS):
-            if message.transactionID not in self._inFlight:
-                return False
             self._heard.add(source)
             self.lastHeard = self.clock.seconds()
             self._answered(message.transactionID)

@@ -48,7 +48,7 @@ class Registrar:
         send,
         server,
         name: str,
-        wants: str,
+        wants: tuple,
         localAddresses,
         localPort: int,
         seeking,
@@ -64,11 +64,11 @@ class Registrar:
             manager.
         @param server: The stage manager's C{(host, port)}, for the log.
         @param name: The peer's name.
-        @param wants: The name of the peer it wants.
+        @param wants: The names of its contacts, a L{tuple}.
         @param localAddresses: Its C{(host, port)}s on its own network.
         @param localPort: Its socket's port.
-        @param seeking: A function returning whether the peer seeks an
-            introduction now.
+        @param seeking: A function returning the contacts the peer seeks an
+            introduction to now, in the order of C{wants}.
         @param interval: Seconds between registrations, on average.
         @param jitter: The share of each interval and retransmission delay
             by which it is moved at random either way.
@@ -81,11 +81,13 @@ class Registrar:
         self.clock = clock
         self.server = server
         self.name = name
-        self.wants = wants
+        self.wants = tuple(wants)
         self.localAddresses = tuple(localAddresses)
         self.interval = interval
         self.publicAddress = None
-        self._clearName, self._clearWants = (name, wants) if clearNames is None else clearNames
+        clearName, clearWants = (name, wants) if clearNames is None else clearNames
+        self._clearName = clearName
+        self._clearWants = dict(zip(self.wants, clearWants))
         self._send = send
         self._localPort = localPort
         self._seeking = seeking
@@ -97,7 +99,7 @@ class Registrar:
         self._inFlight = None
         self._firstAttemptAt = None
         self._serverSilent = False
-        self._peerState = None
+        self._peerStates = {}
         self._cookie = None
         self._secret = None
         self._challenged = False
@@ -148,7 +150,7 @@ class Registrar:
         if self._inFlight is None:
             self.register()
 
-    def register(self, seeking: "bool | None" = None):
+    def register(self, seeking: "tuple | None" = None):
         """
         Register now, replacing any registration still unanswered.
 
@@ -157,8 +159,9 @@ class Registrar:
         manager can answer it, and introduce this peer, without sending
         more than it received.
 
-        @param seeking: Whether to ask for an introduction; by default,
-            whenever the peer has no direct path and is not punching.
+        @param seeking: The contacts to ask for an introduction to; by
+            default, those the peer has no direct path to and is not
+            punching.
         """
         if self._inFlight is not None:
             self._transactions.withdraw(self._inFlight)
@@ -256,23 +259,33 @@ class Registrar:
             # to a peer that registers later, and retransmit what it sends
             # us.  If an introduction is on its way, once it is here; if it
             # was lost, the proof asks for another.
-            if answer.peerState == messages.PEER_INTRODUCED and self._seeking():
+            if messages.PEER_INTRODUCED in answer.peerStates and self._seeking():
                 self._proof = self.clock.callLater(PROOF_DELAY, self.register)
             else:
                 self.register()
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
-        if answer.peerState != self._peerState:
-            self._peerState = answer.peerState
-            if answer.peerState == messages.PEER_ABSENT:
-                self.log.info("Waiting for {wants} to register", wants=self.wants)
-            elif answer.peerState == messages.PEER_WANTS_ANOTHER:
-                self.log.info(
-                    "{wants} is registered but looking for another peer; waiting"
-                    " until it looks for {name}",
-                    wants=self._clearWants,
-                    name=self._clearName,
-                )
+        states = dict(zip(registration.seeking, answer.peerStates))
+        for wanted in self.wants:
+            state = states.get(wanted)
+            if self._peerStates.get(wanted) != state:
+                self._peerStates[wanted] = state
+                self._peerStateChanged(self._clearWants[wanted], state)
+
+    def _peerStateChanged(self, wanted, state):
+        """
+        Say what the stage manager said of a contact sought, when it
+        changed.
+        """
+        if state == messages.PEER_ABSENT:
+            self.log.info("Waiting for {wants} to register", wants=wanted)
+        elif state == messages.PEER_WANTS_ANOTHER:
+            self.log.info(
+                "{wants} is registered but looking for another peer; waiting"
+                " until it looks for {name}",
+                wants=wanted,
+                name=self._clearName,
+            )
 
     def _addressLearned(self, answer):
         if self.publicAddress is None:

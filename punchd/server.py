@@ -80,6 +80,13 @@ class _Request:
         self.refresh = False
 
 
+def _names(names) -> str:
+    """
+    Names for the log: C{"bob, carol"}, or C{"no one"}.
+    """
+    return ", ".join(names) or "no one"
+
+
 def _then(result, f, *args):
     """
     Go on with C{f(result, *args)}: at once for a plain result, as the
@@ -427,7 +434,7 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _recorded(self, result, request):
         """
-        Count and log the entry, and look up the peer it wants.
+        Count and log the entry, and look up the contacts it seeks.
         """
         entry, previous, evicted = result
         registration = request.registration
@@ -445,15 +452,29 @@ class StageManagerProtocol(DatagramProtocol):
         request.refresh = self._logRegistration(entry, previous)
         for dialect in self.dialects:
             dialect.registered(entry, previous, registration.seeking)
-        if not (registration.seeking and registration.wants is not None):
-            return self._answer(None, request, entry, None)
+        return self._lookupSought(request, entry, [])
+
+    def _lookupSought(self, request, entry, found):
+        """
+        Look up, one after the other, the contacts the registration seeks;
+        then answer it.
+
+        @param found: The entries (or L{None}s) of those looked up so far.
+        """
+        seeking = request.registration.seeking
+        if len(found) == len(seeking):
+            return self._answer(request, entry, found)
         return _then(
-            self.phonebook.lookup(registration.wants, request.now),
-            self._answer,
+            self.phonebook.lookup(seeking[len(found)], request.now),
+            self._foundSought,
             request,
             entry,
-            messages.PEER_ABSENT,
+            found,
         )
+
+    def _foundSought(self, other, request, entry, found):
+        found.append(other)
+        return self._lookupSought(request, entry, found)
 
     def _dialectOf(self, entry):
         for dialect in self.dialects:
@@ -468,53 +489,65 @@ class StageManagerProtocol(DatagramProtocol):
         """
         return entry.proven or self._dialectOf(entry) is not None
 
-    def _answer(self, other, request, entry, peerState):
+    def _peerState(self, entry, other):
         """
-        Answer the registration, saying where the wanted peer stands, and
-        introduce the two if each wants the other.
+        Where C{other}, a contact C{entry} seeks, stands: a L{PEER_STATE}
+        value, and the dialect that speaks for it, or L{None}.
         """
-        dialect = None
-        if other is not None:
-            dialect = self._dialectOf(other)
-            if dialect is not None:
-                # A dialect's peer may be unable to say whom it wants: see
-                # punchd.compat.server for why it is introduced all the same.
-                peerState = messages.PEER_INTRODUCED
-            elif not other.proven:
-                # A peer that has not proven its address is not sent
-                # anything it did not ask for.
-                pass
-            elif other.wants != entry.name:
-                peerState = messages.PEER_WANTS_ANOTHER
-            else:
-                peerState = messages.PEER_INTRODUCED
+        if other is None:
+            return messages.PEER_ABSENT, None
+        dialect = self._dialectOf(other)
+        if dialect is not None:
+            # A dialect's peer may be unable to say whom it wants: see
+            # punchd.compat.server for why it is introduced all the same.
+            return messages.PEER_INTRODUCED, dialect
+        if not other.proven:
+            # A peer that has not proven its address is not sent anything
+            # it did not ask for.
+            return messages.PEER_ABSENT, None
+        if entry.name not in other.wants:
+            return messages.PEER_WANTS_ANOTHER, None
+        return messages.PEER_INTRODUCED, None
+
+    def _answer(self, request, entry, others):
+        """
+        Answer the registration, saying where each contact it seeks stands,
+        and introduce it to each that wants it too.
+
+        @param others: The entries of the contacts it seeks (or L{None}s),
+            in order.
+        """
+        states = [self._peerState(entry, other) for other in others]
         message, address, proven = request.message, request.address, request.proven
         self.write(
             messages.encodeRegistered(
                 message.transactionID,
                 unmapped(address),
                 int(self.phonebook.ttl),
-                peerState,
+                tuple(state for state, _ in states),
                 self.cookies.issue(address, request.registration.cookie if proven else None),
                 entry.secret,
             ),
             address,
             request.budget,
         )
-        if dialect is not None:
-            dialect.introduce(entry, other, request.budget)
-        elif peerState == messages.PEER_INTRODUCED:
-            self._introduce(entry, other, request.budget)
-        elif peerState is not None and proven and not request.refresh:
-            # Said when the peer registers, moves or wants another, not at
-            # each refresh while it waits: anyone can make the stage manager
-            # log, but only at the pace of changes to its entry.
-            self.log.info(
-                "{name} is looking for {wants}, who is {why}: no introduction yet",
-                name=entry.name,
-                wants=entry.wants,
-                why="not registered" if other is None else f"looking for {other.wants}",
-            )
+        for wanted, other, (state, dialect) in zip(request.registration.seeking, others, states):
+            if dialect is not None:
+                dialect.introduce(entry, other, request.budget)
+            elif state == messages.PEER_INTRODUCED:
+                self._introduce(entry, other, request.budget)
+            elif proven and not request.refresh:
+                # Said when the peer registers, moves or wants another, not
+                # at each refresh while it waits: anyone can make the stage
+                # manager log, but only at the pace of changes to its entry.
+                self.log.info(
+                    "{name} is looking for {wants}, who is {why}: no introduction yet",
+                    name=entry.name,
+                    wants=wanted,
+                    why="not registered"
+                    if state == messages.PEER_ABSENT
+                    else f"looking for {_names(other.wants)}",
+                )
 
     def _logRegistration(self, entry, previous) -> bool:
         """
@@ -539,7 +572,7 @@ class StageManagerProtocol(DatagramProtocol):
             name=entry.name,
             address=formatAddress(entry.address),
             localAddresses=", ".join(map(formatAddress, entry.localAddresses)) or "none",
-            wants=entry.wants,
+            wants=_names(entry.wants),
         )
         if not known:
             self.log.info(
@@ -552,7 +585,7 @@ class StageManagerProtocol(DatagramProtocol):
                 "{name} re-registered from {address} (local: {localAddresses}), looking for {wants};"
                 " it was at {previousAddress} looking for {previousWants}",
                 previousAddress=formatAddress(previous.address),
-                previousWants=previous.wants,
+                previousWants=_names(previous.wants),
                 **fields,
             )
         return False

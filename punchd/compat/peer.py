@@ -21,22 +21,25 @@ class OriginalPeers:
     """
     Talk to the original clients the stage manager introduces.
 
-    @ivar contact: The L{OriginalContact} of the last introduction, or
-        L{None}.
+    @ivar contacts: The L{OriginalContact} of the last introduction to each
+        contact that is an original client, by name.
     """
 
     log = Logger()
 
-    def __init__(self, text: str, messageInterval: float = 1.0, pathTimeout: float = 15.0):
+    def __init__(
+        self, text: "str | None" = None, messageInterval: float = 1.0, pathTimeout: float = 15.0
+    ):
         """
         @param text: The direct message to send an original client while
-            the path opens.
+            the path opens; by default the original's, from this peer to
+            that client.
         @param messageInterval: Seconds between two of them.
         @param pathTimeout: Seconds of silence after which an original
             client that was heard is lost.
         """
         self.text = text
-        self.contact = None
+        self.contacts = {}
         self._peer = None
         self._messageInterval = messageInterval
         self._pathTimeout = pathTimeout
@@ -45,12 +48,11 @@ class OriginalPeers:
         self._peer = peer
 
     def datagramReceived(self, datagram, address) -> bool:
-        contact = self.contact
-        return (
-            contact is not None
-            and contact is self._peer.punch
-            and protocol.isText(datagram)
-            and contact.handleText(datagram, address)
+        if not protocol.isText(datagram):
+            return False
+        return any(
+            contact is self._peer.pathTo(name) and contact.handleText(datagram, address)
+            for name, contact in self.contacts.items()
         )
 
     def introduced(self, message) -> bool:
@@ -58,34 +60,32 @@ class OriginalPeers:
         if introduction is None:
             return False
         name, address = introduction
-        current = self.contact
+        if name not in self._peer.wants:
+            raise messages.InvalidMessage(f"introduced to {name}, who is not a contact")
+        current = self.contacts.get(name)
         if (
             current is not None
-            and current is self._peer.punch
+            and current is self._peer.pathTo(name)
             and current.address == address
             and current.state in (PUNCHING, UP)
         ):
             return True
-        if name != self._peer.wants:
-            raise messages.InvalidMessage(
-                f"introduced to {name}, but looking for {self._peer.wants}"
-            )
         self.log.info(
             "The stage manager introduced {peer} at {address}, an original"
             " test-client: speaking its text messages to it",
             peer=name,
             address=formatAddress(address),
         )
-        self.contact = OriginalContact(
+        contact = self.contacts[name] = OriginalContact(
             self._peer.clock,
             self._peer.send,
             self._peer.name,
             name,
             address,
-            self.text,
+            protocol.directMessage(self._peer.name, name) if self.text is None else self.text,
             self._peer,
             messageInterval=self._messageInterval,
             pathTimeout=self._pathTimeout,
         )
-        self._peer.adopt(self.contact)
+        self._peer.adopt(contact)
         return True

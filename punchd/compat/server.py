@@ -158,7 +158,7 @@ class OriginalClients:
             return
         wasOriginal = name in self._originals
         entry, previous, evicted = self.phonebook.register(
-            name, address, (), None, now, proven=False
+            name, address, (), (), now, proven=False
         )
         self._stats["original registrations"] += 1
         if evicted is not None:
@@ -256,34 +256,37 @@ class OriginalClients:
 
     # Native peers
 
-    def registered(self, entry, previous, seeking: bool) -> None:
+    def registered(self, entry, previous, seeking) -> None:
         """
         Note a native peer's registration: whom it wants, and whether it
         seeks an introduction now.
 
         @param entry: Its L{punchd.phonebook.Entry}.
         @param previous: The entry as it was, or L{None}.
-        @param seeking: Whether the registration sought an introduction.
+        @param seeking: The contacts the registration sought an
+            introduction to.
         """
         # A native peer that took an original client's name holds it now.
         self._originals.pop(entry.name, None)
-        if previous is not None and previous.wants not in (None, entry.wants):
-            seekers = self._seekers.get(previous.wants)
-            if seekers is not None:
-                seekers.pop(entry.name, None)
-        if entry.wants is None:
-            return
-        seekers = self._seekers.get(entry.wants)
-        if seekers is None:
-            seekers = self._seekers[entry.wants] = OrderedDict()
-            while len(self._seekers) > self.phonebook.maxEntries:
-                self._seekers.popitem(last=False)
-        else:
-            self._seekers.move_to_end(entry.wants)
-        seekers[entry.name] = seeking
-        seekers.move_to_end(entry.name)
-        while len(seekers) > SEEKERS_PER_NAME:
-            seekers.popitem(last=False)
+        wants = entry.wants
+        if previous is not None:
+            for dropped in previous.wants:
+                if dropped not in wants:
+                    seekers = self._seekers.get(dropped)
+                    if seekers is not None:
+                        seekers.pop(entry.name, None)
+        for wanted in wants:
+            seekers = self._seekers.get(wanted)
+            if seekers is None:
+                seekers = self._seekers[wanted] = OrderedDict()
+                while len(self._seekers) > self.phonebook.maxEntries:
+                    self._seekers.popitem(last=False)
+            else:
+                self._seekers.move_to_end(wanted)
+            seekers[entry.name] = wanted in seeking
+            seekers.move_to_end(entry.name)
+            while len(seekers) > SEEKERS_PER_NAME:
+                seekers.popitem(last=False)
 
     def _nativesSeeking(self, name, now, seekingOnly=False):
         """
@@ -296,7 +299,7 @@ class OriginalClients:
         found = []
         for seeker, seeking in reversed(list(seekers.items())):
             entry = self.phonebook.lookup(seeker, now)
-            if entry is None or self.speaksFor(entry) or entry.wants != name:
+            if entry is None or self.speaksFor(entry) or name not in entry.wants:
                 del seekers[seeker]
             elif seeking or not seekingOnly:
                 found.append(entry)

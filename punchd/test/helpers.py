@@ -37,12 +37,25 @@ class Recorder(DatagramProtocol):
         return [m for m, _, _ in self.received if (m.method, m.messageClass) == (method, messageClass)]
 
 
+def contacts(wants=None, seeking=False):
+    """
+    The C{wants} and C{seeking} of a L{messages.Registration} from the
+    shorthands tests use: C{wants} a name, L{None} or a tuple of names, and
+    C{seeking} L{True} for all of them.
+    """
+    wants = () if wants is None else (wants,) if isinstance(wants, str) else tuple(wants)
+    if seeking is True:
+        seeking = wants
+    return wants, tuple(seeking or ())
+
+
 def registration(name, wants=None, seeking=False, local=(), txid=None, cookie=None, secret=None):
     """
     An encoded registration of C{name}, with a fresh transaction id unless
-    C{txid} is given.
+    C{txid} is given; see L{contacts} for C{wants} and C{seeking}.
     """
     txid = txid or stun.newTransactionID()
+    wants, seeking = contacts(wants, seeking)
     return messages.encodeRegistration(
         txid, messages.Registration(name, wants, tuple(local), seeking, cookie, secret)
     )

@@ -39,13 +39,21 @@ def plainParseRegistration(message):
     name = message.get(messages.NAME)
     if name is None:
         raise messages.InvalidMessage("no NAME")
-    wants = message.get(messages.PEER)
-    return messages.Registration(
-        plainValidateName(name),
-        None if wants is None else plainValidateName(wants),
-        localAddresses,
-        message.get(messages.SEEKING) is not None,
-    )
+    wants = tuple(plainValidateName(w) for w in message.getAll(messages.PEER))
+    if len(wants) > messages.MAX_CONTACTS or len(set(wants)) != len(wants):
+        raise messages.InvalidMessage("too many PEERs, or one twice")
+    seeking = message.getAll(messages.SEEKING)
+    if not seeking:
+        sought = ()
+    elif seeking[-1] == b"":
+        sought = wants
+    else:
+        bits = int.from_bytes(seeking[-1], "big")
+        width = 8 * len(seeking[-1])
+        if len(seeking[-1]) != (len(wants) + 7) // 8:
+            raise messages.InvalidMessage("bitmap of the wrong size")
+        sought = tuple(w for i, w in enumerate(wants) if bits >> (width - 1 - i) & 1)
+    return messages.Registration(plainValidateName(name), wants, localAddresses, sought)
 
 
 def outcome(f, *args):
@@ -77,7 +85,7 @@ registrations = st.builds(
             names.map(lambda n: (messages.NAME, n)),
             names.map(lambda n: (messages.PEER, n)),
             addresses.map(lambda a: (messages.LOCAL_ADDRESS, a)),
-            st.just((messages.SEEKING, b"")),
+            st.binary(max_size=3).map(lambda b: (messages.SEEKING, b)),
         ),
         max_size=12,
     ),
@@ -136,6 +144,56 @@ class ParseRegistrationTests(SynchronousTestCase):
         self.assertEqual(messages.parseRegistration(message).name, "alice")
 
 
+class ContactsTests(SynchronousTestCase):
+    """
+    A registration names several contacts and seeks some of them.
+    """
+
+    def roundTrip(self, wants, seeking):
+        datagram = messages.encodeRegistration(
+            bytes(12), messages.Registration("alice", wants, seeking=seeking)
+        )
+        return messages.parseRegistration(stun.decode(datagram))
+
+    def test_seekingSome(self):
+        """
+        The contacts sought come back in order, from a bitmap past the
+        first byte.
+        """
+        wants = tuple(f"peer{i}" for i in range(11))
+        for seeking in ((), wants[:1], wants[3:4], wants[9:], wants[::2], wants):
+            registration = self.roundTrip(wants, seeking)
+            self.assertEqual((registration.wants, registration.seeking), (wants, seeking))
+
+    def test_seekingAllIsEmpty(self):
+        """
+        Seeking every contact takes an empty SEEKING, as one contact always
+        did.
+        """
+        datagram = messages.encodeRegistration(
+            bytes(12), messages.Registration("alice", ("bob", "carol"), seeking=("bob", "carol"))
+        )
+        self.assertEqual(stun.decode(datagram).get(messages.SEEKING), b"")
+
+    def test_limits(self):
+        """
+        More than MAX_CONTACTS contacts, one named twice, or a bitmap of
+        the wrong size, are refused.
+        """
+        for attributes in (
+            [(messages.PEER, b"p%d" % i) for i in range(messages.MAX_CONTACTS + 1)],
+            [(messages.PEER, b"bob"), (messages.PEER, b"bob")],
+            [(messages.PEER, b"bob"), (messages.SEEKING, b"\x80\x00")],
+        ):
+            message = stun.Message(
+                messages.REGISTER,
+                stun.REQUEST,
+                bytes(12),
+                ((messages.NAME, b"alice"), *attributes),
+            )
+            self.assertRaises(messages.InvalidMessage, messages.parseRegistration, message)
+
+
 class AnswerTests(SynchronousTestCase):
     """
     The answers made from encoded attributes are the bytes that
@@ -147,10 +205,10 @@ class AnswerTests(SynchronousTestCase):
         st.ip_addresses(v=4).map(str),
         st.integers(0, 0xFFFF),
         st.integers(0, 0xFFFFFFFF),
-        st.sampled_from([None, 0, 1, 2]),
+        st.lists(st.sampled_from([0, 1, 2]), max_size=messages.MAX_CONTACTS),
         st.binary(min_size=12, max_size=12),
     )
-    def test_registered(self, host, port, lifetime, peerState, txid):
+    def test_registered(self, host, port, lifetime, peerStates, txid):
         """
         L{messages.encodeRegistered}.
         """
@@ -158,10 +216,10 @@ class AnswerTests(SynchronousTestCase):
             (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(host, port, txid)),
             (messages.LIFETIME, lifetime.to_bytes(4, "big")),
         ]
-        if peerState is not None:
-            attributes.append((messages.PEER_STATE, bytes((peerState,))))
+        if peerStates:
+            attributes.append((messages.PEER_STATE, bytes(peerStates)))
         self.assertEqual(
-            messages.encodeRegistered(txid, (host, port), lifetime, peerState),
+            messages.encodeRegistered(txid, (host, port), lifetime, tuple(peerStates)),
             stun.encode(
                 stun.Message(messages.REGISTER, stun.SUCCESS, txid, tuple(attributes)),
                 fingerprint=True,

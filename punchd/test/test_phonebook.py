@@ -20,10 +20,10 @@ class PhonebookTests(SynchronousTestCase):
         A new name is added with everything the registration said.
         """
         book = Phonebook(10, 60)
-        entry, previous, evicted = book.register("alice", A, (("10.0.0.2", 1),), "bob", 5)
+        entry, previous, evicted = book.register("alice", A, (("10.0.0.2", 1),), ("bob",), 5)
         self.assertEqual(
             (entry.name, entry.address, entry.localAddresses, entry.wants, entry.lastSeen),
-            ("alice", A, (("10.0.0.2", 1),), "bob", 5),
+            ("alice", A, (("10.0.0.2", 1),), ("bob",), 5),
         )
         self.assertIsNone(previous)
         self.assertIsNone(evicted)
@@ -34,11 +34,11 @@ class PhonebookTests(SynchronousTestCase):
         A known name is updated in place, and the entry as it was is returned.
         """
         book = Phonebook(10, 60)
-        first, _, _ = book.register("alice", A, (), "bob", 0)
-        entry, previous, _ = book.register("alice", B, (), "carol", 7)
+        first, _, _ = book.register("alice", A, (), ("bob",), 0)
+        entry, previous, _ = book.register("alice", B, (), ("carol",), 7)
         self.assertIs(entry, first)
-        self.assertEqual((entry.address, entry.wants, entry.lastSeen), (B, "carol", 7))
-        self.assertEqual((previous.address, previous.wants, previous.lastSeen), (A, "bob", 0))
+        self.assertEqual((entry.address, entry.wants, entry.lastSeen), (B, ("carol",), 7))
+        self.assertEqual((previous.address, previous.wants, previous.lastSeen), (A, ("bob",), 0))
         self.assertEqual(len(book), 1)
 
     def test_fullEvictsLeastRecentlySeen(self):
@@ -47,10 +47,10 @@ class PhonebookTests(SynchronousTestCase):
         oldest registered.
         """
         book = Phonebook(2, 60)
-        book.register("alice", A, (), None, 0)
-        book.register("bob", B, (), None, 1)
-        book.register("alice", A, (), None, 2)
-        _, _, evicted = book.register("carol", A, (), None, 3)
+        book.register("alice", A, (), (), 0)
+        book.register("bob", B, (), (), 1)
+        book.register("alice", A, (), (), 2)
+        _, _, evicted = book.register("carol", A, (), (), 3)
         self.assertEqual(evicted.name, "bob")
         self.assertEqual([e.name for e in book], ["alice", "carol"])
 
@@ -60,7 +60,7 @@ class PhonebookTests(SynchronousTestCase):
         sweep removes it.
         """
         book = Phonebook(10, 60)
-        book.register("alice", A, (), None, 0)
+        book.register("alice", A, (), (), 0)
         self.assertIsNotNone(book.lookup("alice", 59.9))
         self.assertIsNone(book.lookup("alice", 60))
 
@@ -70,10 +70,10 @@ class PhonebookTests(SynchronousTestCase):
         first, and keeps refreshed ones.
         """
         book = Phonebook(10, 60)
-        book.register("alice", A, (), None, 0)
-        book.register("bob", B, (), None, 10)
-        book.register("carol", B, (), None, 20)
-        book.register("alice", A, (), None, 30)
+        book.register("alice", A, (), (), 0)
+        book.register("bob", B, (), (), 10)
+        book.register("carol", B, (), (), 20)
+        book.register("alice", A, (), (), 30)
         self.assertEqual([e.name for e in book.expire(75)], ["bob"])
         self.assertEqual([e.name for e in book], ["carol", "alice"])
         self.assertEqual(book.expire(75), [])
@@ -83,7 +83,7 @@ class PhonebookTests(SynchronousTestCase):
         A removed name is gone; removing an unknown one returns L{None}.
         """
         book = Phonebook(10, 60)
-        book.register("alice", A, (), None, 0)
+        book.register("alice", A, (), (), 0)
         self.assertEqual(book.remove("alice").name, "alice")
         self.assertIsNone(book.remove("alice"))
         self.assertEqual(len(book), 0)
@@ -109,7 +109,7 @@ class CompactEntryTests(SynchronousTestCase):
         """
         book = Phonebook(10, 60)
         local = (("10.0.0.2", 1), ("2001:db8::1", 65535), ("192.168.1.9", 0))
-        entry, _, _ = book.register("alice", ("2001:db8::7", 8080), local, None, 0)
+        entry, _, _ = book.register("alice", ("2001:db8::7", 8080), local, (), 0)
         self.assertEqual((entry.address, entry.localAddresses), (("2001:db8::7", 8080), local))
         entry.address = A
         self.assertEqual(entry.address, A)
@@ -121,7 +121,7 @@ class CompactEntryTests(SynchronousTestCase):
         """
         book = Phonebook(10, 60)
         for address in (("fe80::1%eth0", 1), ("2001:DB8::1", 2), ("0:0::1", 3)):
-            entry, _, _ = book.register("alice", address, (address,), None, 0)
+            entry, _, _ = book.register("alice", address, (address,), (), 0)
             self.assertEqual((entry.address, entry.localAddresses), (address, (address,)))
 
     def test_wantsShared(self):
@@ -130,9 +130,9 @@ class CompactEntryTests(SynchronousTestCase):
         object.
         """
         book = Phonebook(10, 60)
-        bob, _, _ = book.register("bob", B, (), None, 0)
-        alice, _, _ = book.register("alice", A, (), "".join(["b", "ob"]), 0)
-        self.assertIs(alice.wants, bob.name)
+        bob, _, _ = book.register("bob", B, (), (), 0)
+        alice, _, _ = book.register("alice", A, (), ("".join(["b", "ob"]),), 0)
+        self.assertIs(alice.wants[0], bob.name)
 
     def test_copyAndSamePlace(self):
         """
@@ -140,17 +140,18 @@ class CompactEntryTests(SynchronousTestCase):
         wanted peer is not.
         """
         book = Phonebook(10, 60)
-        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), "bob", 0)
+        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), ("bob",), 0)
         copy = entry.copy()
         self.assertEqual(
             (copy.name, copy.address, copy.localAddresses, copy.wants, copy.lastSeen),
-            ("alice", A, (("10.0.0.2", 1),), "bob", 0),
+            ("alice", A, (("10.0.0.2", 1),), ("bob",), 0),
         )
         self.assertTrue(copy.samePlace(entry))
         for change in (
-            (B, (("10.0.0.2", 1),), "bob"),
-            (A, (("10.0.0.2", 2),), "bob"),
-            (A, (("10.0.0.2", 1),), "carol"),
+            (B, (("10.0.0.2", 1),), ("bob",)),
+            (A, (("10.0.0.2", 2),), ("bob",)),
+            (A, (("10.0.0.2", 1),), ("carol",)),
+            (A, (("10.0.0.2", 1),), ("bob", "carol")),
         ):
             _, previous, _ = book.register("alice", *change[:2], change[2], 1)
             self.assertFalse(previous.samePlace(entry))
@@ -161,11 +162,11 @@ class CompactEntryTests(SynchronousTestCase):
         copy and a change of local addresses; it is not part of the place.
         """
         book = Phonebook(10, 60)
-        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), None, 0)
+        entry, _, _ = book.register("alice", A, (("10.0.0.2", 1),), (), 0)
         self.assertIsNone(entry.secret)
         entry.secret = b"s" * 16
         before = entry.copy()
-        _, previous, _ = book.register("alice", B, (("10.0.0.3", 2),), None, 1)
+        _, previous, _ = book.register("alice", B, (("10.0.0.3", 2),), (), 1)
         self.assertEqual(
             (entry.secret, entry.address, entry.localAddresses, previous.secret),
             (b"s" * 16, B, (("10.0.0.3", 2),), b"s" * 16),
@@ -181,14 +182,14 @@ class CompactEntryTests(SynchronousTestCase):
         An entry whose address does not pack keeps its secret too.
         """
         book = Phonebook(10, 60)
-        entry, _, _ = book.register("alice", ("fe80::1%eth0", 1), (), None, 0)
+        entry, _, _ = book.register("alice", ("fe80::1%eth0", 1), (), (), 0)
         entry.secret = b"s" * 16
-        book.register("alice", ("fe80::1%eth0", 2), (A,), None, 1)
+        book.register("alice", ("fe80::1%eth0", 2), (A,), (), 1)
         self.assertEqual(
             (entry.secret, entry.address, entry.localAddresses),
             (b"s" * 16, ("fe80::1%eth0", 2), (A,)),
         )
-        book.register("alice", A, (), None, 2)
+        book.register("alice", A, (), (), 2)
         self.assertEqual((entry.secret, entry.address), (b"s" * 16, A))
 
 
@@ -209,9 +210,9 @@ class PhonebookInterfaceTests(SynchronousTestCase):
         replaces the entry's, and none keeps it.
         """
         book = Phonebook(10, 60)
-        entry, _, _ = book.register("alice", A, (), None, 0, proven=True, secret=b"s" * 16)
+        entry, _, _ = book.register("alice", A, (), (), 0, proven=True, secret=b"s" * 16)
         self.assertEqual((entry.proven, entry.secret), (True, b"s" * 16))
-        entry, _, _ = book.register("alice", B, (), None, 1, proven=False)
+        entry, _, _ = book.register("alice", B, (), (), 1, proven=False)
         self.assertEqual((entry.proven, entry.secret, entry.address), (False, b"s" * 16, B))
-        entry, _, _ = book.register("alice", A, (), None, 2, proven=True, secret=b"t" * 16)
+        entry, _, _ = book.register("alice", A, (), (), 2, proven=True, secret=b"t" * 16)
         self.assertEqual((entry.secret, entry.address), (b"t" * 16, A))

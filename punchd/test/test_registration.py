@@ -19,10 +19,10 @@ def registrar(clock, sent, draws):
         sent.append,
         ("192.0.2.1", 3478),
         "alice",
-        "bob",
+        ("bob",),
         (),
         5000,
-        lambda: True,
+        lambda: ("bob",),
         interval=20.0,
         random=lambda: next(draws),
     )

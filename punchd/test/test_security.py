@@ -16,7 +16,7 @@ from punchd.phonebook import Phonebook
 from punchd.punching import UP
 from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
-from punchd.test.helpers import SERVER, Recorder, World, register, registration
+from punchd.test.helpers import SERVER, Recorder, World, contacts, register, registration
 from punchd.test.optional import given, settings, st
 from punchd.testing import Network, portRestrictedCone
 
@@ -25,6 +25,7 @@ def padded(name, wants=None, seeking=False):
     """
     A registration without a cookie, padded as a peer pads its first one.
     """
+    wants, seeking = contacts(wants, seeking)
     return messages.encodeRegistration(
         stun.newTransactionID(),
         messages.Registration(name, wants, seeking=seeking),
@@ -90,7 +91,7 @@ class NameOwnershipTests(SynchronousTestCase):
         for secret in (None, b"\x00" * 16, b"short"):
             self.takeOver(secret)
         entry = self.site.server.phonebook.lookup("alice", self.site.network.clock.seconds())
-        self.assertEqual((entry.address, entry.wants), (("203.0.113.1", 5000), "bob"))
+        self.assertEqual((entry.address, entry.wants), (("203.0.113.1", 5000), ("bob",)))
         errors = self.mallory.messages(messages.REGISTER, stun.ERROR)
         self.assertEqual(len(errors), 3)
         for error in errors:
@@ -218,7 +219,7 @@ class AmplificationTests(SynchronousTestCase):
         register(site.server, bobTransport, "bob", "alice", True)
         site.network.advance(1)
         [answer] = bob.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_ABSENT,))
         self.assertEqual(spoofed.messages(messages.INTRODUCE, stun.REQUEST), [])
 
 

@@ -64,7 +64,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         registered = messages.parseRegistered(answer)
         self.assertEqual(registered.observed, ("198.51.100.1", 5000))
         self.assertEqual(registered.lifetime, 60)
-        self.assertIsNone(registered.peerState)
+        self.assertEqual(registered.peerStates, ())
 
     def test_phonebookEntry(self):
         """
@@ -77,7 +77,7 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         entry = self.server.phonebook.lookup("alice", self.network.clock.seconds())
         self.assertEqual(
             (entry.address, entry.localAddresses, entry.wants, entry.lastSeen),
-            (("198.51.100.1", 5000), (("10.0.0.2", 5000),), "bob", 0.375),
+            (("198.51.100.1", 5000), (("10.0.0.2", 5000),), ("bob",), 0.375),
         )
         [event] = self.logged("registered from")
         self.assertEqual(
@@ -328,7 +328,7 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         ]
         self.assertEqual(arrivals, [1.75, 1.75])
         [bobAnswer] = self.bob.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(bobAnswer).peerState, messages.PEER_INTRODUCED)
+        self.assertEqual(messages.parseRegistered(bobAnswer).peerStates, (messages.PEER_INTRODUCED,))
         [event] = [e for e in self.events if "Introduced" in e["log_format"]]
         self.assertEqual((event["a"], event["b"]), ("bob", "alice"))
 
@@ -344,7 +344,7 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         self.bobTransport.write(
             messages.encodeRegistration(
                 txid,
-                messages.Registration("bob", "alice", (), True, None, None),
+                messages.Registration("bob", ("alice",), (), ("alice",), None, None),
                 messages.UNPROVEN_REGISTRATION_BYTES,
             ),
             SERVER,
@@ -367,7 +367,7 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_ABSENT,))
         self.assertEqual(self.server.stats["introductions"], 0)
 
     def test_consent(self):
@@ -380,7 +380,7 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WANTS_ANOTHER)
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WANTS_ANOTHER,))
         self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
         self.assertEqual(self.bob.messages(messages.INTRODUCE, stun.REQUEST), [])
 

@@ -220,7 +220,7 @@ class PeerOptionsTests(SynchronousTestCase):
             {
                 "server": ("127.0.0.1", 8080),
                 "name": "alice",
-                "peer": "bob",
+                "peer": ["bob"],
                 "port": 0,
                 "interval": 20.0,
                 "message": None,
@@ -240,8 +240,35 @@ class PeerOptionsTests(SynchronousTestCase):
         )
         self.assertEqual(
             (options["server"][:2], options["name"], options["peer"], options["port"], options["message"]),
-            (("::1", 9000), "bob", "alice", 4000, "hi"),
+            (("::1", 9000), "bob", ["alice"], 4000, "hi"),
         )
+
+    def test_severalPeers(self):
+        """
+        C{--peer} given several times names several contacts, kept in
+        order, which the peer protocol gets.
+        """
+        options = parse(peer_tap.Options, PEER + ["--peer", "carol", "-c", "dave"])
+        self.assertEqual(options["peer"], ["bob", "carol", "dave"])
+        service = peer_tap.makeService(options, reactor=Clock())
+        self.assertEqual(service.protocol.wants, ("bob", "carol", "dave"))
+
+    def test_badContacts(self):
+        """
+        A contact named twice, this peer named as a contact, too many
+        contacts, and several with --seed-compat are usage errors naming
+        --peer.
+        """
+        many = [arg for i in range(messages.MAX_CONTACTS + 1) for arg in ("--peer", f"p{i}")]
+        for extra in (
+            ["--peer", "bob"],
+            ["--peer", "alice"],
+            many,
+            ["--peer", "carol", "--seed-compat"],
+        ):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(peer_tap.Options, PEER + extra)
+            self.assertIn("--peer", str(caught.exception))
 
     def test_hostName(self):
         """
@@ -333,7 +360,7 @@ class PeerOptionsTests(SynchronousTestCase):
         self.assertIsInstance(protocol, PeerProtocol)
         self.assertEqual(
             (protocol.server, protocol.name, protocol.wants, protocol.interval, protocol.application.text),
-            (("127.0.0.1", 8080), "alice", "bob", 10.0, "hi"),
+            (("127.0.0.1", 8080), "alice", ("bob",), 10.0, "hi"),
         )
 
 

@@ -1,0 +1,236 @@
+"""
+A peer with several contacts: one socket, one registration naming them
+all, a path to each, and introductions that do not cancel each other.
+"""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import messages, stun
+from punchd.peer import PeerProtocol
+from punchd.phonebook import Phonebook
+from punchd.punching import UP
+from punchd.server import StageManagerProtocol
+from punchd.test.helpers import SERVER, Recorder, register
+from punchd.testing import Network, portRestrictedCone
+
+
+class Sites:
+    """
+    A stage manager and peers, each behind a port-restricted cone NAT of
+    its own.
+    """
+
+    def __init__(self):
+        self.network = Network(latency=0.05)
+        self.clock = self.network.clock
+        serverHost = self.network.host(SERVER[0])
+        self.server = StageManagerProtocol(serverHost, Phonebook(100, 60))
+        serverHost.listenUDP(SERVER[1], self.server)
+        self._sites = 0
+
+    def peer(self, name, wants, **kwargs):
+        self._sites += 1
+        nat = self.network.nat(f"198.51.100.{self._sites}", **portRestrictedCone())
+        host = self.network.host(f"10.0.{self._sites}.2", behind=nat)
+        peer = PeerProtocol(host, SERVER, name, wants, localHosts=(host.address,), **kwargs)
+        host.listenUDP(5000, peer)
+        return peer
+
+
+class SeveralContactsTests(SynchronousTestCase):
+    """
+    L{PeerProtocol} with several contacts.
+    """
+
+    def test_pathToEach(self):
+        """
+        alice, wanting bob and carol, comes up with both from one socket;
+        each contact's messages reach that contact's application only.
+        """
+        sites = Sites()
+        alice = sites.peer("alice", ("bob", "carol"))
+        bob = sites.peer("bob", "alice")
+        carol = sites.peer("carol", "alice")
+        sites.network.advance(3)
+        self.assertEqual(
+            {name: contact.path.state for name, contact in alice.contacts.items()},
+            {"bob": UP, "carol": UP},
+        )
+        self.assertEqual((bob.punch.state, carol.punch.state), (UP, UP))
+        self.assertEqual(sites.server.stats["introductions"], 2)
+        received = {n: [t for t, _ in c.application.received] for n, c in alice.contacts.items()}
+        self.assertIn("This is a direct P2P message from bob to alice", received["bob"])
+        self.assertIn("This is a direct P2P message from carol to alice", received["carol"])
+        self.assertNotIn("This is a direct P2P message from carol to alice", received["bob"])
+        self.assertIn(
+            "This is a direct P2P message from alice to carol",
+            [t for t, _ in carol.application.received],
+        )
+
+    def test_introductionsDoNotCancel(self):
+        """
+        An introduction to carol, arriving while alice punches to bob,
+        leaves the path to bob alone; and a contact whose path is up is no
+        longer sought, while one still missing is.
+        """
+        sites = Sites()
+        alice = sites.peer("alice", ("bob", "carol"))
+        bob = sites.peer("bob", "alice")
+        sites.network.advance(2)
+        pathToBob = alice.pathTo("bob")
+        self.assertEqual(pathToBob.state, UP)
+        self.assertEqual(alice.seeking, ("carol",))
+        sites.peer("carol", "alice")
+        sites.network.advance(2)
+        self.assertIs(alice.pathTo("bob"), pathToBob)
+        self.assertEqual((pathToBob.state, alice.pathTo("carol").state), (UP, UP))
+        self.assertEqual(alice.seeking, ())
+        self.assertEqual(bob.punch.state, UP)
+
+    def test_oneMACPerDatagram(self):
+        """
+        A datagram from a contact is matched to its path by the names it
+        carries: only that path's key is tried.
+        """
+        sites = Sites()
+        alice = sites.peer("alice", ("bob", "carol", "dave"))
+        sites.peer("bob", "alice")
+        sites.peer("carol", "alice")
+        sites.peer("dave", "alice")
+        sites.network.advance(3)
+        checked = []
+        inAlice = []
+        verify = stun.verifyIntegrity
+
+        def counting(datagram, key):
+            if inAlice:
+                checked.append(key)
+            return verify(datagram, key)
+
+        fromContacts = []
+        receive = alice.datagramReceived
+
+        def received(datagram, address):
+            if address != SERVER:
+                fromContacts.append(datagram)
+            inAlice.append(True)
+            try:
+                receive(datagram, address)
+            finally:
+                inAlice.pop()
+
+        self.patch(stun, "verifyIntegrity", counting)
+        alice.datagramReceived = received
+        sites.network.advance(5)
+        # Messages and keepalives from three contacts, each checked once:
+        # with three keys tried in turn it would be about twice as many.
+        self.assertGreater(len(fromContacts), 15)
+        self.assertEqual(len(checked), len(fromContacts))
+
+    def test_applicationsByContact(self):
+        """
+        C{applications} gives each contact its own application; one
+        C{application} for several contacts, or one for a name that is not
+        a contact, is refused.
+        """
+        network = Network()
+        host = network.host("192.0.2.5")
+
+        class Quiet:
+            def __init__(self):
+                self.events = []
+
+            def pathUp(self, path):
+                self.events.append(("up", path.peerName))
+
+            def pathMoved(self, path, previous):
+                pass
+
+            def pathLost(self, path):
+                pass
+
+            def punchFailed(self, path):
+                pass
+
+            def dataReceived(self, path, data, source):
+                pass
+
+            def stop(self):
+                pass
+
+        quiet = Quiet()
+        peer = PeerProtocol(host, SERVER, "alice", ("bob", "carol"), applications={"carol": quiet})
+        self.assertIs(peer.contacts["carol"].application, quiet)
+        self.assertIsNot(peer.contacts["bob"].application, quiet)
+        for kwargs in (
+            dict(application=quiet),
+            dict(applications={"dave": quiet}),
+        ):
+            self.assertRaises(ValueError, PeerProtocol, host, SERVER, "alice", ("bob", "carol"), **kwargs)
+        for wants in ((), ("bob", "bob"), ("alice",), tuple(f"p{i}" for i in range(17))):
+            self.assertRaises(ValueError, PeerProtocol, host, SERVER, "alice", wants)
+
+
+class SeveralWantedTests(SynchronousTestCase):
+    """
+    The stage manager takes several wanted names in one registration.
+    """
+
+    def setUp(self):
+        self.network = Network(latency=0.01)
+        serverHost = self.network.host(SERVER[0])
+        self.server = StageManagerProtocol(serverHost, Phonebook(100, 60))
+        serverHost.listenUDP(SERVER[1], self.server)
+
+    def client(self, address):
+        recorder = Recorder()
+        transport = self.network.host(address).listenUDP(5000, recorder)
+        return recorder, transport
+
+    def test_stateOfEachSought(self):
+        """
+        The answer says where each contact sought stands, in order, and the
+        registrant is introduced to each that wants it.
+        """
+        _, bobTransport = self.client("203.0.113.2")
+        _, carolTransport = self.client("203.0.113.3")
+        alice, aliceTransport = self.client("203.0.113.1")
+        register(self.server, bobTransport, "bob", "alice")
+        register(self.server, carolTransport, "carol", "dave")
+        self.network.advance(1)
+        register(
+            self.server, aliceTransport, "alice", ("bob", "carol", "erin"), ("bob", "carol", "erin")
+        )
+        self.network.advance(1)
+        [answer] = alice.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(
+            messages.parseRegistered(answer).peerStates,
+            (messages.PEER_INTRODUCED, messages.PEER_WANTS_ANOTHER, messages.PEER_ABSENT),
+        )
+        introduced = {
+            messages.parseIntroduction(m).name
+            for m in alice.messages(messages.INTRODUCE, stun.REQUEST)
+        }
+        self.assertEqual(introduced, {"bob"})
+
+    def test_onlySought(self):
+        """
+        Contacts not sought are not looked up or introduced, and the
+        answer has a state for those sought only.
+        """
+        _, bobTransport = self.client("203.0.113.2")
+        _, carolTransport = self.client("203.0.113.3")
+        alice, aliceTransport = self.client("203.0.113.1")
+        register(self.server, bobTransport, "bob", "alice")
+        register(self.server, carolTransport, "carol", "alice")
+        self.network.advance(1)
+        register(self.server, aliceTransport, "alice", ("bob", "carol"), ("carol",))
+        self.network.advance(1)
+        [answer] = alice.messages(messages.REGISTER, stun.SUCCESS)
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_INTRODUCED,))
+        introduced = {
+            messages.parseIntroduction(m).name
+            for m in alice.messages(messages.INTRODUCE, stun.REQUEST)
+        }
+        self.assertEqual(introduced, {"carol"})
