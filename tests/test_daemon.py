@@ -39,7 +39,7 @@ def register(server, name):
         for _ in range(2):
             request = messages.encodeRegistration(
                 stun.newTransactionID(),
-                messages.Registration(name, None, (), False, cookie),
+                messages.Registration(name, (), (), (), cookie),
                 messages.UNPROVEN_REGISTRATION_BYTES if cookie is None else 0,
             )
             s.sendto(request, server)
@@ -172,7 +172,7 @@ class JSONLogTests(TestCase):
                 "log_level": "info",
                 "log_namespace": "punchd.server.StageManagerProtocol",
                 "localAddresses": "none",
-                "wants": None,
+                "wants": "no one",
             },
         )
         self.assertRegex(registered["log_text"], r"^alice registered from 127\.0\.0\.1:\d+ ")

@@ -48,13 +48,17 @@ def hostileDatagrams(rng, count):
     def txid():
         return rng.randbytes(12)
 
+    def seeker():
+        wanted = name()
+        return messages.Registration(name(), (wanted,), (), (wanted,))
+
     makers = [
         lambda: rng.randbytes(rng.randint(0, 200)),
-        lambda: messages.encodeRegistration(txid(), messages.Registration(name(), name(), (), True))[: rng.randint(0, 60)],
+        lambda: messages.encodeRegistration(txid(), seeker())[: rng.randint(0, 60)],
         lambda: messages.encodeRegistration(
-            txid(), messages.Registration(name(), name(), (), True), messages.UNPROVEN_REGISTRATION_BYTES
+            txid(), seeker(), messages.UNPROVEN_REGISTRATION_BYTES
         ),
-        lambda: messages.encodeRegistration(txid(), messages.Registration(name(), None, (), False, rng.randbytes(16))),
+        lambda: messages.encodeRegistration(txid(), messages.Registration(name(), (), (), (), rng.randbytes(16))),
         lambda: stun.encode(stun.Message(messages.REGISTER, stun.REQUEST, txid(), ((messages.NAME, rng.randbytes(80)),))),
         lambda: messages.encodeUnregister(txid(), name(), rng.randbytes(16)),
         lambda: messages.encodeSuccess(messages.INTRODUCE, txid()),
