@@ -125,6 +125,7 @@ def examples():
     alice = messages.Registration("alice", ("bob",), (("10.0.1.2", 5000),), ("bob",))
     return [
         messages.encodeRegistration(txid, alice, messages.UNPROVEN_REGISTRATION_BYTES),
+        messages.encodeChallenge(txid, COOKIE),
         messages.encodeRegistration(
             txid,
             messages.Registration(
@@ -134,7 +135,6 @@ def examples():
         messages.encodeRegistered(
             txid, ("198.51.100.1", 5000), 60, (messages.PEER_ABSENT,), COOKIE, SECRET
         ),
-        messages.encodeChallenge(txid, COOKIE),
         messages.encodeError(
             messages.REGISTER,
             txid,

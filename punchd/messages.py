@@ -91,11 +91,6 @@ PROVE_ADDRESS = 401
 #: A registration of a name held by another address, without its secret.
 NAME_TAKEN = 403
 
-#: The size a peer pads a registration without a cookie to, so that the
-#: stage manager can answer it, and introduce it, without sending more
-#: bytes than it received.
-UNPROVEN_REGISTRATION_BYTES = 512
-
 # The bytes a name may be made of when it is ASCII: printable, not a space.
 _NAME_ASCII = bytes(range(0x21, 0x7F))
 
@@ -441,8 +436,9 @@ def encodeError(method: int, transactionID: bytes, code: int, reason: str) -> by
 def encodeChallenge(transactionID: bytes, cookie: bytes) -> bytes:
     """
     Encode the answer to a registration without a valid cookie: an error
-    response, L{PROVE_ADDRESS}, with a L{COOKIE} to echo.  It is smaller
-    than any registration the stage manager answers this way.
+    response, L{PROVE_ADDRESS}, with a L{COOKIE} to echo: the only answer
+    to a source that has not proven its address, and no larger than
+    L{UNPROVEN_REGISTRATION_BYTES}.
     """
     return stun.encode(
         stun.Message(
@@ -456,6 +452,13 @@ def encodeChallenge(transactionID: bytes, cookie: bytes) -> bytes:
         ),
         fingerprint=True,
     )
+
+
+#: The size a peer pads a registration to when it is smaller: that of the
+#: cookie challenge (L{encodeChallenge}), all a registration without a
+#: valid cookie is answered with, so that the answer is never larger than
+#: the request.
+UNPROVEN_REGISTRATION_BYTES = len(encodeChallenge(bytes(12), bytes(16)))
 
 
 def encodeUnregister(transactionID: bytes, name: str, secret: "bytes | None" = None) -> bytes:

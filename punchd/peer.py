@@ -393,7 +393,6 @@ class PeerProtocol(DatagramProtocol):
             self._toServer(messages.encodeSuccess(messages.INTRODUCE, message.transactionID))
             if not any(dialect.introduced(message) for dialect in self.dialects):
                 self._introduced(messages.parseIntroduction(message))
-            self.registrar.introduced()
             return True
         return self.registrar.handle(message)
 

@@ -17,10 +17,6 @@ from punchd.transactions import Transactions, backoff
 #: each later one waits twice as long, up to the refresh interval.
 REGISTRATION_RTO = 0.5
 
-#: Seconds a peer whose first registration was answered with an
-#: introduction on its way waits for it before proving its address anyway.
-PROOF_DELAY = 1.0
-
 #: After this many unanswered transmissions of one registration, the peer
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
@@ -103,7 +99,6 @@ class Registrar:
         self._cookie = None
         self._secret = None
         self._challenged = False
-        self._proof = None
 
     @property
     def secret(self) -> "bytes | None":
@@ -129,8 +124,6 @@ class Registrar:
             self._refresher.cancel()
         self._refresher = None
         self._transactions.withdrawAll()
-        if self._proof is not None and self._proof.active():
-            self._proof.cancel()
 
     def leave(self):
         """
@@ -154,10 +147,10 @@ class Registrar:
         """
         Register now, replacing any registration still unanswered.
 
-        Without a cookie from the stage manager, the registration is padded
-        to L{messages.UNPROVEN_REGISTRATION_BYTES}, so that the stage
-        manager can answer it, and introduce this peer, without sending
-        more than it received.
+        A registration smaller than L{messages.UNPROVEN_REGISTRATION_BYTES}
+        is padded to it, so that the stage manager can answer it with a
+        cookie challenge, should its cookie be missing or stale, without
+        sending more than it received.
 
         @param seeking: The contacts to ask for an introduction to; by
             default, those the peer has no direct path to and is not
@@ -177,7 +170,7 @@ class Registrar:
         datagram = messages.encodeRegistration(
             txid,
             registration,
-            messages.UNPROVEN_REGISTRATION_BYTES if self._cookie is None else 0,
+            messages.UNPROVEN_REGISTRATION_BYTES,
         )
         self._inFlight = txid
         self._firstAttemptAt = self.clock.seconds()
@@ -228,15 +221,6 @@ class Registrar:
             return False
         return self._transactions.answer(message.transactionID, answer)
 
-    def introduced(self):
-        """
-        An introduction arrived: if the peer was waiting for it before
-        proving its address, prove it now.
-        """
-        if self._proof is not None and self._proof.active():
-            self._proof.cancel()
-            self.register()
-
     def _answered(self, answer, registration):
         self._inFlight = None
         if self._serverSilent:
@@ -254,15 +238,6 @@ class Registrar:
         self._challenged = False
         self._cookie = answer.cookie
         self._secret = answer.secret
-        if registration.cookie is None and answer.cookie is not None:
-            # Prove our address, so that the stage manager may introduce us
-            # to a peer that registers later, and retransmit what it sends
-            # us.  If an introduction is on its way, once it is here; if it
-            # was lost, the proof asks for another.
-            if messages.PEER_INTRODUCED in answer.peerStates and self._seeking():
-                self._proof = self.clock.callLater(PROOF_DELAY, self.register)
-            else:
-                self.register()
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
         states = dict(zip(registration.seeking, answer.peerStates))

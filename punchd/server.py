@@ -20,23 +20,15 @@ from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
-from punchd.ratelimit import SourceLimiter, TokenBucket
+from punchd.ratelimit import SourceLimiter
 from punchd.transactions import Transactions, TransactionTimeout
 
 #: Seconds between the retransmissions of an unanswered introduction.
 INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 
-#: Seconds the acknowledgement of an introduction sent once, to a peer
-#: that has not proven its address, is waited for.
-UNPROVEN_INTRODUCTION_WAIT = sum(INTRODUCTION_RETRIES)
-
 #: Registrations, or Binding requests, a second from one source (address
 #: and port), by default.
 SOURCE_RATE = 20
-
-#: Registrations without a cookie handled a second, from all sources
-#: together; past that they are only answered with a cookie to echo.
-UNPROVEN_RATE = 1000
 
 
 def sourceLimiter(rate: float) -> "SourceLimiter | None":
@@ -49,31 +41,18 @@ def sourceLimiter(rate: float) -> "SourceLimiter | None":
     return SourceLimiter(rate, 2 * rate, 1000 * rate, 2000 * rate)
 
 
-class _Budget:
-    """
-    What the stage manager may still send in answer to one datagram from a
-    source that has not proven its address: no more than it received.
-    """
-
-    __slots__ = ("left",)
-
-    def __init__(self, left: int):
-        self.left = left
-
-
 class _Request:
     """
-    A registration on its way through the stage manager's steps.
+    A registration from a proven source on its way through the stage
+    manager's steps.
     """
 
-    __slots__ = ("message", "registration", "address", "proven", "budget", "now", "refresh")
+    __slots__ = ("message", "registration", "address", "now", "refresh")
 
-    def __init__(self, message, registration, address, proven, budget, now):
+    def __init__(self, message, registration, address, now):
         self.message = message
         self.registration = registration
         self.address = address
-        self.proven = proven
-        self.budget = budget
         self.now = now
         # Whether it repeats the entry's last registration, from the same
         # place and wanting the same peer: set once the entry is recorded.
@@ -131,7 +110,6 @@ class StageManagerProtocol(DatagramProtocol):
         cookies=None,
         registrationLimit: "SourceLimiter | None" = None,
         bindingLimit: "SourceLimiter | None" = None,
-        unprovenRate: float = UNPROVEN_RATE,
         key: "bytes | None" = None,
     ):
         """
@@ -150,12 +128,10 @@ class StageManagerProtocol(DatagramProtocol):
         @param cookies: The L{Cookies} that prove sources' addresses; by
             default new ones with a random key.
         @param registrationLimit: The L{SourceLimiter} of registrations by
-            proven source address and port, and of unproven ones in all;
-            L{None} for no limit.
+            proven source address and port, and of the cookie challenges to
+            unproven ones in all; L{None} for no limit.
         @param bindingLimit: The L{SourceLimiter} of Binding answers by
             source address and port; L{None} for no limit.
-        @param unprovenRate: Registrations without a valid cookie handled a
-            second; the others are answered with a cookie only.
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
             answer carries; L{None} without.
@@ -171,7 +147,6 @@ class StageManagerProtocol(DatagramProtocol):
         self.cookies = Cookies(clock, randomBytes=randomBytes) if cookies is None else cookies
         self.registrationLimit = registrationLimit
         self.bindingLimit = bindingLimit
-        self.unprovenLimit = TokenBucket(unprovenRate, unprovenRate, clock.seconds())
         self._key = key
         self.discovery = discovery
         self.dialects = tuple(dialects)
@@ -219,29 +194,27 @@ class StageManagerProtocol(DatagramProtocol):
             self._sweeper.stop()
         self.introductions.withdrawAll()
 
-    def write(self, datagram: bytes, address, budget: "_Budget | None" = None) -> bool:
+    def write(self, datagram: bytes, address, limit: "int | None" = None) -> bool:
         """
         Send a datagram from the stage manager's port, signed with the
         shared secret if there is one, counting its bytes.
 
         @param datagram: The datagram.
         @param address: Where to: C{(host, port)}.
-        @param budget: For an answer to a source that has not proven its
-            address, what may still be sent to it; L{None} for a proven
-            one.
-        @return: Whether it was sent: not if it would overdraw C{budget}.
+        @param limit: For the answer to a datagram from a source that has
+            not proven its address, the size of that datagram, which the
+            answer may not exceed; L{None} for a proven source.
+        @return: Whether it was sent: not if it would exceed C{limit}.
         """
         if self._key is not None:
             datagram = stun.addIntegritySHA256(datagram, self._key)
-        if budget is not None:
-            if len(datagram) > budget.left:
-                self.drops.drop(
-                    "answer larger than the request",
-                    formatAddress(address),
-                    f"{len(datagram)} bytes for {budget.left}",
-                )
-                return False
-            budget.left -= len(datagram)
+        if limit is not None and len(datagram) > limit:
+            self.drops.drop(
+                "answer larger than the request",
+                formatAddress(address),
+                f"{len(datagram)} bytes for {limit}",
+            )
+            return False
         self.stats["bytesSent"] += len(datagram)
         self._send(datagram, address)
         return True
@@ -316,19 +289,22 @@ class StageManagerProtocol(DatagramProtocol):
             return
         self.drops.drop("invalid", formatAddress(address), error.reason)
         if message.messageClass == stun.REQUEST:
-            self._refuse(message, address, error, _Budget(size))
+            # A registration that proved its address gets the whole reason.
+            cookie = message.get(messages.COOKIE)
+            proven = cookie is not None and self.cookies.check(cookie, address)
+            self._refuse(message, address, error, None if proven else size)
 
-    def _refuse(self, message, address, error, budget):
+    def _refuse(self, message, address, error, limit=None):
         """
         Answer a request with an error, its reason cut short if the whole
-        would overdraw C{budget} (L{None} for a proven source).
+        would exceed C{limit} bytes (L{None} for a proven source).
         """
         reason = error.reason
         answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
-        while budget is not None and len(answer) > budget.left and reason:
-            reason = reason[: max(0, len(reason) - (len(answer) - budget.left))].rstrip()
+        while limit is not None and len(answer) > limit and reason:
+            reason = reason[: max(0, len(reason) - (len(answer) - limit))].rstrip()
             answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
-        self.write(answer, address, budget)
+        self.write(answer, address, limit)
 
     def _binding(self, message, address, size):
         if self._limited(self.bindingLimit, address):
@@ -345,28 +321,26 @@ class StageManagerProtocol(DatagramProtocol):
         and introduce; each step goes on from the phonebook's answer.
         """
         registration = messages.parseRegistration(message)
-        now = self.clock.seconds()
         proven = registration.cookie is not None and self.cookies.check(
             registration.cookie, address
         )
         if self._limited(self.registrationLimit, address, proven):
             return None
-        budget = None if proven else _Budget(size)
-        if not proven and (
-            size < messages.UNPROVEN_REGISTRATION_BYTES or not self.unprovenLimit.take(1, now)
-        ):
-            # Too small to answer in full, or too many strangers at once:
-            # only a cookie to echo, which costs no state.
+        if not proven:
+            # Anyone may send this from anyone's address: it gets only a
+            # cookie to echo, no larger than itself, and changes nothing,
+            # not even what is looked up.
             self.stats["challenges"] += 1
             self.write(
                 messages.encodeChallenge(message.transactionID, self.cookies.issue(address)),
                 address,
-                budget,
+                size,
             )
             return None
+        now = self.clock.seconds()
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
-        request = _Request(message, registration, address, proven, budget, now)
+        request = _Request(message, registration, address, now)
         return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
 
     def _usableLocally(self, registration, address):
@@ -410,7 +384,6 @@ class StageManagerProtocol(DatagramProtocol):
                         " only the holder of its secret can move it",
                         messages.NAME_TAKEN,
                     ),
-                    request.budget,
                 )
                 return None
             secret = None
@@ -425,7 +398,7 @@ class StageManagerProtocol(DatagramProtocol):
                 registration.localAddresses,
                 registration.wants,
                 request.now,
-                request.proven,
+                True,
                 secret,
             ),
             self._recorded,
@@ -501,10 +474,6 @@ class StageManagerProtocol(DatagramProtocol):
             # A dialect's peer may be unable to say whom it wants: see
             # punchd.compat.server for why it is introduced all the same.
             return messages.PEER_INTRODUCED, dialect
-        if not other.proven:
-            # A peer that has not proven its address is not sent anything
-            # it did not ask for.
-            return messages.PEER_ABSENT, None
         if entry.name not in other.wants:
             return messages.PEER_WANTS_ANOTHER, None
         return messages.PEER_INTRODUCED, None
@@ -518,25 +487,24 @@ class StageManagerProtocol(DatagramProtocol):
             in order.
         """
         states = [self._peerState(entry, other) for other in others]
-        message, address, proven = request.message, request.address, request.proven
+        message, address = request.message, request.address
         self.write(
             messages.encodeRegistered(
                 message.transactionID,
                 unmapped(address),
                 int(self.phonebook.ttl),
                 tuple(state for state, _ in states),
-                self.cookies.issue(address, request.registration.cookie if proven else None),
+                self.cookies.issue(address, request.registration.cookie),
                 entry.secret,
             ),
             address,
-            request.budget,
         )
         for wanted, other, (state, dialect) in zip(request.registration.seeking, others, states):
             if dialect is not None:
-                dialect.introduce(entry, other, request.budget)
+                dialect.introduce(entry, other)
             elif state == messages.PEER_INTRODUCED:
-                self._introduce(entry, other, request.budget)
-            elif proven and not request.refresh:
+                self._introduce(entry, other)
+            elif not request.refresh:
                 # Said when the peer registers, moves or wants another, not
                 # at each refresh while it waits: anyone can make the stage
                 # manager log, but only at the pace of changes to its entry.
@@ -556,11 +524,6 @@ class StageManagerProtocol(DatagramProtocol):
         @return: Whether the registration was a refresh of a proven entry,
             from the same place: not logged.
         """
-        if not entry.proven:
-            # Anyone can send a registration from any address: a peer is
-            # logged once it has proven its address, so that a flood of
-            # strangers cannot flood the log.
-            return False
         known = previous is not None and previous.proven
         if known and previous.samePlace(entry):
             # A refresh, the stage manager's most common datagram by far:
@@ -590,15 +553,12 @@ class StageManagerProtocol(DatagramProtocol):
             )
         return False
 
-    def _introduce(self, a, b, budget):
+    def _introduce(self, a, b):
         """
         Introduce C{a}, who just registered, and C{b} to each other.
-
-        @param budget: What may still be sent to C{a} if it has not proven
-            its address, or L{None}.
         """
         key = self._randomBytes(messages.PUNCH_KEY_BYTES)
-        for to, about, toBudget in ((a, b, budget), (b, a, None)):
+        for to, about in ((a, b), (b, a)):
             self._sendIntroduction(
                 to,
                 messages.Introduction(
@@ -607,7 +567,6 @@ class StageManagerProtocol(DatagramProtocol):
                     about.localAddresses,
                     key,
                 ),
-                toBudget,
             )
         self.stats["introductions"] += 1
         self.log.info(
@@ -618,18 +577,16 @@ class StageManagerProtocol(DatagramProtocol):
             bAddress=formatAddress(b.address),
         )
 
-    def _sendIntroduction(self, to, introduction, budget=None):
+    def _sendIntroduction(self, to, introduction):
         self.sendIntroduction(
-            to,
-            lambda txid, key: messages.encodeIntroduction(txid, introduction, key),
-            budget,
+            to, lambda txid, key: messages.encodeIntroduction(txid, introduction, key)
         )
 
-    def sendIntroduction(self, to, encode, budget=None):
+    def sendIntroduction(self, to, encode):
         """
         Send an introduction, signed for its recipient, and again until it
-        is acknowledged; but only once, within C{budget}, to a peer that
-        has not proven its address.
+        is acknowledged.  Only peers that proved their address are
+        introduced, so what is retransmitted cannot be aimed at a victim.
 
         @param to: The entry of the peer to send it to.
         @param encode: A function of a transaction ID and the recipient's
@@ -641,19 +598,14 @@ class StageManagerProtocol(DatagramProtocol):
             self.introductions.withdraw(previous)
         txid = self._randomBytes(12)
         datagram = encode(txid, messages.introductionKey(to.secret))
-        if budget is None:
-            d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
-        elif self.write(datagram, to.address, budget):
-            d = self.introductions.expect(txid, to.address, UNPROVEN_INTRODUCTION_WAIT)
-        else:
-            return
+        d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
         self._introducing[to.name] = txid
-        d.addErrback(self._unacknowledged, to, budget is None)
+        d.addErrback(self._unacknowledged, to)
         d.addBoth(self._introductionDone, to.name, txid)
 
-    def _unacknowledged(self, failure, to, proven):
+    def _unacknowledged(self, failure, to):
         failure.trap(TransactionTimeout, CancelledError)
-        if proven and failure.check(TransactionTimeout):
+        if failure.check(TransactionTimeout):
             self.log.warn(
                 "{name} at {address} never acknowledged its introduction",
                 name=to.name,
@@ -700,7 +652,7 @@ class StageManagerProtocol(DatagramProtocol):
         self.write(
             messages.encodeSuccess(messages.UNREGISTER, message.transactionID),
             address,
-            _Budget(size),
+            size,
         )
         self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
 

@@ -186,25 +186,36 @@ class AmplificationTests(SynchronousTestCase):
         transport.write(stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid)), SERVER)
         site.network.advance(1)
         self.assertEqual(site.bytesTo(("198.51.100.200", 4000)), 32)
-        # The padded registration that met alice got its answer and its
-        # introduction, within what it sent.
-        self.assertGreater(ratios["padded registration introduced"], 0.2)
+        # A padded registration, whoever it seeks, gets the challenge
+        # alone, as large as itself; a smaller one gets nothing.
+        self.assertEqual(ratios["padded registration"], 1.0)
+        self.assertEqual(ratios["padded registration introduced"], 1.0)
+        self.assertEqual(ratios["small registration"], 0.0)
 
-    def test_noRetransmissionWithoutProof(self):
+    def test_spoofedRegistrationNotReflected(self):
         """
-        An introduction to a registrant that has not proven its address is
-        sent once, within its registration's size, never again; to a proven
-        one, until acknowledged.
+        A registration "bob wants alice" spoofed from a victim's address,
+        listing more victims as local addresses, while alice waits for bob:
+        the victim gets a cookie challenge no larger than the registration,
+        and alice sends nothing to any victim.
         """
-        site = Site()
-        alice, aliceTransport = site.client("203.0.113.1")
-        register(site.server, aliceTransport, "alice", "bob", True)
-        site.network.advance(1)
-        bob, bobTransport = site.client("203.0.113.2")
-        bobTransport.write(padded("bob", "alice", True), SERVER)
-        site.network.advance(30)
-        self.assertEqual(len(bob.messages(messages.INTRODUCE, stun.REQUEST)), 1)
-        self.assertGreater(len(alice.messages(messages.INTRODUCE, stun.REQUEST)), 1)
+        world = World(None, None)
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(5)
+        victims = [f"192.0.2.{i}" for i in range(100, 109)]
+        spoofer = world.network.host(victims[0]).listenUDP(4000, Recorder())
+        request = messages.encodeRegistration(
+            stun.newTransactionID(),
+            messages.Registration("bob", ("alice",), tuple((v, 4000) for v in victims[1:]), ("alice",)),
+            messages.UNPROVEN_REGISTRATION_BYTES,
+        )
+        for _ in range(4):
+            spoofer.write(request, SERVER)
+            world.network.advance(5)
+        toVictims = [d for d in world.network.traffic if d.destination[0] in victims]
+        self.assertEqual({d.source for d in toVictims}, {SERVER})
+        self.assertLessEqual(max(len(d.data) for d in toVictims), len(request))
+        self.assertEqual(world.server.stats["introductions"], 0)
 
     def test_unprovenNotIntroducedToOthers(self):
         """
@@ -276,7 +287,7 @@ class RateLimitTests(SynchronousTestCase):
         """
         Cookies for unproven registrations are answered statelessly, within the limiter's bound for all sources.
         """
-        site = Site(registrationLimit=sourceLimiter(1), unprovenRate=1)
+        site = Site(registrationLimit=sourceLimiter(1))
         _, spoofer = site.client("203.0.113.1", 7000)
         for i in range(3000):
             spoofer.port = 1024 + i
@@ -328,7 +339,6 @@ class RateLimitTests(SynchronousTestCase):
         """
         world = World(portRestrictedCone(), portRestrictedCone())
         world.server.registrationLimit = sourceLimiter(20)
-        world.server.unprovenLimit.rate = world.server.unprovenLimit.burst = 50
         flooders = [world.network.host(f"192.0.2.{i}") for i in range(100, 200)]
         ports = [host.listenUDP(7000, DatagramProtocol()) for host in flooders]
         rng = random.Random(1)

@@ -332,32 +332,42 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         [event] = [e for e in self.events if "Introduced" in e["log_format"]]
         self.assertEqual((event["a"], event["b"]), ("bob", "alice"))
 
-    def test_unprovenIntroductionAcknowledged(self):
+    def test_unprovenOnlyChallenged(self):
         """
-        The acknowledgement of an introduction sent once, within its budget,
-        to a peer that has not proven its address yet is taken as such: it
-        is not dropped as unexpected, and nothing warns.
+        A registration without a cookie, padded as a peer pads it, from a
+        peer that a waiting peer seeks, is answered with a cookie challenge
+        alone, no larger than itself: nothing is recorded, nobody is
+        introduced, and the phonebook is not even consulted.
         """
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
-        txid = stun.newTransactionID()
-        self.bobTransport.write(
-            messages.encodeRegistration(
-                txid,
-                messages.Registration("bob", ("alice",), (), ("alice",), None, None),
-                messages.UNPROVEN_REGISTRATION_BYTES,
-            ),
-            SERVER,
+        consulted = []
+        for method in ("lookup", "register"):
+            original = getattr(self.server.phonebook, method)
+
+            def spy(*args, _original=original, _method=method):
+                consulted.append(_method)
+                return _original(*args)
+
+            setattr(self.server.phonebook, method, spy)
+        request = messages.encodeRegistration(
+            stun.newTransactionID(),
+            messages.Registration("bob", ("alice",), (("10.0.0.3", 6000),), ("alice",)),
+            messages.UNPROVEN_REGISTRATION_BYTES,
         )
-        self.network.advance(1)
-        [toBob] = self.bob.messages(messages.INTRODUCE, stun.REQUEST)
-        self.bobTransport.write(
-            messages.encodeSuccess(messages.INTRODUCE, toBob.transactionID), SERVER
+        self.bobTransport.write(request, SERVER)
+        self.network.advance(5)
+        [(challenge, _, datagram)] = self.bob.received
+        self.assertEqual(
+            stun.decodeErrorCode(challenge.get(stun.ERROR_CODE))[0], messages.PROVE_ADDRESS
         )
-        self.network.advance(1)
-        self.assertEqual(self.server.drops.counts, {})
-        self.assertEqual([e for e in self.events if e["log_level"].name in ("warn", "error")], [])
-        self.assertEqual(len(self.server.introductions), 1, "alice's, not yet acknowledged")
+        self.assertEqual(len(challenge.get(messages.COOKIE)), 16)
+        self.assertLessEqual(len(datagram), len(request))
+        self.assertEqual(consulted, [])
+        self.assertEqual([e.name for e in self.server.phonebook], ["alice"])
+        self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
+        self.assertEqual(self.server.stats["introductions"], 0)
+        self.assertEqual(self.server.stats["challenges"], 1)
 
     def test_absent(self):
         """
