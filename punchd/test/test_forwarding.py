@@ -3,16 +3,20 @@ Tests for L{punchd.forwarding}: UDP forwarding between a local port and a
 path.
 """
 
+import socket
 from errno import EAGAIN, EPERM
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from punchd import peer_tap
 from punchd.forwarding import (
     BUFFER_FULL,
     NO_LOCAL_PROGRAM,
@@ -30,6 +34,7 @@ from punchd.testing import Network, portRestrictedCone
 CONTACT = ("203.0.113.1", 6000)
 FORWARD_PORT = 51821
 PROGRAM_PORT = 51820
+PEER = ["--server", "127.0.0.1:8080", "--name", "alice", "--peer", "bob"]
 
 
 @implementer(IPath)
@@ -382,3 +387,159 @@ class ForwardingThroughNATsTests(SynchronousTestCase):
         for peerPort in (alicePort, bobPort):
             peerPort.stopListening()
         self.assertEqual((aliceForwarder.path, bobForwarder.path), (None, None))
+
+
+def freePort(host="127.0.0.1"):
+    """
+    A UDP port free on C{host} a moment ago.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def parse(argv):
+    options = peer_tap.Options()
+    options.parseOptions(argv)
+    return options
+
+
+class ForwardOptionsTests(SynchronousTestCase):
+    """
+    Tests for C{punch-peer --forward} and C{--deliver}.
+    """
+
+    def setUp(self):
+        self.port = freePort()
+
+    def test_none(self):
+        """
+        Without forwarding, both are empty.
+        """
+        options = parse(PEER)
+        self.assertEqual((options["forward"], options["deliver"]), ({}, {}))
+
+    def test_portOnly(self):
+        """
+        A bare port listens on 127.0.0.1, for the one contact; without
+        C{--deliver}, there is no delivery address.
+        """
+        options = parse(PEER + ["--forward", str(self.port)])
+        self.assertEqual(
+            (options["forward"], options["deliver"]), ({"bob": ("127.0.0.1", self.port)}, {})
+        )
+
+    def test_hostAndDeliver(self):
+        """
+        A host is resolved, and so is the delivery address, each for the
+        one contact.
+        """
+        options = parse(
+            PEER + ["--forward", f"localhost:{self.port}", "--deliver", "localhost:51820"]
+        )
+        self.assertEqual(
+            (options["forward"], options["deliver"]),
+            ({"bob": ("127.0.0.1", self.port)}, {"bob": ("127.0.0.1", 51820)}),
+        )
+
+    def test_namedForm(self):
+        """
+        C{NAME=} names the contact, as it will among several C{--peer}s.
+        """
+        options = parse(
+            PEER + ["--forward", f"bob={self.port}", "--deliver", "bob=127.0.0.1:51820"]
+        )
+        self.assertEqual(
+            (options["forward"], options["deliver"]),
+            ({"bob": ("127.0.0.1", self.port)}, {"bob": ("127.0.0.1", 51820)}),
+        )
+
+    def test_errorsNameTheOption(self):
+        """
+        Each bad value or combination is a usage error that names its
+        option and the value.
+        """
+        port = str(self.port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            used = taken.getsockname()[1]
+            cases = [
+                (["--forward", "x"], "--forward: port 'x' is not a number"),
+                (["--forward", "0"], "--forward: port 0 is not between 1 and 65535"),
+                (["--forward", "65536"], "--forward: port 65536 is not between 1 and 65535"),
+                (["--forward", "127.0.0.1:x"], "--forward: '127.0.0.1:x': port 'x' is not a number"),
+                (["--forward", "nonexistent.invalid:51821"],
+                 "--forward: cannot resolve 'nonexistent.invalid'"),
+                (["--forward", str(used)],
+                 f"--forward: cannot listen on 127.0.0.1:{used}: Address already in use"),
+                (["--forward", f"192.0.2.1:{port}"],
+                 f"--forward: cannot listen on 192.0.2.1:{port}: Cannot assign requested address"),
+                (["--forward", port, "--port", port],
+                 f"--forward: port {port} is this peer's own --port too"),
+                (["--forward", f"carol={port}"],
+                 "--forward: carol= names no --peer (the --peer is bob)"),
+                (["--forward", port, "--forward", str(used)],
+                 "--forward: given 2 times, but each needs a --peer of its own,"
+                 " and punch-peer reaches one --peer for now"),
+                (["--forward", port, "--message", "hi"],
+                 "--message cannot go with --forward: the path carries the local"
+                 " program's datagrams, not the direct message"),
+                (["--forward", port, "--seed-compat"], "--forward cannot go with --seed-compat"),
+                (["--deliver", "127.0.0.1:51820"],
+                 "--deliver needs --forward: datagrams from the contact are delivered"
+                 " from the forwarding port"),
+                (["--forward", port, "--deliver", "127.0.0.1"],
+                 "--deliver: '127.0.0.1' is not HOST:PORT"),
+                (["--forward", port, "--deliver", "127.0.0.1:0"],
+                 "--deliver: '127.0.0.1:0': port 0 is not between 1 and 65535"),
+                (["--forward", port, "--deliver", "nonexistent.invalid:51820"],
+                 "--deliver: cannot resolve 'nonexistent.invalid'"),
+                (["--forward", port, "--deliver", "carol=127.0.0.1:51820"],
+                 "--deliver: carol= names no --peer (the --peer is bob)"),
+                (["--forward", port, "--deliver", "127.0.0.1:1", "--deliver", "127.0.0.1:2"],
+                 "--deliver: given 2 times, but each needs a --peer of its own,"
+                 " and punch-peer reaches one --peer for now"),
+                (["--forward", port, "--deliver", f"127.0.0.1:{port}"],
+                 f"--deliver: 127.0.0.1:{port} is the --forward port itself"),
+                (["--forward", port, "--deliver", "192.0.2.1:51820"],
+                 "--deliver: 192.0.2.1 is not on this machine, and --forward listens on"
+                 " 127.0.0.1; give --forward a HOST that reaches it"),
+                (["--forward", port, "--deliver", "[::1]:51820"],
+                 "--deliver: ::1 is not of the family of 127.0.0.1, where --forward listens"),
+            ]
+            for extra, message in cases:
+                e = self.assertRaises(usage.UsageError, parse, PEER + extra)
+                self.assertTrue(str(e).startswith(message), f"{str(e)!r} for {extra}")
+        e = self.assertRaises(
+            usage.UsageError, parse, ["--server", "127.0.0.1:8080", "--probe", "--forward", port]
+        )
+        self.assertEqual(str(e), "--forward cannot go with --probe")
+
+    def test_makeService(self):
+        """
+        With C{--forward}, the service is the forwarding port, then the
+        peer, whose application is the forwarder of that port, delivering
+        where C{--deliver} says; it speaks no original client's dialect.
+        """
+        options = parse(PEER + ["--forward", str(self.port), "--deliver", "127.0.0.1:51820"])
+        service = peer_tap.makeService(options, reactor=Clock())
+        forward, peer = list(service)
+        self.assertEqual(
+            (forward.name, forward.port, forward.interface, peer.name),
+            ("forward", self.port, "127.0.0.1", "peer"),
+        )
+        forwarder = forward.protocol
+        self.assertIsInstance(forwarder, Forwarder)
+        self.assertIs(peer.protocol.application, forwarder)
+        self.assertEqual(
+            (forwarder.peerName, forwarder.deliver, peer.protocol.dialects),
+            ("bob", ("127.0.0.1", 51820), ()),
+        )
+
+    def test_makeServiceWithoutDeliver(self):
+        """
+        Without C{--deliver}, the forwarder delivers to the last sender.
+        """
+        options = parse(PEER + ["--forward", str(self.port)])
+        forward, _ = list(peer_tap.makeService(options, reactor=Clock()))
+        self.assertIsNone(forward.protocol.deliver)
