@@ -5,10 +5,10 @@ two hosts behind two port-restricted cone NATs of L{tests.natlab}, with
 C{ping} and C{iperf3} through the tunnel, and C{iperf3 -u} straight
 through the forwarders.
 
-Each host runs, as in README.rst's "WireGuard through two NATs"::
-
-    wireguard-go IFACE          # listening on 51820, peer at 127.0.0.1:51821
-    twistd -n punch-peer ... --forward 51821 --deliver 127.0.0.1:51820
+Each host runs the commands of README.rst's "WireGuard through two NATs",
+read from it: alice's as written, bob's with the names and addresses
+swapped as it says, and in both only the interface name, the stage
+manager's address and C{twistd}'s path changed.
 
 They need root and the tools.  Without them they skip, saying why; with
 C{CI=true} a skip is a failure, so that CI cannot pass by skipping them.
@@ -19,18 +19,22 @@ when a test fails.
 import json
 import os
 import re
+import shlex
 import shutil
-import subprocess
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from punchd.demo import Processes
+from punchd.demo import Processes, twistdCommand
 from punchd.messages import MAX_PAYLOAD_BYTES
-from tests.natdemo import Run
+from punchd.test.optional import require
+from tests.natdemo import SERVER_PORT, Run
 from tests.natlab import Lab
 from tests.test_natlab import requireLab
+
+README = Path(__file__).resolve().parent.parent / "README.rst"
 
 #: The Debian package of each program the tests run.
 TOOLS = {
@@ -40,15 +44,11 @@ TOOLS = {
     "ping": "iputils-ping",
 }
 
-WIREGUARD_PORT = 51820
-FORWARD_PORT = 51821
-#: Each host's address inside the tunnel.
+#: Each host's address inside the tunnel, as in README.rst.
 TUNNEL_ADDRESSES = {"peerA": "10.99.0.1", "peerB": "10.99.0.2"}
 #: WireGuard's overhead on each datagram: a 16-byte header and a 16-byte
 #: tag, the inner packet padded to a multiple of 16 bytes.
 WIREGUARD_OVERHEAD = 32
-#: The largest inner packet whose WireGuard datagram a path carries.
-TUNNEL_MTU = min(1420, (MAX_PAYLOAD_BYTES - WIREGUARD_OVERHEAD) // 16 * 16)
 
 IPERF_PORT = 5201
 #: The forwarding port of the second pair of peers, which carries
@@ -61,30 +61,62 @@ UDP_RATES_MBITS = (1, 10, 50)
 SECONDS = 3
 
 
-def requireTools():
+def requireTools(testCase):
     """
     Skip, or fail under C{CI=true}, unless every program in L{TOOLS} is
     installed.
     """
-    missing = [f"{tool} (Debian package {package})" for tool, package in TOOLS.items()
-               if shutil.which(tool) is None]
-    if not missing:
-        return
-    message = "not installed: " + ", ".join(missing)
-    if os.environ.get("CI") == "true":
-        raise AssertionError(f"CI=true, but {message}")
-    raise SkipTest(message)
+    missing = [
+        f"{tool} (Debian package {package})"
+        for tool, package in TOOLS.items()
+        if shutil.which(tool) is None
+    ]
+    require(testCase, not missing, "not installed: " + ", ".join(missing))
 
 
-def forwarding(deliver=None, port=FORWARD_PORT):
+def readmeBlocks():
     """
-    The punch-peer arguments that forward C{port}, delivering to
-    C{deliver}.
+    The literal blocks of README.rst's "WireGuard through two NATs".
+
+    @return: A list of blocks, each a list of its commands, continuation
+        lines joined.
     """
-    extra = ["--forward", str(port)]
-    if deliver is not None:
-        extra += ["--deliver", deliver]
-    return extra
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\nWireGuard through two NATs\n", 1)[1]
+    section = re.split(r"\n[^\n]+\n=+\n", section[section.index("\n") + 1 :], maxsplit=1)[0]
+    blocks = []
+    for match in re.finditer(r"::\n\n((?: {4}.*\n|\n)+)", section):
+        literal = match.group(1).replace("\\\n", " ")
+        blocks.append([line.strip() for line in literal.splitlines() if line.strip()])
+    return blocks
+
+
+def forBob(command):
+    """
+    Alice's command from README.rst as bob runs it: the names and the
+    tunnel addresses swapped.
+    """
+    swap = {"alice": "bob", "bob": "alice", "10.99.0.1": "10.99.0.2", "10.99.0.2": "10.99.0.1"}
+    return re.sub(r"alice|bob|10\.99\.0\.[12]", lambda m: swap[m.group(0)], command)
+
+
+class ReadmeTests(SynchronousTestCase):
+    """
+    The recipe in README.rst's "WireGuard through two NATs".
+    """
+
+    def test_mtuFitsAPath(self):
+        """
+        The MTU the recipe gives WireGuard makes datagrams that a path
+        carries.
+        """
+        [mtu] = [
+            int(command.split()[-2])
+            for command in readmeBlocks()[1]
+            if command.startswith("ip link set") and " mtu " in command
+        ]
+        self.assertEqual(mtu % 16, 0)
+        self.assertLessEqual(mtu + WIREGUARD_OVERHEAD, MAX_PAYLOAD_BYTES)
 
 
 class WireGuardTests(TestCase):
@@ -94,20 +126,20 @@ class WireGuardTests(TestCase):
 
     def setUp(self):
         requireLab()
-        requireTools()
-        self.keys = self.mktemp()
-        os.mkdir(self.keys, 0o700)
+        requireTools(self)
 
     def tunnel(self, stack):
         """
-        Build the lab, start WireGuard on both peers' hosts, then alice's
-        forwarding peer, then bob's once alice is registered, and ping
-        across the tunnel until a ping comes back.
+        Build the lab and run README.rst's recipe in it: the keys and
+        WireGuard on both peers' hosts, then alice's forwarding peer, then
+        bob's once alice is registered; then ping across the tunnel until
+        a ping comes back.
 
         @param stack: The L{ExitStack} that tears it all down.
         @return: The L{Run}, and the seconds from bob's start until both
             paths were up and until the first ping came back.
         """
+        keys, recipe, [ping] = readmeBlocks()
         lab = stack.enter_context(
             Lab(natA="port-restricted-cone", natB="port-restricted-cone", alternateAddress=True)
         )
@@ -123,18 +155,34 @@ class WireGuardTests(TestCase):
         processes = stack.enter_context(Processes())
         self.run = run = Run(lab, processes)
         run.startServer()
-        keys = {host: self.keyPair(host) for host in TUNNEL_ADDRESSES}
+        sides = {"peerA": ("alice", recipe), "peerB": ("bob", [forBob(c) for c in recipe])}
+        homes = {}
+        for host in sides:
+            homes[host] = home = Path(self.mktemp())
+            home.mkdir()
+            self.shell(lab, host, home, "\n".join(keys))
+        # Each gives its public key to the other side, as NAME.pub.
         for host, other in (("peerA", "peerB"), ("peerB", "peerA")):
-            self.startWireGuard(
-                lab, processes, host, interfaces[host], keys[host][0], keys[other][1], other
-            )
-        deliver = f"127.0.0.1:{WIREGUARD_PORT}"
-        run.startPeer("alice", "peerA", "alice", "bob", forwarding(deliver))
+            public = (homes[host] / "wg.pub").read_bytes()
+            (homes[other] / f"{sides[host][0]}.pub").write_bytes(public)
+        peers = {}
+        for host, (_, commands) in sides.items():
+            for command in commands:
+                command = re.sub(r"\bwg0\b", interfaces[host], command)
+                words = shlex.split(command, comments=True)
+                if words[0] == "twistd":
+                    peers[host] = self.punchPeer(words)
+                elif words[0] == "wireguard-go":
+                    self.startWireGuard(lab, processes, host, words)
+                else:
+                    self.shell(lab, host, homes[host], command)
+        run.processes.start("alice", lab.command("peerA", peers["peerA"]))
         self.expect({("alice", re.compile("Waiting for bob"))}, 30, "alice did not register")
         start = time.monotonic()
-        run.startPeer("bob", "peerB", "bob", "alice", forwarding(deliver))
+        run.processes.start("bob", lab.command("peerB", peers["peerB"]))
         # A WireGuard handshake sent before the path is up is dropped, and
-        # WireGuard sends the next only 5 s later: ping once it is up.
+        # WireGuard sends the next only 5 s later: ping once it is up, as
+        # README.rst says.
         self.expect(
             {
                 ("alice", re.compile("Forwarding to bob")),
@@ -144,32 +192,32 @@ class WireGuardTests(TestCase):
             "alice and bob did not connect",
         )
         pathUp = time.monotonic() - start
+        ping = shlex.split(ping)
+        ping[1:1] = ["-c", "1", "-W", "1"]
         deadline = time.monotonic() + 20
         while True:
-            ping = lab.run(
-                "peerA", ["ping", "-c", "1", "-W", "1", TUNNEL_ADDRESSES["peerB"]], timeout=5
-            )
-            if ping.returncode == 0:
+            result = lab.run("peerA", ping, timeout=5)
+            if result.returncode == 0:
                 return run, pathUp, time.monotonic() - start
             if time.monotonic() > deadline:
-                self.fail("no ping crossed the tunnel:\n" + ping.stdout + self.transcript())
+                self.fail("no ping crossed the tunnel:\n" + result.stdout + self.transcript())
 
-    def keyPair(self, host):
+    def shell(self, lab, host, home, script):
         """
-        A WireGuard key pair for C{host}: the private key's file, and the
-        public key.
+        Run C{script} with C{sh} in C{host}, in the directory C{home}, and
+        fail unless it succeeds.
         """
-        private = subprocess.run(
-            ["wg", "genkey"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout
-        path = os.path.join(self.keys, host)
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(private)
-        public = subprocess.run(
-            ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True,
-            timeout=10,
-        ).stdout.strip()
-        return path, public
+        result = lab.run(host, ["sh", "-e", "-c", script], timeout=10, cwd=home)
+        self.assertEqual(result.returncode, 0, f"{script}: {result.stderr}")
+
+    def punchPeer(self, words):
+        """
+        The C{twistd} command of README.rst as it runs in the lab: this
+        Python's C{twistd}, no pid file, and the lab's stage manager.
+        """
+        words = twistdCommand() + ["--pidfile="] + words[1:]
+        words[words.index("--server") + 1] = f"{self.run.lab.serverAddress}:{SERVER_PORT}"
+        return words
 
     @staticmethod
     def removeControlSocket(interface):
@@ -178,30 +226,21 @@ class WireGuardTests(TestCase):
         except FileNotFoundError:
             pass
 
-    def startWireGuard(self, lab, processes, host, interface, privateKey, peerKey, peerHost):
+    def startWireGuard(self, lab, processes, host, words):
         """
-        Start wireguard-go in C{host} on C{interface}, listening on
-        L{WIREGUARD_PORT} with its peer's endpoint at the forwarding port,
-        and bring the interface up.
+        Start wireguard-go in C{host} as C{words} says, in the foreground,
+        so that it is stopped by its pid, and wait for its control socket.
         """
+        interface = words[-1]
         control = f"/var/run/wireguard/{interface}.sock"
-        processes.start(f"wg-{host}", lab.command(host, ["wireguard-go", "-f", interface]))
+        processes.start(
+            f"wg-{host}", lab.command(host, ["env", "WG_PROCESS_FOREGROUND=1", *words])
+        )
         deadline = time.monotonic() + 10
         while not os.path.exists(control):
             if time.monotonic() > deadline:
                 self.fail(f"wireguard-go made no {control}:\n" + self.transcript())
             time.sleep(0.05)
-        commands = [
-            ["wg", "set", interface, "private-key", privateKey,
-             "listen-port", str(WIREGUARD_PORT),
-             "peer", peerKey, "endpoint", f"127.0.0.1:{FORWARD_PORT}",
-             "allowed-ips", TUNNEL_ADDRESSES[peerHost] + "/32"],
-            ["ip", "address", "add", TUNNEL_ADDRESSES[host] + "/24", "dev", interface],
-            ["ip", "link", "set", interface, "mtu", str(TUNNEL_MTU), "up"],
-        ]
-        for argv in commands:
-            result = lab.run(host, argv, timeout=10)
-            self.assertEqual(result.returncode, 0, f"{argv}: {result.stderr}")
 
     def expect(self, patterns, seconds, why):
         """
@@ -275,7 +314,7 @@ class WireGuardTests(TestCase):
             f"\npaths up {pathUp * 1000:.0f} ms and first ping across WireGuard"
             f" {firstPing * 1000:.0f} ms after the second peer started;"
             f" iperf3 TCP through it: {throughput:.1f} Mbit/s"
-            f" ({received['bytes']} bytes in {received['seconds']:.1f} s, MTU {TUNNEL_MTU})"
+            f" ({received['bytes']} bytes in {received['seconds']:.1f} s)"
         )
         self.assertLess(firstPing - pathUp, 3)
         self.assertGreater(throughput, 1)
@@ -294,14 +333,11 @@ class WireGuardTests(TestCase):
         with ExitStack() as stack:
             run, _, _ = self.tunnel(stack)
             lab, processes = run.lab, run.processes
-            run.startPeer(
-                "carol", "peerA", "carol", "dave",
-                forwarding(port=UDP_FORWARD_PORT),
-            )
+            run.startPeer("carol", "peerA", "carol", "dave", ["--forward", str(UDP_FORWARD_PORT)])
             self.expect({("carol", re.compile("Waiting for dave"))}, 30, "carol did not register")
             run.startPeer(
                 "dave", "peerB", "dave", "carol",
-                forwarding(f"127.0.0.1:{IPERF_PORT}", port=UDP_FORWARD_PORT),
+                ["--forward", str(UDP_FORWARD_PORT), "--deliver", f"127.0.0.1:{IPERF_PORT}"],
             )
             self.expect(
                 {("carol", re.compile("Forwarding to dave")),
