@@ -2,16 +2,21 @@
 C{twistd punch-peer}: options and service wiring for a peer.
 """
 
+import socket
+from ipaddress import ip_address
+
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 from punchd import options
-from punchd.addresses import localAddressTowards, resolve, splitHostPort
+from punchd.addresses import formatAddress, localAddressTowards, resolve, splitHostPort
 from punchd.messages import MAX_CONTACTS, MAX_PAYLOAD_BYTES, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
 from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
+from punchd.forwarding import Forwarder
 from punchd.services import DatagramServer
 
 LONGDESC = """\
@@ -37,6 +42,16 @@ means for hole punching, and exits:
 
     twistd -n punch-peer --server stage.example.net:8080 --probe
 
+With --forward, the path carries a local program's datagrams instead of the
+direct message: every datagram sent to 127.0.0.1:51821 goes to the contact,
+and every datagram from the contact is sent from that port to --deliver (or,
+without it, to the local program that last sent to the port). WireGuard
+listening on 51820, with its peer's endpoint at 127.0.0.1:51821, reaches its
+peer behind the other NAT this way:
+
+    twistd -n punch-peer --server stage.example.net:8080 --name alice --peer bob \\
+        --forward 51821 --deliver 127.0.0.1:51820
+
 With --seed-compat, it instead speaks the original test-client's text
 protocol, to an original test-server (or a punch-server --seed-compat): it
 registers with its bare name, reads the phonebook lines, and exchanges the
@@ -52,6 +67,54 @@ def _name(option):
             raise ValueError(e.reason) from None
 
     return options.named(option, coerce)
+
+
+#: Where C{--forward PORT} listens without a HOST: only programs on this
+#: machine may send to the contact.
+FORWARD_HOST = "127.0.0.1"
+
+
+def _contactAnd(text: str):
+    """
+    Split C{[NAME=]REST}: a NAME may hold C{=}, and an address cannot.
+
+    @return: C{(name or None, rest)}.
+    """
+    name, sep, rest = text.rpartition("=")
+    return (name if sep else None), rest
+
+
+def _forwardAddress(text: str):
+    """
+    The address C{[HOST:]PORT} of C{--forward}, resolved, HOST
+    L{FORWARD_HOST} if not given.
+
+    @raise ValueError: If it is not of that form or does not resolve.
+    """
+    if ":" in text:
+        return resolve(*splitHostPort(text))
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"port {text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    return FORWARD_HOST, port
+
+
+def _checkListenable(address):
+    """
+    Bind a UDP socket to C{address}, and close it.
+
+    @raise ValueError: If it cannot be bound, saying why: in use, or not an
+        address of this machine.
+    """
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise ValueError(f"cannot listen on {formatAddress(address)}: {e.strerror}") from None
 
 
 class Options(usage.Options):
@@ -141,11 +204,32 @@ class Options(usage.Options):
             " after three times as long without a word from the peer.",
             options.named("keepalive", options.positiveFloat),
         ],
+        # Each of these two may be given once for each contact: the rows
+        # give the help, and the opt_ methods below take every value.
+        [
+            "forward",
+            None,
+            None,
+            "[NAME=][HOST:]PORT: carry a local program's datagrams instead of the"
+            f" direct message: listen on HOST (default {FORWARD_HOST}) at PORT, and"
+            " send every datagram that arrives there to the contact NAME (default:"
+            " the --peer) over the path.",
+        ],
+        [
+            "deliver",
+            None,
+            None,
+            "[NAME=]HOST:PORT: send every datagram from the contact NAME (default:"
+            " the --peer) to HOST:PORT, from its --forward port. Default: to the"
+            " local program that last sent to that port.",
+        ],
     ]
 
     def __init__(self):
         super().__init__()
         self["peer"] = []
+        self["forward"] = []
+        self["deliver"] = []
 
     def opt_peer(self, name):
         """
@@ -154,6 +238,12 @@ class Options(usage.Options):
         self["peer"].append(_name("peer")(name))
 
     opt_c = opt_peer
+
+    def opt_forward(self, value):
+        self["forward"].append(value)
+
+    def opt_deliver(self, value):
+        self["deliver"].append(value)
 
     def postOptions(self):
         required = ("server",) if self["probe"] else ("server", "name")
@@ -206,6 +296,95 @@ class Options(usage.Options):
                 f"--server: {self['server'][0]} is IPv6; the original test-server"
                 " speaks IPv4 only"
             )
+        self._checkForwarding()
+
+    def _checkForwarding(self):
+        """
+        Parse C{--forward} and C{--deliver} into C{{contact: (host,
+        port)}}, each address resolved and the forwarding port free.
+        """
+        forwards, delivers = self["forward"], self["deliver"]
+        self["forward"], self["deliver"] = {}, {}
+        if not forwards:
+            if delivers:
+                raise usage.UsageError(
+                    "--deliver needs --forward: datagrams from the contact are"
+                    " delivered from the forwarding port"
+                )
+            return
+        for option in ("probe", "seed-compat"):
+            if self[option]:
+                raise usage.UsageError(f"--forward cannot go with --{option}")
+        if self["message"] is not None:
+            raise usage.UsageError(
+                "--message cannot go with --forward: the path carries the local"
+                " program's datagrams, not the direct message"
+            )
+        peers = self["peer"]
+        for option, values, parse in (
+            ("forward", forwards, _forwardAddress),
+            ("deliver", delivers, lambda text: resolve(*splitHostPort(text))),
+        ):
+            for value in values:
+                name, address = _contactAnd(value)
+                if name is None:
+                    if len(peers) > 1:
+                        raise usage.UsageError(
+                            f"--{option}: {value} names no contact, and there are"
+                            f" several --peers: give NAME=, as in {peers[0]}={value}"
+                        )
+                    name = peers[0]
+                elif name not in peers:
+                    raise usage.UsageError(
+                        f"--{option}: {name}= names no --peer (the --peers: {', '.join(peers)})"
+                    )
+                if name in self[option]:
+                    raise usage.UsageError(f"--{option}: given twice for {name}")
+                try:
+                    self[option][name] = parse(address)
+                except ValueError as e:
+                    raise usage.UsageError(f"--{option}: {e}") from None
+        for name in self["deliver"]:
+            if name not in self["forward"]:
+                raise usage.UsageError(
+                    f"--deliver: {name} has no --forward; datagrams from it are"
+                    " delivered from its forwarding port"
+                )
+        taken = {}
+        for name, local in self["forward"].items():
+            if local in taken:
+                raise usage.UsageError(
+                    f"--forward: {formatAddress(local)} is given for both"
+                    f" {taken[local]} and {name}"
+                )
+            taken[local] = name
+            if local[1] == self["port"]:
+                raise usage.UsageError(
+                    f"--forward: port {local[1]} is this peer's own --port too"
+                )
+            try:
+                _checkListenable(local)
+            except ValueError as e:
+                raise usage.UsageError(f"--forward: {e}") from None
+            deliver = self["deliver"].get(name)
+            if deliver is None:
+                continue
+            if (":" in deliver[0]) != (":" in local[0]):
+                raise usage.UsageError(
+                    f"--deliver: {deliver[0]} is not of the family of {local[0]},"
+                    " where --forward listens"
+                )
+            if deliver == local:
+                raise usage.UsageError(
+                    f"--deliver: {formatAddress(deliver)} is the --forward port itself"
+                )
+            if ip_address(local[0]).is_loopback and not ip_address(deliver[0]).is_loopback:
+                # The kernel will not send from a loopback address to
+                # another machine.
+                raise usage.UsageError(
+                    f"--deliver: {deliver[0]} is not on this machine, and --forward"
+                    f" listens on {local[0]}; give --forward a HOST that reaches it"
+                )
 
 
     def _checkMessage(self):
@@ -241,7 +420,10 @@ def makeService(config, reactor=None):
     @return: A L{DatagramServer} whose C{protocol} is the L{PeerProtocol}
         (in a L{PeerService}), the L{SeedPeerProtocol} with C{--seed-compat}
         (in a L{PeerService} too), or the L{NATReportProtocol} with
-        C{--probe}.
+        C{--probe}.  With C{--forward}, a L{MultiService}: the
+        L{PeerService} named C{"peer"}, and the L{DatagramServer} of the
+        L{Forwarder} on each forwarded contact's path, named C{"forward"}
+        with one contact and C{"forward NAME"} with several.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -264,6 +446,10 @@ def makeService(config, reactor=None):
         report = NATReportProtocol(reactor, server, localHosts, reactor.stop)
         return DatagramServer(config["port"], report, interface=interface, reactor=reactor)
     text = config["message"]
+    forwarders = {
+        name: Forwarder(reactor, name, deliver=config["deliver"].get(name))
+        for name in config["forward"]
+    }
     protocol = PeerProtocol(
         reactor,
         server,
@@ -272,14 +458,29 @@ def makeService(config, reactor=None):
         localHosts=localHosts,
         interval=config["interval"],
         text=text,
-        # An original test-client cannot prove the shared secret.
+        # An original test-client cannot prove the shared secret, and
+        # carries only its text messages.
         dialects=()
-        if config["peer-secret-file"] is not None
+        if config["peer-secret-file"] is not None or forwarders
         else (OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
+        applications=forwarders,
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],
         key=config["secret-file"],
         peerSecret=config["peer-secret-file"],
     )
-    return PeerService(config["port"], protocol, interface=interface, reactor=reactor)
+    peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
+    if not forwarders:
+        return peer
+    service = MultiService()
+    # Started first and stopped last, so that each forwarding port is open
+    # whenever a path may bring a datagram.
+    for name, forwarder in forwarders.items():
+        host, port = config["forward"][name]
+        forward = DatagramServer(port, forwarder, interface=host, reactor=reactor)
+        forward.setName("forward" if len(config["peer"]) == 1 else f"forward {name}")
+        forward.setServiceParent(service)
+    peer.setName("peer")
+    peer.setServiceParent(service)
+    return service
