@@ -134,7 +134,7 @@ def examples():
             messages.Registration(alice.name, alice.wants, alice.localAddresses, True, COOKIE),
         ),
         messages.encodeRegistered(
-            txid, ("198.51.100.1", 5000), 60, messages.PEER_ABSENT, COOKIE, SECRET
+            txid, ("198.51.100.1", 5000), 60, messages.PEER_WAITING, COOKIE, SECRET
         ),
         messages.encodeRegistration(
             txid,
@@ -142,7 +142,7 @@ def examples():
             key=messages.registrationKey(SECRET),
         ),
         messages.encodeRegistered(
-            txid, ("198.51.100.1", 5000), 60, messages.PEER_ABSENT, COOKIE, nonce=NONCE
+            txid, ("198.51.100.1", 5000), 60, messages.PEER_WAITING, COOKIE, nonce=NONCE
         ),
         messages.encodeError(
             messages.REGISTER,

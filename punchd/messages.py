@@ -77,9 +77,11 @@ NAME_SECRET = 0xC00D
 NAME_NONCE = 0xC00E
 
 #: Values of L{PEER_STATE}, the stage manager's word on the wanted peer in
-#: its answer to a registration that seeks an introduction.
-PEER_ABSENT = 0
-PEER_WANTS_ANOTHER = 1
+#: its answer to a registration that seeks an introduction: no
+#: introduction yet, whether the wanted peer is absent or seeks another
+#: (which is nobody's business but its own), or an introduction follows.
+#: The value 1, once "seeks another", is no longer sent.
+PEER_WAITING = 0
 PEER_INTRODUCED = 2
 
 MAX_NAME_BYTES = 64
@@ -357,8 +359,7 @@ def encodeRegistered(
 
     @param observed: The C{(host, port)} the request came from.
     @param lifetime: Seconds the registration lives without a refresh.
-    @param peerState: L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER},
-        L{PEER_INTRODUCED}, or L{None} when the request did not seek an
+    @param peerState: L{PEER_WAITING}, L{PEER_INTRODUCED}, or L{None} when the request did not seek an
         introduction.
     @param cookie: A L{COOKIE} for the registrant's next registration.
     @param secret: The L{NAME_SECRET} given to a name's new holder, or

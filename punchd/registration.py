@@ -264,12 +264,9 @@ class Registrar:
             self._addressLearned(answer)
         if answer.peerState != self._peerState:
             self._peerState = answer.peerState
-            if answer.peerState == messages.PEER_ABSENT:
-                self.log.info("Waiting for {wants} to register", wants=self.wants)
-            elif answer.peerState == messages.PEER_WANTS_ANOTHER:
+            if answer.peerState == messages.PEER_WAITING:
                 self.log.info(
-                    "{wants} is registered but looking for another peer; waiting"
-                    " until it looks for {name}",
+                    "Waiting for {wants} to register and look for {name}",
                     wants=self._clearWants,
                     name=self._clearName,
                 )

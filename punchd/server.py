@@ -484,7 +484,7 @@ class StageManagerProtocol(DatagramProtocol):
             self._answer,
             request,
             entry,
-            messages.PEER_ABSENT,
+            messages.PEER_WAITING,
         )
 
     def _dialectOf(self, entry):
@@ -512,9 +512,7 @@ class StageManagerProtocol(DatagramProtocol):
                 # A dialect's peer may be unable to say whom it wants: see
                 # punchd.compat.server for why it is introduced all the same.
                 peerState = messages.PEER_INTRODUCED
-            elif other.wants != entry.name:
-                peerState = messages.PEER_WANTS_ANOTHER
-            else:
+            elif other.wants == entry.name:
                 peerState = messages.PEER_INTRODUCED
         message, address = request.message, request.address
         self.write(

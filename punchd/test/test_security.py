@@ -394,7 +394,7 @@ class AmplificationTests(SynchronousTestCase):
         register(site.server, bobTransport, "bob", "alice", True)
         site.network.advance(1)
         [answer] = bob.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WAITING)
         self.assertEqual(spoofed.messages(messages.INTRODUCE, stun.REQUEST), [])
 
 

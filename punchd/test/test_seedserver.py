@@ -315,7 +315,7 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
         """
         bob, _, bobPublic = self.native("bob", "alice")
         [answer] = bob.stun(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WAITING)
         alice, _, alicePublic = self.original("alice")
         self.assertEqual(
             alice.lines(), [line(0, 2, "alice", alicePublic), line(1, 2, "bob", bobPublic)]

@@ -378,20 +378,29 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_ABSENT)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WAITING)
         self.assertEqual(self.server.stats["introductions"], 0)
 
     def test_consent(self):
         """
-        A peer seeking one that seeks somebody else is told so, and neither
-        learns anything of the other.
+        A peer seeking one that seeks somebody else is told no more than if
+        it were absent, and neither learns anything of the other.
         """
         self.register(self.bobTransport, "bob", "carol", True)
         self.network.advance(1)
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WANTS_ANOTHER)
+        self.assertEqual(messages.parseRegistered(answer).peerState, messages.PEER_WAITING)
+        carol, carolTransport = self.client("203.0.113.9", 5000)
+        self.register(carolTransport, "carol", "dave", True)
+        self.network.advance(1)
+        [absent] = carol.messages(messages.REGISTER, stun.SUCCESS)
+        said = lambda m: [
+            (t, v) for t, v in m.attributes
+            if t not in (stun.XOR_MAPPED_ADDRESS, messages.COOKIE, messages.NAME_SECRET, stun.FINGERPRINT)
+        ]
+        self.assertEqual(said(answer), said(absent))
         self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
         self.assertEqual(self.bob.messages(messages.INTRODUCE, stun.REQUEST), [])
 
