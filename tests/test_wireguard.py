@@ -139,7 +139,9 @@ class WireGuardTests(TestCase):
         @return: The L{Run}, and the seconds from bob's start until both
             paths were up and until the first ping came back.
         """
-        keys, recipe, [ping] = readmeBlocks()
+        # The keys, alice's commands, the ping; then the form for several
+        # contacts.
+        keys, recipe, [ping], _ = readmeBlocks()
         lab = stack.enter_context(
             Lab(natA="port-restricted-cone", natB="port-restricted-cone", alternateAddress=True)
         )
