@@ -9,12 +9,14 @@ the path to the contact (L{punchd.punching}), and the application on it
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
+import secrets
+
 from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import identity, messages, stun
+from punchd import frames, identity, messages, stun
 from punchd.addresses import formatAddress, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
@@ -41,6 +43,8 @@ class PeerProtocol(DatagramProtocol):
         L{punchd.interfaces.IPathReceiver} on the path.
     @ivar registrar: The L{Registrar}, from the start of the protocol.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
+    @ivar receivers: The paths that take frames (L{punchd.frames}), by
+        their receiver index.
     """
 
     noisy = False
@@ -62,6 +66,7 @@ class PeerProtocol(DatagramProtocol):
         dialects=(),
         application=None,
         messageInterval: float = 1.0,
+        randbits=secrets.randbits,
         **punchSettings,
     ):
         """
@@ -87,6 +92,8 @@ class PeerProtocol(DatagramProtocol):
             the socket besides punchd's own protocol.
         @param application: What runs on the path; by default a
             L{Greeter} of C{text} every C{messageInterval} seconds.
+        @param randbits: A function of a number of bits that returns that
+            many random bits, for the receiver indices of paths.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         """
@@ -101,6 +108,8 @@ class PeerProtocol(DatagramProtocol):
             )
         self.application = application
         self.punch = None
+        self.receivers = {}
+        self._randbits = randbits
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -248,14 +257,19 @@ class PeerProtocol(DatagramProtocol):
         Make C{path} the path to the contact, stopping the one there was,
         and start it.
         """
-        if self.punch is not None:
-            self.punch.stop()
+        previous = self.punch
+        if previous is not None:
+            previous.stop()
+            self.receivers = {i: p for i, p in self.receivers.items() if p is not previous}
         self.punch = path
         path.start()
 
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, address)
+            return
         for dialect in self.dialects:
             if dialect.datagramReceived(datagram, address):
                 return
@@ -288,6 +302,14 @@ class PeerProtocol(DatagramProtocol):
             formatAddress(address),
             f"method {message.method:#05x} class {message.messageClass}",
         )
+
+    def _frameReceived(self, datagram, address):
+        try:
+            path = self.receivers.get(frames.receiverIndex(datagram))
+            if path is None or not path.frameReceived(datagram, address):
+                self.drops.drop(frames.UNKNOWN_INDEX, formatAddress(address))
+        except frames.FrameError as e:
+            self.drops.drop(e.reason, formatAddress(address), e.detail)
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
@@ -373,18 +395,20 @@ class PeerProtocol(DatagramProtocol):
             self._usableLocally(introduction, own),
             key,
         )
-        self.adopt(
-            Punch(
-                self.clock,
-                self.transport.write,
-                self.name,
-                usable,
-                self,
-                newTransactionID=self._newTransactionID,
-                wireNames=(self._wireName, self._wireWants),
-                **self._punchSettings,
-            )
+        index = frames.freeIndex(self.receivers, self._randbits)
+        punch = Punch(
+            self.clock,
+            self.transport.write,
+            self.name,
+            usable,
+            self,
+            newTransactionID=self._newTransactionID,
+            wireNames=(self._wireName, self._wireWants),
+            index=index,
+            **self._punchSettings,
         )
+        self.adopt(punch)
+        self.receivers[index] = punch
 
     # What the path tells us
 

@@ -6,7 +6,8 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.addresses import localAddressTowards, resolve, splitHostPort
-from punchd.messages import MAX_PAYLOAD_BYTES, InvalidMessage, validateName
+from punchd.frames import MAX_PAYLOAD_BYTES
+from punchd.messages import InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol

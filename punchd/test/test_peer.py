@@ -8,7 +8,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.greeter import RECEIVED_KEPT
 from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
@@ -17,6 +17,7 @@ from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
 from punchd.testing import (
     ADDRESS_DEPENDENT,
+    SEQUENTIAL,
     fullCone,
     portRestrictedCone,
     restrictedCone,
@@ -167,8 +168,7 @@ class NATMatrixTests(SynchronousTestCase):
             # The stage manager carried none of the direct traffic.
             self.assertEqual(
                 [d for d in world.network.delivered()
-                 if stun.decode(d.data).method == messages.DATA
-                 and SERVER in (d.destination, d.deliveredTo)],
+                 if frames.isFrame(d.data) and SERVER in (d.destination, d.deliveredTo)],
                 [],
             )
         else:
@@ -366,6 +366,40 @@ class PathLifeTests(SynchronousTestCase):
         self.assertEqual(world.bob.punch.state, UP)
         self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
 
+    def test_movedPort(self):
+        """
+        When bob's NAT forgets its mappings and gives him a new port, alice's
+        path follows him there with one pathMoved, both peers' messages keep
+        coming, and neither path is lost or punched again.
+        """
+        world = World(restrictedCone(), portRestrictedCone(allocation=SEQUENTIAL))
+        world.start()
+        world.network.advance(5)
+        moves = {}
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            moves[name] = []
+            original = peer.pathMoved
+
+            def recorded(path, previous, moved=moves[name], original=original):
+                moved.append((previous.address, path.selected.address))
+                original(path, previous)
+
+            peer.pathMoved = recorded
+        old = world.alice.punch.selected.address
+        world.natB.clearMappings()
+        world.network.advance(3)
+        new = world.natB.mappingFor("10.0.2.2", 6000).external
+        self.assertNotEqual(new, old)
+        self.assertEqual(moves, {"alice": [(old, new)], "bob": []})
+        received = {name: len(peer.application.received) for name, peer in (("alice", world.alice), ("bob", world.bob))}
+        world.network.advance(5)
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertGreaterEqual(len(peer.application.received) - received[name], 5, name)
+            self.assertEqual(world.when(name, "pathLost"), [], name)
+            self.assertEqual(len(world.when(name, "pathUp")), 1, name)
+        self.assertEqual(world.alice.punch.selected.address, new)
+        self.assertEqual(world.server.stats["introductions"], 1)
+
     def test_lossyNetwork(self):
         """
         With 5% loss on every link and 20 ms per link, two port-restricted
@@ -438,7 +472,7 @@ class ReflectionTests(SynchronousTestCase):
             if d.sender is world.aliceHost and d.destination[0] in decoys
         ]
         self.assertGreater(len(toDecoys), 0)
-        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4096 // 9))
+        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4608 // 9))
 
 
 class RegistrationTests(SynchronousTestCase):
@@ -540,9 +574,9 @@ class HostileInputTests(SynchronousTestCase):
             b"",
             b"hello",
             b"\x00\x01\x00\x00" + b"\x00" * 8,
-            messages.encodeProbe(txid, "alice", "bob", wrongKey),
-            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
-            messages.encodeData(txid, "alice", "bob", b"injected", wrongKey),
+            messages.encodeProbe(txid, "alice", "bob", wrongKey, 1),
+            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey, 1),
+            frames.encode(wrongKey, world.alice.punch.index, 0, b"injected"),
             messages.encodeIntroduction(
                 txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey), wrongKey
             ),
