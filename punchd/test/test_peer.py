@@ -590,6 +590,39 @@ class HostileInputTests(SynchronousTestCase):
         self.assertEqual(world.alice.punch.state, UP)
 
 
+class FrameDropTests(SynchronousTestCase):
+    """
+    Frames a peer drops, each counted by its reason.
+    """
+
+    def test_dropsCounted(self):
+        """
+        A frame for no path, one too short, and a replayed one are dropped
+        and counted, and only the genuine frame reaches the application.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        # Past what bob sent: his greeting was frame 0.
+        genuine = frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, b"genuine")
+        source = punch.selected.address
+        for datagram in (
+            genuine,
+            genuine,
+            frames.encode(b"k" * 32, punch.index ^ 1, 0, b"elsewhere"),
+            genuine[:12],
+        ):
+            alice.datagramReceived(datagram, source)
+        self.assertEqual(
+            {reason: alice.drops.counts[reason] for reason in (frames.REPLAYED, frames.UNKNOWN_INDEX, frames.MALFORMED)},
+            {frames.REPLAYED: 1, frames.UNKNOWN_INDEX: 1, frames.MALFORMED: 1},
+        )
+        self.assertEqual([t for t, _ in list(alice.application.received)[received:]], ["genuine"])
+        self.assertEqual(punch.state, UP)
+
+
 def _unsigned(txid, introduction):
     """
     An introduction in the right format but without any MESSAGE-INTEGRITY,
