@@ -1,8 +1,9 @@
 """
 punchd's message vocabulary, carried in STUN messages.
 
-Every datagram punchd sends is a STUN message (RFC 8489).  The methods of our
-own are below 0x100, so the first byte of every datagram is 0 to 3 and a
+Every datagram punchd sends is a STUN message (RFC 8489), but for the data
+frames of L{punchd.frames}.  The methods of our
+own are below 0x100, so the first byte of every message is 0 to 3 and a
 multiplexer following RFC 7983 sees STUN; our attributes are in the
 comprehension-optional range 0xC000-0xFFFF, so a STUN implementation that does
 not know them skips them.  C{docs/protocol.rst} shows each message byte by
