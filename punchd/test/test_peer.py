@@ -15,6 +15,7 @@ from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
+from punchd.test.optional import given, settings, st
 from punchd.testing import (
     ADDRESS_DEPENDENT,
     SEQUENTIAL,
@@ -620,6 +621,34 @@ class FrameDropTests(SynchronousTestCase):
             {frames.REPLAYED: 1, frames.UNKNOWN_INDEX: 1, frames.MALFORMED: 1},
         )
         self.assertEqual([t for t, _ in list(alice.application.received)[received:]], ["genuine"])
+        self.assertEqual(punch.state, UP)
+
+
+class FrameFuzzTests(SynchronousTestCase):
+    """
+    Mutated frames, with Hypothesis.
+    """
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(0, 59), st.integers(1, 255), st.binary(max_size=8))
+    def test_mutatedFramesDropped(self, offset, flip, tail):
+        """
+        A genuine frame with a byte changed, or bytes added, is dropped and
+        counted, never raises, and reaches nobody; the path stays up.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        genuine = bytearray(
+            frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, bytes(40))
+        )
+        genuine[offset] ^= flip
+        before = sum(alice.drops.counts.values())
+        alice.datagramReceived(bytes(genuine) + tail, punch.selected.address)
+        self.assertEqual(sum(alice.drops.counts.values()), before + 1)
+        self.assertEqual(len(alice.application.received), received)
         self.assertEqual(punch.state, UP)
 
 
