@@ -10,12 +10,14 @@ the path to each contact (L{punchd.punching}), and the application on it
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
+import secrets
+
 from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import identity, messages, stun
+from punchd import frames, identity, messages, stun
 from punchd.addresses import formatAddress, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
@@ -72,6 +74,8 @@ class PeerProtocol(DatagramProtocol):
     @ivar contacts: L{Contact}s by name.
     @ivar registrar: The L{Registrar}, from the start of the protocol.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
+    @ivar receivers: The paths that take frames (L{punchd.frames}), by
+        their receiver index.
     """
 
     noisy = False
@@ -95,6 +99,7 @@ class PeerProtocol(DatagramProtocol):
         applications=None,
         messageInterval: float = 1.0,
         fallbacks=(),
+        randbits=secrets.randbits,
         **punchSettings,
     ):
         """
@@ -128,6 +133,8 @@ class PeerProtocol(DatagramProtocol):
         @param fallbacks: The C{(host, port)}s of more stage managers, to
             register with in turn when the one registered with stops
             answering.
+        @param randbits: A function of a number of bits that returns that
+            many random bits, for the receiver indices of paths.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -153,6 +160,8 @@ class PeerProtocol(DatagramProtocol):
         self.name = name
         self.wants = wants
         self.interval = interval
+        self.receivers = {}
+        self._randbits = randbits
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -339,8 +348,10 @@ class PeerProtocol(DatagramProtocol):
         there was, and start it.
         """
         contact = self.contacts[path.peerName]
-        if contact.path is not None:
-            contact.path.stop()
+        previous = contact.path
+        if previous is not None:
+            previous.stop()
+            self.receivers = {i: p for i, p in self.receivers.items() if p is not previous}
         contact.path = path
         path.start()
 
@@ -354,6 +365,9 @@ class PeerProtocol(DatagramProtocol):
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, address)
+            return
         for dialect in self.dialects:
             if dialect.datagramReceived(datagram, address):
                 return
@@ -388,6 +402,14 @@ class PeerProtocol(DatagramProtocol):
             formatAddress(address),
             f"method {message.method:#05x} class {message.messageClass}",
         )
+
+    def _frameReceived(self, datagram, address):
+        try:
+            path = self.receivers.get(frames.receiverIndex(datagram))
+            if path is None or not path.frameReceived(datagram, address):
+                self.drops.drop(frames.UNKNOWN_INDEX, formatAddress(address))
+        except frames.FrameError as e:
+            self.drops.drop(e.reason, formatAddress(address), e.detail)
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
@@ -473,18 +495,20 @@ class PeerProtocol(DatagramProtocol):
             self._usableLocally(introduction, own),
             key,
         )
-        self.adopt(
-            Punch(
-                self.clock,
-                self.transport.write,
-                self.name,
-                usable,
-                self,
-                newTransactionID=self._newTransactionID,
-                wireNames=(self._wireName, contact.wireName),
-                **self._punchSettings,
-            )
+        index = frames.freeIndex(self.receivers, self._randbits)
+        punch = Punch(
+            self.clock,
+            self.transport.write,
+            self.name,
+            usable,
+            self,
+            newTransactionID=self._newTransactionID,
+            wireNames=(self._wireName, contact.wireName),
+            index=index,
+            **self._punchSettings,
         )
+        self.adopt(punch)
+        self.receivers[index] = punch
 
     # What the path tells us
 
