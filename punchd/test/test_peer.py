@@ -203,7 +203,8 @@ class NATMatrixTests(SynchronousTestCase):
             if e["log_format"].startswith("Could not reach") and e["peer"] == "bob"
         ]
         self.assertIn("203.0.113.1:6000 (public)", report["candidates"])
-        self.assertIn("10.0.2.2:6000 (local)", report["candidates"])
+        # Bob's local address is on a network alice is not on: not tried.
+        self.assertNotIn("10.0.2.2", report["candidates"])
         self.assertIn("symmetric NAT", report["log_format"])
 
     def test_retryAtNextIntroduction(self):
@@ -411,14 +412,13 @@ class ReflectionTests(SynchronousTestCase):
     Addresses a peer is told of but never hears from.
     """
 
-    def test_decoyLocalAddressesGetBudgetOnly(self):
+    def _withDecoys(self, world, decoys):
         """
-        A contact that lists seven local addresses besides its own, which
-        nobody answers at, gets them at most their shares of the punch's
-        budget, and the pair connects as fast.
+        Start alice, then bob listing C{decoys} as local addresses besides
+        his own, which nobody answers at.
+
+        @return: The time bob started, and a server round trip of his.
         """
-        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
-        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
         world.startPeer("alice", "bob", 5000)
         world.network.advance(10)
         start = world.clock.seconds()
@@ -431,14 +431,53 @@ class ReflectionTests(SynchronousTestCase):
         world.bob, world.bobPort = bob, world.bobHost.listenUDP(6000, bob)
         rtt = world.serverRoundTrip(world.bobHost, world.natB)
         world.network.advance(10)
-        [up] = world.when("alice", "pathUp")
-        self.assertLessEqual(up - start, 3 * rtt + 1e-9)
-        toDecoys = [
+        return start, rtt
+
+    def _toDecoys(self, world, decoys):
+        return [
             d for d in world.network.traffic
             if d.sender is world.aliceHost and d.destination[0] in decoys
         ]
+
+    def test_decoyLocalAddressesGetBudgetOnly(self):
+        """
+        A contact behind the same NAT that lists seven local addresses
+        besides its own, which nobody answers at, gets them at most their
+        shares of the punch's budget, and the pair connects as fast.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = tuple(f"10.0.1.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 3 * rtt + 1e-9)
+        toDecoys = self._toDecoys(world, decoys)
         self.assertGreater(len(toDecoys), 0)
         self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4096 // 9))
+
+    def test_localAddressesOfAnotherNetworkIgnored(self):
+        """
+        The local addresses of a contact behind another public address than
+        this peer's are on a network this peer is not on: none is probed,
+        however many the contact lists, and the pair connects as fast.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 3 * rtt + 1e-9)
+        self.assertEqual(self._toDecoys(world, decoys + (world.bobHost.address,)), [])
+
+    def test_globalLocalAddressesDropped(self):
+        """
+        A contact behind the same NAT that lists global addresses as local
+        ones, which no network behind a NAT has, gets none of them probed,
+        and each is counted as a drop.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = ("192.0.2.50", "8.8.8.8")
+        self._withDecoys(world, decoys)
+        self.assertEqual(self._toDecoys(world, ("8.8.8.8",)), [])
+        self.assertEqual(world.alice.drops.counts["unusable local address"], 1)
 
 
 class RegistrationTests(SynchronousTestCase):
