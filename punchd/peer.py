@@ -203,7 +203,12 @@ class PeerProtocol(DatagramProtocol):
             self.natProbe.cancel()
         if self.punch is not None:
             self.punch.stop()
-        self.application.stop()
+        # An application need be no more than IPathObserver and
+        # IPathReceiver say; one with timers of its own, as the Greeter
+        # has, stops them here.
+        stop = getattr(self.application, "stop", None)
+        if stop is not None:
+            stop()
 
     def leave(self):
         """

@@ -6,6 +6,7 @@ manager and two peers, over L{punchd.testing}'s simulated NATs.
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from punchd import messages, stun
@@ -86,6 +87,45 @@ class PeerInterfaceTests(SynchronousTestCase):
             verifyObject(IPathReceiver, peer)
             verifyObject(IPath, peer.punch)
             self.assertEqual(peer.punch.state, UP)
+
+
+    def test_applicationOfTheInterfacesOnly(self):
+        """
+        An application that is only an L{IPathObserver} and an
+        L{IPathReceiver}, without a C{stop} method, is told of its path,
+        and its peer stops cleanly.
+        """
+        @implementer(IPathObserver, IPathReceiver)
+        class Minimal:
+            def __init__(self):
+                self.ups = []
+
+            def pathUp(self, path):
+                self.ups.append(path)
+
+            def pathMoved(self, path, previous):
+                pass
+
+            def pathLost(self, path):
+                pass
+
+            def punchFailed(self, path):
+                pass
+
+            def dataReceived(self, path, data, source):
+                pass
+
+        world = World(None, None)
+        world.startPeer("alice", "bob", 5000)
+        application = Minimal()
+        verifyObject(IPathObserver, application)
+        verifyObject(IPathReceiver, application)
+        bob = PeerProtocol(world.bobHost, SERVER, "bob", "alice", application=application)
+        port = world.bobHost.listenUDP(6000, bob)
+        world.network.advance(3)
+        self.assertEqual(application.ups, [bob.punch])
+        port.stopListening()
+        self.assertEqual(world.bobHost.getDelayedCalls(), [])
 
 
 class IntroductionTimingTests(SynchronousTestCase):
