@@ -168,13 +168,17 @@ class IPhonebook(Interface):
             there is none or it has expired (or a Deferred of it).
         """
 
-    def register(name, address, localAddresses, wants, now, proven=False, secret=None):
+    def register(
+        name, address, localAddresses, wants, now, proven=False, secret=None, previousSecret=None
+    ):
         """
         Add C{name}, or update it in place.
 
         @param proven: Whether the registration proved its address.
         @param secret: A new name secret to give the entry, or L{None} to
-            keep the one it has.
+            keep the ones it has.
+        @param previousSecret: With C{secret}, the secret it replaces, still
+            good for one round; or L{None}.
         @return: A 3-tuple (or a Deferred of it): the entry; the entry as it
             was before, or L{None} if the name is new; the entry evicted to
             make room, or L{None}.
@@ -205,18 +209,19 @@ class IStageManager(Interface):
     stats = Attribute("Counters by event name, a L{collections.Counter}.")
     drops = Attribute("The L{punchd.drops.DropCounter} of dropped datagrams.")
 
-    def write(datagram, address, budget=None):
+    def write(datagram, address, limit=None):
         """
         Send a datagram from the stage manager's port.
 
-        @return: Whether it was sent: not if it would overdraw C{budget}.
+        @param limit: The most bytes it may be, for an answer to a source
+            that has not proven its address; L{None} for no limit.
+        @return: Whether it was sent: not if it would exceed C{limit}.
         """
 
-    def sendIntroduction(to, encode, budget=None):
+    def sendIntroduction(to, encode):
         """
-        Send an introduction to the entry C{to}, and again until it is
-        acknowledged (only once, within C{budget}, to a peer that has not
-        proven its address).
+        Send an introduction to the entry C{to}, a peer that proved its
+        address, and again until it is acknowledged.
 
         @param encode: A function of a transaction ID and the key of the
             recipient's C{MESSAGE-INTEGRITY} (L{punchd.messages.introductionKey}
@@ -261,13 +266,10 @@ class IServerDialect(Interface):
         @param seeking: Whether it seeks an introduction.
         """
 
-    def introduce(entry, other, budget):
+    def introduce(entry, other):
         """
         Introduce C{entry}, a peer of the stage manager's own that seeks
         C{other}, one of this dialect's peers, to it.
-
-        @param budget: What may still be sent to C{entry}, if it has not
-            proven its address, or L{None}.
         """
 
 

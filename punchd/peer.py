@@ -298,9 +298,9 @@ class PeerProtocol(DatagramProtocol):
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
-            secret = self.registrar.secret
-            if secret is None or not stun.verifyIntegrity(
-                datagram, messages.introductionKey(secret)
+            if not any(
+                stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+                for secret in self.registrar.secrets
             ):
                 # Anyone can send from the stage manager's address; only
                 # the stage manager knows our name's secret.  Not even
@@ -314,7 +314,6 @@ class PeerProtocol(DatagramProtocol):
             self._toServer(messages.encodeSuccess(messages.INTRODUCE, message.transactionID))
             if not any(dialect.introduced(message) for dialect in self.dialects):
                 self._introduced(messages.parseIntroduction(message))
-            self.registrar.introduced()
             return True
         return self.registrar.handle(message)
 

@@ -17,10 +17,6 @@ from punchd.transactions import Transactions, backoff
 #: each later one waits twice as long, up to the refresh interval.
 REGISTRATION_RTO = 0.5
 
-#: Seconds a peer whose first registration was answered with an
-#: introduction on its way waits for it before proving its address anyway.
-PROOF_DELAY = 1.0
-
 #: After this many unanswered transmissions of one registration, the peer
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
@@ -100,17 +96,27 @@ class Registrar:
         self._peerState = None
         self._cookie = None
         self._secret = None
+        self._previousSecret = None
         self._challenged = False
-        self._proof = None
 
     @property
     def secret(self) -> "bytes | None":
         """
-        The L{messages.NAME_SECRET} the stage manager gave this peer's name,
-        or L{None} before it did: what its introductions are signed with
-        (L{messages.introductionKey}).
+        The secret of this peer's name as it stands: the
+        L{messages.NAME_SECRET} the stage manager gave it, or the last
+        L{messages.nextSecret} of it; L{None} before the stage manager gave
+        one.
         """
         return self._secret
+
+    @property
+    def secrets(self) -> tuple:
+        """
+        The secrets an introduction may be signed with
+        (L{messages.introductionKey}): the current one and the one it
+        replaced, while the stage manager may still sign with that.
+        """
+        return tuple(s for s in (self._secret, self._previousSecret) if s is not None)
 
     def start(self):
         """
@@ -127,8 +133,6 @@ class Registrar:
             self._refresher.cancel()
         self._refresher = None
         self._transactions.withdrawAll()
-        if self._proof is not None and self._proof.active():
-            self._proof.cancel()
 
     def leave(self):
         """
@@ -152,10 +156,10 @@ class Registrar:
         """
         Register now, replacing any registration still unanswered.
 
-        Without a cookie from the stage manager, the registration is padded
-        to L{messages.UNPROVEN_REGISTRATION_BYTES}, so that the stage
-        manager can answer it, and introduce this peer, without sending
-        more than it received.
+        A registration smaller than L{messages.UNPROVEN_REGISTRATION_BYTES}
+        is padded to it, so that the stage manager can answer it with a
+        cookie challenge, should its cookie be missing or stale, without
+        sending more than it received.
 
         @param seeking: Whether to ask for an introduction; by default,
             whenever the peer has no direct path and is not punching.
@@ -169,12 +173,15 @@ class Registrar:
             self.localAddresses,
             self._seeking() if seeking is None else seeking,
             self._cookie,
-            self._secret,
         )
+        # The secret itself is never sent: the MESSAGE-INTEGRITY proves
+        # that we hold it.
+        secret = self._secret
         datagram = messages.encodeRegistration(
             txid,
             registration,
-            messages.UNPROVEN_REGISTRATION_BYTES if self._cookie is None else 0,
+            messages.UNPROVEN_REGISTRATION_BYTES,
+            None if secret is None else messages.registrationKey(secret),
         )
         self._inFlight = txid
         self._firstAttemptAt = self.clock.seconds()
@@ -185,7 +192,7 @@ class Registrar:
             backoff(REGISTRATION_RTO, self.interval, self._jitter, self._random),
             sent=self._attempted,
         )
-        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration,))
+        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration, secret))
 
     def _withdrawn(self, failure):
         failure.trap(CancelledError)
@@ -225,16 +232,7 @@ class Registrar:
             return False
         return self._transactions.answer(message.transactionID, answer)
 
-    def introduced(self):
-        """
-        An introduction arrived: if the peer was waiting for it before
-        proving its address, prove it now.
-        """
-        if self._proof is not None and self._proof.active():
-            self._proof.cancel()
-            self.register()
-
-    def _answered(self, answer, registration):
+    def _answered(self, answer, registration, secret):
         self._inFlight = None
         if self._serverSilent:
             self._serverSilent = False
@@ -243,33 +241,32 @@ class Registrar:
                 server=formatAddress(self.server),
             )
         if isinstance(answer, messages.Registered):
-            self._registered(answer, registration)
+            self._registered(answer, registration, secret)
         else:
             self._refused(answer, registration)
 
-    def _registered(self, answer, registration):
+    def _registered(self, answer, registration, secret):
+        """
+        @param secret: The secret the registration proved it holds, or
+            L{None}.
+        """
         self._challenged = False
         self._cookie = answer.cookie
-        self._secret = answer.secret
-        if registration.cookie is None and answer.cookie is not None:
-            # Prove our address, so that the stage manager may introduce us
-            # to a peer that registers later, and retransmit what it sends
-            # us.  If an introduction is on its way, once it is here; if it
-            # was lost, the proof asks for another.
-            if answer.peerState == messages.PEER_INTRODUCED and self._seeking():
-                self._proof = self.clock.callLater(PROOF_DELAY, self.register)
-            else:
-                self.register()
+        if answer.secret is not None:
+            # The name is new to the stage manager (or it forgot it).
+            self._secret, self._previousSecret = answer.secret, None
+        elif answer.nonce is not None and secret is not None:
+            # Made from the secret this registration proved, not from the
+            # one we hold now, as the stage manager made it.
+            self._secret = messages.nextSecret(secret, answer.nonce)
+            self._previousSecret = secret
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
         if answer.peerState != self._peerState:
             self._peerState = answer.peerState
-            if answer.peerState == messages.PEER_ABSENT:
-                self.log.info("Waiting for {wants} to register", wants=self.wants)
-            elif answer.peerState == messages.PEER_WANTS_ANOTHER:
+            if answer.peerState == messages.PEER_WAITING:
                 self.log.info(
-                    "{wants} is registered but looking for another peer; waiting"
-                    " until it looks for {name}",
+                    "Waiting for {wants} to register and look for {name}",
                     wants=self._clearWants,
                     name=self._clearName,
                 )

@@ -20,23 +20,15 @@ from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
-from punchd.ratelimit import SourceLimiter, TokenBucket
+from punchd.ratelimit import SourceLimiter
 from punchd.transactions import Transactions, TransactionTimeout
 
 #: Seconds between the retransmissions of an unanswered introduction.
 INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 
-#: Seconds the acknowledgement of an introduction sent once, to a peer
-#: that has not proven its address, is waited for.
-UNPROVEN_INTRODUCTION_WAIT = sum(INTRODUCTION_RETRIES)
-
 #: Registrations, or Binding requests, a second from one source (address
 #: and port), by default.
 SOURCE_RATE = 20
-
-#: Registrations without a cookie handled a second, from all sources
-#: together; past that they are only answered with a cookie to echo.
-UNPROVEN_RATE = 1000
 
 
 def sourceLimiter(rate: float) -> "SourceLimiter | None":
@@ -49,32 +41,23 @@ def sourceLimiter(rate: float) -> "SourceLimiter | None":
     return SourceLimiter(rate, 2 * rate, 1000 * rate, 2000 * rate)
 
 
-class _Budget:
-    """
-    What the stage manager may still send in answer to one datagram from a
-    source that has not proven its address: no more than it received.
-    """
-
-    __slots__ = ("left",)
-
-    def __init__(self, left: int):
-        self.left = left
-
-
 class _Request:
     """
-    A registration on its way through the stage manager's steps.
+    A registration from a proven source on its way through the stage
+    manager's steps.
     """
 
-    __slots__ = ("message", "registration", "address", "proven", "budget", "now", "refresh")
+    __slots__ = ("message", "datagram", "registration", "address", "now", "refresh", "secret", "nonce")
 
-    def __init__(self, message, registration, address, proven, budget, now):
+    def __init__(self, message, datagram, registration, address, now):
         self.message = message
+        self.datagram = datagram
         self.registration = registration
         self.address = address
-        self.proven = proven
-        self.budget = budget
         self.now = now
+        # What the answer gives the registrant: a new name secret, or the
+        # nonce its next secret is made with.
+        self.secret = self.nonce = None
         # Whether it repeats the entry's last registration, from the same
         # place and wanting the same peer: set once the entry is recorded.
         self.refresh = False
@@ -124,7 +107,6 @@ class StageManagerProtocol(DatagramProtocol):
         cookies=None,
         registrationLimit: "SourceLimiter | None" = None,
         bindingLimit: "SourceLimiter | None" = None,
-        unprovenRate: float = UNPROVEN_RATE,
         key: "bytes | None" = None,
     ):
         """
@@ -143,12 +125,10 @@ class StageManagerProtocol(DatagramProtocol):
         @param cookies: The L{Cookies} that prove sources' addresses; by
             default new ones with a random key.
         @param registrationLimit: The L{SourceLimiter} of registrations by
-            proven source address and port, and of unproven ones in all;
-            L{None} for no limit.
+            proven source address and port, and of the cookie challenges to
+            unproven ones in all; L{None} for no limit.
         @param bindingLimit: The L{SourceLimiter} of Binding answers by
             source address and port; L{None} for no limit.
-        @param unprovenRate: Registrations without a valid cookie handled a
-            second; the others are answered with a cookie only.
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
             answer carries; L{None} without.
@@ -162,9 +142,10 @@ class StageManagerProtocol(DatagramProtocol):
             hideAddresses(self.drops)
         self._randomBytes = randomBytes
         self.cookies = Cookies(clock, randomBytes=randomBytes) if cookies is None else cookies
+        # The key of the first secrets and the nonces of names: see _claim.
+        self._nameKey = randomBytes(32)
         self.registrationLimit = registrationLimit
         self.bindingLimit = bindingLimit
-        self.unprovenLimit = TokenBucket(unprovenRate, unprovenRate, clock.seconds())
         self._key = key
         self.discovery = discovery
         self.dialects = tuple(dialects)
@@ -212,29 +193,27 @@ class StageManagerProtocol(DatagramProtocol):
             self._sweeper.stop()
         self.introductions.withdrawAll()
 
-    def write(self, datagram: bytes, address, budget: "_Budget | None" = None) -> bool:
+    def write(self, datagram: bytes, address, limit: "int | None" = None) -> bool:
         """
         Send a datagram from the stage manager's port, signed with the
         shared secret if there is one, counting its bytes.
 
         @param datagram: The datagram.
         @param address: Where to: C{(host, port)}.
-        @param budget: For an answer to a source that has not proven its
-            address, what may still be sent to it; L{None} for a proven
-            one.
-        @return: Whether it was sent: not if it would overdraw C{budget}.
+        @param limit: For the answer to a datagram from a source that has
+            not proven its address, the size of that datagram, which the
+            answer may not exceed; L{None} for a proven source.
+        @return: Whether it was sent: not if it would exceed C{limit}.
         """
         if self._key is not None:
             datagram = stun.addIntegritySHA256(datagram, self._key)
-        if budget is not None:
-            if len(datagram) > budget.left:
-                self.drops.drop(
-                    "answer larger than the request",
-                    formatAddress(address),
-                    f"{len(datagram)} bytes for {budget.left}",
-                )
-                return False
-            budget.left -= len(datagram)
+        if limit is not None and len(datagram) > limit:
+            self.drops.drop(
+                "answer larger than the request",
+                formatAddress(address),
+                f"{len(datagram)} bytes for {limit}",
+            )
+            return False
         self.stats["bytesSent"] += len(datagram)
         self._send(datagram, address)
         return True
@@ -289,7 +268,7 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return
         try:
-            result = handler(message, address, len(datagram))
+            result = handler(message, address, datagram)
         except (stun.StunError, messages.InvalidMessage) as e:
             self._failed(e, message, address, len(datagram))
             return
@@ -309,21 +288,24 @@ class StageManagerProtocol(DatagramProtocol):
             return
         self.drops.drop("invalid", formatAddress(address), error.reason)
         if message.messageClass == stun.REQUEST:
-            self._refuse(message, address, error, _Budget(size))
+            # A registration that proved its address gets the whole reason.
+            cookie = message.get(messages.COOKIE)
+            proven = cookie is not None and self.cookies.check(cookie, address)
+            self._refuse(message, address, error, None if proven else size)
 
-    def _refuse(self, message, address, error, budget):
+    def _refuse(self, message, address, error, limit=None):
         """
         Answer a request with an error, its reason cut short if the whole
-        would overdraw C{budget} (L{None} for a proven source).
+        would exceed C{limit} bytes (L{None} for a proven source).
         """
         reason = error.reason
         answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
-        while budget is not None and len(answer) > budget.left and reason:
-            reason = reason[: max(0, len(reason) - (len(answer) - budget.left))].rstrip()
+        while limit is not None and len(answer) > limit and reason:
+            reason = reason[: max(0, len(reason) - (len(answer) - limit))].rstrip()
             answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
-        self.write(answer, address, budget)
+        self.write(answer, address, limit)
 
-    def _binding(self, message, address, size):
+    def _binding(self, message, address, datagram):
         if self._limited(self.bindingLimit, address):
             return
         if self.discovery is not None:
@@ -332,34 +314,32 @@ class StageManagerProtocol(DatagramProtocol):
             self.write(messages.bindingAnswer(message, unmapped(address)), address)
         self.stats["bindings"] += 1
 
-    def _register(self, message, address, size):
+    def _register(self, message, address, datagram):
         """
         A registration: admit it, claim the name, record the entry, answer,
         and introduce; each step goes on from the phonebook's answer.
         """
         registration = messages.parseRegistration(message)
-        now = self.clock.seconds()
         proven = registration.cookie is not None and self.cookies.check(
             registration.cookie, address
         )
         if self._limited(self.registrationLimit, address, proven):
             return None
-        budget = None if proven else _Budget(size)
-        if not proven and (
-            size < messages.UNPROVEN_REGISTRATION_BYTES or not self.unprovenLimit.take(1, now)
-        ):
-            # Too small to answer in full, or too many strangers at once:
-            # only a cookie to echo, which costs no state.
+        if not proven:
+            # Anyone may send this from anyone's address: it gets only a
+            # cookie to echo, no larger than itself, and changes nothing,
+            # not even what is looked up.
             self.stats["challenges"] += 1
             self.write(
                 messages.encodeChallenge(message.transactionID, self.cookies.issue(address)),
                 address,
-                budget,
+                len(datagram),
             )
             return None
+        now = self.clock.seconds()
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
-        request = _Request(message, registration, address, proven, budget, now)
+        request = _Request(message, datagram, registration, address, now)
         return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
 
     def _usableLocally(self, registration, address):
@@ -384,33 +364,47 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _claim(self, existing, request):
         """
-        Refuse a registration of a name another address holds, unless it
-        presents the name's secret; otherwise record it.
+        Refuse a registration of a held name that does not prove it holds
+        the name's secret; otherwise record it, with the name's next
+        secret.
         """
         registration = request.registration
+        previous = None
         if existing is not None and existing.secret is not None:
-            if existing.address != request.address and not (
-                registration.secret is not None
-                and hmac.compare_digest(registration.secret, existing.secret)
+            proof = self._proof(existing, request.datagram)
+            if proof is not None:
+                # The secret is never sent again: both sides make the next
+                # one from the one proven and a nonce.  The nonce depends
+                # only on that secret and the transaction, so that a
+                # retransmission, or a late duplicate, of the request
+                # leads to the same next secret.
+                request.nonce = self._nonce(proof, request.message.transactionID)
+                secret = messages.nextSecret(proof, request.nonce)
+                previous = proof
+            elif existing.previousSecret is None and hmac.compare_digest(
+                existing.secret, self._firstSecret(request)
             ):
+                # A retransmission of the registration that was given the
+                # secret, whose answer was lost: it gets the same again.
+                secret = None
+                request.secret = existing.secret
+            else:
                 self.stats["takeoversRefused"] += 1
                 self.drops.drop("name taken", formatAddress(request.address), registration.name)
                 self._refuse(
                     request.message,
                     request.address,
                     messages.InvalidMessage(
-                        f"{registration.name} is registered from another address;"
-                        " only the holder of its secret can move it",
+                        f"{registration.name} is registered; only the holder of its"
+                        " secret can register it",
                         messages.NAME_TAKEN,
                     ),
-                    request.budget,
                 )
                 return None
-            secret = None
         else:
             # A new name, or one of a peer of another dialect, which has
             # nothing to hold it with: it gets a secret of its own.
-            secret = self._randomBytes(messages.SECRET_BYTES)
+            secret = request.secret = self._firstSecret(request)
         return _then(
             self.phonebook.register(
                 registration.name,
@@ -418,12 +412,50 @@ class StageManagerProtocol(DatagramProtocol):
                 registration.localAddresses,
                 registration.wants,
                 request.now,
-                request.proven,
+                True,
                 secret,
+                previous,
             ),
             self._recorded,
             request,
         )
+
+    def _proof(self, entry, datagram) -> "bytes | None":
+        """
+        The secret of C{entry}, the current one or the previous one, that
+        keys the C{MESSAGE-INTEGRITY} of C{datagram}, or L{None}.
+        """
+        for secret in (entry.secret, entry.previousSecret):
+            if secret is not None and stun.verifyIntegrity(
+                datagram, messages.registrationKey(secret)
+            ):
+                return secret
+        return None
+
+    def _firstSecret(self, request) -> bytes:
+        """
+        The secret given to the registrant of a new name: a MAC of the
+        name, the address and the transaction under a key of the stage
+        manager's, so that a retransmission gets the same one, and nobody
+        else can make it.
+        """
+        host, port = request.address[0], request.address[1]
+        return hmac.digest(
+            self._nameKey,
+            b"first\0%s\0%s\0%d\0%s"
+            % (
+                request.registration.name.encode("utf-8"),
+                host.encode("utf-8", "surrogateescape"),
+                port,
+                request.message.transactionID,
+            ),
+            "sha256",
+        )[: messages.SECRET_BYTES]
+
+    def _nonce(self, secret, transactionID) -> bytes:
+        return hmac.digest(self._nameKey, b"nonce\0" + secret + transactionID, "sha256")[
+            : messages.NONCE_BYTES
+        ]
 
     def _recorded(self, result, request):
         """
@@ -452,7 +484,7 @@ class StageManagerProtocol(DatagramProtocol):
             self._answer,
             request,
             entry,
-            messages.PEER_ABSENT,
+            messages.PEER_WAITING,
         )
 
     def _dialectOf(self, entry):
@@ -480,32 +512,26 @@ class StageManagerProtocol(DatagramProtocol):
                 # A dialect's peer may be unable to say whom it wants: see
                 # punchd.compat.server for why it is introduced all the same.
                 peerState = messages.PEER_INTRODUCED
-            elif not other.proven:
-                # A peer that has not proven its address is not sent
-                # anything it did not ask for.
-                pass
-            elif other.wants != entry.name:
-                peerState = messages.PEER_WANTS_ANOTHER
-            else:
+            elif other.wants == entry.name:
                 peerState = messages.PEER_INTRODUCED
-        message, address, proven = request.message, request.address, request.proven
+        message, address = request.message, request.address
         self.write(
             messages.encodeRegistered(
                 message.transactionID,
                 unmapped(address),
                 int(self.phonebook.ttl),
                 peerState,
-                self.cookies.issue(address, request.registration.cookie if proven else None),
-                entry.secret,
+                self.cookies.issue(address, request.registration.cookie),
+                request.secret,
+                request.nonce,
             ),
             address,
-            request.budget,
         )
         if dialect is not None:
-            dialect.introduce(entry, other, request.budget)
+            dialect.introduce(entry, other)
         elif peerState == messages.PEER_INTRODUCED:
-            self._introduce(entry, other, request.budget)
-        elif peerState is not None and proven and not request.refresh:
+            self._introduce(entry, other)
+        elif peerState is not None and not request.refresh:
             # Said when the peer registers, moves or wants another, not at
             # each refresh while it waits: anyone can make the stage manager
             # log, but only at the pace of changes to its entry.
@@ -523,11 +549,6 @@ class StageManagerProtocol(DatagramProtocol):
         @return: Whether the registration was a refresh of a proven entry,
             from the same place: not logged.
         """
-        if not entry.proven:
-            # Anyone can send a registration from any address: a peer is
-            # logged once it has proven its address, so that a flood of
-            # strangers cannot flood the log.
-            return False
         known = previous is not None and previous.proven
         if known and previous.samePlace(entry):
             # A refresh, the stage manager's most common datagram by far:
@@ -557,15 +578,12 @@ class StageManagerProtocol(DatagramProtocol):
             )
         return False
 
-    def _introduce(self, a, b, budget):
+    def _introduce(self, a, b):
         """
         Introduce C{a}, who just registered, and C{b} to each other.
-
-        @param budget: What may still be sent to C{a} if it has not proven
-            its address, or L{None}.
         """
         key = self._randomBytes(messages.PUNCH_KEY_BYTES)
-        for to, about, toBudget in ((a, b, budget), (b, a, None)):
+        for to, about in ((a, b), (b, a)):
             self._sendIntroduction(
                 to,
                 messages.Introduction(
@@ -574,7 +592,6 @@ class StageManagerProtocol(DatagramProtocol):
                     about.localAddresses,
                     key,
                 ),
-                toBudget,
             )
         self.stats["introductions"] += 1
         self.log.info(
@@ -585,18 +602,16 @@ class StageManagerProtocol(DatagramProtocol):
             bAddress=formatAddress(b.address),
         )
 
-    def _sendIntroduction(self, to, introduction, budget=None):
+    def _sendIntroduction(self, to, introduction):
         self.sendIntroduction(
-            to,
-            lambda txid, key: messages.encodeIntroduction(txid, introduction, key),
-            budget,
+            to, lambda txid, key: messages.encodeIntroduction(txid, introduction, key)
         )
 
-    def sendIntroduction(self, to, encode, budget=None):
+    def sendIntroduction(self, to, encode):
         """
         Send an introduction, signed for its recipient, and again until it
-        is acknowledged; but only once, within C{budget}, to a peer that
-        has not proven its address.
+        is acknowledged.  Only peers that proved their address are
+        introduced, so what is retransmitted cannot be aimed at a victim.
 
         @param to: The entry of the peer to send it to.
         @param encode: A function of a transaction ID and the recipient's
@@ -607,20 +622,17 @@ class StageManagerProtocol(DatagramProtocol):
         if previous is not None:
             self.introductions.withdraw(previous)
         txid = self._randomBytes(12)
-        datagram = encode(txid, messages.introductionKey(to.secret))
-        if budget is None:
-            d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
-        elif self.write(datagram, to.address, budget):
-            d = self.introductions.expect(txid, to.address, UNPROVEN_INTRODUCTION_WAIT)
-        else:
-            return
+        # The previous secret when there is one: the peer surely holds it,
+        # whether or not the answer that replaced it reached it.
+        datagram = encode(txid, messages.introductionKey(to.previousSecret or to.secret))
+        d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
         self._introducing[to.name] = txid
-        d.addErrback(self._unacknowledged, to, budget is None)
+        d.addErrback(self._unacknowledged, to)
         d.addBoth(self._introductionDone, to.name, txid)
 
-    def _unacknowledged(self, failure, to, proven):
+    def _unacknowledged(self, failure, to):
         failure.trap(TransactionTimeout, CancelledError)
-        if proven and failure.check(TransactionTimeout):
+        if failure.check(TransactionTimeout):
             self.log.warn(
                 "{name} at {address} never acknowledged its introduction",
                 name=to.name,
@@ -631,35 +643,32 @@ class StageManagerProtocol(DatagramProtocol):
         if self._introducing.get(name) == txid:
             del self._introducing[name]
 
-    def _introductionAnswered(self, message, address, size):
+    def _introductionAnswered(self, message, address, datagram):
         if self.introductions.addressOf(message.transactionID) != address:
             self.drops.drop("unexpected message", formatAddress(address), "stale introduction answer")
             return
         self.introductions.answer(message.transactionID)
 
-    def _unregister(self, message, address, size):
-        name, secret = messages.parseUnregister(message)
+    def _unregister(self, message, address, datagram):
+        name = messages.parseUnregister(message)
         return _then(
             self.phonebook.lookup(name, self.clock.seconds()),
             self._forgetEntry,
             message,
             address,
-            size,
+            datagram,
             name,
-            secret,
         )
 
-    def _forgetEntry(self, entry, message, address, size, name, secret):
+    def _forgetEntry(self, entry, message, address, datagram, name):
         if entry is None or entry.address != address:
             raise messages.InvalidMessage(f"{name} is not registered from this address")
-        if entry.secret is not None and not (
-            secret is not None and hmac.compare_digest(secret, entry.secret)
-        ):
+        if entry.secret is not None and self._proof(entry, datagram) is None:
             raise messages.InvalidMessage(
                 f"only the holder of {name}'s secret can unregister it", messages.NAME_TAKEN
             )
         return _then(
-            self.phonebook.remove(name), self._forgotten, message, address, size, name
+            self.phonebook.remove(name), self._forgotten, message, address, len(datagram), name
         )
 
     def _forgotten(self, _, message, address, size, name):
@@ -667,7 +676,7 @@ class StageManagerProtocol(DatagramProtocol):
         self.write(
             messages.encodeSuccess(messages.UNREGISTER, message.transactionID),
             address,
-            _Budget(size),
+            size,
         )
         self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
 

@@ -192,7 +192,7 @@ class OriginalClients:
         if own is not None:
             self._announce(entry, own, now)
         for native in self._nativesSeeking(name, now, seekingOnly=True):
-            self._introduceTo(native, entry, None)
+            self._introduceTo(native, entry)
 
     def _others(self, name, now):
         """
@@ -304,24 +304,20 @@ class OriginalClients:
             del self._seekers[name]
         return found
 
-    def introduce(self, native, original, budget) -> None:
+    def introduce(self, native, original) -> None:
         """
         Introduce the native peer C{native}, which seeks the original
         client C{original}, to it; and send C{native}'s entry to that
         client, so that the client sends to it at once.
-
-        @param budget: What may still be sent to C{native}, if it has not
-            proven its address, or L{None}.
         """
-        self._introduceTo(native, original, budget)
+        self._introduceTo(native, original)
         self._announceNative(native, original)
 
-    def _introduceTo(self, native, original, budget):
+    def _introduceTo(self, native, original):
         address = unmapped(original.address)
         self._stageManager.sendIntroduction(
             native,
             lambda txid, key: encodeOriginalIntroduction(txid, original.name, address, key),
-            budget,
         )
         self._stats["introductions"] += 1
         self.log.info(
