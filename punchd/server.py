@@ -20,6 +20,7 @@ from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
+from punchd.phonebook import PhonebookFull, SourceQuotaReached
 from punchd.ratelimit import SourceLimiter
 from punchd.transactions import Transactions, TransactionTimeout
 
@@ -405,8 +406,8 @@ class StageManagerProtocol(DatagramProtocol):
             # A new name, or one of a peer of another dialect, which has
             # nothing to hold it with: it gets a secret of its own.
             secret = request.secret = self._firstSecret(request)
-        return _then(
-            self.phonebook.register(
+        try:
+            result = self.phonebook.register(
                 registration.name,
                 request.address,
                 registration.localAddresses,
@@ -415,10 +416,42 @@ class StageManagerProtocol(DatagramProtocol):
                 True,
                 secret,
                 previous,
-            ),
-            self._recorded,
-            request,
-        )
+            )
+        except (PhonebookFull, SourceQuotaReached) as e:
+            return self._noRoom(e, request)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(
+                self._recorded, self._noRoomLater, callbackArgs=(request,), errbackArgs=(request,)
+            )
+        return self._recorded(result, request)
+
+    def _noRoomLater(self, failure, request):
+        failure.trap(PhonebookFull, SourceQuotaReached)
+        return self._noRoom(failure.value, request)
+
+    def _noRoom(self, error, request):
+        """
+        Refuse a registration the phonebook has no room for: no live entry
+        is forgotten to make room, and no source holds more than its share.
+        """
+        name = request.registration.name
+        if isinstance(error, PhonebookFull):
+            self.stats["phonebookFull"] += 1
+            self.drops.drop("phonebook full", formatAddress(request.address), name)
+            refusal = messages.InvalidMessage(
+                f"the phonebook is full ({self.phonebook.maxEntries} names); try again later",
+                messages.PHONEBOOK_FULL,
+            )
+        else:
+            self.stats["quotaReached"] += 1
+            self.drops.drop(
+                f"names per {error.what} reached", formatAddress(request.address), name
+            )
+            refusal = messages.InvalidMessage(
+                f"this {error.what} holds {error.limit} names already, the most it may",
+                messages.QUOTA_REACHED,
+            )
+        self._refuse(request.message, request.address, refusal)
 
     def _proof(self, entry, datagram) -> "bytes | None":
         """
@@ -461,19 +494,9 @@ class StageManagerProtocol(DatagramProtocol):
         """
         Count and log the entry, and look up the peer it wants.
         """
-        entry, previous, evicted = result
+        entry, previous = result
         registration = request.registration
         self.stats["registrations"] += 1
-        if evicted is not None:
-            self.stats["evictions"] += 1
-            if self._known(evicted):
-                # Strangers that never proved their address come and go
-                # unlogged, like their registrations.
-                self.log.info(
-                    "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
-                    size=len(self.phonebook),
-                    evicted=evicted.name,
-                )
         request.refresh = self._logRegistration(entry, previous)
         for dialect in self.dialects:
             dialect.registered(entry, previous, registration.seeking)

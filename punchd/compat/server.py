@@ -38,6 +38,7 @@ from punchd.compat import protocol
 from punchd.compat.introductions import encodeOriginalIntroduction
 from punchd.interfaces import IServerDialect
 from punchd.messages import InvalidMessage
+from punchd.phonebook import PhonebookFull, SourceQuotaReached
 from punchd.ratelimit import SourceLimiter
 
 #: The most entries in one answer: the original server's 16 slots.
@@ -157,12 +158,17 @@ class OriginalClients:
             self._drops.drop("rate-limited original registration", source, name)
             return
         wasOriginal = name in self._originals
-        entry, previous, evicted = self.phonebook.register(
-            name, address, (), None, now, proven=False
-        )
+        try:
+            entry, previous = self.phonebook.register(name, address, (), None, now, proven=False)
+        except PhonebookFull:
+            self._stats["phonebookFull"] += 1
+            self._drops.drop("phonebook full", source, name)
+            return
+        except SourceQuotaReached as e:
+            self._stats["quotaReached"] += 1
+            self._drops.drop(f"names per {e.what} reached", source, name)
+            return
         self._stats["original registrations"] += 1
-        if evicted is not None:
-            self._stats["evictions"] += 1
         self._originals[name] = None
         self._originals.move_to_end(name)
         while len(self._originals) > self.phonebook.maxEntries:
