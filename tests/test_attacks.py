@@ -605,6 +605,19 @@ class SquatterTests(AttackTestsMixin, TestCase):
         answer, _ = provenRegistration(sources[0], server, "alice", "bob")
         self.lab.expect(("alice", "later"), "alice", bothReceived()[("alice", "message")])
         self.lab.read(3, [("alice", "later")])
+        # A newcomer while the attacker's entries fill the phonebook: said,
+        # not asserted, as a full phonebook refuses new names by design.
+        self.lab.expect(("carol", "refused"), "carol", "refused the registration")
+        self.lab.expect(("carol", "registered"), "carol", "Registered with the stage manager")
+        self.lab.startPeer("carol", server, "carol", "dave")
+        self.lab.read(3, [("carol", "refused")])
+        newcomer = (
+            "registered" if ("carol", "registered") in self.lab.seen
+            else "refused" if ("carol", "refused") in self.lab.seen else "unanswered"
+        )
+        figure(
+            f"attack 4, phonebook flood: a newcomer during it was {newcomer}"
+        )
         figure(
             f"attack 4, phonebook flood: {len(sources) * 2} proven registrations from"
             f" {len(sources)} sources in {took:.1f} s, {accepted} accepted, {refused} refused;"
