@@ -516,13 +516,6 @@ class StageManagerProtocol(DatagramProtocol):
                 return dialect
         return None
 
-    def _known(self, entry) -> bool:
-        """
-        Whether an entry is logged: a peer that proved its address, or one
-        of a dialect's.
-        """
-        return entry.proven or self._dialectOf(entry) is not None
-
     def _answer(self, other, request, entry, peerState):
         """
         Answer the registration, saying where the wanted peer stands, and
@@ -533,8 +526,12 @@ class StageManagerProtocol(DatagramProtocol):
             dialect = self._dialectOf(other)
             if dialect is not None:
                 # A dialect's peer may be unable to say whom it wants: see
-                # punchd.compat.server for why it is introduced all the same.
-                peerState = messages.PEER_INTRODUCED
+                # punchd.compat.server for why it is introduced all the same,
+                # once it has proven its address as its dialect can.
+                if other.proven:
+                    peerState = messages.PEER_INTRODUCED
+                else:
+                    dialect = None
             elif other.wants == entry.name:
                 peerState = messages.PEER_INTRODUCED
         message, address = request.message, request.address
@@ -709,7 +706,9 @@ class StageManagerProtocol(DatagramProtocol):
     def _expired(self, entries):
         for entry in entries:
             self.stats["expiries"] += 1
-            if not self._known(entry):
+            if not entry.proven:
+                # A dialect's client that never proved its address comes
+                # and goes unlogged: anyone could have registered it.
                 continue
             self.log.info(
                 "{name} at {address} expired: not heard from in {ttl} s",

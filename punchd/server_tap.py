@@ -45,8 +45,10 @@ With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
 not, with phonebook entries, a reflection amplifier and a privacy leak. With
-it on, each answer holds at most 16 lines and answers are rate-limited per
-source address.
+it on, an original client is answered, shown to others or introduced only
+once it has registered from the same address twice, a second or more apart;
+each answer holds at most 16 lines and answers are rate-limited per source
+address.
 """
 
 
