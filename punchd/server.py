@@ -21,7 +21,7 @@ from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
 from punchd.phonebook import PhonebookFull, SourceQuotaReached
-from punchd.ratelimit import SourceLimiter
+from punchd.ratelimit import SourceLimiter, TokenBucket
 from punchd.transactions import Transactions, TransactionTimeout
 
 #: Seconds between the retransmissions of an unanswered introduction.
@@ -30,6 +30,16 @@ INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 #: Registrations, or Binding requests, a second from one source (address
 #: and port), by default.
 SOURCE_RATE = 20
+
+
+#: Log lines about peers (registrations, introductions, departures,
+#: expiries) a second, and at once: anyone with addresses to register from
+#: can cause them, so past that they are counted, and the count logged.
+PEER_LOG_RATE = 20.0
+PEER_LOG_BURST = 200.0
+
+#: Seconds between two lines saying how many peer events went unlogged.
+UNLOGGED_NOTE_INTERVAL = 10.0
 
 
 def sourceLimiter(rate: float) -> "SourceLimiter | None":
@@ -153,6 +163,9 @@ class StageManagerProtocol(DatagramProtocol):
         if not logAddresses:
             for dialect in self.dialects:
                 hideAddresses(dialect)
+        self._peerLog = TokenBucket(PEER_LOG_RATE, PEER_LOG_BURST, clock.seconds())
+        self._unlogged = 0
+        self._unloggedNoted = clock.seconds()
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         self._sweepInterval = sweepInterval
@@ -555,7 +568,8 @@ class StageManagerProtocol(DatagramProtocol):
             # Said when the peer registers, moves or wants another, not at
             # each refresh while it waits: anyone can make the stage manager
             # log, but only at the pace of changes to its entry.
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} is looking for {wants}, who is {why}: no introduction yet",
                 name=entry.name,
                 wants=entry.wants,
@@ -583,13 +597,15 @@ class StageManagerProtocol(DatagramProtocol):
             wants=entry.wants,
         )
         if not known:
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} registered from {address} (local: {localAddresses}), looking for {wants}",
                 size=len(self.phonebook),
                 **fields,
             )
         else:
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} re-registered from {address} (local: {localAddresses}), looking for {wants};"
                 " it was at {previousAddress} looking for {previousWants}",
                 previousAddress=formatAddress(previous.address),
@@ -614,7 +630,8 @@ class StageManagerProtocol(DatagramProtocol):
                 ),
             )
         self.stats["introductions"] += 1
-        self.log.info(
+        self._peerEvent(
+            self.log.info,
             "Introduced {a} at {aAddress} and {b} at {bAddress}",
             a=a.name,
             aAddress=formatAddress(a.address),
@@ -653,7 +670,8 @@ class StageManagerProtocol(DatagramProtocol):
     def _unacknowledged(self, failure, to):
         failure.trap(TransactionTimeout, CancelledError)
         if failure.check(TransactionTimeout):
-            self.log.warn(
+            self._peerEvent(
+                self.log.warn,
                 "{name} at {address} never acknowledged its introduction",
                 name=to.name,
                 address=formatAddress(to.address),
@@ -698,10 +716,37 @@ class StageManagerProtocol(DatagramProtocol):
             address,
             size,
         )
-        self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
+        self._peerEvent(
+            self.log.info, "{name} at {address} left", name=name, address=formatAddress(address)
+        )
+
+    def _peerEvent(self, emit, format, **fields):
+        """
+        Log a line about a peer with C{emit} (C{self.log.info} or
+        C{self.log.warn}), within L{PEER_LOG_RATE}; past it, count it.
+        """
+        if self._peerLog.take(1, self.clock.seconds()):
+            emit(format, **fields)
+        else:
+            self._unlogged += 1
+            self.stats["unloggedEvents"] += 1
+
+    def _noteUnlogged(self, now):
+        if self._unlogged and now - self._unloggedNoted >= UNLOGGED_NOTE_INTERVAL:
+            self.log.warn(
+                "{count} peer event(s) not logged in the last {seconds:.0f} s:"
+                " more than {rate:.0f} a second",
+                count=self._unlogged,
+                seconds=now - self._unloggedNoted,
+                rate=PEER_LOG_RATE,
+            )
+            self._unlogged = 0
+            self._unloggedNoted = now
 
     def _sweep(self):
-        _then(self.phonebook.expire(self.clock.seconds()), self._expired)
+        now = self.clock.seconds()
+        self._noteUnlogged(now)
+        _then(self.phonebook.expire(now), self._expired)
 
     def _expired(self, entries):
         for entry in entries:
@@ -710,7 +755,8 @@ class StageManagerProtocol(DatagramProtocol):
                 # A dialect's client that never proved its address comes
                 # and goes unlogged: anyone could have registered it.
                 continue
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} at {address} expired: not heard from in {ttl} s",
                 name=entry.name,
                 address=formatAddress(entry.address),

@@ -727,6 +727,27 @@ class BoundedStateTests(SynchronousTestCase):
         self.assertEqual(len(waiting), 1)
         self.assertEqual(site.server.stats["registrations"], 10)
 
+    def test_peerEventsLogRateLimited(self):
+        """
+        Proven registrations of new names from a thousand addresses at once
+        log at most the burst of peer events; the rest are counted, and the
+        count is logged once, ten seconds on.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        site = Site()
+        site.server.phonebook.maxEntries = 2000
+        for i in range(1000):
+            _, transport = site.client(f"10.1.{i // 250}.{i % 250}", 4000)
+            register(site.server, transport, f"n{i}", "nobody", True)
+        site.network.advance(11)
+        logged = [e for e in events if e.get("log_namespace", "").startswith("punchd.server")]
+        perPeer = [e for e in logged if "registered from" in e["log_format"]
+                   or "no introduction yet" in e["log_format"]]
+        self.assertLessEqual(len(perPeer), 200 + 20 * 11)
+        [note] = [e for e in logged if "not logged" in e["log_format"]]
+        self.assertEqual(note["count"] + len(perPeer), 2000)
+        self.assertEqual(site.server.stats["unloggedEvents"], note["count"])
+
     def test_warningsRateLimited(self):
         """
         A flood of bad datagrams costs one warning per interval, and each
