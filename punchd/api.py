@@ -8,6 +8,11 @@ Either as a service, in an L{twisted.application.service.Application}::
     service.setServiceParent(application)
     service.whenPathUp().addCallback(lambda path: print(path.kind, path.rtt))
 
+or, for several contacts from one port, with a protocol made for each::
+
+    service = PathService(server, "alice", ("bob", "carol"), lambda name: MyProtocol())
+    service.whenPathUp("carol").addCallback(...)
+
 or with a function whose L{Deferred} fires with the path once it is up::
 
     path = await connect(reactor, ("192.0.2.10", 8080), "alice", "bob", MyProtocol())
@@ -22,7 +27,7 @@ lost or fails to open; each path says its C{kind} and C{rtt}.  A lost path
 is punched again at the next introduction, and the protocol stays connected
 meanwhile: what it writes while no path is up is dropped, as a network
 would.  C{transport.stopListening()} says goodbye to the stage manager and
-closes the peer's port.
+closes the peer's port (and so, with several contacts, ends every path).
 
 The contact must run punchd too (C{twistd punch-peer}, or this API) with
 the names the other way round, through the same stage manager.
@@ -42,13 +47,14 @@ __all__ = ["MAX_PAYLOAD_BYTES", "PathService", "connect"]
 
 class PathService(PeerService):
     """
-    A peer as a service: while it runs, it keeps a direct path to the
+    A peer as a service: while it runs, it keeps a direct path to each
     contact, with the application's protocol on it.
 
     It binds its UDP port in C{privilegedStartService}, and when stopped it
     tells the stage manager to forget it.
 
-    @ivar application: The L{DatagramApplication} that runs the protocol.
+    @ivar applications: The L{DatagramApplication} that runs each
+        contact's protocol, by the contact's name.
     """
 
     def __init__(
@@ -68,10 +74,12 @@ class PathService(PeerService):
         """
         @param server: The stage manager's C{(address, port)}, resolved.
         @param name: This peer's name.
-        @param peer: The contact's name.
+        @param peer: The contact's name, or a sequence of the names of
+            several contacts.
         @param protocol: A L{twisted.internet.protocol.DatagramProtocol},
             or a callable of the contact's name that returns one, called
-            when the first path comes up.
+            when the first path to that contact comes up; with several
+            contacts, a callable.
         @param port: The local UDP port; 0 for any free one.
         @param interface: The address to bind; C{""} for every IPv4
             address, C{"::"} for IPv6 and IPv4.
@@ -96,30 +104,48 @@ class PathService(PeerService):
         if localHosts is None:
             local = localAddressTowards(server)
             localHosts = () if local is None else (local,)
-        self.application = DatagramApplication(reactor, protocol, peer)
+        peers = (peer,) if isinstance(peer, str) else tuple(peer)
+        if len(peers) > 1 and not callable(protocol):
+            raise TypeError(
+                "several contacts need a protocol each: give a callable of the"
+                " contact's name that returns one"
+            )
+        self.applications = {
+            contact: DatagramApplication(reactor, protocol, contact) for contact in peers
+        }
         peerProtocol = PeerProtocol(
             reactor,
             server,
             name,
-            peer,
+            peers,
             localHosts=localHosts,
             key=None if secret is None else sharedKey(secret),
             peerSecret=peerSecret,
-            application=self.application,
+            applications=self.applications,
             **settings,
         )
-        self.application.peer = peerProtocol
+        for application in self.applications.values():
+            application.peer = peerProtocol
         super().__init__(port, peerProtocol, interface=interface, reactor=reactor)
 
-    def whenPathUp(self):
+    @property
+    def application(self):
         """
+        The L{DatagramApplication} of the first contact: of a service with
+        one contact, its application.
+        """
+        return self.applications[self.protocol.wants[0]]
+
+    def whenPathUp(self, peer: "str | None" = None):
+        """
+        @param peer: The contact's name; L{None} for the first.
         @return: A L{Deferred} that fires with the
-            L{punchd.interfaces.IPath} up, at once if there is one, else
-            when the next comes up; or fails with
+            L{punchd.interfaces.IPath} to the contact up, at once if there
+            is one, else when the next comes up; or fails with
             L{twisted.internet.error.ConnectError} if the service stops
             first.
         """
-        return self.application.whenUp()
+        return self.application.whenUp() if peer is None else self.applications[peer].whenUp()
 
 
 def connect(reactor, server, name: str, peer: str, protocol, **options):

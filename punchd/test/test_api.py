@@ -280,6 +280,44 @@ class ServiceTests(SynchronousTestCase):
         parent.stopService()
         self.assertEqual(site.alice.getDelayedCalls(), [])
 
+    def test_severalContacts(self):
+        """
+        With several contacts, each gets a protocol of its own from the
+        factory, on a path of its own from the one port; a protocol
+        instance for several is refused.
+        """
+        site = Site()
+        carolNAT = site.network.nat("192.0.2.77", **portRestrictedCone())
+        carolHost = site.network.host("10.0.3.2", behind=carolNAT)
+        made = {}
+
+        def factory(contact):
+            made[contact] = Recorder()
+            return made[contact]
+
+        service = api.PathService(
+            SERVER, "alice", ("bob", "carol"), factory, reactor=site.alice,
+            **site.options(site.alice, 5000)
+        )
+        service.startService()
+        site.connect("bob", Recorder())
+        carol = Recorder()
+        api.connect(carolHost, SERVER, "carol", "alice", carol, **site.options(carolHost, 7000))
+        toBob, toCarol = service.whenPathUp("bob"), service.whenPathUp("carol")
+        site.network.advance(3)
+        paths = [self.successResultOf(d) for d in (toBob, toCarol)]
+        self.assertEqual([p.peerName for p in paths], ["bob", "carol"])
+        self.assertEqual(sorted(made), ["bob", "carol"])
+        made["carol"].transport.write(b"to carol")
+        site.network.advance(1)
+        self.assertEqual([data for data, _ in carol.received], [b"to carol"])
+        self.assertEqual(made["bob"].received, [])
+        service.stopService()
+        self.assertRaises(
+            TypeError, api.PathService, SERVER, "alice", ("bob", "carol"), Recorder(),
+            reactor=site.alice,
+        )
+
     def test_stopBeforeUp(self):
         """
         A service stopped before any path came up fails whoever waits.
