@@ -128,6 +128,36 @@ def restCredentials(secret: bytes, name: str, now: float, lifetime: float):
     return username, base64.b64encode(mac).decode("ascii")
 
 
+#: Seconds the credentials the stage manager hands out are good for, by
+#: default.  The allocation is refreshed with them, so a relayed path lasts
+#: at most this long before the peer needs a new introduction.
+CREDENTIAL_LIFETIME = 3600.0
+
+
+class RelayOffer:
+    """
+    The TURN server the stage manager offers introduced peers, and the
+    secret it makes their credentials from.  The stage manager never talks
+    to the TURN server.
+
+    @ivar server: The TURN server's C{(host, port)}.
+    @ivar realm: Its realm, or L{None} if not given.
+    @ivar lifetime: Seconds each peer's credentials are good for.
+    """
+
+    def __init__(self, server, secret: bytes, realm=None, lifetime=CREDENTIAL_LIFETIME):
+        self.server = server
+        self._secret = secret
+        self.realm = realm
+        self.lifetime = lifetime
+
+    def credentials(self, name: str, now: float):
+        """
+        Fresh credentials for the peer C{name}: see L{restCredentials}.
+        """
+        return restCredentials(self._secret, name, now, self.lifetime)
+
+
 def longTermKey(username: str, realm: str, password: str) -> bytes:
     """
     The key of MESSAGE-INTEGRITY under the long-term credential mechanism
