@@ -18,6 +18,7 @@ from punchd import messages, stun
 from punchd.discovery import BehaviourDiscovery
 from punchd.compat.introductions import ORIGINAL, encodeOriginalIntroduction
 from punchd.greeter import defaultMessage
+from punchd.turn import restCredentials
 
 DOCUMENT = Path(__file__).with_name("protocol.rst")
 
@@ -28,6 +29,10 @@ PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 # one run to the next.
 COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
 SECRET = bytes.fromhex("5ec2e700") * 4
+TURN_SERVER = ("192.0.2.10", 3478)
+TURN_SECRET = b"the TURN server's static-auth-secret"
+RELAYED = ("192.0.2.10", 49152)
+SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
 
 _METHODS = {
     stun.BINDING: "Binding",
@@ -35,6 +40,7 @@ _METHODS = {
     messages.UNREGISTER: "UNREGISTER",
     messages.INTRODUCE: "INTRODUCE",
     messages.DATA: "DATA",
+    messages.CANDIDATE: "CANDIDATE",
 }
 _CLASSES = {
     stun.REQUEST: "request",
@@ -56,6 +62,12 @@ _NAMES = {
     ORIGINAL: "ORIGINAL",
     messages.COOKIE: "COOKIE",
     messages.NAME_SECRET: "NAME-SECRET",
+    messages.TURN_SERVER: "TURN-SERVER",
+    messages.TURN_USERNAME: "TURN-USERNAME",
+    messages.TURN_PASSWORD: "TURN-PASSWORD",
+    messages.TURN_REALM: "TURN-REALM",
+    messages.RELAYED_ADDRESS: "RELAYED-ADDRESS",
+    messages.NAT_BEHAVIOUR: "NAT-BEHAVIOUR",
     stun.USERNAME: "USERNAME",
     stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
     stun.ERROR_CODE: "ERROR-CODE",
@@ -66,8 +78,18 @@ _NAMES = {
     stun.PADDING: "PADDING",
     stun.FINGERPRINT: "FINGERPRINT",
 }
-_TEXT = {messages.NAME, messages.PEER, stun.USERNAME, messages.PAYLOAD}
+_TEXT = {
+    messages.NAME,
+    messages.PEER,
+    stun.USERNAME,
+    messages.PAYLOAD,
+    messages.TURN_USERNAME,
+    messages.TURN_PASSWORD,
+    messages.TURN_REALM,
+}
 _XOR_ADDRESSES = {
+    messages.TURN_SERVER,
+    messages.RELAYED_ADDRESS,
     messages.LOCAL_ADDRESS,
     messages.PEER_ADDRESS,
     messages.PEER_LOCAL_ADDRESS,
@@ -149,6 +171,29 @@ def examples():
             ),
             messages.introductionKey(SECRET),
         ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction(
+                "bob",
+                ("203.0.113.1", 6000),
+                (("10.0.2.2", 6000),),
+                PUNCH_KEY,
+                messages.TurnCredentials(
+                    TURN_SERVER, *restCredentials(TURN_SECRET, "alice", 1764637200, 3600), "punchd"
+                ),
+            ),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", RELAYED, "bob", SYMMETRIC),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", RELAYED, None, SYMMETRIC),
+            messages.introductionKey(SECRET),
+        ),
         messages.encodeUnregister(txid, "alice", SECRET),
         messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY),
         messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY),
@@ -177,6 +222,10 @@ def _describe(attrType, value, txid, method):
         return f"{name}: {host}:{port}"
     if attrType == stun.MESSAGE_INTEGRITY and method == messages.INTRODUCE:
         return f"{name}: HMAC-SHA1 keyed with the recipient's introduction key"
+    if attrType == stun.MESSAGE_INTEGRITY and method == messages.CANDIDATE:
+        return f"{name}: HMAC-SHA1 keyed with the sender's or recipient's introduction key"
+    if attrType == messages.NAT_BEHAVIOUR:
+        return f"{name}: mapping {value[0]}, filtering {value[1]}"
     if attrType in _FIXED:
         return f"{name}: {_FIXED[attrType]}"
     if not value:
