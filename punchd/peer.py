@@ -389,9 +389,9 @@ class PeerProtocol(DatagramProtocol):
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
-            secret = self.registrar.secret
-            if secret is None or not stun.verifyIntegrity(
-                datagram, messages.introductionKey(secret)
+            if not any(
+                stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+                for secret in self.registrar.secrets
             ):
                 # Anyone can send from the stage manager's address; only
                 # the stage manager knows our name's secret.  Not even
@@ -561,8 +561,10 @@ class PeerProtocol(DatagramProtocol):
             return self._candidates.answer(message.transactionID)
         if message.messageClass != stun.REQUEST:
             return False
-        secret = self.registrar.secret
-        if secret is None or not stun.verifyIntegrity(datagram, messages.introductionKey(secret)):
+        if not any(
+            stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+            for secret in self.registrar.secrets
+        ):
             self.drops.drop(
                 "unauthenticated candidate",
                 formatAddress(self.server),

@@ -98,16 +98,27 @@ class Registrar:
         self._peerStates = {}
         self._cookie = None
         self._secret = None
+        self._previousSecret = None
         self._challenged = False
 
     @property
     def secret(self) -> "bytes | None":
         """
-        The L{messages.NAME_SECRET} the stage manager gave this peer's name,
-        or L{None} before it did: what its introductions are signed with
-        (L{messages.introductionKey}).
+        The secret of this peer's name as it stands: the
+        L{messages.NAME_SECRET} the stage manager gave it, or the last
+        L{messages.nextSecret} of it; L{None} before the stage manager gave
+        one.
         """
         return self._secret
+
+    @property
+    def secrets(self) -> tuple:
+        """
+        The secrets an introduction may be signed with
+        (L{messages.introductionKey}): the current one and the one it
+        replaced, while the stage manager may still sign with that.
+        """
+        return tuple(s for s in (self._secret, self._previousSecret) if s is not None)
 
     def start(self):
         """
@@ -165,12 +176,15 @@ class Registrar:
             self.localAddresses,
             self._seeking() if seeking is None else seeking,
             self._cookie,
-            self._secret,
         )
+        # The secret itself is never sent: the MESSAGE-INTEGRITY proves
+        # that we hold it.
+        secret = self._secret
         datagram = messages.encodeRegistration(
             txid,
             registration,
             messages.UNPROVEN_REGISTRATION_BYTES,
+            None if secret is None else messages.registrationKey(secret),
         )
         self._inFlight = txid
         self._firstAttemptAt = self.clock.seconds()
@@ -181,7 +195,7 @@ class Registrar:
             backoff(REGISTRATION_RTO, self.interval, self._jitter, self._random),
             sent=self._attempted,
         )
-        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration,))
+        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration, secret))
 
     def _withdrawn(self, failure):
         failure.trap(CancelledError)
@@ -221,7 +235,7 @@ class Registrar:
             return False
         return self._transactions.answer(message.transactionID, answer)
 
-    def _answered(self, answer, registration):
+    def _answered(self, answer, registration, secret):
         self._inFlight = None
         if self._serverSilent:
             self._serverSilent = False
@@ -230,14 +244,25 @@ class Registrar:
                 server=formatAddress(self.server),
             )
         if isinstance(answer, messages.Registered):
-            self._registered(answer, registration)
+            self._registered(answer, registration, secret)
         else:
             self._refused(answer, registration)
 
-    def _registered(self, answer, registration):
+    def _registered(self, answer, registration, secret):
+        """
+        @param secret: The secret the registration proved it holds, or
+            L{None}.
+        """
         self._challenged = False
         self._cookie = answer.cookie
-        self._secret = answer.secret
+        if answer.secret is not None:
+            # The name is new to the stage manager (or it forgot it).
+            self._secret, self._previousSecret = answer.secret, None
+        elif answer.nonce is not None and secret is not None:
+            # Made from the secret this registration proved, not from the
+            # one we hold now, as the stage manager made it.
+            self._secret = messages.nextSecret(secret, answer.nonce)
+            self._previousSecret = secret
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
         states = dict(zip(registration.seeking, answer.peerStates))
@@ -245,22 +270,12 @@ class Registrar:
             state = states.get(wanted)
             if self._peerStates.get(wanted) != state:
                 self._peerStates[wanted] = state
-                self._peerStateChanged(self._clearWants[wanted], state)
-
-    def _peerStateChanged(self, wanted, state):
-        """
-        Say what the stage manager said of a contact sought, when it
-        changed.
-        """
-        if state == messages.PEER_ABSENT:
-            self.log.info("Waiting for {wants} to register", wants=wanted)
-        elif state == messages.PEER_WANTS_ANOTHER:
-            self.log.info(
-                "{wants} is registered but looking for another peer; waiting"
-                " until it looks for {name}",
-                wants=wanted,
-                name=self._clearName,
-            )
+                if state == messages.PEER_WAITING:
+                    self.log.info(
+                        "Waiting for {wants} to register and look for {name}",
+                        wants=self._clearWants[wanted],
+                        name=self._clearName,
+                    )
 
     def _addressLearned(self, answer):
         if self.publicAddress is None:
