@@ -119,6 +119,20 @@ class RelayLabTests(TestCase):
         )
         self.assertLess(max(times), 2.0, times)
 
+    def test_symmetricAndPortRestrictedRelayed(self):
+        """
+        A symmetric NAT and a port-restricted cone cannot punch either: they
+        connect through coturn, relayed on both sides.
+        """
+        run, _, _ = self.connect("symmetric", "port-restricted-cone")
+        for who, other in (("alice", "bob"), ("bob", "alice")):
+            self.assertEqual(
+                len(self.lines(run, who, f"Path to {other} is up, relayed via TURN server")),
+                1,
+                run.transcript(),
+            )
+            self.assertEqual(self.lines(run, who, "Direct path to"), [], run.transcript())
+
     def test_directWhenPossible(self):
         """
         Behind two port-restricted cone NATs, with a relay on offer, the
