@@ -296,6 +296,9 @@ class PeerProtocol(DatagramProtocol):
         """
         if self.registrar is not None:
             self.registrar.leave()
+        if self.relay is not None:
+            # Deallocate while the socket is open.
+            self.relay.stop()
 
     def register(self, seeking: "tuple | None" = None):
         """
@@ -509,7 +512,7 @@ class PeerProtocol(DatagramProtocol):
         credentials = introduction.turn
         punch.relayServer = credentials.server
         relay = self.relay
-        if relay is None or relay.failed is not None or relay.server != credentials.server:
+        if relay is None or not relay.usable or relay.server != credentials.server:
             if relay is not None:
                 relay.stop()
             relay = self.relay = Relay(

@@ -170,6 +170,17 @@ class Relay:
             why=self.failed,
         )
 
+    @property
+    def usable(self) -> bool:
+        """
+        Whether the allocation is being made or holds: not if it failed,
+        lapsed (a refused refresh, credentials past their expiry) or was
+        stopped.
+        """
+        if self.failed is not None or self.client.stopped:
+            return False
+        return self.relayed is None or self.client.relayed is not None
+
     def whenAllocated(self, f):
         """
         Call C{f(relayed)} once allocated (at once if it is); never if the
