@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from punchd import messages, stun
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
-from punchd.punching import PUBLIC, RELAYED
+from punchd.punching import PEER_REFLEXIVE, PUBLIC, RELAYED
 from punchd.server import StageManagerProtocol
 from punchd.test.helpers import SERVER, World
 from punchd.testing import portRestrictedCone, symmetric
@@ -141,3 +141,45 @@ class RelayPeerTests(SynchronousTestCase):
         world.network.advance(0.5)
         self.assertNotIn(("192.0.2.99", 4000), [c.address for c in path.candidates])
         self.assertEqual(dict(world.alice.drops.counts), {"unauthenticated candidate": 1})
+
+
+class RelayToDirectTests(SynchronousTestCase):
+    def test_movesToDirectWhenTheNATsChange(self):
+        """
+        Relayed between two symmetric NATs, the path moves to direct when
+        both NATs turn into full cones within the punch timeout (a router
+        reconfigured): one pathMoved off the relay on each side, said in
+        the log, never one back to it, and no more moves later.
+        """
+        from punchd.natprobe import ENDPOINT_INDEPENDENT
+
+        world = RelayWorld(symmetric(), symmetric())
+        events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
+        moved = []
+        world.start()
+        for peer in (world.alice, world.bob):
+            application = next(iter(peer.contacts.values())).application
+            original = application.pathMoved
+
+            def recorded(path, previous, original=original):
+                moved.append((path.peerName, previous.kind, path.kind))
+                original(path, previous)
+
+            application.pathMoved = recorded
+        world.network.advance(2.5)
+        self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
+        for nat in (world.natA, world.natB):
+            nat.mapping = nat.filtering = ENDPOINT_INDEPENDENT
+        world.network.advance(4)
+        self.assertIn(world.alice.contacts["bob"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertIn(world.bob.contacts["alice"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        offRelay = [name for name, previous, _ in moved if previous == RELAYED]
+        self.assertEqual(sorted(offRelay), ["alice", "bob"])
+        self.assertNotIn(RELAYED, [kind for _, _, kind in moved])
+        self.assertEqual(
+            len([e for e in events if "moved off the TURN relay" in e["log_format"]]), 2
+        )
+        count = len(moved)
+        world.network.advance(30)
+        self.assertIn(world.alice.contacts["bob"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertEqual(len(moved), count)
