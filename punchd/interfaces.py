@@ -58,7 +58,8 @@ class IPath(Interface):
         """
         Send a datagram to the contact over the path.
 
-        @param data: L{bytes}, at most the path's maximum payload.
+        @param data: L{bytes}, at most the path's maximum payload: for a
+            punched path, L{punchd.frames.MAX_PAYLOAD_BYTES} (1452).
         @raise ValueError: If C{data} is larger than the path carries.
         @raise RuntimeError: If the path is not up.
         """

@@ -10,13 +10,15 @@ the path to each contact (L{punchd.punching}), and the application on it
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
+import secrets
+
 from twisted.internet.address import IPv6Address
 from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import identity, messages, stun
+from punchd import frames, identity, messages, stun
 from punchd.addresses import formatAddress, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
@@ -75,6 +77,8 @@ class PeerProtocol(DatagramProtocol):
     @ivar contacts: L{Contact}s by name.
     @ivar registrar: The L{Registrar}, from the start of the protocol.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
+    @ivar receivers: The paths that take frames (L{punchd.frames}), by
+        their receiver index.
     """
 
     noisy = False
@@ -97,6 +101,8 @@ class PeerProtocol(DatagramProtocol):
         application=None,
         applications=None,
         messageInterval: float = 1.0,
+        fallbacks=(),
+        randbits=secrets.randbits,
         **punchSettings,
     ):
         """
@@ -127,6 +133,11 @@ class PeerProtocol(DatagramProtocol):
             mapping of contact names to applications.  A contact without
             one gets a L{Greeter} of C{text} every C{messageInterval}
             seconds.
+        @param fallbacks: The C{(host, port)}s of more stage managers, to
+            register with in turn when the one registered with stops
+            answering.
+        @param randbits: A function of a number of bits that returns that
+            many random bits, for the receiver indices of paths.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -147,10 +158,13 @@ class PeerProtocol(DatagramProtocol):
         if unknown:
             raise ValueError(f"applications for names that are not contacts: {', '.join(unknown)}")
         self.clock = clock
-        self.server = server
+        self._server = server
+        self._fallbacks = tuple(fallbacks)
         self.name = name
         self.wants = wants
         self.interval = interval
+        self.receivers = {}
+        self._randbits = randbits
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -185,6 +199,14 @@ class PeerProtocol(DatagramProtocol):
         self._candidates = Transactions(clock, lambda datagram, address: self._toServer(datagram))
 
     @property
+    def server(self):
+        """
+        The C{(host, port)} of the stage manager registered with: the first
+        one given, until it stops answering and the peer moves to another.
+        """
+        return self._server if self.registrar is None else self.registrar.server
+
+    @property
     def punch(self):
         """
         The current path to the first contact, or L{None}: of a peer with
@@ -215,7 +237,7 @@ class PeerProtocol(DatagramProtocol):
         self.log.info(
             "Stage manager: {server}. My name: {name}, looking for {wants}."
             " Listening on port {port}.",
-            server=formatAddress(self.server),
+            server=", then ".join(map(formatAddress, (self._server, *self._fallbacks))),
             name=self.name,
             wants=", ".join(self.wants),
             port=host.port,
@@ -235,7 +257,7 @@ class PeerProtocol(DatagramProtocol):
         self.registrar = Registrar(
             self.clock,
             self._toServer,
-            self.server,
+            self._server,
             self._wireName,
             tuple(contact.wireName for contact in self.contacts.values()),
             self.localAddresses,
@@ -244,6 +266,7 @@ class PeerProtocol(DatagramProtocol):
             self.interval,
             self._newTransactionID,
             clearNames=(self.name, self.wants),
+            fallbacks=self._fallbacks,
         )
         for dialect in self.dialects:
             dialect.attach(self)
@@ -315,14 +338,14 @@ class PeerProtocol(DatagramProtocol):
         """
         return tuple(c.wireName for c in self.contacts.values() if c.seeking)
 
-    def _toServer(self, datagram):
+    def _toServer(self, datagram, server=None):
         """
-        Send a datagram to the stage manager, signed with the shared secret
-        if there is one.
+        Send a datagram to the stage manager (C{server}, or the one
+        registered with), signed with the shared secret if there is one.
         """
         if self._key is not None:
             datagram = stun.addIntegritySHA256(datagram, self._key)
-        self.transport.write(datagram, self.server)
+        self.transport.write(datagram, self.server if server is None else server)
 
     # What dialects use
 
@@ -338,8 +361,10 @@ class PeerProtocol(DatagramProtocol):
         there was, and start it.
         """
         contact = self.contacts[path.peerName]
-        if contact.path is not None:
-            contact.path.stop()
+        previous = contact.path
+        if previous is not None:
+            previous.stop()
+            self.receivers = {i: p for i, p in self.receivers.items() if p is not previous}
         contact.path = path
         path.start()
 
@@ -354,6 +379,9 @@ class PeerProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram, address):
         if self.relay is not None and self.relay.handle(datagram, address):
+            return
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, address)
             return
         for dialect in self.dialects:
             if dialect.datagramReceived(datagram, address):
@@ -389,6 +417,14 @@ class PeerProtocol(DatagramProtocol):
             formatAddress(address),
             f"method {message.method:#05x} class {message.messageClass}",
         )
+
+    def _frameReceived(self, datagram, address):
+        try:
+            path = self.receivers.get(frames.receiverIndex(datagram))
+            if path is None or not path.frameReceived(datagram, address):
+                self.drops.drop(frames.UNKNOWN_INDEX, formatAddress(address))
+        except frames.FrameError as e:
+            self.drops.drop(e.reason, formatAddress(address), e.detail)
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
@@ -476,6 +512,7 @@ class PeerProtocol(DatagramProtocol):
             self._usableLocally(introduction, own),
             key,
         )
+        index = frames.freeIndex(self.receivers, self._randbits)
         punch = Punch(
             self.clock,
             self._sendOnPath,
@@ -484,9 +521,11 @@ class PeerProtocol(DatagramProtocol):
             self,
             newTransactionID=self._newTransactionID,
             wireNames=(self._wireName, contact.wireName),
+            index=index,
             **self._punchSettings,
         )
         self.adopt(punch)
+        self.receivers[index] = punch
         if introduction.turn is not None:
             self._offerRelay(contact, punch, introduction)
 
@@ -608,6 +647,9 @@ class PeerProtocol(DatagramProtocol):
         A datagram that came through our relay from C{source}, a
         L{RelayedSource}: for a path.
         """
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, source)
+            return
         try:
             message = stun.decode(datagram)
             for contact in self.contacts.values():

@@ -10,7 +10,8 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.addresses import formatAddress, localAddressTowards, resolve, splitHostPort
-from punchd.messages import MAX_CONTACTS, MAX_PAYLOAD_BYTES, InvalidMessage, validateName
+from punchd.frames import MAX_PAYLOAD_BYTES
+from punchd.messages import MAX_CONTACTS, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
@@ -136,7 +137,8 @@ class Options(usage.Options):
     Options for C{twistd punch-peer}.
 
     After parsing, C{self["server"]} is the stage manager's resolved
-    C{(address, port)}.
+    C{(address, port)}, and C{self["fallbacks"]} those of the stage
+    managers given after it.
     """
 
     synopsis = (
@@ -154,13 +156,6 @@ class Options(usage.Options):
     ]
 
     optParameters = [
-        [
-            "server",
-            "s",
-            None,
-            "The stage manager, HOST:PORT. HOST is a name or an address;"
-            " an IPv6 address goes in brackets: [2001:db8::1]:8080.",
-        ],
         ["name", "n", None, "This peer's name: up to 64 bytes, no spaces.", _name("name")],
         [
             "port",
@@ -243,6 +238,8 @@ class Options(usage.Options):
     def __init__(self):
         super().__init__()
         self["peer"] = []
+        self["server"] = None
+        self["servers"] = []
         self["forward"] = []
         self["deliver"] = []
 
@@ -253,6 +250,19 @@ class Options(usage.Options):
         self["peer"].append(_name("peer")(name))
 
     opt_c = opt_peer
+
+    def opt_server(self, server):
+        """
+        The stage manager, HOST:PORT. HOST is a name or an address; an IPv6
+        address goes in brackets: [2001:db8::1]:8080. Given again, more
+        stage managers: the peer registers with the first, and moves to the
+        next when the one it registers with stops answering.
+        """
+        self["servers"].append(server)
+        if self["server"] is None:
+            self["server"] = server
+
+    opt_s = opt_server
 
     def opt_forward(self, value):
         self["forward"].append(value)
@@ -302,10 +312,19 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
             )
-        try:
-            self["server"] = resolve(*splitHostPort(self["server"]))
-        except ValueError as e:
-            raise usage.UsageError(f"--server: {e}") from None
+        if len(self["servers"]) > 1:
+            for option in ("probe", "seed-compat"):
+                if self[option]:
+                    raise usage.UsageError(f"--server: given twice, which --{option} cannot use")
+        resolved = []
+        for server in self["servers"]:
+            try:
+                resolved.append(resolve(*splitHostPort(server)))
+            except ValueError as e:
+                raise usage.UsageError(f"--server: {e}") from None
+        if len(set(resolved)) != len(resolved):
+            raise usage.UsageError(f"--server: a stage manager given twice ({', '.join(self['servers'])})")
+        self["server"], *self["fallbacks"] = resolved
         if self["seed-compat"] and ":" in self["server"][0]:
             raise usage.UsageError(
                 f"--server: {self['server'][0]} is IPv6; the original test-server"
@@ -488,6 +507,7 @@ def makeService(config, reactor=None):
         pathTimeout=3 * config["keepalive"],
         key=config["secret-file"],
         peerSecret=config["peer-secret-file"],
+        fallbacks=config["fallbacks"],
     )
     peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
     if not forwarders:

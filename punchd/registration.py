@@ -21,6 +21,11 @@ REGISTRATION_RTO = 0.5
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
 
+#: After this many unanswered transmissions of one registration (3.5 s, at
+#: the next retransmission), a peer that knows more than one stage manager
+#: moves to the next.
+MOVE_AFTER = 3
+
 #: Each refresh interval and retransmission delay is moved at random by up
 #: to this share of itself either way, so that many peers behind one NAT,
 #: started together, do not register in lockstep.
@@ -53,12 +58,13 @@ class Registrar:
         jitter: float = JITTER,
         random=_random.random,
         clearNames=None,
+        fallbacks=(),
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
-        @param send: A function of a datagram that sends it to the stage
-            manager.
-        @param server: The stage manager's C{(host, port)}, for the log.
+        @param send: A function of a datagram and a stage manager's
+            C{(host, port)} that sends it there.
+        @param server: The stage manager's C{(host, port)}.
         @param name: The peer's name.
         @param wants: The names of its contacts, a L{tuple}.
         @param localAddresses: Its C{(host, port)}s on its own network.
@@ -73,9 +79,13 @@ class Registrar:
         @param clearNames: The C{(name, wants)} the log shows, when C{name}
             and C{wants} are names derived from a peer secret (see
             L{punchd.identity}).
+        @param fallbacks: The C{(host, port)}s of more stage managers: when
+            the one registered with stops answering, the peer moves to the
+            next, and from the last back to the first.
         """
         self.clock = clock
         self.server = server
+        self.servers = (server, *fallbacks)
         self.name = name
         self.wants = tuple(wants)
         self.localAddresses = tuple(localAddresses)
@@ -88,7 +98,7 @@ class Registrar:
         self._localPort = localPort
         self._seeking = seeking
         self._newTransactionID = newTransactionID
-        self._transactions = Transactions(clock, lambda datagram, _: send(datagram))
+        self._transactions = Transactions(clock, send)
         self._jitter = jitter
         self._random = random
         self._refresher = None
@@ -143,7 +153,10 @@ class Registrar:
         Fire and forget: a lost goodbye only means the entry expires.
         """
         if self.publicAddress is not None:
-            self._send(messages.encodeUnregister(self._newTransactionID(), self.name, self._secret))
+            self._send(
+                messages.encodeUnregister(self._newTransactionID(), self.name, self._secret),
+                self.server,
+            )
             self.log.info("Told the stage manager to forget {name}", name=self.name)
 
     def _jittered(self, delay: float) -> float:
@@ -201,7 +214,9 @@ class Registrar:
         failure.trap(CancelledError)
 
     def _attempted(self, attempts):
-        if attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
+        if attempts == MOVE_AFTER + 1 and len(self.servers) > 1:
+            self._move(attempts)
+        elif attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
             self._serverSilent = True
             self.log.warn(
                 "The stage manager at {server} is not answering: {attempts} tries"
@@ -212,6 +227,27 @@ class Registrar:
                 seconds=self.clock.seconds() - self._firstAttemptAt,
                 port=self.server[1],
             )
+
+    def _move(self, attempts):
+        """
+        Register with the next stage manager, the current one having
+        stopped answering.  The cookie and the name's secret go along: a
+        stage manager that shares the phonebook and the cookie key with
+        this one takes them; another challenges the cookie and gives the
+        name a secret of its own.
+        """
+        previous = self.server
+        self.server = self.servers[(self.servers.index(previous) + 1) % len(self.servers)]
+        self.log.warn(
+            "The stage manager at {previous} is not answering: {attempts} tries over"
+            " {seconds:.1f} s went unanswered. Registering with {server} instead.",
+            previous=formatAddress(previous),
+            attempts=attempts - 1,
+            seconds=self.clock.seconds() - self._firstAttemptAt,
+            server=formatAddress(self.server),
+        )
+        # From within the retransmission of the request it replaces.
+        self.clock.callLater(0, self.register)
 
     def handle(self, message: stun.Message) -> bool:
         """

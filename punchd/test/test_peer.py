@@ -8,15 +8,17 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.greeter import RECEIVED_KEPT
 from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
+from punchd.test.optional import given, settings, st
 from punchd.testing import (
     ADDRESS_DEPENDENT,
+    SEQUENTIAL,
     fullCone,
     portRestrictedCone,
     restrictedCone,
@@ -169,8 +171,7 @@ class NATMatrixTests(SynchronousTestCase):
             # The stage manager carried none of the direct traffic.
             self.assertEqual(
                 [d for d in world.network.delivered()
-                 if stun.decode(d.data).method == messages.DATA
-                 and SERVER in (d.destination, d.deliveredTo)],
+                 if frames.isFrame(d.data) and SERVER in (d.destination, d.deliveredTo)],
                 [],
             )
         else:
@@ -368,6 +369,40 @@ class PathLifeTests(SynchronousTestCase):
         self.assertEqual(world.bob.punch.state, UP)
         self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
 
+    def test_movedPort(self):
+        """
+        When bob's NAT forgets its mappings and gives him a new port, alice's
+        path follows him there with one pathMoved, both peers' messages keep
+        coming, and neither path is lost or punched again.
+        """
+        world = World(restrictedCone(), portRestrictedCone(allocation=SEQUENTIAL))
+        world.start()
+        world.network.advance(5)
+        moves = {}
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            moves[name] = []
+            original = peer.pathMoved
+
+            def recorded(path, previous, moved=moves[name], original=original):
+                moved.append((previous.address, path.selected.address))
+                original(path, previous)
+
+            peer.pathMoved = recorded
+        old = world.alice.punch.selected.address
+        world.natB.clearMappings()
+        world.network.advance(3)
+        new = world.natB.mappingFor("10.0.2.2", 6000).external
+        self.assertNotEqual(new, old)
+        self.assertEqual(moves, {"alice": [(old, new)], "bob": []})
+        received = {name: len(peer.application.received) for name, peer in (("alice", world.alice), ("bob", world.bob))}
+        world.network.advance(5)
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertGreaterEqual(len(peer.application.received) - received[name], 5, name)
+            self.assertEqual(world.when(name, "pathLost"), [], name)
+            self.assertEqual(len(world.when(name, "pathUp")), 1, name)
+        self.assertEqual(world.alice.punch.selected.address, new)
+        self.assertEqual(world.server.stats["introductions"], 1)
+
     def test_lossyNetwork(self):
         """
         With 5% loss on every link and 20 ms per link, two port-restricted
@@ -440,7 +475,7 @@ class ReflectionTests(SynchronousTestCase):
             if d.sender is world.aliceHost and d.destination[0] in decoys
         ]
         self.assertGreater(len(toDecoys), 0)
-        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4096 // 9))
+        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4608 // 9))
 
 
 class RegistrationTests(SynchronousTestCase):
@@ -543,9 +578,9 @@ class HostileInputTests(SynchronousTestCase):
             b"",
             b"hello",
             b"\x00\x01\x00\x00" + b"\x00" * 8,
-            messages.encodeProbe(txid, "alice", "bob", wrongKey),
-            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
-            messages.encodeData(txid, "alice", "bob", b"injected", wrongKey),
+            messages.encodeProbe(txid, "alice", "bob", wrongKey, 1),
+            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey, 1),
+            frames.encode(wrongKey, world.alice.punch.index, 0, b"injected"),
             messages.encodeIntroduction(
                 txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey), wrongKey
             ),
@@ -557,6 +592,67 @@ class HostileInputTests(SynchronousTestCase):
         self.assertIs(world.alice.punch.selected, selected)
         self.assertNotIn("injected", [t for t, _ in list(world.alice.application.received)[received:]])
         self.assertEqual(world.alice.punch.state, UP)
+
+
+class FrameDropTests(SynchronousTestCase):
+    """
+    Frames a peer drops, each counted by its reason.
+    """
+
+    def test_dropsCounted(self):
+        """
+        A frame for no path, one too short, and a replayed one are dropped
+        and counted, and only the genuine frame reaches the application.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        # Past what bob sent: his greeting was frame 0.
+        genuine = frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, b"genuine")
+        source = punch.selected.address
+        for datagram in (
+            genuine,
+            genuine,
+            frames.encode(b"k" * 32, punch.index ^ 1, 0, b"elsewhere"),
+            genuine[:12],
+        ):
+            alice.datagramReceived(datagram, source)
+        self.assertEqual(
+            {reason: alice.drops.counts[reason] for reason in (frames.REPLAYED, frames.UNKNOWN_INDEX, frames.MALFORMED)},
+            {frames.REPLAYED: 1, frames.UNKNOWN_INDEX: 1, frames.MALFORMED: 1},
+        )
+        self.assertEqual([t for t, _ in list(alice.application.received)[received:]], ["genuine"])
+        self.assertEqual(punch.state, UP)
+
+
+class FrameFuzzTests(SynchronousTestCase):
+    """
+    Mutated frames, with Hypothesis.
+    """
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(0, 59), st.integers(1, 255), st.binary(max_size=8))
+    def test_mutatedFramesDropped(self, offset, flip, tail):
+        """
+        A genuine frame with a byte changed, or bytes added, is dropped and
+        counted, never raises, and reaches nobody; the path stays up.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        genuine = bytearray(
+            frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, bytes(40))
+        )
+        genuine[offset] ^= flip
+        before = sum(alice.drops.counts.values())
+        alice.datagramReceived(bytes(genuine) + tail, punch.selected.address)
+        self.assertEqual(sum(alice.drops.counts.values()), before + 1)
+        self.assertEqual(len(alice.application.received), received)
+        self.assertEqual(punch.state, UP)
 
 
 def _unsigned(txid, introduction):

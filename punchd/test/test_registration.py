@@ -9,16 +9,26 @@ from punchd import messages, stun
 from punchd.registration import Registrar
 
 
-def registrar(clock, sent, draws):
+SERVER = ("192.0.2.1", 3478)
+OTHER = ("192.0.2.2", 3478)
+
+
+def registrar(clock, sent, draws, fallbacks=(), to=None):
     """
-    A L{Registrar} on C{clock} that appends what it sends to C{sent}, its
-    jitter drawn from C{draws}.
+    A L{Registrar} on C{clock} that appends what it sends to C{sent} (and
+    where to, to C{to}), its jitter drawn from C{draws}.
     """
     draws = iter(draws)
+
+    def send(datagram, address):
+        sent.append(datagram)
+        if to is not None:
+            to.append(address)
+
     return Registrar(
         clock,
-        sent.append,
-        ("192.0.2.1", 3478),
+        send,
+        SERVER,
         "alice",
         ("bob",),
         (),
@@ -26,6 +36,7 @@ def registrar(clock, sent, draws):
         lambda: ("bob",),
         interval=20.0,
         random=lambda: next(draws),
+        fallbacks=fallbacks,
     )
 
 
@@ -119,4 +130,41 @@ class NameSecretTests(SynchronousTestCase):
         r.register()
         self.answer(r, sent, secret=b"u" * 16)
         self.assertEqual(r.secrets, (b"u" * 16,))
+        r.stop()
+
+
+class FallbackTests(SynchronousTestCase):
+    """
+    A peer that knows several stage managers moves to the next when the one
+    it registers with stops answering.
+    """
+
+    def test_movesAfterThreeTries(self):
+        """
+        Three unanswered tries, about 3.5 s, and the registration goes to
+        the next stage manager at once; from the last, back to the first.
+        """
+        clock = Clock()
+        sent, to = [], []
+        r = registrar(clock, sent, [0.5] * 100, fallbacks=(OTHER,), to=to)
+        r.start()
+        clock.pump([0.5, 1.0, 2.0])
+        self.assertEqual(to, [SERVER] * 4 + [OTHER])
+        self.assertEqual(r.server, OTHER)
+        self.assertEqual(clock.seconds(), 3.5)
+        clock.pump([0.5, 1.0, 2.0])
+        self.assertEqual(to[-1], SERVER)
+        r.stop()
+
+    def test_staysWhileAnswered(self):
+        """
+        A stage manager that answers is kept; without fallbacks the peer
+        keeps trying the one it has.
+        """
+        clock = Clock()
+        sent, to = [], []
+        r = registrar(clock, sent, [0.5] * 100, to=to)
+        r.start()
+        clock.pump([0.5, 1.0, 2.0, 4.0])
+        self.assertEqual(set(to), {SERVER})
         r.stop()

@@ -44,7 +44,7 @@ class RelayedCandidateTests(SynchronousTestCase):
 
     def answer(self, address):
         probe = self.probesTo(address)[-1]
-        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), KEY)
+        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), KEY, 7)
         return self.punch.handle(datagram, stun.decode(datagram), address)
 
     def logged(self, text):
@@ -133,7 +133,7 @@ class RelayedCandidateTests(SynchronousTestCase):
         its source becomes a relayed candidate, probed at once.
         """
         source = RelayedSource(("198.51.100.1", 7000), TURN)
-        probe = messages.encodeProbe(bytes(12), "alice", "bob", KEY)
+        probe = messages.encodeProbe(bytes(12), "alice", "bob", KEY, 7)
         self.assertTrue(self.punch.handle(probe, stun.decode(probe), source))
         answer, address, _ = self.sent[-2]
         self.assertEqual((answer.messageClass, address), (stun.SUCCESS, source))

@@ -350,11 +350,11 @@ class PeerOptionsTests(SynchronousTestCase):
         usage error naming the option and the limit in bytes; one that
         just fits is taken whole.
         """
-        fits = "xx" + "\u00e9" * 511
+        fits = "xx" + "\u00e9" * 725
         self.assertEqual(parse(peer_tap.Options, PEER + ["-m", fits])["message"], fits)
         cases = [
-            (["-m", fits + "x"], "--message: 1025 bytes of UTF-8, the limit is 1024 bytes"),
-            (["-m", "\u00e9" * 513], "--message: 1026 bytes of UTF-8, the limit is 1024 bytes"),
+            (["-m", fits + "x"], "--message: 1453 bytes of UTF-8, the limit is 1452 bytes"),
+            (["-m", "\u00e9" * 727], "--message: 1454 bytes of UTF-8, the limit is 1452 bytes"),
             (
                 ["--seed-compat", "-m", "x" * 1024],
                 "--message: 1024 bytes of UTF-8, the limit is 1023 bytes with --seed-compat",
