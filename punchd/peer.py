@@ -562,10 +562,12 @@ class PeerProtocol(DatagramProtocol):
         def allocated(relayed):
             if contact.path is not punch or punch.state not in (PUNCHING, UP):
                 return
-            relay.permit(introduction.address[0]).addCallbacks(
-                lambda _: self._announce(contact, punch, relayed), self._notPermitted,
-                errbackArgs=(contact,),
-            )
+            # Announced without waiting for the permission, a round trip
+            # saved: the contact's first probe comes only after the
+            # candidate has been through the stage manager, most often
+            # later than the permission, and it probes again if not.
+            relay.permit(introduction.address[0]).addErrback(self._notPermitted, contact)
+            self._announce(contact, punch, relayed)
 
         relay.whenAllocated(allocated)
 

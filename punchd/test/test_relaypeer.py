@@ -183,3 +183,35 @@ class RelayToDirectTests(SynchronousTestCase):
         world.network.advance(30)
         self.assertIn(world.alice.contacts["bob"].path.kind, (PUBLIC, PEER_REFLEXIVE))
         self.assertEqual(len(moved), count)
+
+
+class RelayAtOnceTests(SynchronousTestCase):
+    def test_verdictsRuleDirectOut(self):
+        """
+        When both peers know their NATs are symmetric before the
+        introduction, each tells the other with its relayed address, and
+        the relay is tried at once: both paths are up relayed well within
+        the second that direct candidates are otherwise given, and the log
+        says why.
+        """
+        from punchd.natprobe import ADDRESS_AND_PORT_DEPENDENT, NATBehaviour
+
+        world = RelayWorld(symmetric(), symmetric(), latency=0.01, discoverNAT=False)
+        events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(1)
+        world.startPeer("bob", "alice", 6000)
+        for peer, public in ((world.alice, "198.51.100.1"), (world.bob, "203.0.113.1")):
+            peer.natBehaviour = NATBehaviour(
+                5000, (public, 5000), True, ADDRESS_AND_PORT_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT, False
+            )
+        world.network.advance(4)
+        introduced = RelayPeerTests.introducedAt(None, world)
+        for peer, other in ((world.alice, "bob"), (world.bob, "alice")):
+            [up] = world.when(peer.name, "pathUp")
+            self.assertLess(up - introduced, 1.0)
+            self.assertEqual(peer.contacts[other].path.kind, RELAYED)
+        whys = [e["why"] for e in events if "relayed via TURN server" in e["log_format"]]
+        self.assertEqual(
+            whys, ["a direct path is impossible between a symmetric NAT and a symmetric NAT"] * 2
+        )
