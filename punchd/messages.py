@@ -140,6 +140,13 @@ PROVE_ADDRESS = 401
 #: A registration of a held name without the proof that it holds the
 #: name's secret.
 NAME_TAKEN = 403
+#: A registration of a name its source may not hold: the source address
+#: and port, or its IP, holds as many names as it may (TURN's "Allocation
+#: Quota Reached", RFC 8656).
+QUOTA_REACHED = 486
+#: A registration of a new name while the phonebook is full (TURN's
+#: "Insufficient Capacity", RFC 8656).
+PHONEBOOK_FULL = 508
 
 # The bytes a name may be made of when it is ASCII: printable, not a space.
 _NAME_ASCII = bytes(range(0x21, 0x7F))

@@ -11,6 +11,7 @@ protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
 import secrets
+from ipaddress import ip_address
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.defer import CancelledError
@@ -19,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from punchd import frames, identity, messages, stun
-from punchd.addresses import formatAddress, unusableReason
+from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
@@ -309,7 +310,12 @@ class PeerProtocol(DatagramProtocol):
         for contact in self.contacts.values():
             if contact.path is not None:
                 contact.path.stop()
-            contact.application.stop()
+            # An application need be no more than IPathObserver and
+            # IPathReceiver say; one with timers of its own, as the
+            # Greeter has, stops them here.
+            stop = getattr(contact.application, "stop", None)
+            if stop is not None:
+                stop()
 
     def leave(self):
         """
@@ -459,14 +465,27 @@ class PeerProtocol(DatagramProtocol):
         """
         The introduced peer's local addresses that this peer can send to:
         those of its socket's family, but for any it must not send to,
-        which are counted.
+        which are counted; and none at all unless the peer is behind this
+        peer's own public address.
+
+        A local address is reachable only from inside the network it is
+        on, whose NAT is the one the stage manager saw both peers come
+        from.  Anyone can register with a list of local addresses, and
+        the signed introduction brings them here as they were listed: a
+        contact elsewhere that lists other people's addresses would make
+        this peer probe them, at each introduction it asks for.
         """
+        public = self.publicAddress
+        if public is None or unmapped(introduction.address)[0] != unmapped(public)[0]:
+            return ()
         usable = []
         for local in introduction.localAddresses:
             if (":" in local[0]) != self._ipv6:
                 # A peer of both families lists both: not a fault.
                 continue
             why = unusableReason(local, self._ipv6, own)
+            if why is None and ip_address(unmapped(local)[0]).is_global:
+                why = "a global address listed as a local one"
             if why is None:
                 usable.append(local)
             else:
@@ -498,19 +517,19 @@ class PeerProtocol(DatagramProtocol):
                 f"introduction of {contact.name} at {formatAddress(introduction.address)}",
             )
             return
-        self.log.info(
-            "The stage manager introduced {peer}: public address {address},"
-            " local addresses {localAddresses}. Punching.",
-            peer=contact.name,
-            address=formatAddress(introduction.address),
-            localAddresses=", ".join(map(formatAddress, introduction.localAddresses))
-            or "none",
-        )
         usable = messages.Introduction(
             contact.name,
             introduction.address,
             self._usableLocally(introduction, own),
             key,
+        )
+        self.log.info(
+            "The stage manager introduced {peer}: public address {address},"
+            " local addresses {localAddresses}. Punching.",
+            peer=contact.name,
+            address=formatAddress(introduction.address),
+            localAddresses=", ".join(map(formatAddress, usable.localAddresses))
+            or ("none" if not introduction.localAddresses else "none on our network"),
         )
         index = frames.freeIndex(self.receivers, self._randbits)
         punch = Punch(

@@ -500,7 +500,13 @@ def makeService(config, reactor=None):
         # carries only its text messages, not a forwarded program's.
         dialects=()
         if config["peer-secret-file"] is not None or forwarders
-        else (OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
+        else (
+            OriginalPeers(
+                text,
+                pathTimeout=3 * config["keepalive"],
+                punchTimeout=config["punch-timeout"],
+            ),
+        ),
         applications=forwarders,
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],

@@ -14,7 +14,7 @@ from punchd.messages import MAX_TURN_TEXT_BYTES
 from punchd.turn import CREDENTIAL_LIFETIME, RelayOffer
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
-from punchd.phonebook import Phonebook
+from punchd.phonebook import NAMES_PER_ADDRESS, NAMES_PER_IP, Phonebook
 from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.services import DatagramServer
@@ -58,8 +58,10 @@ With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
 not, with phonebook entries, a reflection amplifier and a privacy leak. With
-it on, each answer holds at most 16 lines and answers are rate-limited per
-source address.
+it on, an original client is answered, shown to others or introduced only
+once it has registered from the same address twice, a second or more apart;
+each answer holds at most 16 lines and answers are rate-limited per source
+address.
 """
 
 
@@ -70,6 +72,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
+        " [--max-names-per-address N] [--max-names-per-ip N]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
@@ -105,9 +108,24 @@ class Options(usage.Options):
             "max-clients",
             "m",
             100000,
-            "Most peers in the phonebook; when it is full, a new peer replaces"
-            " the least recently seen.",
+            "Most peers in the phonebook; when it is full, new names are refused"
+            " until entries expire, and no live entry is forgotten.",
             options.named("max-clients", options.positiveInt),
+        ],
+        [
+            "max-names-per-address",
+            None,
+            NAMES_PER_ADDRESS,
+            "Most names one source address and port may hold.",
+            options.named("max-names-per-address", options.positiveInt),
+        ],
+        [
+            "max-names-per-ip",
+            None,
+            NAMES_PER_IP,
+            "Most names one source IP may hold: room for the peers behind one"
+            " carrier-grade NAT address.",
+            options.named("max-names-per-ip", options.positiveInt),
         ],
         [
             "ttl",
@@ -220,6 +238,11 @@ class Options(usage.Options):
 
     def postOptions(self):
         self._checkTurn()
+        if self["max-names-per-address"] > self["max-names-per-ip"]:
+            raise usage.UsageError(
+                f"--max-names-per-address ({self['max-names-per-address']}) cannot exceed"
+                f" --max-names-per-ip ({self['max-names-per-ip']})"
+            )
         if self["secret-file"] is not None:
             for option in ("seed-compat", "alternate-port"):
                 if self[option]:
@@ -306,7 +329,12 @@ def makeService(config, reactor=None):
             config["alternate-port"],
             config["alternate-address"],
         )
-    phonebook = Phonebook(config["max-clients"], config["ttl"])
+    phonebook = Phonebook(
+        config["max-clients"],
+        config["ttl"],
+        config["max-names-per-address"],
+        config["max-names-per-ip"],
+    )
     dialects = (OriginalClients(reactor),) if config["seed-compat"] else ()
     protocol = StageManagerProtocol(
         reactor,

@@ -6,6 +6,7 @@ manager and two peers, over L{punchd.testing}'s simulated NATs.
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from punchd import frames, messages, stun
@@ -88,6 +89,45 @@ class PeerInterfaceTests(SynchronousTestCase):
             verifyObject(IPathReceiver, peer)
             verifyObject(IPath, peer.punch)
             self.assertEqual(peer.punch.state, UP)
+
+
+    def test_applicationOfTheInterfacesOnly(self):
+        """
+        An application that is only an L{IPathObserver} and an
+        L{IPathReceiver}, without a C{stop} method, is told of its path,
+        and its peer stops cleanly.
+        """
+        @implementer(IPathObserver, IPathReceiver)
+        class Minimal:
+            def __init__(self):
+                self.ups = []
+
+            def pathUp(self, path):
+                self.ups.append(path)
+
+            def pathMoved(self, path, previous):
+                pass
+
+            def pathLost(self, path):
+                pass
+
+            def punchFailed(self, path):
+                pass
+
+            def dataReceived(self, path, data, source):
+                pass
+
+        world = World(None, None)
+        world.startPeer("alice", "bob", 5000)
+        application = Minimal()
+        verifyObject(IPathObserver, application)
+        verifyObject(IPathReceiver, application)
+        bob = PeerProtocol(world.bobHost, SERVER, "bob", "alice", application=application)
+        port = world.bobHost.listenUDP(6000, bob)
+        world.network.advance(3)
+        self.assertEqual(application.ups, [bob.punch])
+        port.stopListening()
+        self.assertEqual(world.bobHost.getDelayedCalls(), [])
 
 
 class IntroductionTimingTests(SynchronousTestCase):
@@ -206,7 +246,8 @@ class NATMatrixTests(SynchronousTestCase):
             if e["log_format"].startswith("Could not reach") and e["peer"] == "bob"
         ]
         self.assertIn("203.0.113.1:6000 (public)", report["candidates"])
-        self.assertIn("10.0.2.2:6000 (local)", report["candidates"])
+        # Bob's local address is on a network alice is not on: not tried.
+        self.assertNotIn("10.0.2.2", report["candidates"])
         self.assertIn("symmetric NAT", report["log_format"])
 
     def test_retryAtNextIntroduction(self):
@@ -448,14 +489,13 @@ class ReflectionTests(SynchronousTestCase):
     Addresses a peer is told of but never hears from.
     """
 
-    def test_decoyLocalAddressesGetBudgetOnly(self):
+    def _withDecoys(self, world, decoys):
         """
-        A contact that lists seven local addresses besides its own, which
-        nobody answers at, gets them at most their shares of the punch's
-        budget, and the pair connects as fast.
+        Start alice, then bob listing C{decoys} as local addresses besides
+        his own, which nobody answers at.
+
+        @return: The time bob started, and a server round trip of his.
         """
-        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
-        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
         world.startPeer("alice", "bob", 5000)
         world.network.advance(10)
         start = world.clock.seconds()
@@ -468,14 +508,53 @@ class ReflectionTests(SynchronousTestCase):
         world.bob, world.bobPort = bob, world.bobHost.listenUDP(6000, bob)
         rtt = world.serverRoundTrip(world.bobHost, world.natB)
         world.network.advance(10)
-        [up] = world.when("alice", "pathUp")
-        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
-        toDecoys = [
+        return start, rtt
+
+    def _toDecoys(self, world, decoys):
+        return [
             d for d in world.network.traffic
             if d.sender is world.aliceHost and d.destination[0] in decoys
         ]
+
+    def test_decoyLocalAddressesGetBudgetOnly(self):
+        """
+        A contact behind the same NAT that lists seven local addresses
+        besides its own, which nobody answers at, gets them at most their
+        shares of the punch's budget, and the pair connects as fast.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = tuple(f"10.0.1.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
+        toDecoys = self._toDecoys(world, decoys)
         self.assertGreater(len(toDecoys), 0)
         self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4608 // 9))
+
+    def test_localAddressesOfAnotherNetworkIgnored(self):
+        """
+        The local addresses of a contact behind another public address than
+        this peer's are on a network this peer is not on: none is probed,
+        however many the contact lists, and the pair connects as fast.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
+        self.assertEqual(self._toDecoys(world, decoys + (world.bobHost.address,)), [])
+
+    def test_globalLocalAddressesDropped(self):
+        """
+        A contact behind the same NAT that lists global addresses as local
+        ones, which no network behind a NAT has, gets none of them probed,
+        and each is counted as a drop.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = ("192.0.2.50", "8.8.8.8")
+        self._withDecoys(world, decoys)
+        self.assertEqual(self._toDecoys(world, ("8.8.8.8",)), [])
+        self.assertEqual(world.alice.drops.counts["unusable local address"], 1)
 
 
 class RegistrationTests(SynchronousTestCase):
