@@ -18,6 +18,7 @@ from punchd import frames, messages, stun
 from punchd.discovery import BehaviourDiscovery
 from punchd.compat.introductions import ORIGINAL, encodeOriginalIntroduction
 from punchd.greeter import defaultMessage
+from punchd.turn import restCredentials
 
 DOCUMENT = Path(__file__).with_name("protocol.rst")
 
@@ -32,12 +33,17 @@ NONCE = bytes.fromhex("0e0ce000") * 4
 # The receiver indices bob and alice chose for their path.
 BOB_INDEX = 0x3C1B0B
 ALICE_INDEX = 0x5A11CE
+TURN_SERVER = ("192.0.2.10", 3478)
+TURN_SECRET = b"the TURN server's static-auth-secret"
+RELAYED = ("192.0.2.10", 49152)
+SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
 
 _METHODS = {
     stun.BINDING: "Binding",
     messages.REGISTER: "REGISTER",
     messages.UNREGISTER: "UNREGISTER",
     messages.INTRODUCE: "INTRODUCE",
+    messages.CANDIDATE: "CANDIDATE",
 }
 _CLASSES = {
     stun.REQUEST: "request",
@@ -60,6 +66,12 @@ _NAMES = {
     messages.COOKIE: "COOKIE",
     messages.NAME_SECRET: "NAME-SECRET",
     messages.NAME_NONCE: "NAME-NONCE",
+    messages.TURN_SERVER: "TURN-SERVER",
+    messages.TURN_USERNAME: "TURN-USERNAME",
+    messages.TURN_PASSWORD: "TURN-PASSWORD",
+    messages.TURN_REALM: "TURN-REALM",
+    messages.RELAYED_ADDRESS: "RELAYED-ADDRESS",
+    messages.NAT_BEHAVIOUR: "NAT-BEHAVIOUR",
     stun.USERNAME: "USERNAME",
     stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
     stun.ERROR_CODE: "ERROR-CODE",
@@ -70,8 +82,17 @@ _NAMES = {
     stun.PADDING: "PADDING",
     stun.FINGERPRINT: "FINGERPRINT",
 }
-_TEXT = {messages.NAME, messages.PEER, stun.USERNAME}
+_TEXT = {
+    messages.NAME,
+    messages.PEER,
+    stun.USERNAME,
+    messages.TURN_USERNAME,
+    messages.TURN_PASSWORD,
+    messages.TURN_REALM,
+}
 _XOR_ADDRESSES = {
+    messages.TURN_SERVER,
+    messages.RELAYED_ADDRESS,
     messages.LOCAL_ADDRESS,
     messages.PEER_ADDRESS,
     messages.PEER_LOCAL_ADDRESS,
@@ -159,6 +180,29 @@ def examples():
             ),
             messages.introductionKey(SECRET),
         ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction(
+                "bob",
+                ("203.0.113.1", 6000),
+                (("10.0.2.2", 6000),),
+                PUNCH_KEY,
+                messages.TurnCredentials(
+                    TURN_SERVER, *restCredentials(TURN_SECRET, "alice", 1764637200, 3600), "punchd"
+                ),
+            ),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", RELAYED, "bob", SYMMETRIC),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", RELAYED, None, SYMMETRIC),
+            messages.introductionKey(SECRET),
+        ),
         messages.encodeUnregister(txid, "alice", SECRET),
         messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY, ALICE_INDEX),
         messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY, BOB_INDEX),
@@ -192,6 +236,10 @@ def _describe(attrType, value, txid, method):
         return f"{name}: HMAC-SHA1 keyed with the recipient's introduction key"
     if attrType == stun.MESSAGE_INTEGRITY and method in (messages.REGISTER, messages.UNREGISTER):
         return f"{name}: HMAC-SHA1 keyed with the name's registration key"
+    if attrType == stun.MESSAGE_INTEGRITY and method == messages.CANDIDATE:
+        return f"{name}: HMAC-SHA1 keyed with the sender's or recipient's introduction key"
+    if attrType == messages.NAT_BEHAVIOUR:
+        return f"{name}: mapping {value[0]}, filtering {value[1]}"
     if attrType in _FIXED:
         return f"{name}: {_FIXED[attrType]}"
     if not value:

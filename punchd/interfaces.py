@@ -26,8 +26,9 @@ class ICandidate(Interface):
 
     address = Attribute("The C{(host, port)} datagrams go to.")
     kind = Attribute(
-        "What kind of address it is: C{'local'}, C{'peer-reflexive'} or"
-        " C{'public'} (see L{punchd.punching})."
+        "What kind of address it is: C{'local'}, C{'peer-reflexive'},"
+        " C{'public'} or C{'relayed'}, through a TURN relay (see"
+        " L{punchd.punching} and L{punchd.relaying})."
     )
     priority = Attribute("An L{int}: the higher, the more it is preferred.")
 

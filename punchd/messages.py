@@ -24,10 +24,20 @@ Stage manager and peer:
     to echo (L{encodeChallenge}).
   - C{UNREGISTER} request: L{NAME}, C{MESSAGE-INTEGRITY} keyed with the
     L{registrationKey}.  Success: nothing more.
+  - C{CANDIDATE} request from a peer: its L{NAME}, the L{PEER} it was
+    introduced to, its L{RELAYED_ADDRESS} on the TURN server the
+    introduction named and, when it knows, its L{NAT_BEHAVIOUR}, with
+    C{MESSAGE-INTEGRITY} keyed with its own L{introductionKey}.  Success:
+    nothing more.  The stage manager forwards it to the peer, in a
+    C{CANDIDATE} request of L{NAME} (the sender), L{RELAYED_ADDRESS} and
+    L{NAT_BEHAVIOUR}, keyed as an introduction is; the peer answers with a
+    success response.
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
     L{PUNCH_KEY} both peers share (L{punchd.compat.introductions} has the
-    introduction of an original C{test-client}), with C{MESSAGE-INTEGRITY}
+    introduction of an original C{test-client}), when the stage manager
+    offers a TURN relay L{TURN_SERVER}, L{TURN_USERNAME}, L{TURN_PASSWORD}
+    and maybe L{TURN_REALM}, with C{MESSAGE-INTEGRITY}
     keyed with the recipient's L{introductionKey}.  The peer answers with a
     success response so the stage manager can stop retransmitting.
 
@@ -61,6 +71,10 @@ from punchd import stun
 REGISTER = 0x0F0
 UNREGISTER = 0x0F1
 INTRODUCE = 0x0F2
+#: A relayed candidate, from a peer to the stage manager and on to the
+#: peer it was introduced to.  Far from the methods counting up from
+#: 0x0F0, which other work takes.
+CANDIDATE = 0x0F8
 
 NAME = 0xC001
 PEER = 0xC002
@@ -87,6 +101,22 @@ NAME_NONCE = 0xC00E
 #: answer chose for the path, which the frames sent to it carry
 #: (L{punchd.frames}).
 INDEX = 0xC00F
+# 0xC020-0xC02F: relaying through TURN (RFC 8656).
+#: In an introduction, the TURN server the peer may allocate a relayed
+#: address on (an XOR address), and the short-lived credentials for it, in
+#: coturn's REST-API form (see L{punchd.turn.restCredentials}).
+TURN_SERVER = 0xC020
+TURN_USERNAME = 0xC021
+TURN_PASSWORD = 0xC022
+#: The realm the TURN server is expected to name, when the stage manager
+#: was told it.
+TURN_REALM = 0xC023
+#: A peer's relayed address on the TURN server, an XOR address.
+RELAYED_ADDRESS = 0xC024
+#: How a peer's NAT maps and filters, as its NAT probe found: two bytes,
+#: each 0 (endpoint-independent), 1 (address-dependent) or 2 (address and
+#: port dependent).
+NAT_BEHAVIOUR = 0xC025
 
 #: Values of L{PEER_STATE}, the stage manager's word on each wanted peer in
 #: its answer to a registration that seeks an introduction: no
@@ -571,12 +601,33 @@ class Introduction:
     @ivar address: Its public mapping, C{(host, port)}.
     @ivar localAddresses: Its addresses on its own network.
     @ivar key: The punch key both peers share.
+    @ivar turn: The L{TurnCredentials} for the stage manager's TURN relay,
+        or L{None} when it offers none.
     """
 
     name: str
     address: tuple
     localAddresses: tuple
     key: bytes
+    turn: "TurnCredentials | None" = None
+
+
+@dataclass(frozen=True)
+class TurnCredentials:
+    """
+    A TURN server and the short-lived credentials for it that the stage
+    manager hands an introduced peer.
+
+    @ivar server: The TURN server's C{(host, port)}.
+    @ivar username: C{EXPIRY:NAME}.
+    @ivar password: The password, base64 text.
+    @ivar realm: The realm it is expected to name, or L{None}.
+    """
+
+    server: tuple
+    username: str
+    password: str
+    realm: "str | None" = None
 
 
 def encodeIntroduction(transactionID: bytes, introduction: Introduction, key: bytes) -> bytes:
@@ -595,6 +646,8 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction, key: by
             (PEER_LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
         )
     attributes.append((PUNCH_KEY, introduction.key))
+    if introduction.turn is not None:
+        attributes += _turnAttributes(introduction.turn, transactionID)
     return stun.encode(
         stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
         integrityKey=key,
@@ -621,6 +674,120 @@ def parseIntroduction(message: stun.Message) -> Introduction:
         address=readAddress(address, txid, "PEER-ADDRESS"),
         localAddresses=tuple(readAddress(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
         key=key,
+        turn=_readTurn(message),
+    )
+
+
+#: The most bytes of a TURN username, password or realm (RFC 8489 14.3
+#: and 14.9: fewer than 513 and 763).
+MAX_TURN_TEXT_BYTES = 512
+
+
+def _turnAttributes(turn: TurnCredentials, transactionID: bytes) -> list:
+    attributes = [
+        (TURN_SERVER, stun.encodeXorAddress(*turn.server, transactionID)),
+        (TURN_USERNAME, turn.username.encode("utf-8")),
+        (TURN_PASSWORD, turn.password.encode("utf-8")),
+    ]
+    if turn.realm is not None:
+        attributes.append((TURN_REALM, turn.realm.encode("utf-8")))
+    return attributes
+
+
+def _readTurn(message: stun.Message) -> "TurnCredentials | None":
+    server = message.get(TURN_SERVER)
+    if server is None:
+        return None
+    texts = []
+    for attrType, what in (
+        (TURN_USERNAME, "TURN-USERNAME"),
+        (TURN_PASSWORD, "TURN-PASSWORD"),
+        (TURN_REALM, "TURN-REALM"),
+    ):
+        value = message.get(attrType)
+        if value is None:
+            if attrType == TURN_REALM:
+                texts.append(None)
+                continue
+            raise InvalidMessage(f"TURN-SERVER without {what}")
+        if not value or len(value) > MAX_TURN_TEXT_BYTES:
+            raise InvalidMessage(f"{what} of {len(value)} bytes")
+        try:
+            texts.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidMessage(f"{what} is not UTF-8") from None
+    return TurnCredentials(
+        readAddress(server, message.transactionID, "TURN-SERVER"), *texts
+    )
+
+
+@dataclass(frozen=True)
+class RelayCandidate:
+    """
+    A peer's relayed address, on its way through the stage manager to the
+    peer it was introduced to.
+
+    @ivar name: The sender's name.
+    @ivar relayed: Its relayed C{(host, port)}.
+    @ivar peer: The name of the peer it is for, on the way to the stage
+        manager; L{None} on the way from it.
+    @ivar nat: How the sender's NAT maps and filters: a pair of
+        L{punchd.natprobe} behaviours, or L{None} if it does not know.
+    """
+
+    name: str
+    relayed: tuple
+    peer: "str | None" = None
+    nat: "tuple | None" = None
+
+
+#: The behaviours of L{NAT_BEHAVIOUR}, by their number on the wire.
+_BEHAVIOURS = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
+
+
+def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes) -> bytes:
+    """
+    Encode a C{CANDIDATE} request.
+
+    @param key: The L{introductionKey} of the sender's name secret (to the
+        stage manager) or of the recipient's (from it).
+    """
+    attributes = [
+        (NAME, candidate.name.encode("utf-8")),
+        (RELAYED_ADDRESS, stun.encodeXorAddress(*candidate.relayed, transactionID)),
+    ]
+    if candidate.peer is not None:
+        attributes.append((PEER, candidate.peer.encode("utf-8")))
+    if candidate.nat is not None:
+        attributes.append(
+            (NAT_BEHAVIOUR, bytes(_BEHAVIOURS.index(b) for b in candidate.nat))
+        )
+    return stun.encode(
+        stun.Message(CANDIDATE, stun.REQUEST, transactionID, tuple(attributes)),
+        integrityKey=key,
+        fingerprint=True,
+    )
+
+
+def parseCandidate(message: stun.Message) -> RelayCandidate:
+    """
+    Read a C{CANDIDATE} request.
+
+    @raise InvalidMessage: If it breaks a rule.
+    """
+    relayed = message.get(RELAYED_ADDRESS)
+    if relayed is None:
+        raise InvalidMessage("CANDIDATE lacks RELAYED-ADDRESS")
+    nat = message.get(NAT_BEHAVIOUR)
+    if nat is not None:
+        if len(nat) != 2 or max(nat) >= len(_BEHAVIOURS):
+            raise InvalidMessage("bad NAT-BEHAVIOUR")
+        nat = tuple(_BEHAVIOURS[b] for b in nat)
+    return RelayCandidate(
+        readName(message, NAME, "NAME", True),
+        readAddress(relayed, message.transactionID, "RELAYED-ADDRESS"),
+        readName(message, PEER, "PEER", False),
+        nat,
     )
 
 

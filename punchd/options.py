@@ -132,3 +132,11 @@ def peerSecretFile(path: str) -> bytes:
             f" {MIN_SECRET_BYTES}"
         )
     return secret
+
+
+def turnSecretFile(path: str) -> bytes:
+    """
+    The secret a TURN server checks credentials with (coturn's
+    C{--static-auth-secret}), white space around it aside, from a file.
+    """
+    return _readSecret(path)

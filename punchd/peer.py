@@ -14,6 +14,7 @@ import secrets
 from ipaddress import ip_address
 
 from twisted.internet.address import IPv6Address
+from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,8 +25,10 @@ from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
 from punchd.natprobe import NATProbe, ProbeError
-from punchd.punching import FAILED, LOST, Punch
+from punchd.punching import FAILED, LOST, PUNCHING, RELAYED, UP, Punch
 from punchd.registration import Registrar
+from punchd.relaying import Relay, RelayedSource, directImpossible
+from punchd.transactions import Transactions, TransactionTimeout
 
 
 class Contact:
@@ -191,6 +194,10 @@ class PeerProtocol(DatagramProtocol):
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
+        #: The L{Relay} on the stage manager's TURN server, once an
+        #: introduction offered one.
+        self.relay = None
+        self._candidates = Transactions(clock, lambda datagram, address: self._toServer(datagram))
 
     @property
     def server(self):
@@ -295,6 +302,9 @@ class PeerProtocol(DatagramProtocol):
 
     def stopProtocol(self):
         self.registrar.stop()
+        self._candidates.withdrawAll()
+        if self.relay is not None:
+            self.relay.stop()
         if self.natProbe is not None:
             self.natProbe.cancel()
         for contact in self.contacts.values():
@@ -315,6 +325,9 @@ class PeerProtocol(DatagramProtocol):
         """
         if self.registrar is not None:
             self.registrar.leave()
+        if self.relay is not None:
+            # Deallocate while the socket is open.
+            self.relay.stop()
 
     def register(self, seeking: "tuple | None" = None):
         """
@@ -371,6 +384,8 @@ class PeerProtocol(DatagramProtocol):
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if self.relay is not None and self.relay.handle(datagram, address):
+            return
         if frames.isFrame(datagram):
             self._frameReceived(datagram, address)
             return
@@ -436,6 +451,8 @@ class PeerProtocol(DatagramProtocol):
             if not any(dialect.introduced(message) for dialect in self.dialects):
                 self._introduced(messages.parseIntroduction(message))
             return True
+        if message.method == messages.CANDIDATE:
+            return self._candidateFromServer(datagram, message)
         return self.registrar.handle(message)
 
     def _ownAddresses(self):
@@ -517,7 +534,7 @@ class PeerProtocol(DatagramProtocol):
         index = frames.freeIndex(self.receivers, self._randbits)
         punch = Punch(
             self.clock,
-            self.transport.write,
+            self._sendOnPath,
             self.name,
             usable,
             self,
@@ -528,6 +545,149 @@ class PeerProtocol(DatagramProtocol):
         )
         self.adopt(punch)
         self.receivers[index] = punch
+        if introduction.turn is not None:
+            self._offerRelay(contact, punch, introduction)
+
+    # Relaying (punchd.relaying)
+
+    def _sendOnPath(self, datagram, address):
+        """
+        Send a path's datagram: through the relay to a source that came
+        through it, from the socket to any other address.
+        """
+        if isinstance(address, RelayedSource):
+            if self.relay is not None and self.relay.server == address.relay:
+                self.relay.sendTo(datagram, address)
+            return
+        self.transport.write(datagram, address)
+
+    def _offerRelay(self, contact, punch, introduction):
+        """
+        Allocate on the introduction's TURN server (once for every
+        contact), let the contact's public IP in, and send it the relayed
+        address through the stage manager.
+        """
+        credentials = introduction.turn
+        punch.relayServer = credentials.server
+        relay = self.relay
+        if relay is None or not relay.usable or relay.server != credentials.server:
+            if relay is not None:
+                relay.stop()
+            relay = self.relay = Relay(
+                self.clock, self.transport.write, credentials, self._throughRelay
+            )
+            relay.start()
+
+        def allocated(relayed):
+            if contact.path is not punch or punch.state not in (PUNCHING, UP):
+                return
+            # Announced without waiting for the permission, a round trip
+            # saved: the contact's first probe comes only after the
+            # candidate has been through the stage manager, most often
+            # later than the permission, and it probes again if not.
+            relay.permit(introduction.address[0]).addErrback(self._notPermitted, contact)
+            self._announce(contact, punch, relayed)
+
+        relay.whenAllocated(allocated)
+
+    def _notPermitted(self, failure, contact):
+        self.log.warn(
+            "The TURN server refused to let {peer} in: {why}. Going on with direct"
+            " candidates only.",
+            peer=contact.name,
+            why=failure.getErrorMessage(),
+        )
+
+    def _natPair(self):
+        behaviour = self.natBehaviour
+        if behaviour is None or not behaviour.behindNAT:
+            return None
+        return (behaviour.mapping, behaviour.filtering)
+
+    def _announce(self, contact, punch, relayed):
+        if contact.path is not punch or punch.state not in (PUNCHING, UP):
+            return
+        secret = self.registrar.secret
+        if secret is None:
+            return
+        txid = self._newTransactionID()
+        datagram = messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate(self._wireName, relayed, contact.wireName, self._natPair()),
+            messages.introductionKey(secret),
+        )
+        d = self._candidates.request(txid, datagram, self.server, (0.5, 1.0, 2.0, 4.0))
+        d.addErrback(lambda f: f.trap(TransactionTimeout, CancelledError))
+
+    def _candidateFromServer(self, datagram, message):
+        if message.messageClass == stun.SUCCESS:
+            return self._candidates.answer(message.transactionID)
+        if message.messageClass != stun.REQUEST:
+            return False
+        if not any(
+            stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+            for secret in self.registrar.secrets
+        ):
+            self.drops.drop(
+                "unauthenticated candidate",
+                formatAddress(self.server),
+                "no MESSAGE-INTEGRITY keyed with our name's secret",
+            )
+            return True
+        self._toServer(messages.encodeSuccess(messages.CANDIDATE, message.transactionID))
+        candidate = messages.parseCandidate(message)
+        contact = self._byWireName.get(candidate.name)
+        if contact is None:
+            raise messages.InvalidMessage(f"a relayed candidate of {candidate.name}, who is not a contact")
+        punch = contact.path
+        if not isinstance(punch, Punch) or punch.state not in (PUNCHING, UP):
+            return True
+        why = unusableReason(candidate.relayed, self._ipv6, self._ownAddresses())
+        if why is not None:
+            self.drops.drop(
+                why, formatAddress(self.server), f"relayed candidate of {contact.name}"
+            )
+            return True
+        if any(c.address == candidate.relayed for c in punch.candidates):
+            # A retransmission.
+            return True
+        punch.addCandidate(candidate.relayed, RELAYED)
+        impossible = directImpossible(self._natPair(), candidate.nat)
+        if impossible is not None:
+            punch.relayAtOnce(impossible)
+        self.log.info(
+            "{peer}'s relayed address is {address}{when}",
+            peer=contact.name,
+            address=formatAddress(candidate.relayed),
+            when=f": {impossible}, so the relay is tried at once" if impossible else "",
+        )
+        return True
+
+    def _throughRelay(self, datagram, source):
+        """
+        A datagram that came through our relay from C{source}, a
+        L{RelayedSource}: for a path.
+        """
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, source)
+            return
+        try:
+            message = stun.decode(datagram)
+            for contact in self.contacts.values():
+                path = contact.path
+                if path is not None and path.handle(datagram, message, source):
+                    return
+        except stun.StunError as e:
+            self.drops.drop("malformed", formatAddress(source), str(e))
+            return
+        except messages.InvalidMessage as e:
+            self.drops.drop("invalid", formatAddress(source), e.reason)
+            return
+        self.drops.drop(
+            "unexpected or unauthenticated",
+            formatAddress(source),
+            f"through the relay: method {message.method:#05x} class {message.messageClass}",
+        )
 
     # What the path tells us
 

@@ -23,11 +23,13 @@ STOPPED = "stopped"
 
 #: Candidate kinds, from most to least preferred: a path inside one network
 #: beats one through a NAT, and an address learned from the peer's own probe
-#: beats the one its NAT showed the stage manager.
+#: beats the one its NAT showed the stage manager; any direct path beats one
+#: through a TURN relay (L{punchd.relaying}).
 LOCAL = "local"
 PEER_REFLEXIVE = "peer-reflexive"
 PUBLIC = "public"
-_PRIORITY = {LOCAL: 3, PEER_REFLEXIVE: 2, PUBLIC: 1}
+RELAYED = "relayed"
+_PRIORITY = {LOCAL: 3, PEER_REFLEXIVE: 2, PUBLIC: 1, RELAYED: 0}
 
 
 @implementer(ICandidate)
@@ -121,6 +123,7 @@ class Punch:
         newTransactionID=stun.newTransactionID,
         wireNames=None,
         index: int = 0,
+        relayDelay: float = 1.0,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -142,8 +145,15 @@ class Punch:
             secret (see L{punchd.identity}), which the log does not show.
         @param index: This side's receiver index for the path: unique among
             the paths on the socket, which find their frames by it.
+        @param relayDelay: Seconds after the start before relayed
+            candidates (L{addCandidate}) are probed, unless L{relayAtOnce}
+            says direct cannot work: direct candidates first, as ICE has it.
         """
         self.clock = clock
+        self._relayDelay = relayDelay
+        self._relayReason = None
+        #: The TURN server relayed candidates are on, for the log.
+        self.relayServer = None
         self._send = send
         self.myName = myName
         self.peerName = introduction.name
@@ -209,6 +219,30 @@ class Punch:
         self.candidates.sort(key=lambda c: -c.priority)
         return candidate
 
+    def addCandidate(self, address, kind: str = RELAYED):
+        """
+        Add a candidate learned after the introduction: the peer's relayed
+        address on a TURN server.  It is probed from this socket, after
+        C{relayDelay} (see L{relayAtOnce}), and used only while no direct
+        candidate answers.
+        """
+        self._addCandidate(address, kind)
+
+    def relayAtOnce(self, reason: str):
+        """
+        Probe relayed candidates from now on, without waiting for
+        C{relayDelay}: the NATs' behaviour says a direct path cannot work.
+
+        @param reason: Why, for the log.
+        """
+        self._relayReason = reason
+
+    def _relayDue(self) -> bool:
+        return (
+            self._relayReason is not None
+            or self.clock.seconds() - self._startedAt >= self._relayDelay
+        )
+
     def start(self):
         """
         Start punching.
@@ -247,6 +281,12 @@ class Punch:
     def _probeRound(self, intervals):
         for candidate in self.candidates:
             if self.selected is None or candidate.priority > self.selected.priority:
+                if (
+                    candidate.kind == RELAYED
+                    and candidate.address not in self._heard
+                    and not self._relayDue()
+                ):
+                    continue
                 if candidate.address in self._heard or self._unheardDue(candidate, intervals):
                     self._probe(candidate)
 
@@ -312,7 +352,8 @@ class Punch:
         if kind == (stun.BINDING, stun.REQUEST):
             self._learnIndex(messages.parseIndex(message))
             self._send(
-                messages.encodeProbeAnswer(message.transactionID, source, self.key, self.index),
+                # A relayed source is (host, port, relay).
+                messages.encodeProbeAnswer(message.transactionID, source[:2], self.key, self.index),
                 source,
             )
             self._fromPeer(source)
@@ -364,17 +405,23 @@ class Punch:
         candidate = self._candidateAt(source)
         new = candidate is None
         if new:
-            candidate = self._addCandidate(source, PEER_REFLEXIVE)
+            # What came through our TURN relay: our answers and probes go
+            # back the same way (the source says so).
+            relayed = getattr(source, "relay", None) is not None
+            candidate = self._addCandidate(source, RELAYED if relayed else PEER_REFLEXIVE)
             self.log.info(
-                "Learned a new address for {peer}: {address}",
+                "Learned a new address for {peer}: {address}{how}",
                 peer=self.peerName,
                 address=formatAddress(source),
+                how=", through our TURN relay" if relayed else "",
             )
         if self.state != UP:
             if new:
                 # A triggered check: the peer just opened our NAT for it.
                 self._probe(candidate)
-        elif candidate.priority >= selected.priority:
+        elif candidate.priority >= selected.priority and candidate.kind != RELAYED:
+            # Through our relay come the peer's datagrams while we send
+            # through its relay: no sign that it moved.
             self._strays.add(source)
             # Probed at most once a probe interval, however fast frames come.
             now = self.lastHeard
@@ -399,24 +446,46 @@ class Punch:
             self._deadline.cancel()
             self._upgradeUnlessBest()
             self._keeper.start(self._keepaliveInterval, now=False)
-            self.log.info(
-                "Direct path to {peer} is up via {address}: round trip {rtt:.1f} ms,"
-                " {elapsed:.0f} ms after the introduction, {probes} probe(s) sent",
-                peer=self.peerName,
-                address=repr(candidate),
-                rtt=self.rtt * 1000,
-                elapsed=self.elapsed * 1000,
-                probes=self.probesSent,
-            )
+            if candidate.kind == RELAYED:
+                self.log.info(
+                    "Path to {peer} is up, relayed via TURN server {server}: {why};"
+                    " through {address}, round trip {rtt:.1f} ms, {elapsed:.0f} ms after"
+                    " the introduction. Still trying direct.",
+                    peer=self.peerName,
+                    server="?" if self.relayServer is None else formatAddress(self.relayServer),
+                    why=self._whyRelayed(),
+                    address=formatAddress(candidate.address),
+                    rtt=self.rtt * 1000,
+                    elapsed=self.elapsed * 1000,
+                )
+            else:
+                self.log.info(
+                    "Direct path to {peer} is up via {address}: round trip {rtt:.1f} ms,"
+                    " {elapsed:.0f} ms after the introduction, {probes} probe(s) sent",
+                    peer=self.peerName,
+                    address=repr(candidate),
+                    rtt=self.rtt * 1000,
+                    elapsed=self.elapsed * 1000,
+                    probes=self.probesSent,
+                )
             self._observer.pathUp(self)
         elif candidate.priority > self.selected.priority:
             previous = self._select(candidate)
-            self.log.info(
-                "Switched the path to {peer} from {previous} to the better {address}",
-                peer=self.peerName,
-                previous=repr(previous),
-                address=repr(candidate),
-            )
+            if previous.kind == RELAYED:
+                self.log.info(
+                    "Direct path to {peer} is up via {address}, {elapsed:.0f} ms after"
+                    " the introduction: the path moved off the TURN relay",
+                    peer=self.peerName,
+                    address=repr(candidate),
+                    elapsed=self.elapsed * 1000,
+                )
+            else:
+                self.log.info(
+                    "Switched the path to {peer} from {previous} to the better {address}",
+                    peer=self.peerName,
+                    previous=repr(previous),
+                    address=repr(candidate),
+                )
             self._upgradeUnlessBest()
             self._observer.pathMoved(self, previous)
         elif candidate.address in self._strays:
@@ -441,18 +510,31 @@ class Punch:
         self._strays.clear()
         return previous
 
+    def _whyRelayed(self) -> str:
+        if self._relayReason is not None:
+            return self._relayReason
+        if self.elapsed >= self._relayDelay:
+            return f"no direct candidate answered within {self._relayDelay:.1f} s"
+        return f"{self.peerName} came through the relay first"
+
     def _upgradeUnlessBest(self):
         """
         Keep probing the candidates better than the selected one for a short
         while: long enough for an answer to come back, so that a local path
-        wins over a public one.
+        wins over a public one.  Off a relay, direct candidates are tried
+        until the punch would have given up.
         """
         if all(c.priority <= self.selected.priority for c in self.candidates):
             self._stopProber()
             return
         if not self._prober.running:
             self._prober.start(self._probeInterval, now=True)
-        if self._upgradeDeadline is None or not self._upgradeDeadline.active():
+        if self.selected.kind == RELAYED:
+            wait = self._startedAt + self._punchTimeout - self.clock.seconds()
+            if self._upgradeDeadline is not None and self._upgradeDeadline.active():
+                self._upgradeDeadline.cancel()
+            self._upgradeDeadline = self.clock.callLater(max(0.5, wait), self._stopProber)
+        elif self._upgradeDeadline is None or not self._upgradeDeadline.active():
             self._upgradeDeadline = self.clock.callLater(
                 max(0.5, 3 * self.rtt), self._stopProber
             )
@@ -482,7 +564,8 @@ class Punch:
     def getPeer(self):
         if self.state != UP:
             return None
-        return udpAddress(self.selected.address)
+        # A relayed source is (host, port, relay).
+        return udpAddress(self.selected.address[:2])
 
     def write(self, data: bytes):
         """

@@ -7,6 +7,7 @@ import dataclasses
 import hmac
 import os
 from collections import Counter
+from functools import partial
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import DatagramProtocol
@@ -126,6 +127,7 @@ class StageManagerProtocol(DatagramProtocol):
         registrationLimit: "SourceLimiter | None" = None,
         bindingLimit: "SourceLimiter | None" = None,
         key: "bytes | None" = None,
+        relay=None,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -150,8 +152,11 @@ class StageManagerProtocol(DatagramProtocol):
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
             answer carries; L{None} without.
+        @param relay: The L{punchd.turn.RelayOffer} whose TURN server and
+            credentials each introduction carries; L{None} for none.
         """
         self.clock = clock
+        self.relay = relay
         self.phonebook = phonebook
         self.stats = Counter()
         self.drops = DropCounter(clock)
@@ -184,6 +189,7 @@ class StageManagerProtocol(DatagramProtocol):
             (messages.REGISTER, stun.REQUEST): self._register,
             (messages.UNREGISTER, stun.REQUEST): self._unregister,
             (messages.INTRODUCE, stun.SUCCESS): self._introductionAnswered,
+            (messages.CANDIDATE, stun.SUCCESS): self._introductionAnswered,
         }
 
     def startProtocol(self):
@@ -280,7 +286,11 @@ class StageManagerProtocol(DatagramProtocol):
         except stun.StunError as e:
             self.drops.drop("malformed", formatAddress(address), str(e))
             return
-        handler = self._handlers.get((message.method, message.messageClass))
+        if (message.method, message.messageClass) == (messages.CANDIDATE, stun.REQUEST):
+            # Its MESSAGE-INTEGRITY is checked against the datagram itself.
+            handler = partial(self._candidate, datagram)
+        else:
+            handler = self._handlers.get((message.method, message.messageClass))
         if handler is None:
             self.drops.drop(
                 "unexpected message",
@@ -661,6 +671,7 @@ class StageManagerProtocol(DatagramProtocol):
                     unmapped(about.address),
                     about.localAddresses,
                     key,
+                    self._turnCredentials(to),
                 ),
             )
         self.stats["introductions"] += 1
@@ -671,6 +682,92 @@ class StageManagerProtocol(DatagramProtocol):
             aAddress=formatAddress(a.address),
             b=b.name,
             bAddress=formatAddress(b.address),
+        )
+
+    def _turnCredentials(self, entry):
+        """
+        The TURN server and fresh credentials for the peer C{entry}, or
+        L{None} when the stage manager offers no relay.
+        """
+        if self.relay is None:
+            return None
+        username, password = self.relay.credentials(entry.name, self.clock.seconds())
+        return messages.TurnCredentials(self.relay.server, username, password, self.relay.realm)
+
+    def _candidate(self, datagram, message, address, size):
+        """
+        A peer's relayed candidate: from the holder of its name (at the
+        name's address, signed with the name's introduction key), for a
+        peer it was introduced to; forwarded to that peer as an
+        introduction is, and acknowledged.
+        """
+        if self._limited(self.registrationLimit, address):
+            return None
+        candidate = messages.parseCandidate(message)
+        if candidate.peer is None:
+            raise messages.InvalidMessage("CANDIDATE lacks PEER")
+        return _then(
+            self.phonebook.lookup(candidate.name, self.clock.seconds()),
+            self._candidateFrom,
+            datagram,
+            message,
+            address,
+            candidate,
+        )
+
+    def _candidateFrom(self, entry, datagram, message, address, candidate):
+        if (
+            entry is None
+            or entry.address != address
+            or not any(
+                stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+                for secret in (entry.secret, entry.previousSecret)
+                if secret is not None
+            )
+        ):
+            # Not a word back: only the name's holder can send one.
+            self.drops.drop(
+                "unauthenticated candidate",
+                formatAddress(address),
+                f"not from the holder of {candidate.name}",
+            )
+            return None
+        if candidate.peer not in entry.wants:
+            raise messages.InvalidMessage(f"{candidate.peer} is not a contact of {candidate.name}")
+        return _then(
+            self.phonebook.lookup(candidate.peer, self.clock.seconds()),
+            self._forwardCandidate,
+            entry,
+            message,
+            candidate,
+        )
+
+    def _forwardCandidate(self, other, entry, message, candidate):
+        if other is None or entry.name not in other.wants or other.secret is None:
+            raise messages.InvalidMessage(
+                f"{candidate.peer} is not registered looking for {candidate.name}"
+            )
+        self.write(
+            messages.encodeSuccess(messages.CANDIDATE, message.transactionID), entry.address
+        )
+        txid = self._randomBytes(12)
+        forwarded = messages.RelayCandidate(candidate.name, candidate.relayed, nat=candidate.nat)
+        # Signed as introductions are: with the previous secret while there
+        # is one, which the peer surely holds.
+        key = messages.introductionKey(other.previousSecret or other.secret)
+        d = self.introductions.request(
+            txid,
+            messages.encodeCandidate(txid, forwarded, key),
+            other.address,
+            INTRODUCTION_RETRIES,
+        )
+        d.addErrback(self._unacknowledged, other)
+        self.stats["candidates"] += 1
+        self.log.info(
+            "Forwarded {name}'s relayed address {relayed} to {peer}",
+            name=entry.name,
+            relayed=formatAddress(candidate.relayed),
+            peer=other.name,
         )
 
     def _sendIntroduction(self, to, introduction):

@@ -9,6 +9,9 @@ from twisted.python import usage
 from twisted.python.systemd import ListenFDs
 
 from punchd import options
+from punchd.addresses import resolve, splitHostPort
+from punchd.messages import MAX_TURN_TEXT_BYTES
+from punchd.turn import CREDENTIAL_LIFETIME, RelayOffer
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
 from punchd.phonebook import NAMES_PER_ADDRESS, NAMES_PER_IP, Phonebook
@@ -41,6 +44,16 @@ Under systemd socket activation, --systemd-socket NAME listens on the UDP
 socket that the .socket unit with FileDescriptorName=NAME passes, instead of
 binding --port on --interface: they are the socket's.
 
+With --turn-server and --turn-secret-file, it hands each peer it
+introduces short-lived credentials for that TURN server (coturn with
+--use-auth-secret --static-auth-secret=THE SECRET), and forwards each
+peer's relayed address to the peer it was introduced to: peers that cannot
+reach each other directly then go through the relay. It never talks to the
+TURN server itself.
+
+    twistd -n punch-server --port 8080 --turn-server 192.0.2.10:3478 \
+        --turn-secret-file /etc/punchd/turn-secret
+
 With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
@@ -64,6 +77,7 @@ class Options(usage.Options):
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
         " [--seed-compat]"
+        " [--turn-server HOST:PORT --turn-secret-file PATH [--turn-realm REALM]]"
     )
     longdesc = LONGDESC
 
@@ -181,6 +195,37 @@ class Options(usage.Options):
             "Listen on the UDP socket systemd passes under this name"
             " (FileDescriptorName=) instead of binding --port on --interface.",
         ],
+        [
+            "turn-server",
+            None,
+            None,
+            "A TURN server, HOST:PORT, for the peers that cannot reach each"
+            " other directly: each introduction carries credentials for it."
+            " Needs --turn-secret-file.",
+        ],
+        [
+            "turn-secret-file",
+            None,
+            None,
+            "A file holding the TURN server's secret (coturn's"
+            " --static-auth-secret), that the credentials are made from.",
+            options.named("turn-secret-file", options.turnSecretFile),
+        ],
+        [
+            "turn-realm",
+            None,
+            None,
+            "The TURN server's realm (coturn's --realm), which peers then expect"
+            " it to name.",
+        ],
+        [
+            "turn-lifetime",
+            None,
+            CREDENTIAL_LIFETIME,
+            "Seconds the TURN credentials of an introduction are good for; a"
+            " relayed path needs a new introduction after as long.",
+            options.named("turn-lifetime", options.positiveFloat),
+        ],
     ]
 
     def __init__(self, listenFDs=None):
@@ -192,6 +237,7 @@ class Options(usage.Options):
         self._listenFDs = listenFDs
 
     def postOptions(self):
+        self._checkTurn()
         if self["max-names-per-address"] > self["max-names-per-ip"]:
             raise usage.UsageError(
                 f"--max-names-per-address ({self['max-names-per-address']}) cannot exceed"
@@ -240,6 +286,29 @@ class Options(usage.Options):
                 )
 
 
+    def _checkTurn(self):
+        server, secret = self["turn-server"], self["turn-secret-file"]
+        if server is None:
+            for option in ("turn-secret-file", "turn-realm"):
+                if self[option] is not None:
+                    raise usage.UsageError(f"--{option} needs --turn-server")
+            return
+        if secret is None:
+            raise usage.UsageError(
+                "--turn-server needs --turn-secret-file: the secret the TURN"
+                " server checks the credentials with"
+            )
+        try:
+            self["turn-server"] = resolve(*splitHostPort(server))
+        except ValueError as e:
+            raise usage.UsageError(f"--turn-server: {e}") from None
+        realm = self["turn-realm"]
+        if realm is not None and not 0 < len(realm.encode("utf-8", "replace")) <= MAX_TURN_TEXT_BYTES:
+            raise usage.UsageError(
+                f"--turn-realm: from 1 to {MAX_TURN_TEXT_BYTES} bytes, not {realm!r}"
+            )
+
+
 def makeService(config, reactor=None):
     """
     Build the stage manager's service from parsed L{Options}.
@@ -276,6 +345,14 @@ def makeService(config, reactor=None):
         registrationLimit=sourceLimiter(config["registration-rate"]),
         bindingLimit=sourceLimiter(config["binding-rate"]),
         key=config["secret-file"],
+        relay=None
+        if config["turn-server"] is None
+        else RelayOffer(
+            config["turn-server"],
+            config["turn-secret-file"],
+            config["turn-realm"],
+            config["turn-lifetime"],
+        ),
     )
     if config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)

@@ -70,7 +70,7 @@ class Run:
     def transcript(self):
         return "\n".join(f"{label:>6} | {line}" for label, line in self.lines)
 
-    def startServer(self):
+    def startServer(self, extra=()):
         self.processes.start(
             "server",
             self.lab.command(
@@ -82,6 +82,7 @@ class Run:
                     "--port", str(SERVER_PORT),
                     "--alternate-port", str(ALTERNATE_PORT),
                     "--alternate-address", self.lab.serverAlternateAddress,
+                    *extra,
                 ],
             ),
         )

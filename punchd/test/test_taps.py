@@ -86,6 +86,39 @@ class ServerOptionsTests(SynchronousTestCase):
             e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
             self.assertEqual(str(e), message)
 
+    def test_turnOptions(self):
+        """
+        C{--turn-server} is resolved, C{--turn-secret-file} read as it is
+        (white space around it aside), and the stage manager given the
+        offer; each misuse is a usage error naming the option.
+        """
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"turn s3cret\n")
+        options = parse(
+            server_tap.Options,
+            ["--turn-server", "192.0.2.10:3478", "--turn-secret-file", path, "--turn-realm", "punchd"],
+        )
+        self.assertEqual(
+            (options["turn-server"], options["turn-secret-file"], options["turn-realm"], options["turn-lifetime"]),
+            (("192.0.2.10", 3478), b"turn s3cret", "punchd", 3600.0),
+        )
+        relay = server_tap.makeService(options, reactor=Clock()).protocol.relay
+        self.assertEqual((relay.server, relay.realm, relay.lifetime), (("192.0.2.10", 3478), "punchd", 3600.0))
+        self.assertIsNone(server_tap.makeService(parse(server_tap.Options, []), reactor=Clock()).protocol.relay)
+        cases = [
+            (["--turn-server", "192.0.2.10:3478"], "--turn-server needs --turn-secret-file: the secret the TURN server checks the credentials with"),
+            (["--turn-secret-file", path], "--turn-secret-file needs --turn-server"),
+            (["--turn-realm", "punchd"], "--turn-realm needs --turn-server"),
+            (["--turn-server", "192.0.2.10", "--turn-secret-file", path], "--turn-server: '192.0.2.10' is not HOST:PORT"),
+            (["--turn-server", "192.0.2.10:3478", "--turn-secret-file", "/nonexistent"], "--turn-secret-file: cannot read '/nonexistent': No such file or directory"),
+            (["--turn-server", "192.0.2.10:3478", "--turn-secret-file", path, "--turn-lifetime", "0"], "--turn-lifetime: '0' must be greater than zero"),
+        ]
+        for argv, message in cases:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(server_tap.Options, argv)
+            self.assertEqual(str(caught.exception), message)
+
     def test_securityOptions(self):
         """
         C{--secret-file} reads the key from its file; the rates are numbers,
