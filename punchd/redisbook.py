@@ -1,0 +1,308 @@
+"""
+The shared phonebook: an L{punchd.interfaces.IPhonebook} kept in Redis, so
+that several stage managers, on one machine or several, share it.
+
+Each entry is one Redis string, C{PREFIX e:NAME}, in a packed form (see
+L{encodeBody}) of some 60 bytes, with a key TTL: Redis itself forgets an
+entry nobody refreshes, even with no stage manager left to sweep.  A sorted
+set, C{PREFIX seen}, holds every name by the time it was last seen: the
+least recently seen entry, to evict when the phonebook is full, and the
+entries to expire are at its front, as in the in-memory
+L{punchd.phonebook.Phonebook}.  Every change is one Lua script, so that a
+registration is atomic however many stage managers write at once.
+
+The key TTL is the phonebook's TTL and a few seconds more: a stage manager
+sweeps an entry out once its TTL has passed, so that the entry can be
+logged and counted, and a lookup ignores an entry past its TTL, as in
+memory; the key's own expiry is the backstop.  Stage managers' clocks must
+agree (NTP) to within a small part of the TTL.
+"""
+
+import json
+import struct
+
+
+from zope.interface import implementer
+
+from punchd.interfaces import IPhonebook
+from punchd.phonebook import Entry
+
+#: Seconds an entry's Redis key outlives the phonebook's TTL: the sweeps of
+#: the stage managers remove it first, and log it.
+KEY_GRACE = 5.0
+
+#: The most entries one sweep removes.
+SWEEP_BATCH = 1000
+
+_SEEN = struct.Struct("!d")
+_PROVEN = 1
+_UNPACKED = 2
+
+# KEYS: the entry's key, the sorted set of names by last seen.
+# ARGV: name, the entry's body (encodeBody), its secret field or "" to keep
+# the one it has, now, the key's TTL in milliseconds, the most entries,
+# the prefix of entries' keys.
+# Returns: the entry as it was (or nil), the name and value of the entry
+# evicted (or nils), the number of names in the sorted set.
+REGISTER = """
+local old = redis.call('GET', KEYS[1])
+local secret = ARGV[3]
+local evictedName, evicted = false, false
+if old then
+  if secret == '' then
+    local n = string.byte(old, 1)
+    if n == 0 then n = 1 end
+    secret = string.sub(old, 1, n)
+  end
+elseif not redis.call('ZSCORE', KEYS[2], ARGV[1])
+    and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+  local oldest = redis.call('ZPOPMIN', KEYS[2])
+  if oldest[1] then
+    local key = ARGV[7] .. oldest[1]
+    evicted = redis.call('GET', key)
+    if evicted then
+      redis.call('DEL', key)
+      evictedName = oldest[1]
+    end
+  end
+end
+if secret == '' then secret = '\\0' end
+redis.call('SET', KEYS[1], secret .. ARGV[2], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {old, evictedName, evicted, redis.call('ZCARD', KEYS[2])}
+"""
+
+# KEYS: the entry's key, the sorted set.  ARGV: the name.
+# Returns: the entry's value (or nil), the number of names left.
+REMOVE = """
+local old = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {old, redis.call('ZCARD', KEYS[2])}
+"""
+
+# KEYS: the sorted set.  ARGV: the deadline (entries last seen at or before
+# it expire), the most to remove, the prefix of entries' keys.
+# Returns: the number of names left, then name and value of each entry
+# removed, oldest first (a value is nil when Redis had already let the key
+# expire).
+EXPIRE = """
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {false}
+for i, name in ipairs(names) do
+  local key = ARGV[3] .. name
+  out[#out + 1] = name
+  out[#out + 1] = redis.call('GET', key)
+  redis.call('DEL', key)
+end
+if #names > 0 then redis.call('ZREM', KEYS[1], unpack(names)) end
+out[1] = redis.call('ZCARD', KEYS[1])
+return out
+"""
+
+#: The phonebook's scripts, by name.
+SCRIPTS = {"register": REGISTER, "remove": REMOVE, "expire": EXPIRE}
+
+
+class SharedEntry(Entry):
+    """
+    An L{Entry} of the shared phonebook.
+
+    @ivar holder: The id of the stage manager the peer registered with
+        last: the one its NAT lets in, which must send its introductions.
+    @type holder: L{str}
+    """
+
+    __slots__ = ("holder",)
+
+    def copy(self):
+        copy = SharedEntry.__new__(SharedEntry)
+        copy.name = self.name
+        copy._place = self._place
+        copy._wants = self._wants
+        copy.lastSeen = self.lastSeen
+        copy.proven = self.proven
+        copy.holder = self.holder
+        return copy
+
+
+def secretField(secret):
+    """
+    The secret as an entry's value begins with it: a byte giving its length
+    plus one (0 for none), then the secret.
+    """
+    if secret is None:
+        return b"\x00"
+    return bytes((len(secret) + 1,)) + secret
+
+
+def _names(names):
+    out = [bytes((len(names),))]
+    for name in names:
+        raw = name.encode("utf-8")
+        out.append(bytes((len(raw),)) + raw)
+    return b"".join(out)
+
+
+def encodeBody(proven, lastSeen, holder, wants, address, localAddresses):
+    """
+    An entry's value after its secret field (L{secretField}): a byte of
+    flags (proven; addresses unpacked), the time last seen (a double), the
+    holder's id and the wanted names (each after a byte giving its length,
+    the names after a byte giving their count), then the address and the
+    local addresses packed as L{punchd.phonebook} packs them, or as JSON
+    when one does not pack.
+    """
+    place = Entry("", address, localAddresses, (), 0)._place
+    flags = _PROVEN if proven else 0
+    if type(place) is bytes:
+        tail = place[1:]
+    else:
+        flags |= _UNPACKED
+        tail = json.dumps([list(address), [list(a) for a in localAddresses]]).encode()
+    raw = holder.encode("ascii")
+    return b"".join(
+        (bytes((flags,)), _SEEN.pack(lastSeen), bytes((len(raw),)), raw, _names(wants), tail)
+    )
+
+
+def decodeEntry(name, value):
+    """
+    The L{SharedEntry} C{name} whose Redis value is C{value}.
+    """
+    n = value[0] or 1
+    flags = value[n]
+    (lastSeen,) = _SEEN.unpack_from(value, n + 1)
+    at = n + 9
+    length = value[at]
+    holder = value[at + 1 : at + 1 + length].decode("ascii")
+    at += 1 + length
+    wants = []
+    for _ in range(value[at]):
+        length = value[at + 1]
+        wants.append(value[at + 2 : at + 2 + length].decode("utf-8"))
+        at += 1 + length
+    at += 1
+    entry = SharedEntry.__new__(SharedEntry)
+    entry.name = name
+    if flags & _UNPACKED:
+        address, localAddresses = json.loads(value[at:])
+        secret = None if value[0] == 0 else value[1:n]
+        entry._place = (secret, tuple(address), tuple(tuple(a) for a in localAddresses))
+    else:
+        entry._place = value[:n] + value[at:]
+    entry._wants = wants[0] if len(wants) == 1 else tuple(wants)
+    entry.lastSeen = lastSeen
+    entry.proven = bool(flags & _PROVEN)
+    entry.holder = holder
+    return entry
+
+
+def _decodeOptional(name, value):
+    return None if value is None else decodeEntry(name, value)
+
+
+@implementer(IPhonebook)
+class RedisPhonebook:
+    """
+    The phonebook in Redis, shared by every stage manager that uses the
+    same Redis database and prefix.
+
+    Every method returns a L{Deferred}.  When Redis cannot be reached, it
+    fails with L{punchd.redisstore.StoreUnavailable}, an
+    L{punchd.messages.InvalidMessage} that the stage manager answers as an
+    error (500, try again), except L{expire}, which then removes nothing:
+    Redis's key TTLs expire the entries meanwhile.
+
+    @ivar holder: This stage manager's id, recorded in the entries it
+        registers.
+    """
+
+    def __init__(self, store, maxEntries, ttl, holder, prefix="punchd:"):
+        """
+        @param store: The L{punchd.redisstore.RedisStore}.
+        @param holder: This stage manager's id: a short ASCII string.
+        @param prefix: What every key of this phonebook begins with.
+        """
+        if maxEntries < 1:
+            raise ValueError(f"maxEntries must be at least 1, not {maxEntries}")
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, not {ttl}")
+        self.store = store
+        self.maxEntries = maxEntries
+        self.ttl = ttl
+        self.holder = holder
+        self._entryPrefix = prefix + "e:"
+        self._seen = prefix + "seen"
+        self._keyTTL = str(int((ttl + KEY_GRACE) * 1000))
+        self._size = 0
+        store.addScripts(SCRIPTS)
+
+    def __len__(self):
+        """
+        The number of entries, as Redis last said (with every change this
+        stage manager makes, and at each sweep).
+        """
+        return self._size
+
+    def lookup(self, name, now):
+        d = self.store.call("GET", self._entryPrefix + name)
+        return d.addCallback(self._found, name, now)
+
+    def _found(self, value, name, now):
+        if value is None:
+            return None
+        entry = decodeEntry(name, value)
+        if entry.lastSeen + self.ttl <= now:
+            return None
+        return entry
+
+    def register(self, name, address, localAddresses, wants, now, proven=False, secret=None):
+        body = encodeBody(proven, now, self.holder, wants, address, localAddresses)
+        field = b"" if secret is None else secretField(secret)
+        d = self.store.script(
+            "register",
+            (self._entryPrefix + name, self._seen),
+            (name, body, field, repr(now), self._keyTTL, str(self.maxEntries), self._entryPrefix),
+        )
+        return d.addCallback(self._registered, name, body, field)
+
+    def _registered(self, reply, name, body, field):
+        old, evictedName, evicted, self._size = reply
+        if not field:
+            field = old[: old[0] or 1] if old is not None else b"\x00"
+        entry = decodeEntry(name, field + body)
+        previous = None if old is None else decodeEntry(name, old)
+        if evictedName is not None:
+            evicted = decodeEntry(evictedName.decode("utf-8"), evicted)
+        return entry, previous, evicted
+
+    def remove(self, name):
+        d = self.store.script("remove", (self._entryPrefix + name, self._seen), (name,))
+        return d.addCallback(self._removed, name)
+
+    def _removed(self, reply, name):
+        old, self._size = reply
+        return _decodeOptional(name, old)
+
+    def expire(self, now):
+        if not self.store.available:
+            return []
+        d = self.store.script(
+            "expire", (self._seen,), (repr(now - self.ttl), str(SWEEP_BATCH), self._entryPrefix)
+        )
+        return d.addCallbacks(self._expired, self._notExpired)
+
+    def _expired(self, reply):
+        self._size = reply[0]
+        expired = []
+        for i in range(1, len(reply), 2):
+            if reply[i + 1] is not None:
+                expired.append(decodeEntry(reply[i].decode("utf-8"), reply[i + 1]))
+        return expired
+
+    def _notExpired(self, failure):
+        from punchd.redisstore import StoreUnavailable
+
+        failure.trap(StoreUnavailable)
+        return []

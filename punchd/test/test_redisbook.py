@@ -1,0 +1,282 @@
+"""
+Tests for L{punchd.redisbook} and L{punchd.redisstore}, against a real
+C{redis-server} on a unix socket in a temporary directory.
+"""
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from punchd.interfaces import IPhonebook
+from punchd.redisbook import KEY_GRACE, RedisPhonebook, decodeEntry, encodeBody, secretField
+from punchd.test.optional import notInstalled, require
+from punchd.test.redisserver import startRedis
+
+try:
+    import txredisapi
+except ImportError:
+    txredisapi = None
+
+A = ("198.51.100.1", 40000)
+B = ("203.0.113.1", 50000)
+
+
+def requireClient(testCase):
+    require(testCase, txredisapi is not None, notInstalled("txredisapi", "redis"))
+
+
+class EncodingTests(SynchronousTestCase):
+    """
+    An entry's Redis value reads back as what was written.
+    """
+
+    def test_roundTrip(self):
+        """
+        Name, secret, addresses, wanted names, time, proof and holder come
+        back from the packed value.
+        """
+        local = (("10.0.0.2", 1), ("2001:db8::1", 65535))
+        value = secretField(b"s" * 16) + encodeBody(True, 12.5, "m1", ("bob", "carol"), A, local)
+        entry = decodeEntry("alice", value)
+        self.assertEqual(
+            (entry.name, entry.secret, entry.address, entry.localAddresses, entry.wants,
+             entry.lastSeen, entry.proven, entry.holder),
+            ("alice", b"s" * 16, A, local, ("bob", "carol"), 12.5, True, "m1"),
+        )
+
+    def test_oddAddressesAndNoSecret(self):
+        """
+        Addresses that do not pack, and an entry with no secret, read back
+        as given.
+        """
+        odd = ("fe80::1%eth0", 1)
+        value = secretField(None) + encodeBody(False, 3.0, "m2", ("bob",), odd, (odd,))
+        entry = decodeEntry("alice", value)
+        self.assertEqual(
+            (entry.secret, entry.address, entry.localAddresses, entry.wants, entry.proven),
+            (None, odd, (odd,), ("bob",), False),
+        )
+
+    def test_compact(self):
+        """
+        A typical entry (a secret, one local address, one wanted name of 12
+        characters) takes under 70 bytes.
+        """
+        value = secretField(b"s" * 16) + encodeBody(
+            True, 1.0, "0123abcd", ("peer-0000001",), A, (("192.168.1.2", 40000),)
+        )
+        self.assertLess(len(value), 70)
+
+
+class RedisTestCase(TestCase):
+    """
+    A real redis-server, and a started L{punchd.redisstore.RedisStore} on
+    it.
+    """
+
+    unix = True
+
+    def setUp(self):
+        requireClient(self)
+        from punchd.redisstore import RedisStore, parseURL
+
+        self.redis = startRedis(self, unix=self.unix)
+        self.store = RedisStore(parseURL(self.redis.url), reactor)
+        self.book = RedisPhonebook(self.store, 3, 60.0, "m1", prefix="t:")
+        self.store.startService()
+        self.addCleanup(self.store.stopService)
+        return self.store.whenAvailable()
+
+
+class RedisPhonebookTests(RedisTestCase):
+    """
+    L{RedisPhonebook} keeps the in-memory phonebook's promises.
+    """
+
+    def test_interface(self):
+        """
+        L{RedisPhonebook} is an L{IPhonebook}.
+        """
+        verifyObject(IPhonebook, self.book)
+
+    @defer.inlineCallbacks
+    def test_registerNew(self):
+        """
+        A new name is recorded with everything the registration said, and
+        found.
+        """
+        entry, previous, evicted = yield self.book.register(
+            "alice", A, (("10.0.0.2", 1),), ("bob",), 5.0, True, b"s" * 16
+        )
+        self.assertEqual(
+            (entry.name, entry.address, entry.localAddresses, entry.wants, entry.lastSeen,
+             entry.proven, entry.secret, entry.holder),
+            ("alice", A, (("10.0.0.2", 1),), ("bob",), 5.0, True, b"s" * 16, "m1"),
+        )
+        self.assertEqual((previous, evicted, len(self.book)), (None, None, 1))
+        found = yield self.book.lookup("alice", 6.0)
+        self.assertEqual((found.address, found.secret, found.wants), (A, b"s" * 16, ("bob",)))
+
+    @defer.inlineCallbacks
+    def test_registerKnownKeepsSecret(self):
+        """
+        A known name is updated; the entry as it was comes back, and with
+        no secret given the entry keeps its own.
+        """
+        yield self.book.register("alice", A, (), ("bob",), 0.0, True, b"s" * 16)
+        entry, previous, _ = yield self.book.register("alice", B, (), ("carol",), 7.0, True)
+        self.assertEqual(
+            (entry.address, entry.wants, entry.lastSeen, entry.secret), (B, ("carol",), 7.0, b"s" * 16)
+        )
+        self.assertEqual((previous.address, previous.wants, previous.lastSeen), (A, ("bob",), 0.0))
+        self.assertTrue(previous.samePlace(previous.copy()))
+        entry, _, _ = yield self.book.register("alice", B, (), ("carol",), 8.0, True, b"t" * 16)
+        self.assertEqual(entry.secret, b"t" * 16)
+        self.assertEqual(len(self.book), 1)
+
+    @defer.inlineCallbacks
+    def test_fullEvictsLeastRecentlySeen(self):
+        """
+        When full, a new name replaces the least recently seen entry.
+        """
+        yield self.book.register("alice", A, (), (), 0.0)
+        yield self.book.register("bob", B, (), (), 1.0)
+        yield self.book.register("carol", B, (), (), 2.0)
+        yield self.book.register("alice", A, (), (), 3.0)
+        _, _, evicted = yield self.book.register("dave", A, (), (), 4.0)
+        self.assertEqual(evicted.name, "bob")
+        self.assertIsNone((yield self.book.lookup("bob", 4.0)))
+        self.assertEqual(len(self.book), 3)
+
+    @defer.inlineCallbacks
+    def test_lookupExpired(self):
+        """
+        An entry past its TTL is not found, even before a sweep removes it.
+        """
+        yield self.book.register("alice", A, (), (), 0.0)
+        self.assertIsNotNone((yield self.book.lookup("alice", 59.9)))
+        self.assertIsNone((yield self.book.lookup("alice", 60.0)))
+
+    @defer.inlineCallbacks
+    def test_expireRemovesOnlyExpired(self):
+        """
+        A sweep removes the entries older than the TTL, oldest first, and
+        keeps refreshed ones.
+        """
+        yield self.book.register("alice", A, (), (), 0.0)
+        yield self.book.register("bob", B, (), (), 10.0)
+        yield self.book.register("carol", B, (), (), 20.0)
+        yield self.book.register("alice", A, (), (), 30.0)
+        expired = yield self.book.expire(75.0)
+        self.assertEqual([e.name for e in expired], ["bob"])
+        self.assertEqual((yield self.book.expire(75.0)), [])
+        self.assertEqual(len(self.book), 2)
+
+    @defer.inlineCallbacks
+    def test_keyTTL(self):
+        """
+        Each entry's key expires in Redis by itself a few seconds after the
+        phonebook's TTL, with or without a stage manager to sweep.
+        """
+        yield self.book.register("alice", A, (), (), 0.0)
+        ttl = int(self.redis.command("PTTL", "t:e:alice")[1:-2])
+        self.assertTrue(55000 < ttl <= (60 + KEY_GRACE) * 1000, ttl)
+
+    @defer.inlineCallbacks
+    def test_remove(self):
+        """
+        A removed name is gone; removing an unknown one gives L{None}.
+        """
+        yield self.book.register("alice", A, (), (), 0.0)
+        self.assertEqual((yield self.book.remove("alice")).name, "alice")
+        self.assertIsNone((yield self.book.remove("alice")))
+        self.assertEqual(len(self.book), 0)
+
+    @defer.inlineCallbacks
+    def test_shared(self):
+        """
+        A second phonebook on the same Redis sees the first's entries, and
+        which stage manager holds each.
+        """
+        other = RedisPhonebook(self.store, 3, 60.0, "m2", prefix="t:")
+        yield self.book.register("alice", A, (), ("bob",), 0.0, True, b"s" * 16)
+        yield other.register("bob", B, (), ("alice",), 1.0, True, b"t" * 16)
+        alice = yield other.lookup("alice", 2.0)
+        bob = yield self.book.lookup("bob", 2.0)
+        self.assertEqual((alice.holder, bob.holder), ("m1", "m2"))
+        _, previous, _ = yield other.register("alice", B, (), ("bob",), 3.0, True)
+        self.assertEqual((previous.holder, (yield self.book.lookup("alice", 3.0)).holder), ("m1", "m2"))
+
+
+class UnavailableTests(RedisTestCase):
+    """
+    Without Redis, the phonebook refuses plainly and the store says so.
+    """
+
+    @defer.inlineCallbacks
+    def test_refusedWhileDown(self):
+        """
+        While Redis is down, registrations and lookups fail with a
+        StoreUnavailable, code 500, and a sweep removes nothing; once Redis
+        is back, the phonebook works again by itself.
+        """
+        from punchd.redisstore import SERVER_ERROR, StoreUnavailable
+
+        gone = defer.Deferred()
+        self.store.observe(lambda available: available or gone.called or gone.callback(None))
+        self.redis.kill()
+        yield gone
+        self.assertFalse(self.store.available)
+        for call in (
+            lambda: self.book.register("alice", A, (), (), 0.0),
+            lambda: self.book.lookup("alice", 0.0),
+        ):
+            failure = yield self.assertFailure(call(), StoreUnavailable)
+            self.assertEqual(failure.code, SERVER_ERROR)
+            self.assertIn(self.redis.url, failure.reason)
+        self.assertEqual((yield self.book.expire(0.0)), [])
+        self.assertEqual(self.store.outages, 1)
+        self.redis.start()
+        yield self.store.whenAvailable()
+        entry, _, _ = yield self.book.register("alice", A, (), (), 0.0)
+        self.assertEqual(entry.address, A)
+
+
+class URLTests(SynchronousTestCase):
+    """
+    C{--redis} URLs.
+    """
+
+    def test_good(self):
+        """
+        TCP and unix socket URLs, with defaults for the port and database.
+        """
+        from punchd.redisstore import parseURL
+
+        for url, fields in (
+            ("redis://127.0.0.1:6380/2", ("127.0.0.1", 6380, None, 2)),
+            ("redis://localhost", ("localhost", 6379, None, 0)),
+            ("redis://[::1]:7000/", ("::1", 7000, None, 0)),
+            ("unix:///run/redis/redis.sock", (None, 6379, "/run/redis/redis.sock", 0)),
+            ("unix:///tmp/r.sock?db=3", (None, 6379, "/tmp/r.sock", 3)),
+        ):
+            address = parseURL(url)
+            self.assertEqual((address.host, address.port, address.path, address.db), fields)
+
+    def test_bad(self):
+        """
+        A URL that is not one of the two forms is refused, saying why.
+        """
+        from punchd.redisstore import parseURL
+
+        for url, says in (
+            ("http://x/", "not a Redis URL"),
+            ("redis://:6379/0", "names no host"),
+            ("redis://h:99999/0", "not a Redis URL"),
+            ("redis://h/x", "must be a number"),
+            ("unix://relative/path", "unix:///ABSOLUTE/PATH"),
+            ("unix:///tmp/r.sock?x=1", "only ?db=N"),
+            ("localhost:6379", "not a Redis URL"),
+        ):
+            e = self.assertRaises(ValueError, parseURL, url)
+            self.assertIn(says, str(e))
