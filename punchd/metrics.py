@@ -77,6 +77,9 @@ def exposition(protocol) -> str:
         "Peers in the phonebook.",
         [("", len(protocol.phonebook))],
     )
+    # A shared phonebook says how its store fares (see punchd.redisbook).
+    for name, kind, help, value in getattr(protocol.phonebook, "metricFamilies", list)():
+        lines += _family(name, kind, help, [("", value)])
     lines += _family(
         "punchd_dropped_datagrams_total",
         "counter",

@@ -21,7 +21,6 @@ agree (NTP) to within a small part of the TTL.
 import json
 import struct
 
-
 from zope.interface import implementer
 
 from punchd.interfaces import IPhonebook
@@ -237,6 +236,30 @@ class RedisPhonebook:
         self._keyTTL = str(int((ttl + KEY_GRACE) * 1000))
         self._size = 0
         store.addScripts(SCRIPTS)
+
+    def metricFamilies(self):
+        """
+        The store's figures for L{punchd.metrics}: C{(name, kind, help,
+        value)} each.
+        """
+        store = self.store
+        return [
+            ("punchd_redis_up", "gauge", "Whether Redis can be reached now (1) or not (0).",
+             int(store.available)),
+            ("punchd_redis_outages_total", "counter", "Times Redis went out of reach.",
+             store.outages),
+            ("punchd_redis_refused_total", "counter",
+             "Phonebook requests refused while Redis was out of reach.", store.refused),
+            ("punchd_relayed_introductions_total", "counter",
+             "Introductions published for another stage manager to send.",
+             store.stats["relayedOut"]),
+            ("punchd_relayed_sent_total", "counter",
+             "Introductions another stage manager published that this one sent.",
+             store.stats["relayedIn"]),
+            ("punchd_relayed_unheard_total", "counter",
+             "Introductions for a stage manager that was not listening, sent from here.",
+             store.stats["relayedUnheard"]),
+        ]
 
     def __len__(self):
         """

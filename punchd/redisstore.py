@@ -14,6 +14,7 @@ L{StoreUnavailable}; the log says when Redis goes and when it comes back,
 once each, and L{available} and L{outages} say it to the metrics.
 """
 
+from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
@@ -159,6 +160,7 @@ class RedisStore(service.Service):
 
     @ivar available: Whether commands can be sent now.
     @ivar outages: How many times Redis has gone away since the start.
+    @ivar stats: Counters of what its users did through it, by name.
     """
 
     log = Logger()
@@ -186,6 +188,8 @@ class RedisStore(service.Service):
         self._subscriber = None
         self._everConnected = False
         self._said = None
+        self._refused = 0
+        self.stats = Counter()
         factory = Factory.forProtocol(self._buildProtocol)
         self._commands = _QuietClientService(
             address.endpoint(reactor),
@@ -223,8 +227,10 @@ class RedisStore(service.Service):
 
     def whenConnecting(self, prepare):
         """
-        Run C{prepare(store)} on each new connection, before L{available}
-        turns true; it may return a L{Deferred}.  A failure rejects the
+        Run C{prepare(command)} on each new connection, before L{available}
+        turns true, with C{command} a function of a command's words that
+        sends it on the new connection and returns a L{Deferred} of its
+        reply; C{prepare} may return a L{Deferred}.  A failure rejects the
         connection, which is tried again.
         """
         self._preparers.append(prepare)
@@ -290,7 +296,11 @@ class RedisStore(service.Service):
         d.addCallback(lambda _: gatherResults(
             [protocol.execute_command("SCRIPT", "LOAD", source) for source in self._scripts.values()]
         ))
-        d.addCallback(lambda _: gatherResults([maybeDeferred(prepare, self) for prepare in self._preparers]))
+        d.addCallback(
+            lambda _: gatherResults(
+                [maybeDeferred(prepare, protocol.execute_command) for prepare in self._preparers]
+            )
+        )
         d.addCallbacks(self._ready, self._rejected, (protocol,), None, (protocol,))
 
     def _ready(self, _, protocol):
@@ -362,6 +372,7 @@ class RedisStore(service.Service):
             receive(message)
 
     def _refusal(self):
+        self._refused += 1
         return StoreUnavailable(
             f"the phonebook (Redis at {self.address.url}) cannot be reached; try again"
         )
@@ -402,6 +413,14 @@ class RedisStore(service.Service):
             return failure
         return self.call("EVAL", self._scripts[name], len(keys), *keys, *args)
 
+    @property
+    def refused(self):
+        """
+        How many commands were refused since the start, Redis being
+        unreachable.
+        """
+        return self._refused
+
     def publish(self, channel, message):
         """
         Publish C{message} on C{channel}.
@@ -409,3 +428,36 @@ class RedisStore(service.Service):
         @return: A L{Deferred} of the number of listeners that got it.
         """
         return self.call("PUBLISH", channel, message)
+
+
+#: The bytes of the shared cookie key.
+COOKIE_KEY_BYTES = 32
+
+
+def shareCookieKey(store, cookies, prefix="punchd:", randomBytes=None):
+    """
+    Have every stage manager on C{store} check cookies with one key, kept
+    in Redis at C{PREFIX cookie-key}: the first to connect draws it, the
+    others read it, on every connection (a Redis restarted empty gets a
+    new one).  A peer can then move to another stage manager with the
+    cookie it has.
+
+    @param cookies: This stage manager's L{punchd.cookies.Cookies}.
+    """
+    import os
+
+    randomBytes = os.urandom if randomBytes is None else randomBytes
+    key = prefix + "cookie-key"
+
+    def prepare(command):
+        d = command("SET", key, randomBytes(COOKIE_KEY_BYTES), "NX")
+        d.addCallback(lambda _: command("GET", key))
+        d.addCallback(useKey)
+        return d
+
+    def useKey(value):
+        if not isinstance(value, bytes) or len(value) != COOKIE_KEY_BYTES:
+            raise ValueError(f"{key} in Redis is not a key of {COOKIE_KEY_BYTES} bytes")
+        cookies.useKey(value)
+
+    store.whenConnecting(prepare)

@@ -111,6 +111,7 @@ class StageManagerProtocol(DatagramProtocol):
         registrationLimit: "SourceLimiter | None" = None,
         bindingLimit: "SourceLimiter | None" = None,
         key: "bytes | None" = None,
+        relay=None,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -135,6 +136,10 @@ class StageManagerProtocol(DatagramProtocol):
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
             answer carries; L{None} without.
+        @param relay: With a phonebook shared by several stage managers,
+            the L{punchd.relay.IntroductionRelay} that has another stage
+            manager send the introductions of the peers it holds; L{None}
+            without.
         """
         self.clock = clock
         self.phonebook = phonebook
@@ -149,6 +154,7 @@ class StageManagerProtocol(DatagramProtocol):
         self.bindingLimit = bindingLimit
         self._key = key
         self.discovery = discovery
+        self.relay = relay
         self.dialects = tuple(dialects)
         if not logAddresses:
             for dialect in self.dialects:
@@ -187,6 +193,8 @@ class StageManagerProtocol(DatagramProtocol):
         for dialect in self.dialects:
             dialect.attach(self)
             self.log.info("{dialect}", dialect=dialect.describe())
+        if self.relay is not None:
+            self.relay.attach(self)
         self._sweeper.start(self._sweepInterval, now=False)
 
     def stopProtocol(self):
@@ -578,6 +586,10 @@ class StageManagerProtocol(DatagramProtocol):
         )
 
     def _sendIntroduction(self, to, introduction):
+        if self.relay is not None and self.relay.elsewhere(to):
+            # Its NAT lets in only the stage manager it registered with.
+            self.relay.relay(to, introduction)
+            return
         self.sendIntroduction(
             to, lambda txid, key: messages.encodeIntroduction(txid, introduction, key)
         )

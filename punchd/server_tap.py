@@ -2,6 +2,8 @@
 C{twistd punch-server}: options and service wiring for the stage manager.
 """
 
+import os
+from importlib.util import find_spec
 from ipaddress import ip_address
 
 from twisted.application import service
@@ -9,6 +11,7 @@ from twisted.python import usage
 from twisted.python.systemd import ListenFDs
 
 from punchd import options
+from punchd.cookies import Cookies
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
 from punchd.phonebook import Phonebook
@@ -41,6 +44,15 @@ Under systemd socket activation, --systemd-socket NAME listens on the UDP
 socket that the .socket unit with FileDescriptorName=NAME passes, instead of
 binding --port on --interface: they are the socket's.
 
+With --redis URL (redis://HOST:PORT/DB or unix:///PATH), the phonebook
+lives in Redis instead of in memory, and every stage manager given the same
+URL shares it: a peer registered with one is introduced to a peer registered
+with another (each introduction sent by the stage manager the peer
+registered with), and a peer can move between them. While Redis cannot be
+reached, registrations are refused with error 500 and STUN Binding requests
+are still answered; the stage manager reconnects by itself. Needs
+pip install 'punchd[redis]'.
+
 With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
@@ -48,6 +60,12 @@ not, with phonebook entries, a reflection amplifier and a privacy leak. With
 it on, each answer holds at most 16 lines and answers are rate-limited per
 source address.
 """
+
+
+def _redisURL(value):
+    from punchd.redisstore import parseURL
+
+    return parseURL(value)
 
 
 class Options(usage.Options):
@@ -60,6 +78,7 @@ class Options(usage.Options):
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
+        " [--redis URL]"
         " [--seed-compat]"
     )
     longdesc = LONGDESC
@@ -157,6 +176,14 @@ class Options(usage.Options):
             options.named("binding-rate", options.rate),
         ],
         [
+            "redis",
+            None,
+            None,
+            "Keep the phonebook in Redis, shared with every stage manager given"
+            " the same URL: redis://HOST:PORT/DB or unix:///PATH.",
+            options.named("redis", _redisURL),
+        ],
+        [
             "systemd-socket",
             None,
             None,
@@ -174,6 +201,17 @@ class Options(usage.Options):
         self._listenFDs = listenFDs
 
     def postOptions(self):
+        if self["redis"] is not None:
+            if self["seed-compat"]:
+                raise usage.UsageError(
+                    "--seed-compat cannot go with --redis: the original clients'"
+                    " entries are kept by one stage manager alone"
+                )
+            if find_spec("txredisapi") is None:
+                raise usage.UsageError(
+                    "--redis needs txredisapi, which is not installed:"
+                    " pip install 'punchd[redis]'"
+                )
         if self["secret-file"] is not None:
             for option in ("seed-compat", "alternate-port"):
                 if self[option]:
@@ -217,6 +255,26 @@ class Options(usage.Options):
                 )
 
 
+def _shared(config, reactor):
+    """
+    The parts of a stage manager that shares its phonebook in Redis: the
+    phonebook, the cookies whose key is shared through it, the relay of
+    introductions, and the store.
+    """
+    from punchd.redisbook import RedisPhonebook
+    from punchd.redisstore import RedisStore, shareCookieKey
+    from punchd.relay import IntroductionRelay
+
+    store = RedisStore(config["redis"], reactor)
+    # This stage manager among those sharing the phonebook: entries it
+    # holds say so, and introductions for them come on its channel.
+    holder = os.urandom(4).hex()
+    phonebook = RedisPhonebook(store, config["max-clients"], config["ttl"], holder)
+    cookies = Cookies(reactor)
+    shareCookieKey(store, cookies)
+    return phonebook, cookies, IntroductionRelay(store, holder), store
+
+
 def makeService(config, reactor=None):
     """
     Build the stage manager's service from parsed L{Options}.
@@ -224,7 +282,8 @@ def makeService(config, reactor=None):
     @return: The stage manager's own port: a L{DatagramServer}, or under
         C{--systemd-socket} an L{AdoptedDatagramPort}, either with the
         L{StageManagerProtocol} as its C{protocol}.  With NAT behaviour
-        discovery or metrics, a L{service.MultiService} of that port, then
+        discovery, metrics or C{--redis}, a L{service.MultiService} of the
+        L{punchd.redisstore.RedisStore} (with C{--redis}), that port, then
         a L{DatagramServer} for each alternate address and port, then the
         L{MetricsService}.
     """
@@ -237,7 +296,13 @@ def makeService(config, reactor=None):
             config["alternate-port"],
             config["alternate-address"],
         )
-    phonebook = Phonebook(config["max-clients"], config["ttl"])
+    shared = []
+    cookies = relay = None
+    if config["redis"] is not None:
+        phonebook, cookies, relay, store = _shared(config, reactor)
+        shared.append(store)
+    else:
+        phonebook = Phonebook(config["max-clients"], config["ttl"])
     dialects = (OriginalClients(reactor),) if config["seed-compat"] else ()
     protocol = StageManagerProtocol(
         reactor,
@@ -248,6 +313,8 @@ def makeService(config, reactor=None):
         registrationLimit=sourceLimiter(config["registration-rate"]),
         bindingLimit=sourceLimiter(config["binding-rate"]),
         key=config["secret-file"],
+        cookies=cookies,
+        relay=relay,
     )
     if config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)
@@ -263,9 +330,10 @@ def makeService(config, reactor=None):
         others.append(
             MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)
         )
-    if not others:
+    if not others and not shared:
         return primary
     top = service.MultiService()
-    for child in [primary] + others:
+    # The store starts before the port and stops after it.
+    for child in shared + [primary] + others:
         child.setServiceParent(top)
     return top
