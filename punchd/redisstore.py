@@ -191,6 +191,9 @@ class RedisStore(service.Service):
         self._refused = 0
         self.stats = Counter()
         factory = Factory.forProtocol(self._buildProtocol)
+        subscriberFactory = Factory.forProtocol(_Subscriber(self).build)
+        # Not a line for each connection: the store says what matters.
+        factory.noisy = subscriberFactory.noisy = False
         self._commands = _QuietClientService(
             address.endpoint(reactor),
             factory,
@@ -200,7 +203,7 @@ class RedisStore(service.Service):
         )
         self._subscriptions = _QuietClientService(
             address.endpoint(reactor),
-            Factory.forProtocol(_Subscriber(self).build),
+            subscriberFactory,
             retryPolicy=retryDelay,
             clock=reactor,
             prepareConnection=self._prepareSubscriber,
