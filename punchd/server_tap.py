@@ -3,6 +3,7 @@ C{twistd punch-server}: options and service wiring for the stage manager.
 """
 
 import os
+import sys
 from importlib.util import find_spec
 from ipaddress import ip_address
 
@@ -19,6 +20,7 @@ from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.services import DatagramServer
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
+from punchd.workers import ReusePortDatagramServer, WorkerPool, dieWithParent, reusePortAvailable, twistdArguments
 
 LONGDESC = """\
 Run the stage manager: the rendezvous server punchd peers register with.
@@ -78,7 +80,7 @@ class Options(usage.Options):
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
-        " [--redis URL]"
+        " [--redis URL [--workers N]]"
         " [--seed-compat]"
     )
     longdesc = LONGDESC
@@ -88,6 +90,12 @@ class Options(usage.Options):
             "hide-addresses",
             None,
             "Leave peers' addresses out of the log, for their privacy.",
+        ],
+        [
+            "worker",
+            None,
+            "Run as one of the workers another punch-server --workers started"
+            " (it passes this itself).",
         ],
         [
             "seed-compat",
@@ -176,6 +184,14 @@ class Options(usage.Options):
             options.named("binding-rate", options.rate),
         ],
         [
+            "workers",
+            None,
+            1,
+            "Processes to serve the port with, sharing it with SO_REUSEPORT and"
+            " the phonebook through --redis (Linux).",
+            options.named("workers", options.positiveInt),
+        ],
+        [
             "redis",
             None,
             None,
@@ -200,7 +216,23 @@ class Options(usage.Options):
         super().__init__()
         self._listenFDs = listenFDs
 
+    def parseOptions(self, options=None):
+        # Kept for --workers, whose workers are started with the same.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
     def postOptions(self):
+        if self["workers"] > 1 or self["worker"]:
+            option = "--workers" if self["workers"] > 1 else "--worker"
+            if self["redis"] is None:
+                raise usage.UsageError(
+                    f"{option} needs --redis: the workers share their phonebook through it"
+                )
+            for other in ("systemd-socket", "alternate-port"):
+                if self[other] is not None:
+                    raise usage.UsageError(f"{option} cannot go with --{other}")
+            if not reusePortAvailable():
+                raise usage.UsageError(f"{option} needs Linux's SO_REUSEPORT")
         if self["redis"] is not None:
             if self["seed-compat"]:
                 raise usage.UsageError(
@@ -316,7 +348,13 @@ def makeService(config, reactor=None):
         cookies=cookies,
         relay=relay,
     )
-    if config["systemd-socket"] is not None:
+    if config["worker"]:
+        dieWithParent()
+    if config["workers"] > 1 or config["worker"]:
+        primary = ReusePortDatagramServer(
+            config["port"], protocol, config["interface"], reactor
+        )
+    elif config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)
     else:
         primary = DatagramServer(
@@ -326,6 +364,18 @@ def makeService(config, reactor=None):
     if discovery is not None:
         for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
             others.append(DatagramServer(port, socket, interface=host, reactor=reactor))
+    if config["workers"] > 1:
+        others.append(
+            WorkerPool(
+                config["workers"] - 1,
+                primary,
+                getattr(config, "argv", []),
+                reactor,
+                twistdArgs=twistdArguments(sys.argv[: sys.argv.index("punch-server")])
+                if "punch-server" in sys.argv
+                else None,
+            )
+        )
     if config["metrics-port"] is not None:
         others.append(
             MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)
