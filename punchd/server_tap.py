@@ -20,7 +20,14 @@ from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.services import DatagramServer
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
-from punchd.workers import ReusePortDatagramServer, WorkerPool, dieWithParent, reusePortAvailable, twistdArguments
+from punchd.workers import (
+    ReusePortDatagramServer,
+    WorkerPool,
+    WorkerStats,
+    dieWithParent,
+    reusePortAvailable,
+    twistdArguments,
+)
 
 LONGDESC = """\
 Run the stage manager: the rendezvous server punchd peers register with.
@@ -90,12 +97,6 @@ class Options(usage.Options):
             "hide-addresses",
             None,
             "Leave peers' addresses out of the log, for their privacy.",
-        ],
-        [
-            "worker",
-            None,
-            "Run as one of the workers another punch-server --workers started"
-            " (it passes this itself).",
         ],
         [
             "seed-compat",
@@ -192,6 +193,13 @@ class Options(usage.Options):
             options.named("workers", options.positiveInt),
         ],
         [
+            "worker-of",
+            None,
+            None,
+            "Run as one of the workers of the punch-server --workers whose id"
+            " this is (it passes this itself).",
+        ],
+        [
             "redis",
             None,
             None,
@@ -222,8 +230,8 @@ class Options(usage.Options):
         super().parseOptions(options)
 
     def postOptions(self):
-        if self["workers"] > 1 or self["worker"]:
-            option = "--workers" if self["workers"] > 1 else "--worker"
+        if self["workers"] > 1 or self["worker-of"] is not None:
+            option = "--workers" if self["workers"] > 1 else "--worker-of"
             if self["redis"] is None:
                 raise usage.UsageError(
                     f"{option} needs --redis: the workers share their phonebook through it"
@@ -329,7 +337,7 @@ def makeService(config, reactor=None):
             config["alternate-address"],
         )
     shared = []
-    cookies = relay = None
+    cookies = relay = store = None
     if config["redis"] is not None:
         phonebook, cookies, relay, store = _shared(config, reactor)
         shared.append(store)
@@ -348,9 +356,9 @@ def makeService(config, reactor=None):
         cookies=cookies,
         relay=relay,
     )
-    if config["worker"]:
+    if config["worker-of"] is not None:
         dieWithParent()
-    if config["workers"] > 1 or config["worker"]:
+    if config["workers"] > 1 or config["worker-of"] is not None:
         primary = ReusePortDatagramServer(
             config["port"], protocol, config["interface"], reactor
         )
@@ -361,6 +369,13 @@ def makeService(config, reactor=None):
             config["port"], protocol, interface=config["interface"], reactor=reactor
         )
     others = []
+    workerStats = None
+    if config["workers"] > 1 or config["worker-of"] is not None:
+        group = config["worker-of"] or relay.holder
+        workerStats = WorkerStats(
+            store, group, relay.holder, protocol, reactor, report=config["worker-of"] is not None
+        )
+        others.append(workerStats)
     if discovery is not None:
         for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
             others.append(DatagramServer(port, socket, interface=host, reactor=reactor))
@@ -371,6 +386,7 @@ def makeService(config, reactor=None):
                 primary,
                 getattr(config, "argv", []),
                 reactor,
+                relay.holder,
                 twistdArgs=twistdArguments(sys.argv[: sys.argv.index("punch-server")])
                 if "punch-server" in sys.argv
                 else None,
@@ -378,7 +394,13 @@ def makeService(config, reactor=None):
         )
     if config["metrics-port"] is not None:
         others.append(
-            MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)
+            MetricsService(
+                protocol,
+                config["metrics-port"],
+                config["metrics-interface"],
+                reactor,
+                workers=workerStats,
+            )
         )
     if not others and not shared:
         return primary

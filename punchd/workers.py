@@ -15,6 +15,7 @@ A child asks Linux for SIGTERM when its parent ends (C{PR_SET_PDEATHSIG}),
 so that no worker outlives the stage manager.
 """
 
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import sys
 
 from twisted.application import service
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from punchd.systemd import AdoptedDatagramPort, InheritedSocket
@@ -104,11 +106,12 @@ def twistdArguments(argv):
     return out
 
 
-def childArguments(argv, port):
+def childArguments(argv, port, group):
     """
     The command-line of a worker, from the first process's own C{argv}
     (what follows C{punch-server}): the same options, the port the first
-    bound, no metrics port of its own, and C{--worker}.
+    bound, no metrics port of its own, and C{--worker-of GROUP}, the first
+    process's id.
     """
     out = []
     skip = False
@@ -116,13 +119,13 @@ def childArguments(argv, port):
         if skip:
             skip = False
             continue
-        if arg in ("--metrics-port", "--workers", "--port", "-p"):
+        if arg in ("--metrics-port", "--workers", "--port", "-p", "--worker-of"):
             skip = True
             continue
-        if arg.startswith(("--metrics-port=", "--workers=", "--port=")):
+        if arg.startswith(("--metrics-port=", "--workers=", "--port=", "--worker-of=")):
             continue
         out.append(arg)
-    return out + ["--port", str(port), "--worker"]
+    return out + ["--port", str(port), "--worker-of", group]
 
 
 class _Worker(ProcessProtocol):
@@ -142,14 +145,19 @@ class WorkerPool(service.Service):
 
     log = Logger()
 
-    def __init__(self, count, port, argv, reactor, executable=sys.executable, twistdArgs=None):
+    def __init__(
+        self, count, port, argv, reactor, group, executable=sys.executable, twistdArgs=None
+    ):
         """
         @param count: The workers to start besides this process.
         @param port: The L{ReusePortDatagramServer} of this process, whose
             port the workers bind.
         @param argv: This process's options, what follows C{punch-server}.
+        @param group: This process's id, which its workers report their
+            counters under (L{WorkerStats}).
         """
         self.count = count
+        self.group = group
         self._port = port
         self._argv = list(argv)
         self._reactor = reactor
@@ -163,7 +171,7 @@ class WorkerPool(service.Service):
             [self._executable, "-c", "from twisted.scripts.twistd import run; run()"]
             + self._twistdArgs
             + ["punch-server"]
-            + childArguments(self._argv, self._port.port)
+            + childArguments(self._argv, self._port.port, self.group)
         )
 
     def startService(self):
@@ -232,3 +240,77 @@ class WorkerPool(service.Service):
                 worker.process.signalProcess(name)
             except ProcessExitedAlready:
                 pass
+
+
+#: Seconds between two reports of a worker's counters.
+REPORT_INTERVAL = 1.0
+
+#: Milliseconds the reports of a group's workers outlive the last one.
+REPORT_LIFETIME = 5000
+
+
+class WorkerStats(service.Service):
+    """
+    The counters of the workers on one port, through Redis: each worker
+    but the first writes its own to the hash C{PREFIX workers:GROUP} every
+    second, and the first, which serves the metrics, adds them to its own.
+
+    A worker that ends takes its counters with it, once its last report
+    expires: the sums then fall, and Prometheus takes it for a reset.
+    """
+
+    def __init__(self, store, group, holder, protocol, reactor, report, prefix="punchd:"):
+        """
+        @param store: The L{punchd.redisstore.RedisStore}.
+        @param group: The first process's id.
+        @param holder: This process's id.
+        @param protocol: Its L{punch.server.StageManagerProtocol}.
+        @param report: Whether this process writes its counters (a worker)
+            or reads the others' (the first).
+        """
+        self.store = store
+        self.holder = holder
+        self.key = prefix + "workers:" + group
+        self._protocol = protocol
+        self._report = report
+        self._loop = LoopingCall(self.report)
+        self._loop.clock = reactor
+
+    def startService(self):
+        super().startService()
+        if self._report:
+            self._loop.start(REPORT_INTERVAL, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def report(self):
+        """
+        Write this worker's counters.
+        """
+        if not self.store.available:
+            return
+        data = json.dumps([dict(self._protocol.stats), dict(self._protocol.drops.counts)])
+        d = self.store.call("HSET", self.key, self.holder, data)
+        d.addCallback(lambda _: self.store.call("PEXPIRE", self.key, REPORT_LIFETIME))
+        # A report lost leaves the sums a second older, no more.
+        d.addErrback(lambda _: None)
+        return d
+
+    def gather(self):
+        """
+        The other workers' last counters.
+
+        @return: A L{Deferred} of a list of C{(stats, drops)} L{dict}s.
+        """
+        return self.store.call("HGETALL", self.key).addCallback(self._read)
+
+    def _read(self, reply):
+        others = []
+        for i in range(0, len(reply or ()), 2):
+            if reply[i].decode() != self.holder:
+                stats, drops = json.loads(reply[i + 1])
+                others.append((stats, drops))
+        return others

@@ -7,12 +7,13 @@ import os
 import re
 import signal
 import time
+import urllib.request
 
 from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
 from punchd.test.optional import notInstalled, require
-from punchd.test.redisserver import startRedis
+from punchd.test.redisserver import freePort, startRedis
 from punchd.workers import reusePortAvailable
 from tests.processes import LISTENING, TWISTD, bothReceived, waitFor
 from tests.sharedclient import Client
@@ -39,6 +40,11 @@ def registerMany(server, count, prefix):
         finally:
             client.close()
     return said
+
+
+def registrations(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return int(re.search(r"^punchd_registrations_total (\d+)$", text, re.M).group(1))
 
 
 def alive(pid):
@@ -79,12 +85,14 @@ class WorkersTests(TestCase):
         are still answered, and two peers connect; stopping the stage
         manager stops its workers.
         """
+        metricsPort = freePort()
         with Processes() as processes:
             processes.start(
                 "server",
                 TWISTD
                 + ["punch-server", "--interface", "127.0.0.1", "--port", "0",
-                   "--workers", "2", "--redis", self.redis.url],
+                   "--workers", "2", "--redis", self.redis.url,
+                   "--metrics-port", str(metricsPort)],
             )
             seen, lines = waitFor(
                 processes, {("server", "port"): LISTENING, ("server", "worker"): STARTED}, 20
@@ -94,6 +102,13 @@ class WorkersTests(TestCase):
             worker = int(seen["server", "worker"][1].group(1))
             self.waitForWorkers(2)
             self.assertEqual(registerMany(server, 20, "a"), ["registered"] * 20)
+            # Counted by both workers, added up by the first.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if registrations(metricsPort) == 20:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(registrations(metricsPort), 20)
 
             os.kill(worker, signal.SIGKILL)
             seen, more = waitFor(

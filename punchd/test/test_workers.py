@@ -10,7 +10,10 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ProcessTerminated
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted.internet import defer, reactor
+
 from punchd import server_tap
+from punchd.test.test_redisbook import RedisTestCase
 from punchd.workers import (
     WorkerPool,
     bindReusePort,
@@ -63,8 +66,9 @@ class ArgumentsTests(SynchronousTestCase):
                 ["--port", "0", "--workers", "4", "--redis", "redis://h", "--metrics-port=9466",
                  "--ttl", "30", "--metrics-port", "9", "-p", "1"],
                 4242,
+                "g1",
             ),
-            ["--redis", "redis://h", "--ttl", "30", "--port", "4242", "--worker"],
+            ["--redis", "redis://h", "--ttl", "30", "--port", "4242", "--worker-of", "g1"],
         )
 
     def test_twistd(self):
@@ -101,7 +105,7 @@ class OptionsTests(SynchronousTestCase):
         for argv, message in (
             (["--workers", "2"], "--workers needs --redis"),
             (["--workers", "0"], "--workers: 0 must be at least 1"),
-            (["--worker"], "--worker needs --redis"),
+            (["--worker-of", "g1"], "--worker-of needs --redis"),
             (["--workers", "2", "--redis", "redis://h", "--interface", "127.0.0.1",
               "--alternate-port", "9"], "--workers cannot go with --alternate-port"),
         ):
@@ -119,7 +123,7 @@ class OptionsTests(SynchronousTestCase):
 
         options = self.parse(["--workers", "3", "--redis", "unix:///nonexistent", "--port", "0"])
         top = server_tap.makeService(options)
-        store, port, pool = list(top)
+        store, port, stats, pool = list(top)
         self.assertIsInstance(port, ReusePortDatagramServer)
         self.assertIsInstance(pool, WorkerPool)
         self.assertEqual(pool.count, 2)
@@ -152,7 +156,9 @@ class WorkerPoolTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = ProcessReactor()
-        self.pool = WorkerPool(2, Port(), ["--redis", "redis://h"], self.reactor, executable="py")
+        self.pool = WorkerPool(
+            2, Port(), ["--redis", "redis://h"], self.reactor, "g1", executable="py"
+        )
 
     def test_started(self):
         """
@@ -164,7 +170,7 @@ class WorkerPoolTests(SynchronousTestCase):
         self.assertEqual(
             args[3:],
             ["--nodaemon", "--pidfile=", "punch-server", "--redis", "redis://h", "--port", "4242",
-             "--worker"],
+             "--worker-of", "g1"],
         )
         self.assertEqual(self.pool.pids(), {2: 1000, 3: 1001})
 
@@ -196,3 +202,43 @@ class WorkerPoolTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(len(self.reactor.spawned), 2)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class FakeStageManager:
+    def __init__(self, **stats):
+        from collections import Counter
+
+        from punchd.drops import DropCounter
+
+        self.stats = Counter(stats)
+        self.drops = DropCounter(Clock())
+
+
+class WorkerStatsTests(RedisTestCase):
+    """
+    L{WorkerStats}: the workers' counters, added up through Redis.
+    """
+
+    @defer.inlineCallbacks
+    def test_addedUp(self):
+        """
+        What a worker reports, the first process gathers, without its own;
+        the metrics add it to the first's counters.
+        """
+        from punchd.metrics import exposition
+        from punchd.workers import WorkerStats
+
+        first = FakeStageManager(registrations=3)
+        first.phonebook = self.book
+        worker = FakeStageManager(registrations=4)
+        worker.drops.drop("malformed", "x")
+        reader = WorkerStats(self.store, "g1", "m1", first, reactor, report=False, prefix="t:")
+        writer = WorkerStats(self.store, "g1", "m2", worker, reactor, report=True, prefix="t:")
+        yield writer.report()
+        others = yield reader.gather()
+        self.assertEqual(others, [({"registrations": 4}, {"malformed": 1})])
+        text = exposition(first, others)
+        self.assertIn("punchd_registrations_total 7\n", text)
+        self.assertIn('punchd_dropped_datagrams_total{reason="malformed"} 1\n', text)
+        ttl = int(self.redis.command("PTTL", "t:workers:g1")[1:-2])
+        self.assertTrue(0 < ttl <= 5000, ttl)
