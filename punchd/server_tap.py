@@ -62,6 +62,10 @@ reached, registrations are refused with error 500 and STUN Binding requests
 are still answered; the stage manager reconnects by itself. Needs
 pip install 'punchd[redis]'.
 
+With --workers N and --redis (Linux), N processes serve the port, sharing
+it with SO_REUSEPORT and the phonebook through Redis; a worker that ends is
+started again, and --metrics-port adds up the counters of all of them.
+
 With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
