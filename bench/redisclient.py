@@ -5,7 +5,10 @@ refresh path.
 
     python -m bench.redisclient [--count N] [--window W]
 
-Each client runs in a child process of its own against one C{redis-server}
+Three clients: txredisapi through its connection pool
+(C{UnixConnection}), txredisapi's protocol alone (as
+L{punchd.redisstore} uses it), and redis-py's asyncio client.  Each runs
+in a child process of its own against one C{redis-server}
 on a unix socket, and makes C{count} refreshes: the phonebook's register
 script (L{punchd.redisbook.REGISTER}, by C{EVALSHA}) of names drawn
 from 10 000 already registered, and, apart, a plain C{GET} and
