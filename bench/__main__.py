@@ -263,7 +263,7 @@ def connect(labRuns):
     return {"simulated": simulated, "lab": lab}
 
 
-def redis(entries, runs):
+def redis(entries, runs, settings):
     from importlib.util import find_spec
 
     from punchd.test.redisserver import MISSING, redisServerPath
@@ -280,8 +280,13 @@ def redis(entries, runs):
         )
         _print(f"   not run: {why}")
         return {"unavailable": why}
-    from bench import crossintro, redismemory
+    from bench import crossintro, rediscost, redismemory
 
+    _print(
+        "   CPU per refresh, as in benchmark 1 (rate limits off), the phonebook in memory and in"
+        " Redis, with Redis's CPU beside:"
+    )
+    cost = rediscost.run(settings, report=lambda line: _print(f"   {line}"))
     figures = redismemory.run(entries)
     _print(
         f"   Memory: {figures['entries']} entries registered through the register script,"
@@ -301,7 +306,7 @@ def redis(entries, runs):
         f"   A cross-server introduction adds {latency['addedMs']:.2f} ms"
         f" (goal at most {GOALS['crossServerMs']} ms: {_met(latency['addedMs'] <= GOALS['crossServerMs'])})"
     )
-    return {"memory": figures, "crossServer": latency}
+    return {"cost": cost, "memory": figures, "crossServer": latency}
 
 
 def main(argv=None):
@@ -342,7 +347,7 @@ def main(argv=None):
     if "connect" in only:
         results["connect"] = connect(labRuns)
     if "redis" in only:
-        results["redis"] = redis(redisEntries, crossRuns)
+        results["redis"] = redis(redisEntries, crossRuns, settings)
     _print()
     _print(f"Done in {time.monotonic() - started:.0f} s.")
     if args.json:
