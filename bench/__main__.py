@@ -220,8 +220,13 @@ def connect(labRuns):
         f"{'alice sends':>18}{'bob sends':>18}"
     )
     simulated = {}
-    for nameA, natA, nameB, natB in connectBench.NAT_PAIRS:
-        figures = connectBench.simulated(natA, natB)
+    pairs = [(nameA, natA, nameB, natB, None) for nameA, natA, nameB, natB in connectBench.NAT_PAIRS]
+    # The same pair again with a secret the peers share: derived names and
+    # punch keys should cost nothing on the way.
+    nameA, natA, nameB, natB = connectBench.NAT_PAIRS[2]
+    pairs.append((nameA, natA, nameB + " +secret", natB, b"a shared secret of the two peers"))
+    for nameA, natA, nameB, natB, peerSecret in pairs:
+        figures = connectBench.simulated(natA, natB, peerSecret=peerSecret)
         simulated[f"{nameA} / {nameB}"] = figures
         if figures.get("failed"):
             _print(f"   {nameA:<22}{nameB:<22}  did not connect")

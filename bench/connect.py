@@ -50,10 +50,13 @@ def _isIntroduction(data):
     return (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST)
 
 
-def simulated(natA, natB, latency=0.05, gap=1.0, limit=10.0):
+def simulated(natA, natB, latency=0.05, gap=1.0, limit=10.0, peerSecret=None):
     """
     Connect alice and bob, each behind a NAT of its own, over the simulated
     network.
+
+    @param peerSecret: A secret the two peers share (C{punch-peer
+        --peer-secret-file}), or L{None}.
 
     @return: A L{dict} of figures, or with C{"failed"} if the path did not
         come up within C{limit} seconds.
@@ -70,7 +73,9 @@ def simulated(natA, natB, latency=0.05, gap=1.0, limit=10.0):
     ):
         box = network.nat(public, **nat)
         host = hosts[name] = network.host(private, behind=box)
-        peer = PeerProtocol(host, SERVER, name, wants, localHosts=(private,))
+        peer = PeerProtocol(
+            host, SERVER, name, wants, localHosts=(private,), peerSecret=peerSecret
+        )
 
         def pathUp(punch, name=name, original=peer.pathUp):
             up.setdefault(name, clock.seconds())

@@ -58,10 +58,9 @@ class Peer(DatagramProtocol):
         self.transport.write(
             messages.encodeRegistration(
                 txid,
-                messages.Registration(
-                    self.name, (self.wants,), (), seeking, self.cookie, self.secret
-                ),
+                messages.Registration(self.name, (self.wants,), (), seeking, self.cookie),
                 messages.UNPROVEN_REGISTRATION_BYTES,
+                None if self.secret is None else messages.registrationKey(self.secret),
             ),
             server,
         )
@@ -83,13 +82,12 @@ class Peer(DatagramProtocol):
 def stageManager(reactor, url, holder):
     from punchd.cookies import Cookies
     from punchd.redisbook import RedisPhonebook
-    from punchd.redisstore import RedisStore, parseURL, shareCookieKey
+    from punchd.redisstore import RedisStore, parseURL, shareKeys
     from punchd.relay import IntroductionRelay
     from punchd.server import StageManagerProtocol
 
     store = RedisStore(parseURL(url), reactor)
     cookies = Cookies(reactor)
-    shareCookieKey(store, cookies)
     protocol = StageManagerProtocol(
         reactor,
         RedisPhonebook(store, 100000, 60.0, holder),
@@ -98,6 +96,7 @@ def stageManager(reactor, url, holder):
         registrationLimit=None,
         bindingLimit=None,
     )
+    shareKeys(store, {b"cookies": cookies.useKey, b"names": protocol.useNameKey})
     port = reactor.listenUDP(0, protocol, interface="127.0.0.1")
     store.startService()
     return store, port, ("127.0.0.1", port.getHost().port)

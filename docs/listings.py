@@ -28,6 +28,7 @@ PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 # one run to the next.
 COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
 SECRET = bytes.fromhex("5ec2e700") * 4
+NONCE = bytes.fromhex("0e0ce000") * 4
 
 _METHODS = {
     stun.BINDING: "Binding",
@@ -56,6 +57,7 @@ _NAMES = {
     ORIGINAL: "ORIGINAL",
     messages.COOKIE: "COOKIE",
     messages.NAME_SECRET: "NAME-SECRET",
+    messages.NAME_NONCE: "NAME-NONCE",
     stun.USERNAME: "USERNAME",
     stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
     stun.ERROR_CODE: "ERROR-CODE",
@@ -76,7 +78,8 @@ _XOR_ADDRESSES = {
 _ADDRESSES = {stun.RESPONSE_ORIGIN, stun.OTHER_ADDRESS}
 _FIXED = {
     messages.COOKIE: "4-byte time, 12-byte HMAC of the address",
-    messages.NAME_SECRET: "16 random bytes",
+    messages.NAME_SECRET: "16 bytes, given once",
+    messages.NAME_NONCE: "16 bytes: the next secret is HMAC(secret, nonce)",
     messages.PUNCH_KEY: "16 random bytes",
     stun.MESSAGE_INTEGRITY: "HMAC-SHA1 keyed with the punch key",
     stun.FINGERPRINT: "CRC-32 of the message XOR 0x5354554e",
@@ -128,19 +131,24 @@ def examples():
         messages.encodeChallenge(txid, COOKIE),
         messages.encodeRegistration(
             txid,
-            messages.Registration(
-                alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE, SECRET
-            ),
+            messages.Registration(alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE),
         ),
         messages.encodeRegistered(
-            txid, ("198.51.100.1", 5000), 60, (messages.PEER_ABSENT,), COOKIE, SECRET
+            txid, ("198.51.100.1", 5000), 60, (messages.PEER_WAITING,), COOKIE, SECRET
+        ),
+        messages.encodeRegistration(
+            txid,
+            messages.Registration(alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE),
+            key=messages.registrationKey(SECRET),
+        ),
+        messages.encodeRegistered(
+            txid, ("198.51.100.1", 5000), 60, (messages.PEER_WAITING,), COOKIE, nonce=NONCE
         ),
         messages.encodeError(
             messages.REGISTER,
             txid,
             messages.NAME_TAKEN,
-            "alice is registered from another address; only the holder of its"
-            " secret can move it",
+            "alice is registered; only the holder of its secret can register it",
         ),
         messages.encodeIntroduction(
             txid,
@@ -177,6 +185,8 @@ def _describe(attrType, value, txid, method):
         return f"{name}: {host}:{port}"
     if attrType == stun.MESSAGE_INTEGRITY and method == messages.INTRODUCE:
         return f"{name}: HMAC-SHA1 keyed with the recipient's introduction key"
+    if attrType == stun.MESSAGE_INTEGRITY and method in (messages.REGISTER, messages.UNREGISTER):
+        return f"{name}: HMAC-SHA1 keyed with the name's registration key"
     if attrType in _FIXED:
         return f"{name}: {_FIXED[attrType]}"
     if not value:

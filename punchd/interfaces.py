@@ -168,14 +168,18 @@ class IPhonebook(Interface):
             there is none or it has expired (or a Deferred of it).
         """
 
-    def register(name, address, localAddresses, wants, now, proven=False, secret=None):
+    def register(
+        name, address, localAddresses, wants, now, proven=False, secret=None, previousSecret=None
+    ):
         """
         Add C{name}, or update it in place.
 
         @param wants: The names of its contacts, a L{tuple}.
         @param proven: Whether the registration proved its address.
         @param secret: A new name secret to give the entry, or L{None} to
-            keep the one it has.
+            keep the ones it has.
+        @param previousSecret: With C{secret}, the secret it replaces, still
+            good for one round; or L{None}.
         @return: A 3-tuple (or a Deferred of it): the entry; the entry as it
             was before, or L{None} if the name is new; the entry evicted to
             make room, or L{None}.

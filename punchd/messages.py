@@ -14,10 +14,15 @@ Stage manager and peer:
     L{MAX_CONTACTS}), any number of L{LOCAL_ADDRESS} and, while the peer
     has no direct path to some of its contacts and is not punching one,
     L{SEEKING}: empty when it seeks every contact, otherwise a bitmap of
-    the L{PEER}s it seeks (bit 7 of byte 0 is the first).  Success:
-    C{XOR-MAPPED-ADDRESS}, L{LIFETIME} and, when it seeks, L{PEER_STATE}:
-    a byte for each contact sought, in order.  Error: C{ERROR-CODE}.
-  - C{UNREGISTER} request: L{NAME}.  Success: nothing more.
+    the L{PEER}s it seeks (bit 7 of byte 0 is the first); the last
+    L{COOKIE}; once the peer holds its name's secret, C{MESSAGE-INTEGRITY}
+    keyed with its L{registrationKey}.  Success: C{XOR-MAPPED-ADDRESS},
+    L{LIFETIME}, when it seeks, L{PEER_STATE} (a byte for each contact
+    sought, in order), a L{COOKIE}, and L{NAME_SECRET} for a new holder or
+    L{NAME_NONCE} for a proven one.  Error: C{ERROR-CODE}, and a L{COOKIE}
+    to echo (L{encodeChallenge}).
+  - C{UNREGISTER} request: L{NAME}, C{MESSAGE-INTEGRITY} keyed with the
+    L{registrationKey}.  Success: nothing more.
   - C{INTRODUCE} request from the stage manager: L{NAME} of the other peer,
     its public mapping in L{PEER_ADDRESS}, its L{PEER_LOCAL_ADDRESS}es and the
     L{PUNCH_KEY} both peers share (L{punchd.compat.introductions} has the
@@ -67,14 +72,20 @@ PEER_STATE = 0xC00A
 #: 16 bytes the stage manager made from the sender's address and the time;
 #: echoing it proves the sender receives at that address.
 COOKIE = 0xC00C
-#: 16 bytes the stage manager gives the first registrant of a name; only
-#: its holder may move the name to another address or unregister it.
+#: 16 bytes the stage manager gives the first registrant of a name, once:
+#: every later registration or unregistration of the name proves that it
+#: holds them with a C{MESSAGE-INTEGRITY} keyed with L{registrationKey}.
 NAME_SECRET = 0xC00D
+#: 16 bytes in the answer to a registration that proved it holds the name's
+#: secret: the secret is replaced by L{nextSecret} of it and this.
+NAME_NONCE = 0xC00E
 
 #: Values of L{PEER_STATE}, the stage manager's word on each wanted peer in
-#: its answer to a registration that seeks an introduction.
-PEER_ABSENT = 0
-PEER_WANTS_ANOTHER = 1
+#: its answer to a registration that seeks an introduction: no
+#: introduction yet, whether the wanted peer is absent or seeks another
+#: (which is nobody's business but its own), or an introduction follows.
+#: The value 1, once "seeks another", is no longer sent.
+PEER_WAITING = 0
 PEER_INTRODUCED = 2
 
 MAX_NAME_BYTES = 64
@@ -84,11 +95,13 @@ MAX_LOCAL_ADDRESSES = 8
 MAX_PAYLOAD_BYTES = 1024
 PUNCH_KEY_BYTES = 16
 SECRET_BYTES = 16
+NONCE_BYTES = 16
 
 BAD_REQUEST = 400
 #: A registration without a valid cookie, answered with one to echo.
 PROVE_ADDRESS = 401
-#: A registration of a name held by another address, without its secret.
+#: A registration of a held name without the proof that it holds the
+#: name's secret.
 NAME_TAKEN = 403
 
 # The bytes a name may be made of when it is ASCII: printable, not a space.
@@ -133,6 +146,31 @@ def introductionKey(secret: bytes) -> bytes:
         C{secret}, cut short.
     """
     return hmac.digest(secret, b"punchd introduction", "sha256")[:16]
+
+
+def registrationKey(secret: bytes) -> bytes:
+    """
+    The key of the C{MESSAGE-INTEGRITY} with which a peer proves, in a
+    registration or an unregistration, that it holds its name's secret,
+    without sending it.
+
+    @param secret: The name's secret, as it stands (see L{nextSecret}).
+    @return: 16 bytes: HMAC-SHA256 of C{"punchd registration"} keyed with
+        C{secret}, cut short.
+    """
+    return hmac.digest(secret, b"punchd registration", "sha256")[:16]
+
+
+def nextSecret(secret: bytes, nonce: bytes) -> bytes:
+    """
+    The name secret that replaces C{secret} once the stage manager answers
+    a registration proven with it with the L{NAME_NONCE} C{nonce}: both
+    sides work it out, so that the secret crosses the wire only once.
+
+    @return: 16 bytes: HMAC-SHA256 of C{"punchd next secret\0"} and
+        C{nonce}, keyed with C{secret}, cut short.
+    """
+    return hmac.digest(secret, b"punchd next secret\0" + nonce, "sha256")[:SECRET_BYTES]
 
 
 def validateName(name: bytes) -> str:
@@ -219,7 +257,6 @@ class Registration:
     @ivar seeking: The contacts it wants an introduction to now, in the
         order of C{wants}.
     @ivar cookie: The last L{COOKIE} the stage manager gave it, or L{None}.
-    @ivar secret: The L{NAME_SECRET} of its name, or L{None}.
     """
 
     name: str
@@ -227,17 +264,22 @@ class Registration:
     localAddresses: tuple = ()
     seeking: tuple = ()
     cookie: "bytes | None" = None
-    secret: "bytes | None" = None
 
 
 def encodeRegistration(
-    transactionID: bytes, registration: Registration, minimumSize: int = 0
+    transactionID: bytes,
+    registration: Registration,
+    minimumSize: int = 0,
+    key: "bytes | None" = None,
 ) -> bytes:
     """
     Encode a C{REGISTER} request.
 
     @param minimumSize: Add a C{PADDING} attribute to make the request at
         least this many bytes long.
+    @param key: The L{registrationKey} of the name's secret, for the
+        C{MESSAGE-INTEGRITY} that proves the peer holds it; L{None} before
+        the peer has one.
     """
     attributes = [(NAME, registration.name.encode("utf-8"))]
     for wanted in registration.wants:
@@ -248,17 +290,18 @@ def encodeRegistration(
         )
     if registration.seeking:
         attributes.append((SEEKING, seekingBitmap(registration.wants, registration.seeking)))
-    for attrType, value in ((COOKIE, registration.cookie), (NAME_SECRET, registration.secret)):
-        if value is not None:
-            attributes.append((attrType, value))
+    if registration.cookie is not None:
+        attributes.append((COOKIE, registration.cookie))
     datagram = stun.encode(
         stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
+        integrityKey=key,
         fingerprint=True,
     )
     if len(datagram) < minimumSize:
         attributes.append((stun.PADDING, bytes(max(0, minimumSize - len(datagram) - 4))))
         datagram = stun.encode(
             stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
+            integrityKey=key,
             fingerprint=True,
         )
     return datagram
@@ -298,7 +341,7 @@ def parseRegistration(message: stun.Message) -> Registration:
     # One pass over the attributes: a registration is most of what the
     # stage manager reads.  The first NAME counts, as get() would.
     txid = message.transactionID
-    name = cookie = secret = seeking = None
+    name = cookie = seeking = None
     wants = []
     locals_ = []
     for attrType, value in message.attributes:
@@ -313,8 +356,6 @@ def parseRegistration(message: stun.Message) -> Registration:
             seeking = value
         elif attrType == COOKIE:
             cookie = value
-        elif attrType == NAME_SECRET:
-            secret = value
     if len(locals_) > MAX_LOCAL_ADDRESSES:
         raise InvalidMessage(
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
@@ -338,7 +379,6 @@ def parseRegistration(message: stun.Message) -> Registration:
         localAddresses,
         () if seeking is None else _sought(wants, seeking),
         cookie,
-        secret,
     )
 
 
@@ -349,6 +389,7 @@ def encodeRegistered(
     peerStates: tuple = (),
     cookie: "bytes | None" = None,
     secret: "bytes | None" = None,
+    nonce: "bytes | None" = None,
 ) -> bytes:
     """
     Encode the success response to a C{REGISTER} request.
@@ -356,10 +397,12 @@ def encodeRegistered(
     @param observed: The C{(host, port)} the request came from.
     @param lifetime: Seconds the registration lives without a refresh.
     @param peerStates: For each contact the request sought, in order,
-        L{PEER_ABSENT}, L{PEER_WANTS_ANOTHER} or L{PEER_INTRODUCED}; empty
-        when it sought none.
+        L{PEER_WAITING} or L{PEER_INTRODUCED}; empty when it sought none.
     @param cookie: A L{COOKIE} for the registrant's next registration.
-    @param secret: The L{NAME_SECRET} of its name.
+    @param secret: The L{NAME_SECRET} given to a name's new holder, or
+        L{None}.
+    @param nonce: The L{NAME_NONCE} for the next secret, in the answer to
+        a registration that proved it holds the secret; or L{None}.
     """
     # Made for every registration, so from encoded attributes.
     attributes = stun.attribute(
@@ -371,6 +414,8 @@ def encodeRegistered(
         attributes += stun.attribute(COOKIE, cookie)
     if secret is not None:
         attributes += stun.attribute(NAME_SECRET, secret)
+    if nonce is not None:
+        attributes += stun.attribute(NAME_NONCE, nonce)
     return stun.encodeAttributes(
         REGISTER, stun.SUCCESS, transactionID, attributes, fingerprint=True
     )
@@ -386,7 +431,9 @@ class Registered:
     @ivar peerStates: The L{PEER_STATE} values, one for each contact
         sought: a L{tuple}.
     @ivar cookie: The L{COOKIE} to echo next time, or L{None}.
-    @ivar secret: The L{NAME_SECRET} of the name, or L{None}.
+    @ivar secret: The L{NAME_SECRET} given to the name's new holder, or
+        L{None}.
+    @ivar nonce: The L{NAME_NONCE} the next secret is made with, or L{None}.
     """
 
     observed: tuple
@@ -394,6 +441,7 @@ class Registered:
     peerStates: tuple = ()
     cookie: "bytes | None" = None
     secret: "bytes | None" = None
+    nonce: "bytes | None" = None
 
 
 def parseRegistered(message: stun.Message) -> Registered:
@@ -409,12 +457,17 @@ def parseRegistered(message: stun.Message) -> Registered:
     peerStates = message.get(PEER_STATE)
     if peerStates is not None and len(peerStates) > MAX_CONTACTS:
         raise InvalidMessage(f"PEER-STATE for {len(peerStates)} peers")
+    secret, nonce = message.get(NAME_SECRET), message.get(NAME_NONCE)
+    for value, what in ((secret, "NAME-SECRET"), (nonce, "NAME-NONCE")):
+        if value is not None and len(value) != SECRET_BYTES:
+            raise InvalidMessage(f"{what} is not {SECRET_BYTES} bytes")
     return Registered(
         readAddress(mapped, message.transactionID, "XOR-MAPPED-ADDRESS"),
         int.from_bytes(lifetime, "big"),
         () if peerStates is None else tuple(peerStates),
         message.get(COOKIE),
-        message.get(NAME_SECRET),
+        secret,
+        nonce,
     )
 
 
@@ -465,25 +518,25 @@ def encodeUnregister(transactionID: bytes, name: str, secret: "bytes | None" = N
     """
     Encode an C{UNREGISTER} request.
 
-    @param secret: The L{NAME_SECRET} of the name.
+    @param secret: The name's secret as it stands: the request carries a
+        C{MESSAGE-INTEGRITY} keyed with its L{registrationKey}, not the
+        secret.
     """
-    attributes = ((NAME, name.encode("utf-8")),)
-    if secret is not None:
-        attributes += ((NAME_SECRET, secret),)
     return stun.encode(
-        stun.Message(UNREGISTER, stun.REQUEST, transactionID, attributes),
+        stun.Message(UNREGISTER, stun.REQUEST, transactionID, ((NAME, name.encode("utf-8")),)),
+        integrityKey=None if secret is None else registrationKey(secret),
         fingerprint=True,
     )
 
 
-def parseUnregister(message: stun.Message):
+def parseUnregister(message: stun.Message) -> str:
     """
     Read an C{UNREGISTER} request.
 
-    @return: The name to forget, and its L{NAME_SECRET} or L{None}.
+    @return: The name to forget.
     @raise InvalidMessage: If the name is missing or bad.
     """
-    return readName(message, NAME, "NAME", True), message.get(NAME_SECRET)
+    return readName(message, NAME, "NAME", True)
 
 
 def encodeSuccess(method: int, transactionID: bytes) -> bytes:

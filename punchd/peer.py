@@ -94,6 +94,7 @@ class PeerProtocol(DatagramProtocol):
         application=None,
         applications=None,
         messageInterval: float = 1.0,
+        fallbacks=(),
         **punchSettings,
     ):
         """
@@ -124,6 +125,9 @@ class PeerProtocol(DatagramProtocol):
             mapping of contact names to applications.  A contact without
             one gets a L{Greeter} of C{text} every C{messageInterval}
             seconds.
+        @param fallbacks: The C{(host, port)}s of more stage managers, to
+            register with in turn when the one registered with stops
+            answering.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -144,7 +148,8 @@ class PeerProtocol(DatagramProtocol):
         if unknown:
             raise ValueError(f"applications for names that are not contacts: {', '.join(unknown)}")
         self.clock = clock
-        self.server = server
+        self._server = server
+        self._fallbacks = tuple(fallbacks)
         self.name = name
         self.wants = wants
         self.interval = interval
@@ -178,6 +183,14 @@ class PeerProtocol(DatagramProtocol):
         self.natBehaviour = None
 
     @property
+    def server(self):
+        """
+        The C{(host, port)} of the stage manager registered with: the first
+        one given, until it stops answering and the peer moves to another.
+        """
+        return self._server if self.registrar is None else self.registrar.server
+
+    @property
     def punch(self):
         """
         The current path to the first contact, or L{None}: of a peer with
@@ -208,7 +221,7 @@ class PeerProtocol(DatagramProtocol):
         self.log.info(
             "Stage manager: {server}. My name: {name}, looking for {wants}."
             " Listening on port {port}.",
-            server=formatAddress(self.server),
+            server=", then ".join(map(formatAddress, (self._server, *self._fallbacks))),
             name=self.name,
             wants=", ".join(self.wants),
             port=host.port,
@@ -228,7 +241,7 @@ class PeerProtocol(DatagramProtocol):
         self.registrar = Registrar(
             self.clock,
             self._toServer,
-            self.server,
+            self._server,
             self._wireName,
             tuple(contact.wireName for contact in self.contacts.values()),
             self.localAddresses,
@@ -237,6 +250,7 @@ class PeerProtocol(DatagramProtocol):
             self.interval,
             self._newTransactionID,
             clearNames=(self.name, self.wants),
+            fallbacks=self._fallbacks,
         )
         for dialect in self.dialects:
             dialect.attach(self)
@@ -302,14 +316,14 @@ class PeerProtocol(DatagramProtocol):
         """
         return tuple(c.wireName for c in self.contacts.values() if c.seeking)
 
-    def _toServer(self, datagram):
+    def _toServer(self, datagram, server=None):
         """
-        Send a datagram to the stage manager, signed with the shared secret
-        if there is one.
+        Send a datagram to the stage manager (C{server}, or the one
+        registered with), signed with the shared secret if there is one.
         """
         if self._key is not None:
             datagram = stun.addIntegritySHA256(datagram, self._key)
-        self.transport.write(datagram, self.server)
+        self.transport.write(datagram, self.server if server is None else server)
 
     # What dialects use
 
@@ -377,9 +391,9 @@ class PeerProtocol(DatagramProtocol):
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
-            secret = self.registrar.secret
-            if secret is None or not stun.verifyIntegrity(
-                datagram, messages.introductionKey(secret)
+            if not any(
+                stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+                for secret in self.registrar.secrets
             ):
                 # Anyone can send from the stage manager's address; only
                 # the stage manager knows our name's secret.  Not even

@@ -42,7 +42,7 @@ means for hole punching, and exits:
 
     twistd -n punch-peer --server stage.example.net:8080 --probe
 
-With --forward, the path carries a local program's datagrams instead of the
+With --forward, a path carries a local program's datagrams instead of the
 direct message: every datagram sent to 127.0.0.1:51821 goes to the contact,
 and every datagram from the contact is sent from that port to --deliver (or,
 without it, to the local program that last sent to the port). WireGuard
@@ -51,6 +51,11 @@ peer behind the other NAT this way:
 
     twistd -n punch-peer --server stage.example.net:8080 --name alice --peer bob \\
         --forward 51821 --deliver 127.0.0.1:51820
+
+With several contacts, NAME= says whose path each port forwards to:
+
+    twistd -n punch-peer --server stage.example.net:8080 --name alice \\
+        --peer bob --peer carol --forward bob=51821 --forward carol=51822
 
 With --seed-compat, it instead speaks the original test-client's text
 protocol, to an original test-server (or a punch-server --seed-compat): it
@@ -102,6 +107,15 @@ def _forwardAddress(text: str):
     return FORWARD_HOST, port
 
 
+def _deliverAddress(text: str):
+    """
+    The address C{HOST:PORT} of C{--deliver}, resolved.
+
+    @raise ValueError: If it is not of that form or does not resolve.
+    """
+    return resolve(*splitHostPort(text))
+
+
 def _checkListenable(address):
     """
     Bind a UDP socket to C{address}, and close it.
@@ -122,7 +136,8 @@ class Options(usage.Options):
     Options for C{twistd punch-peer}.
 
     After parsing, C{self["server"]} is the stage manager's resolved
-    C{(address, port)}.
+    C{(address, port)}, and C{self["fallbacks"]} those of the stage
+    managers given after it.
     """
 
     synopsis = (
@@ -140,13 +155,6 @@ class Options(usage.Options):
     ]
 
     optParameters = [
-        [
-            "server",
-            "s",
-            None,
-            "The stage manager, HOST:PORT. HOST is a name or an address;"
-            " an IPv6 address goes in brackets: [2001:db8::1]:8080.",
-        ],
         ["name", "n", None, "This peer's name: up to 64 bytes, no spaces.", _name("name")],
         [
             "port",
@@ -205,7 +213,8 @@ class Options(usage.Options):
             options.named("keepalive", options.positiveFloat),
         ],
         # Each of these two may be given once for each contact: the rows
-        # give the help, and the opt_ methods below take every value.
+        # give the help, which a docstring of several lines would not lay
+        # out, and the opt_ methods below take every value.
         [
             "forward",
             None,
@@ -213,14 +222,14 @@ class Options(usage.Options):
             "[NAME=][HOST:]PORT: carry a local program's datagrams instead of the"
             f" direct message: listen on HOST (default {FORWARD_HOST}) at PORT, and"
             " send every datagram that arrives there to the contact NAME (default:"
-            " the --peer) over the path.",
+            " the one --peer) over its path. Once for each contact.",
         ],
         [
             "deliver",
             None,
             None,
             "[NAME=]HOST:PORT: send every datagram from the contact NAME (default:"
-            " the --peer) to HOST:PORT, from its --forward port. Default: to the"
+            " the one --peer) to HOST:PORT, from its --forward port. Default: to the"
             " local program that last sent to that port.",
         ],
     ]
@@ -228,6 +237,8 @@ class Options(usage.Options):
     def __init__(self):
         super().__init__()
         self["peer"] = []
+        self["server"] = None
+        self["servers"] = []
         self["forward"] = []
         self["deliver"] = []
 
@@ -238,6 +249,19 @@ class Options(usage.Options):
         self["peer"].append(_name("peer")(name))
 
     opt_c = opt_peer
+
+    def opt_server(self, server):
+        """
+        The stage manager, HOST:PORT. HOST is a name or an address; an IPv6
+        address goes in brackets: [2001:db8::1]:8080. Given again, more
+        stage managers: the peer registers with the first, and moves to the
+        next when the one it registers with stops answering.
+        """
+        self["servers"].append(server)
+        if self["server"] is None:
+            self["server"] = server
+
+    opt_s = opt_server
 
     def opt_forward(self, value):
         self["forward"].append(value)
@@ -287,10 +311,19 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--peer must name another peer, not this one ({self['name']})"
             )
-        try:
-            self["server"] = resolve(*splitHostPort(self["server"]))
-        except ValueError as e:
-            raise usage.UsageError(f"--server: {e}") from None
+        if len(self["servers"]) > 1:
+            for option in ("probe", "seed-compat"):
+                if self[option]:
+                    raise usage.UsageError(f"--server: given twice, which --{option} cannot use")
+        resolved = []
+        for server in self["servers"]:
+            try:
+                resolved.append(resolve(*splitHostPort(server)))
+            except ValueError as e:
+                raise usage.UsageError(f"--server: {e}") from None
+        if len(set(resolved)) != len(resolved):
+            raise usage.UsageError(f"--server: a stage manager given twice ({', '.join(self['servers'])})")
+        self["server"], *self["fallbacks"] = resolved
         if self["seed-compat"] and ":" in self["server"][0]:
             raise usage.UsageError(
                 f"--server: {self['server'][0]} is IPv6; the original test-server"
@@ -301,82 +334,55 @@ class Options(usage.Options):
     def _checkForwarding(self):
         """
         Parse C{--forward} and C{--deliver} into C{{contact: (host,
-        port)}}, each address resolved and the forwarding port free.
+        port)}}, each address resolved and each forwarding port free.
         """
-        forwards, delivers = self["forward"], self["deliver"]
-        self["forward"], self["deliver"] = {}, {}
-        if not forwards:
-            if delivers:
+        if not self["forward"]:
+            if self["deliver"]:
                 raise usage.UsageError(
                     "--deliver needs --forward: datagrams from the contact are"
                     " delivered from the forwarding port"
                 )
+            self["forward"], self["deliver"] = {}, {}
             return
         for option in ("probe", "seed-compat"):
             if self[option]:
                 raise usage.UsageError(f"--forward cannot go with --{option}")
-        if self["message"] is not None:
+        self["forward"] = self._byContact("forward", _forwardAddress)
+        self["deliver"] = self._byContact("deliver", _deliverAddress)
+        if self["message"] is not None and len(self["forward"]) == len(self["peer"]):
             raise usage.UsageError(
-                "--message cannot go with --forward: the path carries the local"
-                " program's datagrams, not the direct message"
+                "--message cannot go with a --forward for every --peer: the paths"
+                " carry the local programs' datagrams, not the direct message"
             )
-        peers = self["peer"]
-        for option, values, parse in (
-            ("forward", forwards, _forwardAddress),
-            ("deliver", delivers, lambda text: resolve(*splitHostPort(text))),
-        ):
-            for value in values:
-                name, address = _contactAnd(value)
-                if name is None:
-                    if len(peers) > 1:
-                        raise usage.UsageError(
-                            f"--{option}: {value} names no contact, and there are"
-                            f" several --peers: give NAME=, as in {peers[0]}={value}"
-                        )
-                    name = peers[0]
-                elif name not in peers:
-                    raise usage.UsageError(
-                        f"--{option}: {name}= names no --peer (the --peers: {', '.join(peers)})"
-                    )
-                if name in self[option]:
-                    raise usage.UsageError(f"--{option}: given twice for {name}")
-                try:
-                    self[option][name] = parse(address)
-                except ValueError as e:
-                    raise usage.UsageError(f"--{option}: {e}") from None
-        for name in self["deliver"]:
-            if name not in self["forward"]:
-                raise usage.UsageError(
-                    f"--deliver: {name} has no --forward; datagrams from it are"
-                    " delivered from its forwarding port"
-                )
-        taken = {}
+        listening = {}
         for name, local in self["forward"].items():
-            if local in taken:
-                raise usage.UsageError(
-                    f"--forward: {formatAddress(local)} is given for both"
-                    f" {taken[local]} and {name}"
-                )
-            taken[local] = name
             if local[1] == self["port"]:
                 raise usage.UsageError(
                     f"--forward: port {local[1]} is this peer's own --port too"
                 )
+            if local in listening:
+                raise usage.UsageError(
+                    f"--forward: {formatAddress(local)} for both {listening[local]} and {name}"
+                )
+            listening[local] = name
             try:
                 _checkListenable(local)
             except ValueError as e:
                 raise usage.UsageError(f"--forward: {e}") from None
-            deliver = self["deliver"].get(name)
-            if deliver is None:
-                continue
+        for name, deliver in self["deliver"].items():
+            local = self["forward"].get(name)
+            if local is None:
+                raise usage.UsageError(
+                    f"--deliver: {name} has no --forward, whose port delivers its datagrams"
+                )
             if (":" in deliver[0]) != (":" in local[0]):
                 raise usage.UsageError(
                     f"--deliver: {deliver[0]} is not of the family of {local[0]},"
                     " where --forward listens"
                 )
-            if deliver == local:
+            if deliver in listening:
                 raise usage.UsageError(
-                    f"--deliver: {formatAddress(deliver)} is the --forward port itself"
+                    f"--deliver: {formatAddress(deliver)} is a --forward port itself"
                 )
             if ip_address(local[0]).is_loopback and not ip_address(deliver[0]).is_loopback:
                 # The kernel will not send from a loopback address to
@@ -385,6 +391,37 @@ class Options(usage.Options):
                     f"--deliver: {deliver[0]} is not on this machine, and --forward"
                     f" listens on {local[0]}; give --forward a HOST that reaches it"
                 )
+
+    def _byContact(self, option, parse):
+        """
+        The values of C{option}, each C{[NAME=]VALUE}, parsed by contact.
+
+        @param parse: A function of the VALUE returning the address or
+            raising L{ValueError}.
+        @return: C{{contact: address}}.
+        """
+        peers = self["peer"]
+        found = {}
+        for value in self[option]:
+            name, address = _contactAnd(value)
+            if name is None:
+                if len(peers) != 1:
+                    raise usage.UsageError(
+                        f"--{option}: {value} names no contact; with several --peer,"
+                        f" write NAME={value}"
+                    )
+                name = peers[0]
+            elif name not in peers:
+                raise usage.UsageError(
+                    f"--{option}: {name}= names no --peer (the contacts: {', '.join(peers)})"
+                )
+            if name in found:
+                raise usage.UsageError(f"--{option}: given twice for {name}")
+            try:
+                found[name] = parse(address)
+            except ValueError as e:
+                raise usage.UsageError(f"--{option}: {e}") from None
+        return found
 
 
     def _checkMessage(self):
@@ -420,10 +457,10 @@ def makeService(config, reactor=None):
     @return: A L{DatagramServer} whose C{protocol} is the L{PeerProtocol}
         (in a L{PeerService}), the L{SeedPeerProtocol} with C{--seed-compat}
         (in a L{PeerService} too), or the L{NATReportProtocol} with
-        C{--probe}.  With C{--forward}, a L{MultiService}: the
-        L{PeerService} named C{"peer"}, and the L{DatagramServer} of the
-        L{Forwarder} on each forwarded contact's path, named C{"forward"}
-        with one contact and C{"forward NAME"} with several.
+        C{--probe}.  With C{--forward}, a L{MultiService}: a
+        L{DatagramServer} named C{"forward NAME"} for each contact
+        forwarded, whose protocol is the L{Forwarder} on that contact's
+        paths, then the L{PeerService}, named C{"peer"}.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -459,7 +496,7 @@ def makeService(config, reactor=None):
         interval=config["interval"],
         text=text,
         # An original test-client cannot prove the shared secret, and
-        # carries only its text messages.
+        # carries only its text messages, not a forwarded program's.
         dialects=()
         if config["peer-secret-file"] is not None or forwarders
         else (OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
@@ -469,17 +506,18 @@ def makeService(config, reactor=None):
         pathTimeout=3 * config["keepalive"],
         key=config["secret-file"],
         peerSecret=config["peer-secret-file"],
+        fallbacks=config["fallbacks"],
     )
     peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
     if not forwarders:
         return peer
     service = MultiService()
-    # Started first and stopped last, so that each forwarding port is open
-    # whenever a path may bring a datagram.
+    # Started first and stopped last, so that a forwarding port is open
+    # whenever its path may bring a datagram.
     for name, forwarder in forwarders.items():
         host, port = config["forward"][name]
         forward = DatagramServer(port, forwarder, interface=host, reactor=reactor)
-        forward.setName("forward" if len(config["peer"]) == 1 else f"forward {name}")
+        forward.setName(f"forward {name}")
         forward.setServiceParent(service)
     peer.setName("peer")
     peer.setServiceParent(service)

@@ -81,28 +81,50 @@ def _unpackAll(packed):
     return tuple(addresses)
 
 
-def _place(secret, address, localAddresses):
+def _place(secret, address, localAddresses, previous=None):
     """
-    Pack an entry's secret, address and local addresses into one bytes
-    object: a byte giving the secret's length plus one (0 for no secret)
-    and the secret; a byte giving the packed address's length and the
-    packed address; the packed local addresses (see L{_packAll}).  One
-    object of some 64 bytes instead of three (and a fourth, the secret's,
-    when they are kept apart): a third of what an entry takes.
+    Pack an entry's secrets, address and local addresses into one bytes
+    object: a byte giving the secret's length plus one (0 for no secret),
+    with its high bit set when the previous secret follows, then the secret
+    and the previous secret, of the same length; a byte giving the packed
+    address's length and the packed address; the packed local addresses
+    (see L{_packAll}).  One object of some 80 bytes instead of four (and
+    more, the secrets', when they are kept apart): a third of what an
+    entry takes.
 
-    @return: The bytes, or the tuple C{(secret, address, localAddresses)}
-        if something does not pack.
+    @return: The bytes, or the tuple C{(secret, address, localAddresses,
+        previous)} if something does not pack.
     """
     packed = _pack(address)
     packedLocals = _packAll(localAddresses)
     if (
         type(packed) is not bytes
         or type(packedLocals) is not bytes
-        or (secret is not None and (type(secret) is not bytes or len(secret) > 254))
+        or (secret is not None and (type(secret) is not bytes or len(secret) > 126))
+        or (
+            previous is not None
+            and (secret is None or type(previous) is not bytes or len(previous) != len(secret))
+        )
     ):
-        return (secret, address, tuple(localAddresses))
-    head = b"\x00" if secret is None else bytes((len(secret) + 1,)) + secret
+        return (secret, address, tuple(localAddresses), previous)
+    if secret is None:
+        head = b"\x00"
+    elif previous is None:
+        head = bytes((len(secret) + 1,)) + secret
+    else:
+        head = bytes((0x80 | (len(secret) + 1),)) + secret + previous
     return head + _LENGTH_BYTES[len(packed)] + packed + packedLocals
+
+
+def _at(place) -> int:
+    """
+    Where the packed address starts in a packed place: past the secrets.
+    """
+    head = place[0]
+    if head == 0:
+        return 1
+    length = (head & 0x7F) - 1
+    return 1 + (2 * length if head & 0x80 else length)
 
 
 class Entry:
@@ -125,10 +147,15 @@ class Entry:
     @ivar lastSeen: When it last registered, in seconds.
     @type lastSeen: L{float}
 
-    @ivar secret: The secret the stage manager gave the first registrant of
-        the name, which only its holder can present; L{None} for a peer of
-        another protocol (an L{punchd.interfaces.IServerDialect}'s).
+    @ivar secret: The name's secret as it stands: the one the stage manager
+        gave the first registrant of the name, or the last L{nextSecret
+        <punchd.messages.nextSecret>} of it; L{None} for a peer of another
+        protocol (an L{punchd.interfaces.IServerDialect}'s).
     @type secret: L{bytes}
+
+    @ivar previousSecret: The secret it replaced, still good for one round
+        in case the answer that replaced it was lost; or L{None}.
+    @type previousSecret: L{bytes}
 
     @ivar proven: Whether the last registration echoed a cookie, proving
         that the peer receives at C{address}: only then does the stage
@@ -138,9 +165,19 @@ class Entry:
 
     __slots__ = ("name", "_place", "_wants", "lastSeen", "proven")
 
-    def __init__(self, name, address, localAddresses, wants, lastSeen, proven=False, secret=None):
+    def __init__(
+        self,
+        name,
+        address,
+        localAddresses,
+        wants,
+        lastSeen,
+        proven=False,
+        secret=None,
+        previousSecret=None,
+    ):
         self.name = name
-        self._place = _place(secret, address, localAddresses)
+        self._place = _place(secret, address, localAddresses, previousSecret)
         self.wants = wants
         self.lastSeen = lastSeen
         self.proven = proven
@@ -165,47 +202,64 @@ class Entry:
         place = self._place
         if type(place) is not bytes:
             return place[0]
-        return None if place[0] == 0 else place[1 : place[0]]
+        return None if place[0] == 0 else place[1 : (place[0] & 0x7F)]
 
     @secret.setter
     def secret(self, secret):
         self._place = _place(secret, self.address, self.localAddresses)
 
     @property
+    def previousSecret(self):
+        place = self._place
+        if type(place) is not bytes:
+            return place[3]
+        if not place[0] & 0x80:
+            return None
+        length = (place[0] & 0x7F) - 1
+        return place[1 + length : 1 + 2 * length]
+
+    def setSecrets(self, secret, previous=None):
+        """
+        Replace the name's secret, and the previous one.
+        """
+        self._place = _place(secret, self.address, self.localAddresses, previous)
+
+    @property
     def address(self):
         place = self._place
         if type(place) is not bytes:
             return place[1]
-        at = place[0] or 1
+        at = _at(place)
         return _unpack(place[at + 1 : at + 1 + place[at]])
 
     @address.setter
     def address(self, address):
-        self._place = _place(self.secret, address, self.localAddresses)
+        self._place = _place(self.secret, address, self.localAddresses, self.previousSecret)
 
     @property
     def localAddresses(self):
         place = self._place
         if type(place) is not bytes:
             return place[2]
-        at = place[0] or 1
+        at = _at(place)
         return _unpackAll(place[at + 1 + place[at] :])
 
     @localAddresses.setter
     def localAddresses(self, localAddresses):
-        self._place = _place(self.secret, self.address, localAddresses)
+        self._place = _place(self.secret, self.address, localAddresses, self.previousSecret)
 
     def moveTo(self, address, localAddresses):
         """
-        Set the address and the local addresses at once, keeping the secret.
+        Set the address and the local addresses at once, keeping the
+        secrets.
         """
         place = self._place
         if type(place) is bytes:
             packed = _place(None, address, localAddresses)
             if type(packed) is bytes:
-                self._place = place[: place[0] or 1] + packed[1:]
+                self._place = place[: _at(place)] + packed[1:]
                 return
-        self._place = _place(self.secret, address, localAddresses)
+        self._place = _place(self.secret, address, localAddresses, self.previousSecret)
 
     def copy(self) -> "Entry":
         """
@@ -229,7 +283,7 @@ class Entry:
             return False
         mine, theirs = self._place, other._place
         if type(mine) is bytes and type(theirs) is bytes:
-            return mine[mine[0] or 1 :] == theirs[theirs[0] or 1 :]
+            return mine[_at(mine) :] == theirs[_at(theirs) :]
         return (self.address, self.localAddresses) == (other.address, other.localAddresses)
 
     def __repr__(self) -> str:
@@ -268,13 +322,25 @@ class Phonebook:
         """
         return iter(self._entries.values())
 
-    def register(self, name, address, localAddresses, wants, now, proven=False, secret=None):
+    def register(
+        self,
+        name,
+        address,
+        localAddresses,
+        wants,
+        now,
+        proven=False,
+        secret=None,
+        previousSecret=None,
+    ):
         """
         Add C{name} or update it in place.
 
         @param proven: Whether the registration proved its address.
         @param secret: A new name secret for the entry, or L{None} to keep
-            the one it has.
+            the ones it has.
+        @param previousSecret: With C{secret}, the secret it replaces, still
+            good for one round; or L{None}.
 
         @return: A 3-tuple: the L{Entry}; the L{Entry} as it was before,
             copied, or L{None} when the name is new; and the L{Entry}
@@ -294,14 +360,14 @@ class Phonebook:
             if len(entries) >= self.maxEntries:
                 _, evicted = entries.popitem(last=False)
             entry = entries[name] = Entry(
-                name, address, localAddresses, wants, now, proven, secret
+                name, address, localAddresses, wants, now, proven, secret, previousSecret
             )
         else:
             previous = entry.copy()
             if secret is None:
                 entry.moveTo(address, localAddresses)
             else:
-                entry._place = _place(secret, address, localAddresses)
+                entry._place = _place(secret, address, localAddresses, previousSecret)
             entry.wants = wants
             entry.lastSeen = now
             entry.proven = proven

@@ -24,7 +24,7 @@ import struct
 from zope.interface import implementer
 
 from punchd.interfaces import IPhonebook
-from punchd.phonebook import Entry
+from punchd.phonebook import Entry, _at
 
 #: Seconds an entry's Redis key outlives the phonebook's TTL: the sweeps of
 #: the stage managers remove it first, and log it.
@@ -49,9 +49,16 @@ local secret = ARGV[3]
 local evictedName, evicted = false, false
 if old then
   if secret == '' then
+    -- The secrets' field: a byte of their length plus one, with 128 added
+    -- when the previous secret follows the secret.
     local n = string.byte(old, 1)
-    if n == 0 then n = 1 end
-    secret = string.sub(old, 1, n)
+    local length = 1
+    if n >= 128 then
+      length = 1 + 2 * (n - 129)
+    elseif n > 0 then
+      length = n
+    end
+    secret = string.sub(old, 1, length)
   end
 elseif not redis.call('ZSCORE', KEYS[2], ARGV[1])
     and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
@@ -125,14 +132,18 @@ class SharedEntry(Entry):
         return copy
 
 
-def secretField(secret):
+def secretField(secret, previous=None):
     """
-    The secret as an entry's value begins with it: a byte giving its length
-    plus one (0 for none), then the secret.
+    The secrets as an entry's value begins with them, as
+    L{punchd.phonebook} packs them: a byte giving the secret's length plus
+    one (0 for none), with its high bit set when the previous secret
+    follows, then the secret and the previous secret.
     """
     if secret is None:
         return b"\x00"
-    return bytes((len(secret) + 1,)) + secret
+    if previous is None:
+        return bytes((len(secret) + 1,)) + secret
+    return bytes((0x80 | (len(secret) + 1),)) + secret + previous
 
 
 def _names(names):
@@ -169,7 +180,7 @@ def decodeEntry(name, value):
     """
     The L{SharedEntry} C{name} whose Redis value is C{value}.
     """
-    n = value[0] or 1
+    n = _at(value)
     flags = value[n]
     (lastSeen,) = _SEEN.unpack_from(value, n + 1)
     at = n + 9
@@ -186,8 +197,14 @@ def decodeEntry(name, value):
     entry.name = name
     if flags & _UNPACKED:
         address, localAddresses = json.loads(value[at:])
-        secret = None if value[0] == 0 else value[1:n]
-        entry._place = (secret, tuple(address), tuple(tuple(a) for a in localAddresses))
+        secrets = Entry("", ("0.0.0.0", 0), (), (), 0)
+        secrets._place = value[:n] + secrets._place[1:]
+        entry._place = (
+            secrets.secret,
+            tuple(address),
+            tuple(tuple(a) for a in localAddresses),
+            secrets.previousSecret,
+        )
     else:
         entry._place = value[:n] + value[at:]
     entry._wants = wants[0] if len(wants) == 1 else tuple(wants)
@@ -280,9 +297,12 @@ class RedisPhonebook:
             return None
         return entry
 
-    def register(self, name, address, localAddresses, wants, now, proven=False, secret=None):
+    def register(
+        self, name, address, localAddresses, wants, now, proven=False, secret=None,
+        previousSecret=None,
+    ):
         body = encodeBody(proven, now, self.holder, wants, address, localAddresses)
-        field = b"" if secret is None else secretField(secret)
+        field = b"" if secret is None else secretField(secret, previousSecret)
         d = self.store.script(
             "register",
             (self._entryPrefix + name, self._seen),
@@ -293,7 +313,7 @@ class RedisPhonebook:
     def _registered(self, reply, name, body, field):
         old, evictedName, evicted, self._size = reply
         if not field:
-            field = old[: old[0] or 1] if old is not None else b"\x00"
+            field = old[: _at(old)] if old is not None else b"\x00"
         entry = decodeEntry(name, field + body)
         previous = None if old is None else decodeEntry(name, old)
         if evictedName is not None:

@@ -433,34 +433,38 @@ class RedisStore(service.Service):
         return self.call("PUBLISH", channel, message)
 
 
-#: The bytes of the shared cookie key.
-COOKIE_KEY_BYTES = 32
+#: The bytes of the key the stage managers share.
+SHARED_KEY_BYTES = 32
 
 
-def shareCookieKey(store, cookies, prefix="punchd:", randomBytes=None):
+def shareKeys(store, users, prefix="punchd:", randomBytes=None):
     """
-    Have every stage manager on C{store} check cookies with one key, kept
-    in Redis at C{PREFIX cookie-key}: the first to connect draws it, the
+    Have every stage manager on C{store} use the same keys, derived from
+    one kept in Redis at C{PREFIX key}: the first to connect draws it, the
     others read it, on every connection (a Redis restarted empty gets a
     new one).  A peer can then move to another stage manager with the
-    cookie it has.
+    cookie and the name secret it has.
 
-    @param cookies: This stage manager's L{punchd.cookies.Cookies}.
+    @param users: A L{dict} of a purpose (L{bytes}) to the function that
+        takes the key for it: C{Cookies.useKey} for C{b"cookies"},
+        C{StageManagerProtocol.useNameKey} for C{b"names"}.
     """
+    import hmac
     import os
 
     randomBytes = os.urandom if randomBytes is None else randomBytes
-    key = prefix + "cookie-key"
+    key = prefix + "key"
 
     def prepare(command):
-        d = command("SET", key, randomBytes(COOKIE_KEY_BYTES), "NX")
+        d = command("SET", key, randomBytes(SHARED_KEY_BYTES), "NX")
         d.addCallback(lambda _: command("GET", key))
         d.addCallback(useKey)
         return d
 
     def useKey(value):
-        if not isinstance(value, bytes) or len(value) != COOKIE_KEY_BYTES:
-            raise ValueError(f"{key} in Redis is not a key of {COOKIE_KEY_BYTES} bytes")
-        cookies.useKey(value)
+        if not isinstance(value, bytes) or len(value) != SHARED_KEY_BYTES:
+            raise ValueError(f"{key} in Redis is not a key of {SHARED_KEY_BYTES} bytes")
+        for purpose, use in users.items():
+            use(hmac.digest(value, purpose, "sha256"))
 
     store.whenConnecting(prepare)

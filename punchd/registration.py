@@ -21,6 +21,11 @@ REGISTRATION_RTO = 0.5
 #: says plainly that the stage manager is not answering.
 NOT_ANSWERING_AFTER = 5
 
+#: After this many unanswered transmissions of one registration (3.5 s, at
+#: the next retransmission), a peer that knows more than one stage manager
+#: moves to the next.
+MOVE_AFTER = 3
+
 #: Each refresh interval and retransmission delay is moved at random by up
 #: to this share of itself either way, so that many peers behind one NAT,
 #: started together, do not register in lockstep.
@@ -53,12 +58,13 @@ class Registrar:
         jitter: float = JITTER,
         random=_random.random,
         clearNames=None,
+        fallbacks=(),
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
-        @param send: A function of a datagram that sends it to the stage
-            manager.
-        @param server: The stage manager's C{(host, port)}, for the log.
+        @param send: A function of a datagram and a stage manager's
+            C{(host, port)} that sends it there.
+        @param server: The stage manager's C{(host, port)}.
         @param name: The peer's name.
         @param wants: The names of its contacts, a L{tuple}.
         @param localAddresses: Its C{(host, port)}s on its own network.
@@ -73,9 +79,13 @@ class Registrar:
         @param clearNames: The C{(name, wants)} the log shows, when C{name}
             and C{wants} are names derived from a peer secret (see
             L{punchd.identity}).
+        @param fallbacks: The C{(host, port)}s of more stage managers: when
+            the one registered with stops answering, the peer moves to the
+            next, and from the last back to the first.
         """
         self.clock = clock
         self.server = server
+        self.servers = (server, *fallbacks)
         self.name = name
         self.wants = tuple(wants)
         self.localAddresses = tuple(localAddresses)
@@ -88,7 +98,7 @@ class Registrar:
         self._localPort = localPort
         self._seeking = seeking
         self._newTransactionID = newTransactionID
-        self._transactions = Transactions(clock, lambda datagram, _: send(datagram))
+        self._transactions = Transactions(clock, send)
         self._jitter = jitter
         self._random = random
         self._refresher = None
@@ -98,16 +108,27 @@ class Registrar:
         self._peerStates = {}
         self._cookie = None
         self._secret = None
+        self._previousSecret = None
         self._challenged = False
 
     @property
     def secret(self) -> "bytes | None":
         """
-        The L{messages.NAME_SECRET} the stage manager gave this peer's name,
-        or L{None} before it did: what its introductions are signed with
-        (L{messages.introductionKey}).
+        The secret of this peer's name as it stands: the
+        L{messages.NAME_SECRET} the stage manager gave it, or the last
+        L{messages.nextSecret} of it; L{None} before the stage manager gave
+        one.
         """
         return self._secret
+
+    @property
+    def secrets(self) -> tuple:
+        """
+        The secrets an introduction may be signed with
+        (L{messages.introductionKey}): the current one and the one it
+        replaced, while the stage manager may still sign with that.
+        """
+        return tuple(s for s in (self._secret, self._previousSecret) if s is not None)
 
     def start(self):
         """
@@ -132,7 +153,10 @@ class Registrar:
         Fire and forget: a lost goodbye only means the entry expires.
         """
         if self.publicAddress is not None:
-            self._send(messages.encodeUnregister(self._newTransactionID(), self.name, self._secret))
+            self._send(
+                messages.encodeUnregister(self._newTransactionID(), self.name, self._secret),
+                self.server,
+            )
             self.log.info("Told the stage manager to forget {name}", name=self.name)
 
     def _jittered(self, delay: float) -> float:
@@ -165,12 +189,15 @@ class Registrar:
             self.localAddresses,
             self._seeking() if seeking is None else seeking,
             self._cookie,
-            self._secret,
         )
+        # The secret itself is never sent: the MESSAGE-INTEGRITY proves
+        # that we hold it.
+        secret = self._secret
         datagram = messages.encodeRegistration(
             txid,
             registration,
             messages.UNPROVEN_REGISTRATION_BYTES,
+            None if secret is None else messages.registrationKey(secret),
         )
         self._inFlight = txid
         self._firstAttemptAt = self.clock.seconds()
@@ -181,13 +208,15 @@ class Registrar:
             backoff(REGISTRATION_RTO, self.interval, self._jitter, self._random),
             sent=self._attempted,
         )
-        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration,))
+        d.addCallbacks(self._answered, self._withdrawn, callbackArgs=(registration, secret))
 
     def _withdrawn(self, failure):
         failure.trap(CancelledError)
 
     def _attempted(self, attempts):
-        if attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
+        if attempts == MOVE_AFTER + 1 and len(self.servers) > 1:
+            self._move(attempts)
+        elif attempts == NOT_ANSWERING_AFTER and not self._serverSilent:
             self._serverSilent = True
             self.log.warn(
                 "The stage manager at {server} is not answering: {attempts} tries"
@@ -198,6 +227,27 @@ class Registrar:
                 seconds=self.clock.seconds() - self._firstAttemptAt,
                 port=self.server[1],
             )
+
+    def _move(self, attempts):
+        """
+        Register with the next stage manager, the current one having
+        stopped answering.  The cookie and the name's secret go along: a
+        stage manager that shares the phonebook and the cookie key with
+        this one takes them; another challenges the cookie and gives the
+        name a secret of its own.
+        """
+        previous = self.server
+        self.server = self.servers[(self.servers.index(previous) + 1) % len(self.servers)]
+        self.log.warn(
+            "The stage manager at {previous} is not answering: {attempts} tries over"
+            " {seconds:.1f} s went unanswered. Registering with {server} instead.",
+            previous=formatAddress(previous),
+            attempts=attempts - 1,
+            seconds=self.clock.seconds() - self._firstAttemptAt,
+            server=formatAddress(self.server),
+        )
+        # From within the retransmission of the request it replaces.
+        self.clock.callLater(0, self.register)
 
     def handle(self, message: stun.Message) -> bool:
         """
@@ -221,7 +271,7 @@ class Registrar:
             return False
         return self._transactions.answer(message.transactionID, answer)
 
-    def _answered(self, answer, registration):
+    def _answered(self, answer, registration, secret):
         self._inFlight = None
         if self._serverSilent:
             self._serverSilent = False
@@ -230,14 +280,25 @@ class Registrar:
                 server=formatAddress(self.server),
             )
         if isinstance(answer, messages.Registered):
-            self._registered(answer, registration)
+            self._registered(answer, registration, secret)
         else:
             self._refused(answer, registration)
 
-    def _registered(self, answer, registration):
+    def _registered(self, answer, registration, secret):
+        """
+        @param secret: The secret the registration proved it holds, or
+            L{None}.
+        """
         self._challenged = False
         self._cookie = answer.cookie
-        self._secret = answer.secret
+        if answer.secret is not None:
+            # The name is new to the stage manager (or it forgot it).
+            self._secret, self._previousSecret = answer.secret, None
+        elif answer.nonce is not None and secret is not None:
+            # Made from the secret this registration proved, not from the
+            # one we hold now, as the stage manager made it.
+            self._secret = messages.nextSecret(secret, answer.nonce)
+            self._previousSecret = secret
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
         states = dict(zip(registration.seeking, answer.peerStates))
@@ -245,22 +306,12 @@ class Registrar:
             state = states.get(wanted)
             if self._peerStates.get(wanted) != state:
                 self._peerStates[wanted] = state
-                self._peerStateChanged(self._clearWants[wanted], state)
-
-    def _peerStateChanged(self, wanted, state):
-        """
-        Say what the stage manager said of a contact sought, when it
-        changed.
-        """
-        if state == messages.PEER_ABSENT:
-            self.log.info("Waiting for {wants} to register", wants=wanted)
-        elif state == messages.PEER_WANTS_ANOTHER:
-            self.log.info(
-                "{wants} is registered but looking for another peer; waiting"
-                " until it looks for {name}",
-                wants=wanted,
-                name=self._clearName,
-            )
+                if state == messages.PEER_WAITING:
+                    self.log.info(
+                        "Waiting for {wants} to register and look for {name}",
+                        wants=self._clearWants[wanted],
+                        name=self._clearName,
+                    )
 
     def _addressLearned(self, answer):
         if self.publicAddress is None:

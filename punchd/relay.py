@@ -27,7 +27,7 @@ from punchd.redisstore import StoreUnavailable
 def encodeRelayed(to, introduction):
     """
     The message published to C{to}'s holder: whom to introduce (C{to}'s
-    name, address and secret, so that the holder needs no lookup) and the
+    name, address and secrets, so that the holder needs no lookup) and the
     introduction itself.
     """
     return json.dumps(
@@ -35,6 +35,7 @@ def encodeRelayed(to, introduction):
             to.name,
             list(to.address),
             None if to.secret is None else to.secret.hex(),
+            None if to.previousSecret is None else to.previousSecret.hex(),
             introduction.name,
             list(introduction.address),
             [list(a) for a in introduction.localAddresses],
@@ -52,7 +53,7 @@ def decodeRelayed(data):
     @raise ValueError: If C{data} is not such a message.
     """
     try:
-        name, address, secret, about, aboutAddress, aboutLocal, key = json.loads(data)
+        name, address, secret, previous, about, aboutAddress, aboutLocal, key = json.loads(data)
         to = Entry(
             name,
             tuple(address),
@@ -61,6 +62,7 @@ def decodeRelayed(data):
             0.0,
             True,
             None if secret is None else bytes.fromhex(secret),
+            None if previous is None else bytes.fromhex(previous),
         )
         introduction = messages.Introduction(
             about, tuple(aboutAddress), tuple(tuple(a) for a in aboutLocal), bytes.fromhex(key)

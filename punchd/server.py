@@ -47,13 +47,17 @@ class _Request:
     manager's steps.
     """
 
-    __slots__ = ("message", "registration", "address", "now", "refresh")
+    __slots__ = ("message", "datagram", "registration", "address", "now", "refresh", "secret", "nonce")
 
-    def __init__(self, message, registration, address, now):
+    def __init__(self, message, datagram, registration, address, now):
         self.message = message
+        self.datagram = datagram
         self.registration = registration
         self.address = address
         self.now = now
+        # What the answer gives the registrant: a new name secret, or the
+        # nonce its next secret is made with.
+        self.secret = self.nonce = None
         # Whether it repeats the entry's last registration, from the same
         # place and wanting the same peer: set once the entry is recorded.
         self.refresh = False
@@ -150,6 +154,8 @@ class StageManagerProtocol(DatagramProtocol):
             hideAddresses(self.drops)
         self._randomBytes = randomBytes
         self.cookies = Cookies(clock, randomBytes=randomBytes) if cookies is None else cookies
+        # The key of the first secrets and the nonces of names: see _claim.
+        self._nameKey = randomBytes(32)
         self.registrationLimit = registrationLimit
         self.bindingLimit = bindingLimit
         self._key = key
@@ -171,6 +177,15 @@ class StageManagerProtocol(DatagramProtocol):
             (messages.UNREGISTER, stun.REQUEST): self._unregister,
             (messages.INTRODUCE, stun.SUCCESS): self._introductionAnswered,
         }
+
+    def useNameKey(self, key: bytes):
+        """
+        Make the first secrets of names and the nonces that move secrets on
+        with C{key} from now on: with a phonebook shared by several stage
+        managers, the key they share, so that each makes what another
+        would.
+        """
+        self._nameKey = key
 
     def startProtocol(self):
         # Every address the stage manager writes to came from its socket.
@@ -277,7 +292,7 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return
         try:
-            result = handler(message, address, len(datagram))
+            result = handler(message, address, datagram)
         except (stun.StunError, messages.InvalidMessage) as e:
             self._failed(e, message, address, len(datagram))
             return
@@ -314,7 +329,7 @@ class StageManagerProtocol(DatagramProtocol):
             answer = messages.encodeError(message.method, message.transactionID, error.code, reason)
         self.write(answer, address, limit)
 
-    def _binding(self, message, address, size):
+    def _binding(self, message, address, datagram):
         if self._limited(self.bindingLimit, address):
             return
         if self.discovery is not None:
@@ -323,7 +338,7 @@ class StageManagerProtocol(DatagramProtocol):
             self.write(messages.bindingAnswer(message, unmapped(address)), address)
         self.stats["bindings"] += 1
 
-    def _register(self, message, address, size):
+    def _register(self, message, address, datagram):
         """
         A registration: admit it, claim the name, record the entry, answer,
         and introduce; each step goes on from the phonebook's answer.
@@ -342,13 +357,13 @@ class StageManagerProtocol(DatagramProtocol):
             self.write(
                 messages.encodeChallenge(message.transactionID, self.cookies.issue(address)),
                 address,
-                size,
+                len(datagram),
             )
             return None
         now = self.clock.seconds()
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
-        request = _Request(message, registration, address, now)
+        request = _Request(message, datagram, registration, address, now)
         return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
 
     def _usableLocally(self, registration, address):
@@ -373,32 +388,47 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _claim(self, existing, request):
         """
-        Refuse a registration of a name another address holds, unless it
-        presents the name's secret; otherwise record it.
+        Refuse a registration of a held name that does not prove it holds
+        the name's secret; otherwise record it, with the name's next
+        secret.
         """
         registration = request.registration
+        previous = None
         if existing is not None and existing.secret is not None:
-            if existing.address != request.address and not (
-                registration.secret is not None
-                and hmac.compare_digest(registration.secret, existing.secret)
+            proof = self._proof(existing, request.datagram)
+            if proof is not None:
+                # The secret is never sent again: both sides make the next
+                # one from the one proven and a nonce.  The nonce depends
+                # only on that secret and the transaction, so that a
+                # retransmission, or a late duplicate, of the request
+                # leads to the same next secret.
+                request.nonce = self._nonce(proof, request.message.transactionID)
+                secret = messages.nextSecret(proof, request.nonce)
+                previous = proof
+            elif existing.previousSecret is None and hmac.compare_digest(
+                existing.secret, self._firstSecret(request)
             ):
+                # A retransmission of the registration that was given the
+                # secret, whose answer was lost: it gets the same again.
+                secret = None
+                request.secret = existing.secret
+            else:
                 self.stats["takeoversRefused"] += 1
                 self.drops.drop("name taken", formatAddress(request.address), registration.name)
                 self._refuse(
                     request.message,
                     request.address,
                     messages.InvalidMessage(
-                        f"{registration.name} is registered from another address;"
-                        " only the holder of its secret can move it",
+                        f"{registration.name} is registered; only the holder of its"
+                        " secret can register it",
                         messages.NAME_TAKEN,
                     ),
                 )
                 return None
-            secret = None
         else:
             # A new name, or one of a peer of another dialect, which has
             # nothing to hold it with: it gets a secret of its own.
-            secret = self._randomBytes(messages.SECRET_BYTES)
+            secret = request.secret = self._firstSecret(request)
         return _then(
             self.phonebook.register(
                 registration.name,
@@ -408,10 +438,48 @@ class StageManagerProtocol(DatagramProtocol):
                 request.now,
                 True,
                 secret,
+                previous,
             ),
             self._recorded,
             request,
         )
+
+    def _proof(self, entry, datagram) -> "bytes | None":
+        """
+        The secret of C{entry}, the current one or the previous one, that
+        keys the C{MESSAGE-INTEGRITY} of C{datagram}, or L{None}.
+        """
+        for secret in (entry.secret, entry.previousSecret):
+            if secret is not None and stun.verifyIntegrity(
+                datagram, messages.registrationKey(secret)
+            ):
+                return secret
+        return None
+
+    def _firstSecret(self, request) -> bytes:
+        """
+        The secret given to the registrant of a new name: a MAC of the
+        name, the address and the transaction under a key of the stage
+        manager's, so that a retransmission gets the same one, and nobody
+        else can make it.
+        """
+        host, port = request.address[0], request.address[1]
+        return hmac.digest(
+            self._nameKey,
+            b"first\0%s\0%s\0%d\0%s"
+            % (
+                request.registration.name.encode("utf-8"),
+                host.encode("utf-8", "surrogateescape"),
+                port,
+                request.message.transactionID,
+            ),
+            "sha256",
+        )[: messages.SECRET_BYTES]
+
+    def _nonce(self, secret, transactionID) -> bytes:
+        return hmac.digest(self._nameKey, b"nonce\0" + secret + transactionID, "sha256")[
+            : messages.NONCE_BYTES
+        ]
 
     def _recorded(self, result, request):
         """
@@ -476,14 +544,14 @@ class StageManagerProtocol(DatagramProtocol):
         value, and the dialect that speaks for it, or L{None}.
         """
         if other is None:
-            return messages.PEER_ABSENT, None
+            return messages.PEER_WAITING, None
         dialect = self._dialectOf(other)
         if dialect is not None:
             # A dialect's peer may be unable to say whom it wants: see
             # punchd.compat.server for why it is introduced all the same.
             return messages.PEER_INTRODUCED, dialect
         if entry.name not in other.wants:
-            return messages.PEER_WANTS_ANOTHER, None
+            return messages.PEER_WAITING, None
         return messages.PEER_INTRODUCED, None
 
     def _answer(self, request, entry, others):
@@ -503,7 +571,8 @@ class StageManagerProtocol(DatagramProtocol):
                 int(self.phonebook.ttl),
                 tuple(state for state, _ in states),
                 self.cookies.issue(address, request.registration.cookie),
-                entry.secret,
+                request.secret,
+                request.nonce,
             ),
             address,
         )
@@ -521,7 +590,7 @@ class StageManagerProtocol(DatagramProtocol):
                     name=entry.name,
                     wants=wanted,
                     why="not registered"
-                    if state == messages.PEER_ABSENT
+                    if other is None
                     else f"looking for {_names(other.wants)}",
                 )
 
@@ -609,7 +678,9 @@ class StageManagerProtocol(DatagramProtocol):
         if previous is not None:
             self.introductions.withdraw(previous)
         txid = self._randomBytes(12)
-        datagram = encode(txid, messages.introductionKey(to.secret))
+        # The previous secret when there is one: the peer surely holds it,
+        # whether or not the answer that replaced it reached it.
+        datagram = encode(txid, messages.introductionKey(to.previousSecret or to.secret))
         d = self.introductions.request(txid, datagram, to.address, INTRODUCTION_RETRIES)
         self._introducing[to.name] = txid
         d.addErrback(self._unacknowledged, to)
@@ -628,35 +699,32 @@ class StageManagerProtocol(DatagramProtocol):
         if self._introducing.get(name) == txid:
             del self._introducing[name]
 
-    def _introductionAnswered(self, message, address, size):
+    def _introductionAnswered(self, message, address, datagram):
         if self.introductions.addressOf(message.transactionID) != address:
             self.drops.drop("unexpected message", formatAddress(address), "stale introduction answer")
             return
         self.introductions.answer(message.transactionID)
 
-    def _unregister(self, message, address, size):
-        name, secret = messages.parseUnregister(message)
+    def _unregister(self, message, address, datagram):
+        name = messages.parseUnregister(message)
         return _then(
             self.phonebook.lookup(name, self.clock.seconds()),
             self._forgetEntry,
             message,
             address,
-            size,
+            datagram,
             name,
-            secret,
         )
 
-    def _forgetEntry(self, entry, message, address, size, name, secret):
+    def _forgetEntry(self, entry, message, address, datagram, name):
         if entry is None or entry.address != address:
             raise messages.InvalidMessage(f"{name} is not registered from this address")
-        if entry.secret is not None and not (
-            secret is not None and hmac.compare_digest(secret, entry.secret)
-        ):
+        if entry.secret is not None and self._proof(entry, datagram) is None:
             raise messages.InvalidMessage(
                 f"only the holder of {name}'s secret can unregister it", messages.NAME_TAKEN
             )
         return _then(
-            self.phonebook.remove(name), self._forgotten, message, address, size, name
+            self.phonebook.remove(name), self._forgotten, message, address, len(datagram), name
         )
 
     def _forgotten(self, _, message, address, size, name):

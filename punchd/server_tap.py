@@ -302,11 +302,12 @@ class Options(usage.Options):
 def _shared(config, reactor):
     """
     The parts of a stage manager that shares its phonebook in Redis: the
-    phonebook, the cookies whose key is shared through it, the relay of
-    introductions, and the store.
+    phonebook, the cookies (whose key is shared through it, see
+    L{punchd.redisstore.shareKeys}), the relay of introductions, and the
+    store.
     """
     from punchd.redisbook import RedisPhonebook
-    from punchd.redisstore import RedisStore, shareCookieKey
+    from punchd.redisstore import RedisStore
     from punchd.relay import IntroductionRelay
 
     store = RedisStore(config["redis"], reactor)
@@ -314,9 +315,7 @@ def _shared(config, reactor):
     # holds say so, and introductions for them come on its channel.
     holder = os.urandom(4).hex()
     phonebook = RedisPhonebook(store, config["max-clients"], config["ttl"], holder)
-    cookies = Cookies(reactor)
-    shareCookieKey(store, cookies)
-    return phonebook, cookies, IntroductionRelay(store, holder), store
+    return phonebook, Cookies(reactor), IntroductionRelay(store, holder), store
 
 
 def makeService(config, reactor=None):
@@ -360,6 +359,10 @@ def makeService(config, reactor=None):
         cookies=cookies,
         relay=relay,
     )
+    if store is not None:
+        from punchd.redisstore import shareKeys
+
+        shareKeys(store, {b"cookies": cookies.useKey, b"names": protocol.useNameKey})
     if config["worker-of"] is not None:
         dieWithParent()
     if config["workers"] > 1 or config["worker-of"] is not None:

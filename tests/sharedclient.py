@@ -38,6 +38,30 @@ class Client:
         data, _ = self.socket.recvfrom(2048)
         return stun.decode(data)
 
+    def registration(self, cookie):
+        """
+        A registration echoing C{cookie}, proving the name's secret once
+        there is one.
+        """
+        return messages.encodeRegistration(
+            stun.newTransactionID(),
+            messages.Registration(self.name, (), (), (), cookie),
+            messages.UNPROVEN_REGISTRATION_BYTES,
+            None if self.secret is None else messages.registrationKey(self.secret),
+        )
+
+    def registered(self, answer):
+        """
+        Take a registration's success answer: the cookie, and the secret
+        given or moved on.
+        """
+        registered = messages.parseRegistered(answer)
+        self.cookie = registered.cookie
+        if registered.secret is not None:
+            self.secret = registered.secret
+        elif registered.nonce is not None and self.secret is not None:
+            self.secret = messages.nextSecret(self.secret, registered.nonce)
+
     def register(self, server):
         """
         Register, echoing a cookie when challenged.
@@ -45,17 +69,9 @@ class Client:
         @return: C{"registered"}, or the error code of a refusal.
         """
         for _ in range(2):
-            answer = self.ask(
-                server,
-                messages.encodeRegistration(
-                    stun.newTransactionID(),
-                    messages.Registration(self.name, (), (), (), self.cookie, self.secret),
-                    messages.UNPROVEN_REGISTRATION_BYTES,
-                ),
-            )
+            answer = self.ask(server, self.registration(self.cookie))
             if answer.messageClass == stun.SUCCESS:
-                registered = messages.parseRegistered(answer)
-                self.cookie, self.secret = registered.cookie, registered.secret
+                self.registered(answer)
                 return "registered"
             code, _ = stun.decodeErrorCode(answer.get(stun.ERROR_CODE))
             if code != messages.PROVE_ADDRESS:
@@ -101,15 +117,9 @@ def moveBetween(one, two):
     client = Client()
     try:
         first = client.register(one)
-        cookie = client.cookie
-        answer = client.ask(
-            two,
-            messages.encodeRegistration(
-                stun.newTransactionID(),
-                messages.Registration(client.name, (), (), (), cookie, client.secret),
-            ),
-        )
+        answer = client.ask(two, client.registration(client.cookie))
         if answer.messageClass == stun.SUCCESS:
+            client.registered(answer)
             second = "registered"
         else:
             second, _ = stun.decodeErrorCode(answer.get(stun.ERROR_CODE))

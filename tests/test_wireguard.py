@@ -139,7 +139,9 @@ class WireGuardTests(TestCase):
         @return: The L{Run}, and the seconds from bob's start until both
             paths were up and until the first ping came back.
         """
-        keys, recipe, [ping] = readmeBlocks()
+        # The keys, alice's commands, the ping; then the form for several
+        # contacts.
+        keys, recipe, [ping], _ = readmeBlocks()
         lab = stack.enter_context(
             Lab(natA="port-restricted-cone", natB="port-restricted-cone", alternateAddress=True)
         )
@@ -273,6 +275,17 @@ class WireGuardTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr + self.transcript())
         return json.loads(result.stdout)
 
+    def receiveBufferErrors(self, lab, host):
+        """
+        How many UDP datagrams the kernel of C{host}'s namespace dropped for
+        want of room in a socket's receive buffer, so far.
+        """
+        result = lab.run(host, ["cat", "/proc/net/snmp"], timeout=5)
+        names, values = [
+            line.split() for line in result.stdout.splitlines() if line.startswith("Udp:")
+        ]
+        return int(dict(zip(names, values))["RcvbufErrors"])
+
     def startIperfServer(self, lab, processes):
         """
         Start the iperf3 server in peerB, on every address.
@@ -360,17 +373,24 @@ class WireGuardTests(TestCase):
             self.startIperfServer(lab, processes)
             losses = {}
             for rate in UDP_RATES_MBITS:
+                before = {host: self.receiveBufferErrors(lab, host) for host in TUNNEL_ADDRESSES}
                 report = self.iperf3(lab, ["-u", "-b", f"{rate}M", "-l", str(UDP_LENGTH)])
                 total = report["end"]["sum"]
-                losses[rate] = (total["lost_percent"], total["packets"])
+                full = {
+                    host: self.receiveBufferErrors(lab, host) - before[host]
+                    for host in TUNNEL_ADDRESSES
+                }
+                losses[rate] = (total["lost_percent"], total["packets"], full)
             self.assertCleanLogs()
         print(
             f"\niperf3 -u through the forwarders, {UDP_LENGTH}-byte datagrams for {SECONDS} s: "
             + "; ".join(
                 f"{rate} Mbit/s {lost:.2f}% lost of {packets}"
-                for rate, (lost, packets) in losses.items()
+                f" ({full['peerA']} and {full['peerB']} dropped by full receive buffers"
+                " in peerA and peerB)"
+                for rate, (lost, packets, full) in losses.items()
             )
         )
-        for rate, (_, packets) in losses.items():
+        for rate, (_, packets, _) in losses.items():
             self.assertGreater(packets, 0, f"no datagram sent at {rate} Mbit/s")
         self.assertLess(losses[UDP_RATES_MBITS[0]][0], 1.0)

@@ -52,13 +52,35 @@ def contacts(wants=None, seeking=False):
 def registration(name, wants=None, seeking=False, local=(), txid=None, cookie=None, secret=None):
     """
     An encoded registration of C{name}, with a fresh transaction id unless
-    C{txid} is given; see L{contacts} for C{wants} and C{seeking}.
+    C{txid} is given, proving that it holds the name's C{secret} if given;
+    see L{contacts} for C{wants} and C{seeking}.
     """
     txid = txid or stun.newTransactionID()
     wants, seeking = contacts(wants, seeking)
     return messages.encodeRegistration(
-        txid, messages.Registration(name, wants, tuple(local), seeking, cookie, secret)
+        txid,
+        messages.Registration(name, wants, tuple(local), seeking, cookie),
+        key=None if secret is None else messages.registrationKey(secret),
     )
+
+
+def heldSecret(answers):
+    """
+    The name secret a registrant holds after the registration answers
+    C{answers} (L{stun.Message}s, in order): the last C{NAME-SECRET}, moved
+    on by each C{NAME-NONCE} after it, as a L{punchd.registration.Registrar}
+    would, when no answer was lost.
+    """
+    secret = None
+    for answer in answers:
+        if (answer.method, answer.messageClass) != (messages.REGISTER, stun.SUCCESS):
+            continue
+        registered = messages.parseRegistered(answer)
+        if registered.secret is not None:
+            secret = registered.secret
+        elif registered.nonce is not None and secret is not None:
+            secret = messages.nextSecret(secret, registered.nonce)
+    return secret
 
 
 def provenRegistration(server, transport, *args, **kwargs):

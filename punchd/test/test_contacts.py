@@ -206,7 +206,7 @@ class SeveralWantedTests(SynchronousTestCase):
         [answer] = alice.messages(messages.REGISTER, stun.SUCCESS)
         self.assertEqual(
             messages.parseRegistered(answer).peerStates,
-            (messages.PEER_INTRODUCED, messages.PEER_WANTS_ANOTHER, messages.PEER_ABSENT),
+            (messages.PEER_INTRODUCED, messages.PEER_WAITING, messages.PEER_WAITING),
         )
         introduced = {
             messages.parseIntroduction(m).name
@@ -234,3 +234,47 @@ class SeveralWantedTests(SynchronousTestCase):
             for m in alice.messages(messages.INTRODUCE, stun.REQUEST)
         }
         self.assertEqual(introduced, {"carol"})
+
+
+class SeveralStageManagersTests(SynchronousTestCase):
+    """
+    A peer given several stage managers moves to the next when the one it
+    registers with stops answering.
+    """
+
+    def test_connectAfterOneDies(self):
+        """
+        alice and bob know stage managers A and B; A dies before bob
+        starts.  Each moves to B within one registration interval and 3.5
+        s of retries, and they connect there.
+        """
+        network = Network(latency=0.01)
+        servers = {}
+        for address in ("192.0.2.10", "192.0.2.11"):
+            host = network.host(address)
+            server = StageManagerProtocol(host, Phonebook(100, 60))
+            servers[address] = (server, host.listenUDP(8080, server))
+        first, second = ("192.0.2.10", 8080), ("192.0.2.11", 8080)
+        peers = {}
+        for index, (name, wants) in enumerate((("alice", "bob"), ("bob", "alice"))):
+            nat = network.nat(f"198.51.100.{index + 1}", **portRestrictedCone())
+            host = network.host(f"10.0.{index + 1}.2", behind=nat)
+            peers[name] = (host, PeerProtocol(host, first, name, wants, fallbacks=(second,)))
+        host, alice = peers["alice"]
+        host.listenUDP(5000, alice)
+        network.advance(1)
+        self.assertEqual(alice.registrar.publicAddress[0], "198.51.100.1")
+        diedAt = network.clock.seconds()
+        servers["192.0.2.10"][1].stopListening()
+        host, bob = peers["bob"]
+        host.listenUDP(5000, bob)
+        # At most an interval (and its jitter) until alice's next
+        # registration, 3.5 s of tries, and the round trips to connect.
+        limit = diedAt + alice.interval * 1.1 + 3.5 + 1
+        while network.clock.seconds() < limit and not all(
+            p.punch is not None and p.punch.state == UP for p in (alice, bob)
+        ):
+            network.advance(0.1)
+        self.assertEqual((alice.server, bob.server), (second, second))
+        self.assertEqual((alice.punch.state, bob.punch.state), (UP, UP))
+        self.assertEqual(servers["192.0.2.11"][0].stats["introductions"], 1)

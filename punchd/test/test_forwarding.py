@@ -24,10 +24,13 @@ from punchd.forwarding import (
     TOO_LARGE,
     Forwarder,
 )
+from punchd.greeter import Greeter
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver
 from punchd.peer import PeerProtocol
 from punchd.punching import LOST, PUBLIC, STOPPED, UP, Candidate
-from punchd.test.helpers import SERVER, World
+from punchd.phonebook import Phonebook
+from punchd.server import StageManagerProtocol
+from punchd.test.helpers import SERVER
 from punchd.testing import Network, portRestrictedCone
 
 #: The contact's address on the fake path.
@@ -341,52 +344,118 @@ class LastSenderTests(ForwarderTestCase):
 
 class ForwardingThroughNATsTests(SynchronousTestCase):
     """
-    Two peers behind port-restricted cone NATs on the simulated network,
-    each with a forwarder and a local program, as C{punch-peer --forward}
-    wires them.
+    Peers behind port-restricted cone NATs of their own on the simulated
+    network, each with a forwarder and a local program for each contact, as
+    C{punch-peer --forward} wires them.
     """
 
-    def startPeer(self, host, name, wants, port, deliver):
-        forwarder = Forwarder(host, wants, deliver=deliver)
-        host.listenUDP(FORWARD_PORT, forwarder)
-        program = Program()
-        programPort = host.listenUDP(PROGRAM_PORT, program)
+    def setUp(self):
+        self.network = Network(latency=0.05)
+        serverHost = self.network.host(SERVER[0])
+        serverHost.listenUDP(SERVER[1], StageManagerProtocol(serverHost, Phonebook(100, 60)))
+        self.sites = 0
+
+    def site(self, name, contacts, deliver):
+        """
+        Start the peer C{name} behind a NAT of its own, forwarding a port
+        for each of its C{contacts}, with a local program beside each.
+
+        @param deliver: Whether each forwarder delivers to its program's
+            address, or to the last sender.
+        @return: The peer's port, and for each contact the address of its
+            forwarding port and the program's port.
+        """
+        self.sites += 1
+        nat = self.network.nat(f"198.51.100.{self.sites}", **portRestrictedCone())
+        host = self.network.host(f"10.0.{self.sites}.2", behind=nat)
+        forwards, forwarders = {}, {}
+        for i, contact in enumerate(contacts):
+            program = host.listenUDP(PROGRAM_PORT - i, Program())
+            forwarder = forwarders[contact] = Forwarder(
+                host, contact, deliver=(host.address, program.port) if deliver else None
+            )
+            host.listenUDP(FORWARD_PORT + i, forwarder)
+            forwards[contact] = ((host.address, FORWARD_PORT + i), program)
         peer = PeerProtocol(
-            host, SERVER, name, wants, localHosts=(host.address,), application=forwarder
+            host, SERVER, name, tuple(contacts), localHosts=(host.address,),
+            applications=forwarders,
         )
-        peerPort = host.listenUDP(port, peer)
-        return peer, peerPort, forwarder, programPort
+        return host.listenUDP(5000, peer), forwards
+
+    def send(self, forwards, contact, data):
+        """
+        Have the program beside the forwarding port for C{contact} send
+        C{data} to it, and let it arrive.
+        """
+        forwardAddress, program = forwards[contact]
+        program.write(data, forwardAddress)
+        self.network.advance(1)
+
+    def received(self, forwards, contact):
+        """
+        What the program beside the forwarding port for C{contact} received
+        from that port.
+        """
+        forwardAddress, program = forwards[contact]
+        received = program.protocol.received
+        self.assertEqual({source for _, source in received} - {forwardAddress}, set())
+        return [data for data, _ in received]
 
     def test_programsTalkOverThePath(self):
         """
         What alice's program sends to its forwarding port reaches bob's
         program at its C{deliver} address, and bob's reply comes back to
         alice's program, the last sender; nothing else comes out, as no
-        demo message is sent.
+        demo message is sent.  When the peers stop, so do the forwarders.
         """
-        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
-        alice, alicePort, aliceForwarder, aliceProgram = self.startPeer(
-            world.aliceHost, "alice", "bob", 5000, None
-        )
-        world.network.advance(1)
-        bob, bobPort, bobForwarder, bobProgram = self.startPeer(
-            world.bobHost, "bob", "alice", 6000, (world.bobHost.address, PROGRAM_PORT)
-        )
-        world.network.advance(5)
-        self.assertEqual((alice.punch.state, bob.punch.state), (UP, UP))
-        aliceProgram.write(b"ping", (world.aliceHost.address, FORWARD_PORT))
-        world.network.advance(1)
-        bobProgram.write(b"pong", (world.bobHost.address, FORWARD_PORT))
-        world.network.advance(1)
+        alicePort, alice = self.site("alice", ["bob"], deliver=False)
+        self.network.advance(1)
+        bobPort, bob = self.site("bob", ["alice"], deliver=True)
+        self.network.advance(5)
+        self.send(alice, "bob", b"ping")
+        self.send(bob, "alice", b"pong")
         self.assertEqual(
-            bobProgram.protocol.received, [(b"ping", (world.bobHost.address, FORWARD_PORT))]
+            (self.received(bob, "alice"), self.received(alice, "bob")), ([b"ping"], [b"pong"])
         )
+        for port in (alicePort, bobPort):
+            port.stopListening()
+            self.assertEqual(
+                [c.application.path for c in port.protocol.contacts.values()], [None]
+            )
+
+    def test_twoContactsEachTheirForward(self):
+        """
+        alice, with two contacts, forwards a port of its own to each: what
+        each contact's program sends reaches alice's program for that
+        contact only, and each reply goes back to that contact alone.
+        """
+        alicePort, alice = self.site("alice", ["bob", "carol"], deliver=True)
+        self.network.advance(1)
+        _, bob = self.site("bob", ["alice"], deliver=False)
+        _, carol = self.site("carol", ["alice"], deliver=False)
+        self.network.advance(5)
         self.assertEqual(
-            aliceProgram.protocol.received, [(b"pong", (world.aliceHost.address, FORWARD_PORT))]
+            {n: c.path.state for n, c in alicePort.protocol.contacts.items()},
+            {"bob": UP, "carol": UP},
         )
-        for peerPort in (alicePort, bobPort):
-            peerPort.stopListening()
-        self.assertEqual((aliceForwarder.path, bobForwarder.path), (None, None))
+        self.send(bob, "alice", b"from bob")
+        self.send(carol, "alice", b"from carol")
+        self.send(alice, "bob", b"to bob")
+        self.send(alice, "carol", b"to carol")
+        self.assertEqual(
+            {
+                "alice's for bob": self.received(alice, "bob"),
+                "alice's for carol": self.received(alice, "carol"),
+                "bob's": self.received(bob, "alice"),
+                "carol's": self.received(carol, "alice"),
+            },
+            {
+                "alice's for bob": [b"from bob"],
+                "alice's for carol": [b"from carol"],
+                "bob's": [b"to bob"],
+                "carol's": [b"to carol"],
+            },
+        )
 
 
 def freePort(host="127.0.0.1"):
@@ -454,6 +523,34 @@ class ForwardOptionsTests(SynchronousTestCase):
             ({"bob": ("127.0.0.1", self.port)}, {"bob": ("127.0.0.1", 51820)}),
         )
 
+    def test_severalContacts(self):
+        """
+        With several C{--peer}s, each C{--forward} and C{--deliver} names
+        its contact, and a contact may have none.
+        """
+        other = freePort()
+        options = parse(
+            PEER
+            + ["--peer", "carol", "--peer", "dave", "--forward", f"bob={self.port}",
+               "--forward", f"carol=127.0.0.1:{other}", "--deliver", "carol=127.0.0.1:51820"]
+        )
+        self.assertEqual(
+            (options["peer"], options["forward"], options["deliver"]),
+            (
+                ["bob", "carol", "dave"],
+                {"bob": ("127.0.0.1", self.port), "carol": ("127.0.0.1", other)},
+                {"carol": ("127.0.0.1", 51820)},
+            ),
+        )
+
+    def test_messageForTheOthers(self):
+        """
+        C{--message} goes with a C{--forward} when some contact is not
+        forwarded: it is that contact's direct message.
+        """
+        options = parse(PEER + ["--peer", "carol", "--forward", f"bob={self.port}", "-m", "hi"])
+        self.assertEqual((options["message"], list(options["forward"])), ("hi", ["bob"]))
+
     def test_errorsNameTheOption(self):
         """
         Each bad value or combination is a usage error that names its
@@ -478,20 +575,16 @@ class ForwardOptionsTests(SynchronousTestCase):
                 (["--forward", port, "--port", port],
                  f"--forward: port {port} is this peer's own --port too"),
                 (["--forward", f"carol={port}"],
-                 "--forward: carol= names no --peer (the --peers: bob)"),
-                (["--forward", port, "--forward", str(used)], "--forward: given twice for bob"),
+                 "--forward: carol= names no --peer (the contacts: bob)"),
+                (["--forward", port, "--forward", f"bob={used}"],
+                 "--forward: given twice for bob"),
                 (["--peer", "carol", "--forward", port],
-                 f"--forward: {port} names no contact, and there are several --peers:"
-                 f" give NAME=, as in bob={port}"),
+                 f"--forward: {port} names no contact; with several --peer, write NAME={port}"),
                 (["--peer", "carol", "--forward", f"bob={port}", "--forward", f"carol={port}"],
-                 f"--forward: 127.0.0.1:{port} is given for both bob and carol"),
-                (["--peer", "carol", "--forward", f"bob={port}",
-                  "--deliver", "carol=127.0.0.1:51820"],
-                 "--deliver: carol has no --forward; datagrams from it are delivered"
-                 " from its forwarding port"),
+                 f"--forward: 127.0.0.1:{port} for both bob and carol"),
                 (["--forward", port, "--message", "hi"],
-                 "--message cannot go with --forward: the path carries the local"
-                 " program's datagrams, not the direct message"),
+                 "--message cannot go with a --forward for every --peer: the paths"
+                 " carry the local programs' datagrams, not the direct message"),
                 (["--forward", port, "--seed-compat"], "--forward cannot go with --seed-compat"),
                 (["--deliver", "127.0.0.1:51820"],
                  "--deliver needs --forward: datagrams from the contact are delivered"
@@ -503,11 +596,14 @@ class ForwardOptionsTests(SynchronousTestCase):
                 (["--forward", port, "--deliver", "nonexistent.invalid:51820"],
                  "--deliver: cannot resolve 'nonexistent.invalid'"),
                 (["--forward", port, "--deliver", "carol=127.0.0.1:51820"],
-                 "--deliver: carol= names no --peer (the --peers: bob)"),
+                 "--deliver: carol= names no --peer (the contacts: bob)"),
                 (["--forward", port, "--deliver", "127.0.0.1:1", "--deliver", "127.0.0.1:2"],
                  "--deliver: given twice for bob"),
+                (["--peer", "carol", "--forward", f"bob={port}",
+                  "--deliver", "carol=127.0.0.1:51820"],
+                 "--deliver: carol has no --forward, whose port delivers its datagrams"),
                 (["--forward", port, "--deliver", f"127.0.0.1:{port}"],
-                 f"--deliver: 127.0.0.1:{port} is the --forward port itself"),
+                 f"--deliver: 127.0.0.1:{port} is a --forward port itself"),
                 (["--forward", port, "--deliver", "192.0.2.1:51820"],
                  "--deliver: 192.0.2.1 is not on this machine, and --forward listens on"
                  " 127.0.0.1; give --forward a HOST that reaches it"),
@@ -533,7 +629,7 @@ class ForwardOptionsTests(SynchronousTestCase):
         forward, peer = list(service)
         self.assertEqual(
             (forward.name, forward.port, forward.interface, peer.name),
-            ("forward", self.port, "127.0.0.1", "peer"),
+            ("forward bob", self.port, "127.0.0.1", "peer"),
         )
         forwarder = forward.protocol
         self.assertIsInstance(forwarder, Forwarder)
@@ -543,35 +639,6 @@ class ForwardOptionsTests(SynchronousTestCase):
             ("bob", ("127.0.0.1", 51820), ()),
         )
 
-    def test_makeServiceSeveralContacts(self):
-        """
-        With several C{--peer}s, each C{--forward NAME=PORT} is a forwarding
-        port of its own, whose forwarder runs on that contact's paths; a
-        contact without one gets the direct message.
-        """
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
-            other.bind(("127.0.0.1", 0))
-            second = other.getsockname()[1]
-        options = parse(
-            PEER
-            + ["--peer", "carol", "--peer", "dave"]
-            + ["--forward", f"bob={self.port}", "--forward", f"carol={second}"]
-            + ["--deliver", "carol=127.0.0.1:51820"]
-        )
-        service = peer_tap.makeService(options, reactor=Clock())
-        *forwards, peer = list(service)
-        self.assertEqual(
-            [(f.name, f.port, f.protocol.peerName, f.protocol.deliver) for f in forwards],
-            [
-                ("forward bob", self.port, "bob", None),
-                ("forward carol", second, "carol", ("127.0.0.1", 51820)),
-            ],
-        )
-        contacts = peer.protocol.contacts
-        self.assertIs(contacts["bob"].application, forwards[0].protocol)
-        self.assertIs(contacts["carol"].application, forwards[1].protocol)
-        self.assertNotIsInstance(contacts["dave"].application, Forwarder)
-
     def test_makeServiceWithoutDeliver(self):
         """
         Without C{--deliver}, the forwarder delivers to the last sender.
@@ -579,3 +646,31 @@ class ForwardOptionsTests(SynchronousTestCase):
         options = parse(PEER + ["--forward", str(self.port)])
         forward, _ = list(peer_tap.makeService(options, reactor=Clock()))
         self.assertIsNone(forward.protocol.deliver)
+
+    def test_makeServiceForSeveral(self):
+        """
+        Each contact forwarded has a forwarding port of its own, whose
+        forwarder is the application on that contact's paths; a contact not
+        forwarded has the greeter of the direct message.
+        """
+        other = freePort()
+        options = parse(
+            PEER
+            + ["--peer", "carol", "--peer", "dave", "--forward", f"bob={self.port}",
+               "--forward", f"carol={other}", "--deliver", "carol=127.0.0.1:51820",
+               "-m", "hi"]
+        )
+        service = peer_tap.makeService(options, reactor=Clock())
+        forwards = {s.name: s for s in service if s.name != "peer"}
+        contacts = service.getServiceNamed("peer").protocol.contacts
+        self.assertEqual(
+            {n: (s.port, s.protocol.peerName, s.protocol.deliver) for n, s in forwards.items()},
+            {
+                "forward bob": (self.port, "bob", None),
+                "forward carol": (other, "carol", ("127.0.0.1", 51820)),
+            },
+        )
+        self.assertIs(contacts["bob"].application, forwards["forward bob"].protocol)
+        self.assertIs(contacts["carol"].application, forwards["forward carol"].protocol)
+        self.assertIsInstance(contacts["dave"].application, Greeter)
+        self.assertEqual(contacts["dave"].application.text, "hi")

@@ -363,7 +363,7 @@ class PathLifeTests(SynchronousTestCase):
         world.network.advance(1)
         [refusal] = [e for e in events if "refused" in e["log_format"]]
         self.assertEqual(refusal["code"], messages.NAME_TAKEN)
-        self.assertIn("registered from another address", refusal["reason"])
+        self.assertIn("only the holder of its secret", refusal["reason"])
         world.network.advance(3 * world.interval + world.interval)
         self.assertEqual(world.bob.punch.state, UP)
         self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])

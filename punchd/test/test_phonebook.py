@@ -177,6 +177,28 @@ class CompactEntryTests(SynchronousTestCase):
         other.secret = b"t" * 16
         self.assertTrue(other.samePlace(before))
 
+    def test_previousSecretKept(self):
+        """
+        The previous secret given with a secret reads back, stays through a
+        move, a copy and a change of local addresses, and goes when a new
+        secret comes without one; an address that does not pack keeps both
+        too.
+        """
+        book = Phonebook(10, 60)
+        for address in (A, ("fe80::1%eth0", 1)):
+            entry, _, _ = book.register(
+                "alice", address, (("10.0.0.2", 1),), (), 0, True, b"s" * 16, b"p" * 16
+            )
+            self.assertEqual((entry.secret, entry.previousSecret), (b"s" * 16, b"p" * 16))
+            _, previous, _ = book.register("alice", B, (("10.0.0.3", 2),), (), 1)
+            entry.localAddresses = ()
+            for e in (entry, previous, entry.copy()):
+                self.assertEqual((e.secret, e.previousSecret), (b"s" * 16, b"p" * 16))
+            self.assertEqual((entry.address, entry.localAddresses), (B, ()))
+            book.register("alice", A, (), (), 2, True, b"t" * 16)
+            self.assertEqual((entry.secret, entry.previousSecret, entry.address), (b"t" * 16, None, A))
+            book.remove("alice")
+
     def test_secretWithOddAddress(self):
         """
         An entry whose address does not pack keeps its secret too.

@@ -44,6 +44,18 @@ class EncodingTests(SynchronousTestCase):
             ("alice", b"s" * 16, A, local, ("bob", "carol"), 12.5, True, "m1"),
         )
 
+    def test_previousSecret(self):
+        """
+        The previous secret reads back with the secret, with packed and
+        unpacked addresses alike.
+        """
+        for address in (A, ("fe80::1%eth0", 1)):
+            value = secretField(b"s" * 16, b"p" * 16) + encodeBody(True, 1.0, "m1", (), address, ())
+            entry = decodeEntry("alice", value)
+            self.assertEqual(
+                (entry.secret, entry.previousSecret, entry.address), (b"s" * 16, b"p" * 16, address)
+            )
+
     def test_oddAddressesAndNoSecret(self):
         """
         Addresses that do not pack, and an entry with no secret, read back
@@ -133,6 +145,23 @@ class RedisPhonebookTests(RedisTestCase):
         entry, _, _ = yield self.book.register("alice", B, (), ("carol",), 8.0, True, b"t" * 16)
         self.assertEqual(entry.secret, b"t" * 16)
         self.assertEqual(len(self.book), 1)
+
+    @defer.inlineCallbacks
+    def test_previousSecretKept(self):
+        """
+        A new secret comes with the one it replaces; a registration with no
+        secret keeps both.
+        """
+        yield self.book.register("alice", A, (), (), 0.0, True, b"s" * 16)
+        entry, _, _ = yield self.book.register("alice", A, (), (), 1.0, True, b"t" * 16, b"s" * 16)
+        self.assertEqual((entry.secret, entry.previousSecret), (b"t" * 16, b"s" * 16))
+        entry, previous, _ = yield self.book.register("alice", B, (), (), 2.0, True)
+        self.assertEqual((entry.secret, entry.previousSecret, entry.address), (b"t" * 16, b"s" * 16, B))
+        self.assertEqual(previous.previousSecret, b"s" * 16)
+        found = yield self.book.lookup("alice", 3.0)
+        self.assertEqual((found.secret, found.previousSecret), (b"t" * 16, b"s" * 16))
+        entry, _, _ = yield self.book.register("alice", B, (), (), 4.0, True, b"u" * 16)
+        self.assertEqual((entry.secret, entry.previousSecret), (b"u" * 16, None))
 
     @defer.inlineCallbacks
     def test_fullEvictsLeastRecentlySeen(self):

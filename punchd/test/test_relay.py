@@ -49,9 +49,9 @@ class FakeStageManager:
         self.sent.append((to, encode))
 
 
-def held(name, address, holder, secret=b"s" * 16):
+def held(name, address, holder, secret=b"s" * 16, previous=None):
     entry = SharedEntry.__new__(SharedEntry)
-    Entry.__init__(entry, name, address, (), (), 0.0, True, secret)
+    Entry.__init__(entry, name, address, (), (), 0.0, True, secret, previous)
     entry.holder = holder
     return entry
 
@@ -85,7 +85,7 @@ class RelayTests(SynchronousTestCase):
         """
         from punchd.relay import IntroductionRelay
 
-        self.relay.relay(held("bob", BOB, "m2"), INTRODUCTION)
+        self.relay.relay(held("bob", BOB, "m2", b"s" * 16, b"p" * 16), INTRODUCTION)
         [(channel, message)] = self.store.published
         self.assertEqual(channel, "t:intro:m2")
         other = FakeStageManager()
@@ -93,8 +93,10 @@ class RelayTests(SynchronousTestCase):
         holder.attach(other)
         holder.store.channels["t:intro:m2"](message)
         [(to, encode)] = other.sent
-        self.assertEqual((to.name, to.address, to.secret), ("bob", BOB, b"s" * 16))
-        datagram = encode(b"t" * 12, messages.introductionKey(to.secret))
+        self.assertEqual(
+            (to.name, to.address, to.secret, to.previousSecret), ("bob", BOB, b"s" * 16, b"p" * 16)
+        )
+        datagram = encode(b"t" * 12, messages.introductionKey(to.previousSecret))
         self.assertEqual(messages.parseIntroduction(stun.decode(datagram)), INTRODUCTION)
         self.assertEqual((self.store.stats["relayedOut"], holder.stats["relayedIn"]), (1, 1))
         self.assertEqual(self.stageManager.sent, [])

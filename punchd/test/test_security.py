@@ -16,7 +16,16 @@ from punchd.phonebook import Phonebook
 from punchd.punching import UP
 from punchd.compat.server import OriginalClients
 from punchd.server import StageManagerProtocol, sourceLimiter
-from punchd.test.helpers import SERVER, Recorder, World, contacts, register, registration
+from punchd.test.helpers import (
+    SERVER,
+    Recorder,
+    World,
+    contacts,
+    heldSecret,
+    provenRegistration,
+    register,
+    registration,
+)
 from punchd.test.optional import given, settings, st
 from punchd.testing import Network, portRestrictedCone
 
@@ -97,7 +106,7 @@ class NameOwnershipTests(SynchronousTestCase):
         for error in errors:
             code, reason = stun.decodeErrorCode(error.get(stun.ERROR_CODE))
             self.assertEqual(code, messages.NAME_TAKEN)
-            self.assertIn("registered from another address", reason)
+            self.assertIn("only the holder of its secret", reason)
         self.assertEqual(self.site.server.stats["takeoversRefused"], 3)
 
     def test_introductionNotRedirected(self):
@@ -132,6 +141,163 @@ class NameOwnershipTests(SynchronousTestCase):
         self.assertEqual(entry.address, ("203.0.113.1", 5000))
         self.assertFalse(site.server.dialects[0].speaksFor(entry))
         self.assertEqual(site.server.drops.counts["name held by a native peer"], 1)
+
+
+class NameSecretTests(SynchronousTestCase):
+    """
+    The name secret crosses the wire once; later registrations prove that
+    they hold it, and it rotates.
+    """
+
+    def setUp(self):
+        self.site = Site()
+        self.alice, self.aliceTransport = self.site.client("203.0.113.1")
+        register(self.site.server, self.aliceTransport, "alice", "bob", True)
+        self.site.network.advance(1)
+        self.first = self.held()
+
+    def held(self):
+        return heldSecret(self.alice.messages(messages.REGISTER, stun.SUCCESS))
+
+    def entry(self):
+        return self.site.server.phonebook.lookup("alice", self.site.network.clock.seconds())
+
+    def answers(self):
+        return [
+            messages.parseRegistered(m) for m in self.alice.messages(messages.REGISTER, stun.SUCCESS)
+        ]
+
+    def refresh(self, secret, txid=None):
+        datagram = provenRegistration(
+            self.site.server, self.aliceTransport, "alice", "bob", True, txid=txid, secret=secret
+        )
+        self.aliceTransport.write(datagram, SERVER)
+        self.site.network.advance(1)
+        return datagram
+
+    def test_holderAddressWithoutProofRefused(self):
+        """
+        A registration of the name from its holder's own address, with a
+        valid cookie but without the proof, is refused and never gets the
+        secret.
+        """
+        self.refresh(None)
+        [error] = self.alice.messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(stun.decodeErrorCode(error.get(stun.ERROR_CODE))[0], messages.NAME_TAKEN)
+        self.assertIsNone(error.get(messages.NAME_SECRET))
+        self.assertEqual([a.secret for a in self.answers()], [self.first])
+        self.assertEqual(self.entry().secret, self.first)
+
+    def test_secretNeverSentAgain(self):
+        """
+        Refreshes that prove the secret are answered with a nonce, never
+        the secret, and the secret moves on to the MAC of the old one over
+        the nonce, on both sides; no request carries any secret.
+        """
+        for _ in range(3):
+            self.refresh(self.held())
+        answers = self.answers()
+        self.assertEqual([a.secret is not None for a in answers], [True, False, False, False])
+        self.assertEqual([a.nonce is not None for a in answers], [False, True, True, True])
+        secrets = [self.first]
+        for answer in answers[1:]:
+            secrets.append(messages.nextSecret(secrets[-1], answer.nonce))
+        self.assertEqual(len(set(secrets)), 4)
+        self.assertEqual((self.entry().secret, self.entry().previousSecret), tuple(secrets[:-3:-1]))
+        sent = [d.data for d in self.site.network.traffic if d.destination == SERVER]
+        self.assertEqual([d for d in sent for secret in secrets if secret in d], [])
+
+    def test_previousSecretGoodForOneRound(self):
+        """
+        A registration proven with the secret the last answer replaced (that
+        answer was lost) is accepted, and the next secret is made from it;
+        once that one is proven, the older secrets are refused.
+        """
+        self.refresh(self.first)
+        lost = self.held()
+        self.refresh(self.first)
+        self.assertEqual(self.alice.messages(messages.REGISTER, stun.ERROR), [])
+        self.assertEqual(self.entry().previousSecret, self.first)
+        self.refresh(messages.nextSecret(self.first, self.answers()[-1].nonce))
+        self.refresh(lost)
+        self.refresh(self.first)
+        errors = self.alice.messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(
+            [stun.decodeErrorCode(e.get(stun.ERROR_CODE))[0] for e in errors],
+            [messages.NAME_TAKEN] * 2,
+        )
+
+    def test_retransmissionLeadsToTheSameSecret(self):
+        """
+        A retransmission of a proven registration, or a late duplicate of
+        it, gets the same nonce: the secret it leads to stays good.
+        """
+        txid = stun.newTransactionID()
+        self.refresh(self.first, txid)
+        self.refresh(self.first, txid)
+        first, second = self.answers()[1:]
+        self.assertEqual(first.nonce, second.nonce)
+        self.refresh(messages.nextSecret(self.first, first.nonce))
+        self.assertEqual(self.alice.messages(messages.REGISTER, stun.ERROR), [])
+
+    def test_firstAnswerLost(self):
+        """
+        The retransmission of the registration that got the name, from the
+        same address with the same transaction, gets the same secret; the
+        same registration in another transaction is refused.
+        """
+        site = Site()
+        alice, transport = site.client("203.0.113.1")
+        txid = stun.newTransactionID()
+        for _ in range(2):
+            transport.write(provenRegistration(site.server, transport, "alice", txid=txid), SERVER)
+            site.network.advance(1)
+        register(site.server, transport, "alice")
+        site.network.advance(1)
+        [one, two] = [
+            messages.parseRegistered(m).secret
+            for m in alice.messages(messages.REGISTER, stun.SUCCESS)
+        ]
+        self.assertEqual(one, two)
+        self.assertEqual(len(alice.messages(messages.REGISTER, stun.ERROR)), 1)
+
+    def test_unregisterProvesTheSecret(self):
+        """
+        An unregistration proven with the current secret frees the name;
+        one that carries the secret itself, as a bearer token, does not.
+        """
+        self.refresh(self.first)
+        bearer = stun.encode(
+            stun.Message(
+                messages.UNREGISTER,
+                stun.REQUEST,
+                stun.newTransactionID(),
+                ((messages.NAME, b"alice"), (messages.NAME_SECRET, self.held())),
+            ),
+            fingerprint=True,
+        )
+        self.aliceTransport.write(bearer, SERVER)
+        self.site.network.advance(1)
+        self.assertIsNotNone(self.entry())
+        self.aliceTransport.write(
+            messages.encodeUnregister(stun.newTransactionID(), "alice", self.held()), SERVER
+        )
+        self.site.network.advance(1)
+        self.assertIsNone(self.entry())
+
+    def test_peersConnectAfterRotations(self):
+        """
+        Peers whose secrets rotated at every refresh still take each
+        other's introductions, signed with the secret the stage manager
+        is sure they hold, and connect.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), interval=2.0)
+        world.start(gap=10)
+        world.network.advance(5)
+        self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP))
+        entry = world.server.phonebook.lookup("alice", world.clock.seconds())
+        self.assertEqual(world.alice.registrar.secrets, (entry.secret, entry.previousSecret))
+        self.assertEqual(world.alice.drops.counts["unauthenticated introduction"], 0)
 
 
 class AmplificationTests(SynchronousTestCase):
@@ -230,7 +396,7 @@ class AmplificationTests(SynchronousTestCase):
         register(site.server, bobTransport, "bob", "alice", True)
         site.network.advance(1)
         [answer] = bob.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_ABSENT,))
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
         self.assertEqual(spoofed.messages(messages.INTRODUCE, stun.REQUEST), [])
 
 
@@ -264,7 +430,8 @@ class RateLimitTests(SynchronousTestCase):
             for i in range(20):
                 spoofer.port = rng.randrange(1024, 65536)
                 spoofer.write(registration(f"x{rng.randrange(10**9)}"), SERVER)
-            register(site.server, victimTransport, "alice", "bob", True)
+            secret = heldSecret(victim.messages(messages.REGISTER, stun.SUCCESS))
+            register(site.server, victimTransport, "alice", "bob", True, secret=secret)
             site.network.advance(0.1)
         answers = victim.messages(messages.REGISTER, stun.SUCCESS)
         self.assertEqual(len(answers), 20)
@@ -458,9 +625,10 @@ class BoundedStateTests(SynchronousTestCase):
         """
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         site = Site()
-        _, transport = site.client("203.0.113.1")
+        recorder, transport = site.client("203.0.113.1")
         for i in range(10):
-            register(site.server, transport, "alice", "bob", True)
+            secret = heldSecret(recorder.messages(messages.REGISTER, stun.SUCCESS))
+            register(site.server, transport, "alice", "bob", True, secret=secret)
             site.network.advance(1)
         waiting = [e for e in events if "no introduction yet" in e["log_format"]]
         self.assertEqual(len(waiting), 1)

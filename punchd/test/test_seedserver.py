@@ -17,7 +17,7 @@ from punchd.compat.introductions import parseOriginalIntroduction
 from punchd.compat.server import SEEKERS_PER_NAME, OriginalClients
 from punchd.interfaces import IServerDialect, IStageManager
 from punchd.server import StageManagerProtocol
-from punchd.test.helpers import SERVER, register
+from punchd.test.helpers import SERVER, heldSecret, register
 from punchd.testing import Network, portRestrictedCone
 
 
@@ -97,8 +97,8 @@ class OriginalClientsMixin:
         self.registerNative(transport, name, wants, seeking)
         return recorder, transport, public
 
-    def registerNative(self, transport, name, wants, seeking=True):
-        register(self.server, transport, name, wants, seeking)
+    def registerNative(self, transport, name, wants, seeking=True, secret=None):
+        register(self.server, transport, name, wants, seeking, secret=secret)
         self.network.advance(1)
 
     def logged(self, text):
@@ -315,7 +315,7 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
         """
         bob, _, bobPublic = self.native("bob", "alice")
         [answer] = bob.stun(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_ABSENT,))
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
         alice, _, alicePublic = self.original("alice")
         self.assertEqual(
             alice.lines(), [line(0, 2, "alice", alicePublic), line(1, 2, "bob", bobPublic)]
@@ -340,7 +340,8 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
         original client it wanted before.
         """
         bob, bobTransport, _ = self.native("bob", "alice")
-        self.registerNative(bobTransport, "bob", "carol")
+        secret = heldSecret(bob.stun(messages.REGISTER, stun.SUCCESS))
+        self.registerNative(bobTransport, "bob", "carol", secret=secret)
         alice, _, alicePublic = self.original("alice")
         self.assertEqual(alice.lines(), [line(0, 1, "alice", alicePublic)])
 

@@ -16,7 +16,7 @@ from punchd.discovery import BehaviourDiscovery
 from punchd.interfaces import IPhonebook
 from punchd.phonebook import Phonebook
 from punchd.server import INTRODUCTION_RETRIES, StageManagerProtocol
-from punchd.test.helpers import SERVER, Recorder, register, registration
+from punchd.test.helpers import SERVER, Recorder, heldSecret, register, registration
 from punchd.testing import Network, portRestrictedCone
 
 
@@ -87,10 +87,10 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
 
     def secretOf(self, recorder):
         """
-        The name secret in the last registration answer C{recorder} got.
+        The name secret C{recorder} holds after the registration answers it
+        got.
         """
-        answer = recorder.messages(messages.REGISTER, stun.SUCCESS)[-1]
-        return messages.parseRegistered(answer).secret
+        return heldSecret(recorder.messages(messages.REGISTER, stun.SUCCESS))
 
     def test_updatedInPlace(self):
         """
@@ -131,9 +131,10 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         When the phonebook is full, a new name replaces the least recently
         seen entry.
         """
-        _, transport = self.client("203.0.113.5", 5000)
+        clients = {name: self.client(f"203.0.113.{i}", 5000) for i, name in enumerate("abcd", 5)}
         for name in ("a", "b", "c", "a", "d"):
-            self.register(transport, name)
+            recorder, transport = clients[name]
+            self.register(transport, name, secret=self.secretOf(recorder))
             self.network.advance(1)
         self.assertEqual([e.name for e in self.server.phonebook], ["c", "a", "d"])
         [event] = self.logged("Phonebook full")
@@ -377,20 +378,29 @@ class IntroductionTests(StageManagerTestMixin, SynchronousTestCase):
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_ABSENT,))
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
         self.assertEqual(self.server.stats["introductions"], 0)
 
     def test_consent(self):
         """
-        A peer seeking one that seeks somebody else is told so, and neither
-        learns anything of the other.
+        A peer seeking one that seeks somebody else is told no more than if
+        it were absent, and neither learns anything of the other.
         """
         self.register(self.bobTransport, "bob", "carol", True)
         self.network.advance(1)
         self.register(self.aliceTransport, "alice", "bob", True)
         self.network.advance(1)
         [answer] = self.alice.messages(messages.REGISTER, stun.SUCCESS)
-        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WANTS_ANOTHER,))
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
+        carol, carolTransport = self.client("203.0.113.9", 5000)
+        self.register(carolTransport, "carol", "dave", True)
+        self.network.advance(1)
+        [absent] = carol.messages(messages.REGISTER, stun.SUCCESS)
+        said = lambda m: [
+            (t, v) for t, v in m.attributes
+            if t not in (stun.XOR_MAPPED_ADDRESS, messages.COOKIE, messages.NAME_SECRET, stun.FINGERPRINT)
+        ]
+        self.assertEqual(said(answer), said(absent))
         self.assertEqual(self.alice.messages(messages.INTRODUCE, stun.REQUEST), [])
         self.assertEqual(self.bob.messages(messages.INTRODUCE, stun.REQUEST), [])
 
@@ -583,9 +593,11 @@ class PrivacyTests(SynchronousTestCase):
         bob = network.host("203.0.113.6").listenUDP(6000, DatagramProtocol())
         register(server, alice, "alice", "carol", local=[("10.0.0.2", 5000)])
         network.advance(1)
-        register(server, alice, "alice", "bob", seeking=True)
+        secret = server.phonebook.lookup("alice", network.clock.seconds()).secret
+        register(server, alice, "alice", "bob", seeking=True, secret=secret)
         register(server, bob, "bob", "alice", seeking=True)
         bob.write(b"junk", SERVER)
+        network.advance(0.5)
         secret = server.phonebook.lookup("alice", network.clock.seconds()).secret
         alice.write(messages.encodeUnregister(stun.newTransactionID(), "alice", secret), SERVER)
         network.advance(120)
