@@ -6,9 +6,10 @@ Memory per entry of the shared phonebook in Redis.
 A C{redis-server} of its own (no persistence) takes C{entries}
 registrations of distinct peers through the phonebook's register script
 (L{punchd.redisbook.REGISTER}), made as the stage manager makes them: the
-peers of L{bench.inprocess.peer}, each with a name secret, proven, wanting
-another peer.  The figure is the growth of Redis's C{used_memory} over the
-entries, with Redis's C{used_memory_rss} beside.  Needs redis-py (the
+peers of L{bench.inprocess.peer}, each with a name secret and the
+previous one, proven, wanting another peer.  The figure is the growth of
+Redis's C{used_memory} over the entries, with Redis's C{used_memory_rss}
+beside.  Needs redis-py (the
 C{bench} extra), to send the registrations pipelined.
 """
 
@@ -42,7 +43,9 @@ def run(entries, batch=5000, prefix="punchd:"):
                     prefix + "seen",
                     name,
                     body,
-                    secretField(os.urandom(16)),
+                    # A proven peer's entry holds the secret its last
+                    # registration moved on from, beside the secret.
+                    secretField(os.urandom(16), os.urandom(16)),
                     repr(1000.0 + index),
                     keyTTL,
                     str(entries),

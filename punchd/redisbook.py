@@ -3,7 +3,7 @@ The shared phonebook: an L{punchd.interfaces.IPhonebook} kept in Redis, so
 that several stage managers, on one machine or several, share it.
 
 Each entry is one Redis string, C{PREFIX e:NAME}, in a packed form (see
-L{encodeBody}) of some 60 bytes, with a key TTL: Redis itself forgets an
+L{encodeBody}) of some 80 bytes, with a key TTL: Redis itself forgets an
 entry nobody refreshes, even with no stage manager left to sweep.  A sorted
 set, C{PREFIX seen}, holds every name by the time it was last seen: the
 least recently seen entry, to evict when the phonebook is full, and the
