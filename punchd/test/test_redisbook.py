@@ -309,3 +309,35 @@ class URLTests(SynchronousTestCase):
         ):
             e = self.assertRaises(ValueError, parseURL, url)
             self.assertIn(says, str(e))
+
+
+class SharedKeysTests(RedisTestCase):
+    """
+    L{punchd.redisstore.shareKeys}.
+    """
+
+    @defer.inlineCallbacks
+    def test_sameKeys(self):
+        """
+        Two stage managers on one Redis get the same key for each purpose,
+        and different keys for different purposes.
+        """
+        from punchd.redisstore import RedisStore, parseURL, shareKeys
+
+        keys = [{}, {}]
+        stores = []
+        for got in keys:
+            store = RedisStore(parseURL(self.redis.url), reactor)
+            shareKeys(
+                store,
+                {purpose: (lambda key, purpose=purpose, got=got: got.__setitem__(purpose, key))
+                 for purpose in (b"cookies", b"names")},
+            )
+            store.startService()
+            self.addCleanup(store.stopService)
+            stores.append(store)
+        for store in stores:
+            yield store.whenAvailable()
+        self.assertEqual(keys[0], keys[1])
+        self.assertNotEqual(keys[0][b"cookies"], keys[0][b"names"])
+        self.assertEqual(len(keys[0][b"cookies"]), 32)
