@@ -189,6 +189,7 @@ class RedisStore(service.Service):
         self._everConnected = False
         self._said = None
         self._refused = 0
+        self._answeredErrors = set()
         self.stats = Counter()
         factory = Factory.forProtocol(self._buildProtocol)
         subscriberFactory = Factory.forProtocol(_Subscriber(self).build)
@@ -398,8 +399,22 @@ class RedisStore(service.Service):
         return d.addErrback(self._failed)
 
     def _failed(self, failure):
-        failure.trap(self._txredisapi.ConnectionError)
-        raise self._refusal()
+        txredisapi = self._txredisapi
+        failure.trap(txredisapi.ConnectionError, txredisapi.ResponseError)
+        if failure.check(txredisapi.ConnectionError):
+            raise self._refusal()
+        message = str(failure.value)
+        if message.startswith("NOSCRIPT"):
+            return failure
+        # Redis answered with an error (out of memory, a replica that
+        # cannot write, ...): refused as plainly, and said once.
+        if message not in self._answeredErrors and len(self._answeredErrors) < 100:
+            self._answeredErrors.add(message)
+            self.log.error(
+                "Redis at {url} refused a command: {error}", url=self.address.url, error=message
+            )
+        self._refused += 1
+        raise StoreUnavailable(f"the phonebook (Redis at {self.address.url}) refused it; try again")
 
     def script(self, name, keys, args):
         """

@@ -271,6 +271,35 @@ class UnavailableTests(RedisTestCase):
         self.assertEqual(entry.address, A)
 
 
+class AnsweredErrorTests(RedisTestCase):
+    """
+    An error Redis answers with is a refusal too, said once in the log.
+    """
+
+    @defer.inlineCallbacks
+    def test_outOfMemory(self):
+        """
+        With Redis out of memory, a registration fails with
+        StoreUnavailable and the log names Redis's error once.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from punchd.redisstore import StoreUnavailable
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.redis.command("CONFIG", "SET", "maxmemory", "1")
+        self.redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        for _ in range(2):
+            yield self.assertFailure(self.book.register("alice", A, (), (), 0.0), StoreUnavailable)
+        said = [e for e in events if e["log_format"].startswith("Redis at {url} refused")]
+        self.assertEqual(len(said), 1)
+        self.assertIn("OOM", said[0]["error"])
+        self.redis.command("CONFIG", "SET", "maxmemory", "0")
+        entry, _, _ = yield self.book.register("alice", A, (), (), 0.0)
+        self.assertEqual(entry.address, A)
+
+
 class URLTests(SynchronousTestCase):
     """
     C{--redis} URLs.
