@@ -37,6 +37,7 @@ import select
 import socket
 import struct
 import sys
+import hmac
 import time
 from array import array
 from binascii import crc32
@@ -54,6 +55,11 @@ _NS = 1_000_000_000
 # holds the other, C1, in its lowest bit).
 _COOKIE_ATTRIBUTE = struct.pack("!HH", 0xC00C, 16)
 _ERROR_CLASS = 0x10
+# A NAME-SECRET attribute's header (punchd.messages.NAME_SECRET), and a
+# MESSAGE-INTEGRITY's.
+_SECRET_ATTRIBUTE = struct.pack("!HH", 0xC00D, 16)
+_INTEGRITY_HEAD = struct.pack("!HH", 0x0008, 20)
+_LENGTH = struct.Struct("!H")
 
 
 def cpuTimes(pid):
@@ -119,7 +125,9 @@ def peerOf(n):
 
 
 class _Port:
-    __slots__ = ("sock", "outstanding", "peers", "names", "nextName", "wrapped", "cookie")
+    __slots__ = (
+        "sock", "outstanding", "peers", "names", "nextName", "wrapped", "cookie", "keys", "sentFor"
+    )
 
     def __init__(self, sock, peers):
         self.sock = sock
@@ -129,6 +137,21 @@ class _Port:
         self.nextName = 0
         self.wrapped = False
         self.cookie = None
+        # Each name's registration key, once the stage manager gave it a
+        # secret, and the name each registration in flight was of.  A name
+        # proves the secret it was first given, which the stage manager
+        # keeps taking as the previous one, as after a lost answer.
+        self.keys = [None] * len(peers)
+        self.sentFor = {}
+
+    def gotSecret(self, index, secret):
+        """
+        Prove C{secret} in the registrations of name C{index} from now on.
+        """
+        from punchd import messages
+
+        if self.keys[index] is None:
+            self.keys[index] = messages.registrationKey(secret)
 
     def gotCookie(self, cookie):
         """
@@ -171,12 +194,24 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
         if kind == "binding":
             datagram = _BINDING_HEAD + txid
         else:
-            head, body = p.names[p.nextName]
+            index = p.nextName
+            head, body = p.names[index]
             p.nextName += 1
             if p.nextName == len(p.names):
                 p.nextName = 0
                 p.wrapped = True
-            message = head + txid + body
+            key = p.keys[index]
+            if key is None:
+                message = head + txid + body
+                p.sentFor[txid] = index
+            else:
+                # MESSAGE-INTEGRITY over the message with the length up to
+                # it, then the FINGERPRINT's length added (RFC 8489 14.5).
+                signed = head[:2] + _LENGTH.pack(len(body) + 24) + _COOKIE_BYTES + txid + body
+                message = (
+                    head[:2] + _LENGTH.pack(len(body) + 32) + signed[4:]
+                    + _INTEGRITY_HEAD + hmac.digest(key, signed, "sha1")
+                )
             datagram = message + _FINGERPRINT_HEAD + _UINT32.pack(
                 crc32(message) ^ _FINGERPRINT_XOR
             )
@@ -241,10 +276,16 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
                     late += 1
                     continue
                 now = clock()
-                if p.cookie is None and kind == "register":
-                    at = data.find(_COOKIE_ATTRIBUTE, 20)
-                    if at > 0:
-                        p.gotCookie(data[at + 4 : at + 20])
+                if kind == "register":
+                    if p.cookie is None:
+                        at = data.find(_COOKIE_ATTRIBUTE, 20)
+                        if at > 0:
+                            p.gotCookie(data[at + 4 : at + 20])
+                    index = p.sentFor.pop(data[8:20], None)
+                    if index is not None:
+                        at = data.find(_SECRET_ATTRIBUTE, 20)
+                        if at > 0:
+                            p.gotSecret(index, data[at + 4 : at + 20])
                 inWindow = sentAt >= measureFrom and (measuring or drainUntil is not None)
                 if data[1] & _ERROR_CLASS and data[0] & 1:
                     # An error response: a challenge, a refusal.
