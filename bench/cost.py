@@ -95,6 +95,12 @@ def serverCommand(maxClients, limits=True):
         "0",
         "--max-clients",
         str(maxClients),
+        # The load generator registers hundreds of names from each of its
+        # ports, as no peer does.
+        "--max-names-per-address",
+        str(maxClients),
+        "--max-names-per-ip",
+        str(maxClients),
         "--registration-rate",
         rate,
         "--binding-rate",

@@ -14,7 +14,7 @@ by running this, never by editing hex by hand.
 import sys
 from pathlib import Path
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.discovery import BehaviourDiscovery
 from punchd.compat.introductions import ORIGINAL, encodeOriginalIntroduction
 from punchd.greeter import defaultMessage
@@ -29,13 +29,15 @@ PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
 SECRET = bytes.fromhex("5ec2e700") * 4
 NONCE = bytes.fromhex("0e0ce000") * 4
+# The receiver indices bob and alice chose for their path.
+BOB_INDEX = 0x3C1B0B
+ALICE_INDEX = 0x5A11CE
 
 _METHODS = {
     stun.BINDING: "Binding",
     messages.REGISTER: "REGISTER",
     messages.UNREGISTER: "UNREGISTER",
     messages.INTRODUCE: "INTRODUCE",
-    messages.DATA: "DATA",
 }
 _CLASSES = {
     stun.REQUEST: "request",
@@ -52,7 +54,7 @@ _NAMES = {
     messages.PUNCH_KEY: "PUNCH-KEY",
     messages.LIFETIME: "LIFETIME",
     messages.SEEKING: "SEEKING",
-    messages.PAYLOAD: "PAYLOAD",
+    messages.INDEX: "INDEX",
     messages.PEER_STATE: "PEER-STATE",
     ORIGINAL: "ORIGINAL",
     messages.COOKIE: "COOKIE",
@@ -68,7 +70,7 @@ _NAMES = {
     stun.PADDING: "PADDING",
     stun.FINGERPRINT: "FINGERPRINT",
 }
-_TEXT = {messages.NAME, messages.PEER, stun.USERNAME, messages.PAYLOAD}
+_TEXT = {messages.NAME, messages.PEER, stun.USERNAME}
 _XOR_ADDRESSES = {
     messages.LOCAL_ADDRESS,
     messages.PEER_ADDRESS,
@@ -158,10 +160,13 @@ def examples():
             messages.introductionKey(SECRET),
         ),
         messages.encodeUnregister(txid, "alice", SECRET),
-        messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY),
-        messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY),
-        messages.encodeData(
-            txid, "bob", "alice", defaultMessage("alice", "bob").encode(), PUNCH_KEY
+        messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY, ALICE_INDEX),
+        messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY, BOB_INDEX),
+        frames.encode(
+            frames.frameKey(PUNCH_KEY, "alice", "bob"),
+            BOB_INDEX,
+            41,
+            defaultMessage("alice", "bob").encode(),
         ),
         messages.BARE_BINDING_REQUEST + txid,
         messages.bareBindingAnswer(txid, ("198.51.100.1", 5000)),
@@ -195,6 +200,8 @@ def _describe(attrType, value, txid, method):
         return f"{name}: {len(value)} zero bytes (elided)"
     if attrType == messages.LIFETIME:
         return f"{name}: {int.from_bytes(value, 'big')} s"
+    if attrType == messages.INDEX:
+        return f"{name}: 0x{int.from_bytes(value, 'big'):06x}, the sender's receiver index"
     if attrType == messages.PEER_STATE:
         return f"{name}: {value[0]}"
     if attrType == stun.ERROR_CODE:
@@ -218,6 +225,8 @@ def _rows(offset, data, note, elide=False):
 
 
 def title(datagram):
+    if frames.isFrame(datagram):
+        return "Data frame"
     message = stun.decode(datagram)
     return f"{_METHODS[message.method]} {_CLASSES[message.messageClass]}"
 
@@ -227,6 +236,8 @@ def listing(datagram):
     The listing of one datagram: its title line, a blank line, and a line
     for each part of its header and up to 16 bytes of each attribute.
     """
+    if frames.isFrame(datagram):
+        return _frameListing(datagram)
     message = stun.decode(datagram)
     messageType = int.from_bytes(datagram[:2], "big")
     lines = [f"{title(datagram)}, {len(datagram)} bytes::", ""]
@@ -247,6 +258,19 @@ def listing(datagram):
             elide=attrType == stun.PADDING,
         )
         offset += size
+    return lines
+
+
+def _frameListing(datagram):
+    index, sequence, payload = frames.decode(
+        frames.frameKey(PUNCH_KEY, "alice", "bob"), datagram
+    )
+    lines = [f"{title(datagram)}, {len(datagram)} bytes::", ""]
+    lines += _rows(0, datagram[:1], f"type 0x{datagram[0]:02x} (data frame)")
+    lines += _rows(1, datagram[1:4], f"receiver index 0x{index:06x}")
+    lines += _rows(4, datagram[4:10], f"sequence number {sequence}")
+    lines += _rows(10, datagram[10:20], "tag: keyed BLAKE2b-80 of bytes 0-9 and the payload")
+    lines += _rows(20, payload, f"payload: {payload.decode('utf-8')!r}")
     return lines
 
 

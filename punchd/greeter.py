@@ -10,7 +10,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from punchd.interfaces import IPathObserver, IPathReceiver
-from punchd.messages import MAX_PAYLOAD_BYTES
+from punchd.frames import MAX_PAYLOAD_BYTES
 from punchd.punching import UP
 from punchd.ratelimit import TokenBucket
 

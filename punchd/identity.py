@@ -40,7 +40,8 @@ def derivedName(secret: bytes, name: str) -> str:
 
 def punchKey(secret: bytes, introductionKey: bytes) -> bytes:
     """
-    The key of every probe, answer and C{DATA} on the path.
+    The key of every probe and answer on the path, and the key the keys of
+    its data frames are derived from (L{punchd.frames.frameKey}).
 
     @param secret: The shared secret.
     @param introductionKey: The punch key of the stage manager's

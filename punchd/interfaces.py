@@ -57,7 +57,8 @@ class IPath(Interface):
         """
         Send a datagram to the contact over the path.
 
-        @param data: L{bytes}, at most the path's maximum payload.
+        @param data: L{bytes}, at most the path's maximum payload: for a
+            punched path, L{punchd.frames.MAX_PAYLOAD_BYTES} (1452).
         @raise ValueError: If C{data} is larger than the path carries.
         @raise RuntimeError: If the path is not up.
         """
@@ -180,9 +181,13 @@ class IPhonebook(Interface):
             keep the ones it has.
         @param previousSecret: With C{secret}, the secret it replaces, still
             good for one round; or L{None}.
-        @return: A 3-tuple (or a Deferred of it): the entry; the entry as it
-            was before, or L{None} if the name is new; the entry evicted to
-            make room, or L{None}.
+        @return: A 2-tuple (or a Deferred of it): the entry; the entry as it
+            was before, or L{None} if the name is new.
+        @raise punchd.phonebook.PhonebookFull: If the name is new and the
+            phonebook full (or a Deferred that fails with it): no live
+            entry is ever forgotten to make room.
+        @raise punchd.phonebook.SourceQuotaReached: If the source address
+            and port, or its IP, holds as many names as it may.
         """
 
     def remove(name):

@@ -1,8 +1,9 @@
 """
 punchd's message vocabulary, carried in STUN messages.
 
-Every datagram punchd sends is a STUN message (RFC 8489).  The methods of our
-own are below 0x100, so the first byte of every datagram is 0 to 3 and a
+Every datagram punchd sends is a STUN message (RFC 8489), but for the data
+frames of L{punchd.frames}.  The methods of our
+own are below 0x100, so the first byte of every message is 0 to 3 and a
 multiplexer following RFC 7983 sees STUN; our attributes are in the
 comprehension-optional range 0xC000-0xFFFF, so a STUN implementation that does
 not know them skips them.  C{docs/protocol.rst} shows each message byte by
@@ -33,9 +34,12 @@ Stage manager and peer:
 Peer and peer, every message with C{USERNAME} C{"receiver:sender"},
 C{MESSAGE-INTEGRITY} keyed with the punch key, and C{FINGERPRINT}:
 
-  - C{BINDING} request: a punch probe or a keepalive.  Success:
-    C{XOR-MAPPED-ADDRESS}, the address the probe came from.
-  - C{DATA} indication: a direct message in L{PAYLOAD}.
+  - C{BINDING} request: a punch probe or a keepalive, with the sender's
+    L{INDEX}.  Success: C{XOR-MAPPED-ADDRESS}, the address the probe came
+    from, and the answerer's L{INDEX}.
+
+What an application sends over the path goes in frames, which are not STUN
+(L{punchd.frames}).
 
 Every function here is pure: no I/O and no clock.
 """
@@ -53,10 +57,10 @@ from punchd import stun
 # which count up from 0x00D, and from Google's GOOG-PING at 0x080.  Above
 # 0x0FF the first byte of a message would be 4 or more, which an RFC 7983
 # demultiplexer does not take for STUN.  docs/protocol.rst says more.
+# (0x0F3 was DATA, before frames carried an application's datagrams.)
 REGISTER = 0x0F0
 UNREGISTER = 0x0F1
 INTRODUCE = 0x0F2
-DATA = 0x0F3
 
 NAME = 0xC001
 PEER = 0xC002
@@ -66,7 +70,7 @@ PEER_LOCAL_ADDRESS = 0xC005
 PUNCH_KEY = 0xC006
 LIFETIME = 0xC007
 SEEKING = 0xC008
-PAYLOAD = 0xC009
+# 0xC009: PAYLOAD, of the DATA indications that frames replaced.
 PEER_STATE = 0xC00A
 # 0xC00B: taken by punchd.compat.introductions.ORIGINAL.
 #: 16 bytes the stage manager made from the sender's address and the time;
@@ -79,6 +83,10 @@ NAME_SECRET = 0xC00D
 #: 16 bytes in the answer to a registration that proved it holds the name's
 #: secret: the secret is replaced by L{nextSecret} of it and this.
 NAME_NONCE = 0xC00E
+#: 4 bytes: 0, then the 24-bit receiver index the sender of a probe or an
+#: answer chose for the path, which the frames sent to it carry
+#: (L{punchd.frames}).
+INDEX = 0xC00F
 
 #: Values of L{PEER_STATE}, the stage manager's word on each wanted peer in
 #: its answer to a registration that seeks an introduction: no
@@ -92,7 +100,6 @@ MAX_NAME_BYTES = 64
 #: The most contacts one registration names.
 MAX_CONTACTS = 16
 MAX_LOCAL_ADDRESSES = 8
-MAX_PAYLOAD_BYTES = 1024
 PUNCH_KEY_BYTES = 16
 SECRET_BYTES = 16
 NONCE_BYTES = 16
@@ -103,6 +110,13 @@ PROVE_ADDRESS = 401
 #: A registration of a held name without the proof that it holds the
 #: name's secret.
 NAME_TAKEN = 403
+#: A registration of a name its source may not hold: the source address
+#: and port, or its IP, holds as many names as it may (TURN's "Allocation
+#: Quota Reached", RFC 8656).
+QUOTA_REACHED = 486
+#: A registration of a new name while the phonebook is full (TURN's
+#: "Insufficient Capacity", RFC 8656).
+PHONEBOOK_FULL = 508
 
 # The bytes a name may be made of when it is ASCII: printable, not a space.
 _NAME_ASCII = bytes(range(0x21, 0x7F))
@@ -617,57 +631,22 @@ def username(receiver: str, sender: str) -> bytes:
     return f"{receiver}:{sender}".encode("utf-8")
 
 
-def encodeProbe(transactionID: bytes, receiver: str, sender: str, key: bytes) -> bytes:
+def encodeProbe(
+    transactionID: bytes, receiver: str, sender: str, key: bytes, index: int
+) -> bytes:
     """
     Encode a punch probe or keepalive: an authenticated C{BINDING} request.
+
+    @param index: The sender's receiver index for the path, its L{INDEX}.
     """
     return stun.encode(
         stun.Message(
             stun.BINDING,
             stun.REQUEST,
             transactionID,
-            ((stun.USERNAME, username(receiver, sender)),),
-        ),
-        integrityKey=key,
-        fingerprint=True,
-    )
-
-
-def encodeProbeAnswer(transactionID: bytes, observed, key: bytes) -> bytes:
-    """
-    Encode the answer to a punch probe: an authenticated C{BINDING} success
-    response naming the address the probe came from.
-    """
-    return stun.encode(
-        stun.Message(
-            stun.BINDING,
-            stun.SUCCESS,
-            transactionID,
-            ((stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)),),
-        ),
-        integrityKey=key,
-        fingerprint=True,
-    )
-
-
-def encodeData(transactionID: bytes, receiver: str, sender: str, data: bytes, key: bytes) -> bytes:
-    """
-    Encode a datagram between peers: an authenticated C{DATA} indication.
-
-    @raise ValueError: If C{data} is larger than L{MAX_PAYLOAD_BYTES}.
-    """
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"a datagram on a path carries at most {MAX_PAYLOAD_BYTES} bytes, not {len(data)}"
-        )
-    return stun.encode(
-        stun.Message(
-            DATA,
-            stun.INDICATION,
-            transactionID,
             (
                 (stun.USERNAME, username(receiver, sender)),
-                (PAYLOAD, data),
+                (INDEX, index.to_bytes(4, "big")),
             ),
         ),
         integrityKey=key,
@@ -675,18 +654,39 @@ def encodeData(transactionID: bytes, receiver: str, sender: str, data: bytes, ke
     )
 
 
-def parseData(message: stun.Message) -> bytes:
+def encodeProbeAnswer(transactionID: bytes, observed, key: bytes, index: int) -> bytes:
     """
-    Read the payload of a C{DATA} indication.
+    Encode the answer to a punch probe: an authenticated C{BINDING} success
+    response naming the address the probe came from.
 
-    @raise InvalidMessage: If there is none, or it is too large.
+    @param index: The answerer's receiver index for the path, its L{INDEX}.
     """
-    payload = message.get(PAYLOAD)
-    if payload is None:
-        raise InvalidMessage("DATA without PAYLOAD")
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidMessage(f"PAYLOAD of {len(payload)} bytes, over {MAX_PAYLOAD_BYTES}")
-    return payload
+    return stun.encode(
+        stun.Message(
+            stun.BINDING,
+            stun.SUCCESS,
+            transactionID,
+            (
+                (stun.XOR_MAPPED_ADDRESS, stun.encodeXorAddress(*observed, transactionID)),
+                (INDEX, index.to_bytes(4, "big")),
+            ),
+        ),
+        integrityKey=key,
+        fingerprint=True,
+    )
+
+
+def parseIndex(message: stun.Message) -> int:
+    """
+    Read the L{INDEX} of a probe or an answer.
+
+    @raise InvalidMessage: If there is none, or it is not 24 bits in 4
+        bytes.
+    """
+    value = message.get(INDEX)
+    if value is None or len(value) != 4 or value[0]:
+        raise InvalidMessage("probe without a 24-bit INDEX in 4 bytes")
+    return int.from_bytes(value, "big")
 
 
 def bindingAnswer(request: stun.Message, observed) -> bytes:

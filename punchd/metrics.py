@@ -32,7 +32,16 @@ COUNTERS = (
     ("introductions", "punchd_introductions_total", "Introductions of two peers to each other."),
     ("unregistrations", "punchd_unregistrations_total", "Peers that said goodbye."),
     ("expiries", "punchd_expiries_total", "Phonebook entries that expired unrefreshed."),
-    ("evictions", "punchd_evictions_total", "Phonebook entries forgotten to make room."),
+    (
+        "phonebookFull",
+        "punchd_phonebook_full_total",
+        "New names refused because the phonebook was full.",
+    ),
+    (
+        "quotaReached",
+        "punchd_source_quota_refused_total",
+        "Names refused because their source address and port, or its IP, held the most allowed.",
+    ),
     ("bindings", "punchd_binding_answers_total", "STUN Binding requests answered."),
     (
         "rateLimited",
@@ -47,7 +56,7 @@ COUNTERS = (
     (
         "takeoversRefused",
         "punchd_takeovers_refused_total",
-        "Registrations of a name held by another address, without its secret.",
+        "Registrations of a held name without the proof of its secret.",
     ),
 )
 

@@ -10,13 +10,16 @@ the path to each contact (L{punchd.punching}), and the application on it
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
+import secrets
+from ipaddress import ip_address
+
 from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import identity, messages, stun
-from punchd.addresses import formatAddress, unusableReason
+from punchd import frames, identity, messages, stun
+from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
@@ -72,6 +75,8 @@ class PeerProtocol(DatagramProtocol):
     @ivar contacts: L{Contact}s by name.
     @ivar registrar: The L{Registrar}, from the start of the protocol.
     @ivar drops: The L{DropCounter} of datagrams dropped, by reason.
+    @ivar receivers: The paths that take frames (L{punchd.frames}), by
+        their receiver index.
     """
 
     noisy = False
@@ -95,6 +100,7 @@ class PeerProtocol(DatagramProtocol):
         applications=None,
         messageInterval: float = 1.0,
         fallbacks=(),
+        randbits=secrets.randbits,
         **punchSettings,
     ):
         """
@@ -128,6 +134,8 @@ class PeerProtocol(DatagramProtocol):
         @param fallbacks: The C{(host, port)}s of more stage managers, to
             register with in turn when the one registered with stops
             answering.
+        @param randbits: A function of a number of bits that returns that
+            many random bits, for the receiver indices of paths.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -153,6 +161,8 @@ class PeerProtocol(DatagramProtocol):
         self.name = name
         self.wants = wants
         self.interval = interval
+        self.receivers = {}
+        self._randbits = randbits
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -290,7 +300,12 @@ class PeerProtocol(DatagramProtocol):
         for contact in self.contacts.values():
             if contact.path is not None:
                 contact.path.stop()
-            contact.application.stop()
+            # An application need be no more than IPathObserver and
+            # IPathReceiver say; one with timers of its own, as the
+            # Greeter has, stops them here.
+            stop = getattr(contact.application, "stop", None)
+            if stop is not None:
+                stop()
 
     def leave(self):
         """
@@ -339,8 +354,10 @@ class PeerProtocol(DatagramProtocol):
         there was, and start it.
         """
         contact = self.contacts[path.peerName]
-        if contact.path is not None:
-            contact.path.stop()
+        previous = contact.path
+        if previous is not None:
+            previous.stop()
+            self.receivers = {i: p for i, p in self.receivers.items() if p is not previous}
         contact.path = path
         path.start()
 
@@ -354,6 +371,9 @@ class PeerProtocol(DatagramProtocol):
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if frames.isFrame(datagram):
+            self._frameReceived(datagram, address)
+            return
         for dialect in self.dialects:
             if dialect.datagramReceived(datagram, address):
                 return
@@ -389,6 +409,14 @@ class PeerProtocol(DatagramProtocol):
             f"method {message.method:#05x} class {message.messageClass}",
         )
 
+    def _frameReceived(self, datagram, address):
+        try:
+            path = self.receivers.get(frames.receiverIndex(datagram))
+            if path is None or not path.frameReceived(datagram, address):
+                self.drops.drop(frames.UNKNOWN_INDEX, formatAddress(address))
+        except frames.FrameError as e:
+            self.drops.drop(e.reason, formatAddress(address), e.detail)
+
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
             if not any(
@@ -420,14 +448,27 @@ class PeerProtocol(DatagramProtocol):
         """
         The introduced peer's local addresses that this peer can send to:
         those of its socket's family, but for any it must not send to,
-        which are counted.
+        which are counted; and none at all unless the peer is behind this
+        peer's own public address.
+
+        A local address is reachable only from inside the network it is
+        on, whose NAT is the one the stage manager saw both peers come
+        from.  Anyone can register with a list of local addresses, and
+        the signed introduction brings them here as they were listed: a
+        contact elsewhere that lists other people's addresses would make
+        this peer probe them, at each introduction it asks for.
         """
+        public = self.publicAddress
+        if public is None or unmapped(introduction.address)[0] != unmapped(public)[0]:
+            return ()
         usable = []
         for local in introduction.localAddresses:
             if (":" in local[0]) != self._ipv6:
                 # A peer of both families lists both: not a fault.
                 continue
             why = unusableReason(local, self._ipv6, own)
+            if why is None and ip_address(unmapped(local)[0]).is_global:
+                why = "a global address listed as a local one"
             if why is None:
                 usable.append(local)
             else:
@@ -459,32 +500,34 @@ class PeerProtocol(DatagramProtocol):
                 f"introduction of {contact.name} at {formatAddress(introduction.address)}",
             )
             return
-        self.log.info(
-            "The stage manager introduced {peer}: public address {address},"
-            " local addresses {localAddresses}. Punching.",
-            peer=contact.name,
-            address=formatAddress(introduction.address),
-            localAddresses=", ".join(map(formatAddress, introduction.localAddresses))
-            or "none",
-        )
         usable = messages.Introduction(
             contact.name,
             introduction.address,
             self._usableLocally(introduction, own),
             key,
         )
-        self.adopt(
-            Punch(
-                self.clock,
-                self.transport.write,
-                self.name,
-                usable,
-                self,
-                newTransactionID=self._newTransactionID,
-                wireNames=(self._wireName, contact.wireName),
-                **self._punchSettings,
-            )
+        self.log.info(
+            "The stage manager introduced {peer}: public address {address},"
+            " local addresses {localAddresses}. Punching.",
+            peer=contact.name,
+            address=formatAddress(introduction.address),
+            localAddresses=", ".join(map(formatAddress, usable.localAddresses))
+            or ("none" if not introduction.localAddresses else "none on our network"),
         )
+        index = frames.freeIndex(self.receivers, self._randbits)
+        punch = Punch(
+            self.clock,
+            self.transport.write,
+            self.name,
+            usable,
+            self,
+            newTransactionID=self._newTransactionID,
+            wireNames=(self._wireName, contact.wireName),
+            index=index,
+            **self._punchSettings,
+        )
+        self.adopt(punch)
+        self.receivers[index] = punch
 
     # What the path tells us
 

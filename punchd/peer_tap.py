@@ -10,7 +10,8 @@ from twisted.python import usage
 
 from punchd import options
 from punchd.addresses import formatAddress, localAddressTowards, resolve, splitHostPort
-from punchd.messages import MAX_CONTACTS, MAX_PAYLOAD_BYTES, InvalidMessage, validateName
+from punchd.frames import MAX_PAYLOAD_BYTES
+from punchd.messages import MAX_CONTACTS, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
@@ -499,7 +500,13 @@ def makeService(config, reactor=None):
         # carries only its text messages, not a forwarded program's.
         dialects=()
         if config["peer-secret-file"] is not None or forwarders
-        else (OriginalPeers(text, pathTimeout=3 * config["keepalive"]),),
+        else (
+            OriginalPeers(
+                text,
+                pathTimeout=3 * config["keepalive"],
+                punchTimeout=config["punch-timeout"],
+            ),
+        ),
         applications=forwarders,
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],

@@ -4,8 +4,13 @@ memory (an L{punchd.interfaces.IPhonebook}).
 
 Pure logic: no I/O, and time is passed in by the caller.  Every operation
 costs the same whatever the size of the phonebook: entries are kept in an
-ordered dictionary from least to most recently seen, so both the entry to
-evict when the phonebook is full and the entries to expire are at its front.
+ordered dictionary from least to most recently seen, so the entries to
+expire are at its front.
+
+A full phonebook refuses new names rather than forget a live entry, so that
+nobody can flood it into forgetting a peer; and one source address and
+port, and one IP, may hold only so many names, so that one source cannot
+fill it alone.
 """
 
 from collections import OrderedDict
@@ -125,6 +130,27 @@ def _at(place) -> int:
         return 1
     length = (head & 0x7F) - 1
     return 1 + (2 * length if head & 0x80 else length)
+
+
+class PhonebookFull(Exception):
+    """
+    A new name, refused: the phonebook holds as many entries as it may.
+    """
+
+
+class SourceQuotaReached(Exception):
+    """
+    A name refused: the address and port it comes from, or their IP, hold
+    as many names as they may.
+
+    @ivar what: C{"address"} or C{"IP"}, the quota reached.
+    @ivar limit: That quota.
+    """
+
+    def __init__(self, what: str, limit: int):
+        super().__init__(f"{what} holds {limit} names, the most it may")
+        self.what = what
+        self.limit = limit
 
 
 class Entry:
@@ -293,25 +319,81 @@ class Entry:
         )
 
 
+#: The most names one source address and port may hold, by default: a
+#: peer holds one, and a few more leave room for a port a carrier-grade NAT
+#: gives another user before the last one's entry has expired.
+NAMES_PER_ADDRESS = 4
+
+#: The most names one IP may hold, by default: room for 2,000 peers behind
+#: one carrier-grade NAT address.
+NAMES_PER_IP = 2000
+
+
 @implementer(IPhonebook)
 class Phonebook:
     """
     Name to L{Entry}, bounded in size, with entries that expire.
 
-    @ivar maxEntries: The most entries held; registering a new name when
-        full evicts the least recently seen entry.
+    @ivar maxEntries: The most entries held; a new name is refused when
+        full (L{PhonebookFull}), and no entry is forgotten before it
+        expires.
 
     @ivar ttl: Seconds an entry lives without being refreshed.
+
+    @ivar namesPerAddress: The most names one source address and port may
+        hold.
+
+    @ivar namesPerIP: The most names one source IP may hold.
     """
 
-    def __init__(self, maxEntries: int, ttl: float):
+    def __init__(
+        self,
+        maxEntries: int,
+        ttl: float,
+        namesPerAddress: int = NAMES_PER_ADDRESS,
+        namesPerIP: int = NAMES_PER_IP,
+    ):
         if maxEntries < 1:
             raise ValueError(f"maxEntries must be at least 1, not {maxEntries}")
         if ttl <= 0:
             raise ValueError(f"ttl must be positive, not {ttl}")
+        if namesPerAddress < 1 or namesPerIP < namesPerAddress:
+            raise ValueError(
+                f"namesPerAddress must be at least 1 and namesPerIP at least that,"
+                f" not {namesPerAddress} and {namesPerIP}"
+            )
         self.maxEntries = maxEntries
         self.ttl = ttl
+        self.namesPerAddress = namesPerAddress
+        self.namesPerIP = namesPerIP
         self._entries: "OrderedDict[str, Entry]" = OrderedDict()
+        # How many names each source (host, port), and each host, holds.
+        self._perAddress: "dict[tuple, int]" = {}
+        self._perIP: "dict[str, int]" = {}
+
+    def held(self, address) -> "tuple[int, int]":
+        """
+        How many names the source C{address} holds, and its IP.
+        """
+        return (
+            self._perAddress.get((address[0], address[1]), 0),
+            self._perIP.get(address[0], 0),
+        )
+
+    def _count(self, address, by: int):
+        for counts, key in ((self._perAddress, (address[0], address[1])), (self._perIP, address[0])):
+            count = counts.get(key, 0) + by
+            if count:
+                counts[key] = count
+            else:
+                del counts[key]
+
+    def _admit(self, address):
+        perAddress, perIP = self.held(address)
+        if perAddress >= self.namesPerAddress:
+            raise SourceQuotaReached("address", self.namesPerAddress)
+        if perIP >= self.namesPerIP:
+            raise SourceQuotaReached("IP", self.namesPerIP)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -342,13 +424,14 @@ class Phonebook:
         @param previousSecret: With C{secret}, the secret it replaces, still
             good for one round; or L{None}.
 
-        @return: A 3-tuple: the L{Entry}; the L{Entry} as it was before,
-            copied, or L{None} when the name is new; and the L{Entry}
-            evicted to make room, or L{None}.
+        @return: A 2-tuple: the L{Entry}; the L{Entry} as it was before,
+            copied, or L{None} when the name is new.
+        @raise PhonebookFull: If C{name} is new and the phonebook full.
+        @raise SourceQuotaReached: If C{address}, or its IP, holds as many
+            names as it may, and C{name} is not one of them.
         """
         entries = self._entries
         entry = entries.get(name)
-        evicted = None
         if len(wants) == 1:
             # The wanted peer's own name object, when it is here, rather
             # than a copy of it per entry.
@@ -356,13 +439,25 @@ class Phonebook:
             if wanted is not None:
                 wants = (wanted.name,)
         if entry is None:
-            previous = None
             if len(entries) >= self.maxEntries:
-                _, evicted = entries.popitem(last=False)
+                raise PhonebookFull(f"the phonebook holds {self.maxEntries} entries")
+            self._admit(address)
+            previous = None
             entry = entries[name] = Entry(
                 name, address, localAddresses, wants, now, proven, secret, previousSecret
             )
+            self._count(address, 1)
         else:
+            old = entry.address
+            moved = (old[0], old[1]) != (address[0], address[1])
+            if moved:
+                self._count(old, -1)
+                try:
+                    self._admit(address)
+                except SourceQuotaReached:
+                    self._count(old, 1)
+                    raise
+                self._count(address, 1)
             previous = entry.copy()
             if secret is None:
                 entry.moveTo(address, localAddresses)
@@ -372,7 +467,7 @@ class Phonebook:
             entry.lastSeen = now
             entry.proven = proven
             entries.move_to_end(name)
-        return entry, previous, evicted
+        return entry, previous
 
     def lookup(self, name, now):
         """
@@ -392,7 +487,10 @@ class Phonebook:
 
         @return: The removed L{Entry}, or L{None} if there was none.
         """
-        return self._entries.pop(name, None)
+        entry = self._entries.pop(name, None)
+        if entry is not None:
+            self._count(entry.address, -1)
+        return entry
 
     def expire(self, now):
         """
@@ -410,5 +508,7 @@ class Phonebook:
             oldest = next(iter(entries.values()))
             if oldest.lastSeen > deadline:
                 break
-            expired.append(entries.popitem(last=False)[1])
+            entry = entries.popitem(last=False)[1]
+            self._count(entry.address, -1)
+            expired.append(entry)
         return expired

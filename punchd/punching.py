@@ -11,7 +11,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.addresses import formatAddress, udpAddress
 from punchd.interfaces import ICandidate, IPath
 
@@ -74,14 +74,21 @@ class Punch:
     4, 8 ... probe intervals after it was first due) and within its even
     share of C{unheardBudget} bytes for the whole introduction: a forged
     introduction or registration cannot make a peer flood its victims.
-    Whatever authenticated comes from an address (a probe, an answer, data)
-    makes it heard, and so does an answer to a probe sent to it.  The first
-    answer brings the path up; a better
-    candidate (a local one, say) that answers shortly after takes over.  With
-    the path up it sends a keepalive every C{keepaliveInterval} seconds, and
-    declares the path lost when nothing authenticated has come from the peer
-    for C{pathTimeout} seconds.  What an application writes to it goes to
-    the peer in authenticated C{DATA} indications.
+    Whatever authenticated comes from an address (a probe, an answer, a
+    frame) makes it heard, and so does an answer to a probe sent to it.  The
+    first answer brings the path up; a better candidate (a local one, say)
+    that answers shortly after takes over.  With the path up it sends a
+    keepalive every C{keepaliveInterval} seconds, and declares the path lost
+    when nothing authenticated has come from the peer for C{pathTimeout}
+    seconds: the frames of the application's data count as much as the
+    keepalives' answers.
+
+    What an application writes to it goes to the peer in frames
+    (L{punchd.frames}), carrying the receiver index the peer put in its
+    probes and answers.  A peer whose NAT gives it a new port (a rebinding)
+    is heard from the new address, which is probed at once: when it
+    answers, and nothing came from the old address in the meantime, the
+    path moves there.
 
     @ivar state: L{PUNCHING}, L{UP}, L{FAILED}, L{LOST} or L{STOPPED}.
     @ivar selected: The L{Candidate} in use while L{UP}.
@@ -91,6 +98,10 @@ class Punch:
     @ivar probesSent: How many probes this punch sent, keepalives excluded.
     @ivar unheardBytesSent: How many bytes of probes this punch sent to
         candidates it had not heard from.
+    @ivar index: This side's receiver index for the path, which its probes
+        and answers carry and the peer's frames come with.
+    @ivar peerIndex: The peer's, from its probes and answers, or L{None}
+        before the first.
     """
 
     log = Logger()
@@ -106,9 +117,10 @@ class Punch:
         probeInterval: float = 0.05,
         keepaliveInterval: float = 5.0,
         pathTimeout: float = 15.0,
-        unheardBudget: int = 4096,
+        unheardBudget: int = 4608,
         newTransactionID=stun.newTransactionID,
         wireNames=None,
+        index: int = 0,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -119,15 +131,17 @@ class Punch:
             L{punchd.interfaces.IPathObserver} and
             L{punchd.interfaces.IPathReceiver}.
         @param unheardBudget: The most bytes of probes sent, over the whole
-            punch, to the introduced candidates not heard from: 4 KiB gives
+            punch, to the introduced candidates not heard from: 4.5 KiB gives
             each of two candidates its full backoff schedule, eight probes
             in the default 5 s, and each of the nine a forged introduction
-            can name six, up to 800 ms, still past a server round trip of
+            can name six probes of 76 bytes, up to 800 ms, still past a server round trip of
             skew between the peers' introductions.
-        @param wireNames: The C{(mine, the peer's)} names that probes and
-            C{DATA} carry, when they are not C{myName} and the
-            introduction's: the names derived from a peer secret (see
-            L{punchd.identity}), which the log does not show.
+        @param wireNames: The C{(mine, the peer's)} names that probes
+            carry and frame keys are derived from, when they are not
+            C{myName} and the introduction's: the names derived from a peer
+            secret (see L{punchd.identity}), which the log does not show.
+        @param index: This side's receiver index for the path: unique among
+            the paths on the socket, which find their frames by it.
         """
         self.clock = clock
         self._send = send
@@ -138,6 +152,13 @@ class Punch:
         )
         self.key = introduction.key
         self._username = messages.username(self._wireMine, self._wirePeer)
+        self.index = index
+        self.peerIndex = None
+        self._writeKey = frames.frameKey(self.key, self._wireMine, self._wirePeer)
+        self._writer = None
+        self._reader = frames.FrameReader(
+            frames.frameKey(self.key, self._wirePeer, self._wireMine)
+        )
         self._observer = observer
         self._punchTimeout = punchTimeout
         self._probeInterval = probeInterval
@@ -154,11 +175,16 @@ class Punch:
         self.probesSent = 0
         self.unheardBytesSent = 0
         self._heard = set()
+        # Addresses the peer spoke from since the selected one last did:
+        # where it may have moved.  And when each address the peer spoke
+        # from while up was last probed.
+        self._strays = set()
+        self._checked = {}
         self._unheardRounds = {}
         self._unheardSpent = {}
         self._unheardShare = unheardBudget // len(self.candidates)
         self._probeBytes = len(
-            messages.encodeProbe(bytes(12), self.peerName, self.myName, self.key)
+            messages.encodeProbe(bytes(12), self.peerName, self.myName, self.key, index)
         )
         self.lastHeard = None
         self._inFlight = {}
@@ -214,7 +240,9 @@ class Punch:
         self._inFlight[txid] = (candidate, self.clock.seconds())
         if not keepalive:
             self.probesSent += 1
-        candidate.send(messages.encodeProbe(txid, self._wirePeer, self._wireMine, self.key))
+        candidate.send(
+            messages.encodeProbe(txid, self._wirePeer, self._wireMine, self.key, self.index)
+        )
 
     def _probeRound(self, intervals):
         for candidate in self.candidates:
@@ -258,13 +286,15 @@ class Punch:
 
     def handle(self, datagram: bytes, message: stun.Message, source) -> bool:
         """
-        Take a datagram that may be from the peer.
+        Take a STUN message that may be from the peer.
 
         @param datagram: The datagram as received, for the integrity check.
         @param message: It, decoded.
         @param source: The C{(host, port)} it came from.
         @return: L{True} if it was authenticated with this punch's key and
             handled, L{False} if it was not ours.
+        @raise messages.InvalidMessage: If it was, but lacks the peer's
+            L{messages.INDEX}.
         """
         if self.state not in (PUNCHING, UP):
             return False
@@ -280,40 +310,83 @@ class Punch:
         if not stun.verifyIntegrity(datagram, self.key):
             return False
         if kind == (stun.BINDING, stun.REQUEST):
-            self._heard.add(source)
-            self.lastHeard = self.clock.seconds()
-            self._probed(message, source)
+            self._learnIndex(messages.parseIndex(message))
+            self._send(
+                messages.encodeProbeAnswer(message.transactionID, source, self.key, self.index),
+                source,
+            )
+            self._fromPeer(source)
         elif kind == (stun.BINDING, stun.SUCCESS):
-            self._heard.add(source)
+            self._learnIndex(messages.parseIndex(message))
+            # Asked for, so no sign that the peer moved: only of life.
             self.lastHeard = self.clock.seconds()
+            self._heard.add(source)
             self._answered(message.transactionID)
-        elif kind == (messages.DATA, stun.INDICATION):
-            try:
-                data = messages.parseData(message)
-            except messages.InvalidMessage:
-                return False
-            self._heard.add(source)
-            self.lastHeard = self.clock.seconds()
-            self._observer.dataReceived(self, data, source)
         else:
             return False
         return True
 
-    def _probed(self, message, source):
-        self._send(
-            messages.encodeProbeAnswer(message.transactionID, source, self.key), source
-        )
-        if any(c.address == source for c in self.candidates):
+    def frameReceived(self, datagram: bytes, source) -> bool:
+        """
+        Take a frame that carries this path's receiver index.
+
+        @param datagram: The frame.
+        @param source: The C{(host, port)} it came from.
+        @return: L{True} if it was taken, and its payload handed to the
+            observer; L{False} if the path takes no more frames.
+        @raise frames.FrameError: If it is not authentic, or a replay.
+        """
+        if self.state not in (PUNCHING, UP):
+            return False
+        payload = self._reader.read(datagram)
+        self._fromPeer(source)
+        self._observer.dataReceived(self, payload, source)
+        return True
+
+    def _learnIndex(self, index):
+        # The peer's index is its path's for life: the first one counts.
+        if self._writer is None:
+            self.peerIndex = index
+            self._writer = frames.FrameWriter(self._writeKey, index)
+
+    def _fromPeer(self, source):
+        """
+        Something authenticated came from the peer at C{source}: it is
+        alive, and may have moved there.
+        """
+        self.lastHeard = self.clock.seconds()
+        self._heard.add(source)
+        selected = self.selected
+        if selected is not None and source == selected.address:
+            if self._strays:
+                self._strays.clear()
             return
-        candidate = self._addCandidate(source, PEER_REFLEXIVE)
-        self.log.info(
-            "Learned a new address for {peer} from its probe: {address}",
-            peer=self.peerName,
-            address=formatAddress(source),
-        )
-        if self.selected is None or candidate.priority > self.selected.priority:
-            # A triggered check: the peer's probe just opened our NAT for it.
-            self._probe(candidate)
+        candidate = self._candidateAt(source)
+        new = candidate is None
+        if new:
+            candidate = self._addCandidate(source, PEER_REFLEXIVE)
+            self.log.info(
+                "Learned a new address for {peer}: {address}",
+                peer=self.peerName,
+                address=formatAddress(source),
+            )
+        if self.state != UP:
+            if new:
+                # A triggered check: the peer just opened our NAT for it.
+                self._probe(candidate)
+        elif candidate.priority >= selected.priority:
+            self._strays.add(source)
+            # Probed at most once a probe interval, however fast frames come.
+            now = self.lastHeard
+            if now - self._checked.get(source, -self._probeInterval) >= self._probeInterval:
+                self._checked[source] = now
+                self._probe(candidate)
+
+    def _candidateAt(self, address):
+        for candidate in self.candidates:
+            if candidate.address == address:
+                return candidate
+        return None
 
     def _answered(self, txid):
         candidate, sentAt = self._inFlight.pop(txid)
@@ -337,8 +410,7 @@ class Punch:
             )
             self._observer.pathUp(self)
         elif candidate.priority > self.selected.priority:
-            previous = self.selected
-            self.selected = candidate
+            previous = self._select(candidate)
             self.log.info(
                 "Switched the path to {peer} from {previous} to the better {address}",
                 peer=self.peerName,
@@ -347,6 +419,27 @@ class Punch:
             )
             self._upgradeUnlessBest()
             self._observer.pathMoved(self, previous)
+        elif candidate.address in self._strays:
+            previous = self._select(candidate)
+            self.log.info(
+                "{peer} moved from {previous} to {address}: its NAT gave it a new"
+                " port, or it has a new address. The path follows it.",
+                peer=self.peerName,
+                previous=repr(previous),
+                address=repr(candidate),
+            )
+            self._observer.pathMoved(self, previous)
+
+    def _select(self, candidate):
+        """
+        Make C{candidate} the selected one.
+
+        @return: The one selected before.
+        """
+        previous = self.selected
+        self.selected = candidate
+        self._strays.clear()
+        return previous
 
     def _upgradeUnlessBest(self):
         """
@@ -393,20 +486,15 @@ class Punch:
 
     def write(self, data: bytes):
         """
-        Send C{data} to the peer over the path, in an authenticated C{DATA}
-        indication.
+        Send C{data} to the peer over the path, in a frame.
 
-        @raise ValueError: If it is larger than
-            L{messages.MAX_PAYLOAD_BYTES}.
+        @param data: L{bytes}, at most L{frames.MAX_PAYLOAD_BYTES}.
+        @raise ValueError: If it is larger.
         @raise RuntimeError: If the path is not up.
         """
         if self.state != UP:
             raise RuntimeError(f"the path to {self.peerName} is {self.state}, not up")
-        self.selected.send(
-            messages.encodeData(
-                self._newTransactionID(), self._wirePeer, self._wireMine, data, self.key
-            )
-        )
+        self.selected.send(self._writer.frame(data))
 
     @property
     def elapsed(self) -> float:

@@ -20,7 +20,8 @@ from punchd.cookies import Cookies
 from punchd.drops import DropCounter
 from punchd.interfaces import IStageManager
 from punchd.logs import hideAddresses
-from punchd.ratelimit import SourceLimiter
+from punchd.phonebook import PhonebookFull, SourceQuotaReached
+from punchd.ratelimit import SourceLimiter, TokenBucket
 from punchd.transactions import Transactions, TransactionTimeout
 
 #: Seconds between the retransmissions of an unanswered introduction.
@@ -29,6 +30,16 @@ INTRODUCTION_RETRIES = (0.5, 1.0, 2.0, 4.0)
 #: Registrations, or Binding requests, a second from one source (address
 #: and port), by default.
 SOURCE_RATE = 20
+
+
+#: Log lines about peers (registrations, introductions, departures,
+#: expiries) a second, and at once: anyone with addresses to register from
+#: can cause them, so past that they are counted, and the count logged.
+PEER_LOG_RATE = 20.0
+PEER_LOG_BURST = 200.0
+
+#: Seconds between two lines saying how many peer events went unlogged.
+UNLOGGED_NOTE_INTERVAL = 10.0
 
 
 def sourceLimiter(rate: float) -> "SourceLimiter | None":
@@ -165,6 +176,9 @@ class StageManagerProtocol(DatagramProtocol):
         if not logAddresses:
             for dialect in self.dialects:
                 hideAddresses(dialect)
+        self._peerLog = TokenBucket(PEER_LOG_RATE, PEER_LOG_BURST, clock.seconds())
+        self._unlogged = 0
+        self._unloggedNoted = clock.seconds()
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         self._sweepInterval = sweepInterval
@@ -429,8 +443,8 @@ class StageManagerProtocol(DatagramProtocol):
             # A new name, or one of a peer of another dialect, which has
             # nothing to hold it with: it gets a secret of its own.
             secret = request.secret = self._firstSecret(request)
-        return _then(
-            self.phonebook.register(
+        try:
+            result = self.phonebook.register(
                 registration.name,
                 request.address,
                 registration.localAddresses,
@@ -439,10 +453,42 @@ class StageManagerProtocol(DatagramProtocol):
                 True,
                 secret,
                 previous,
-            ),
-            self._recorded,
-            request,
-        )
+            )
+        except (PhonebookFull, SourceQuotaReached) as e:
+            return self._noRoom(e, request)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(
+                self._recorded, self._noRoomLater, callbackArgs=(request,), errbackArgs=(request,)
+            )
+        return self._recorded(result, request)
+
+    def _noRoomLater(self, failure, request):
+        failure.trap(PhonebookFull, SourceQuotaReached)
+        return self._noRoom(failure.value, request)
+
+    def _noRoom(self, error, request):
+        """
+        Refuse a registration the phonebook has no room for: no live entry
+        is forgotten to make room, and no source holds more than its share.
+        """
+        name = request.registration.name
+        if isinstance(error, PhonebookFull):
+            self.stats["phonebookFull"] += 1
+            self.drops.drop("phonebook full", formatAddress(request.address), name)
+            refusal = messages.InvalidMessage(
+                f"the phonebook is full ({self.phonebook.maxEntries} names); try again later",
+                messages.PHONEBOOK_FULL,
+            )
+        else:
+            self.stats["quotaReached"] += 1
+            self.drops.drop(
+                f"names per {error.what} reached", formatAddress(request.address), name
+            )
+            refusal = messages.InvalidMessage(
+                f"this {error.what} holds {error.limit} names already, the most it may",
+                messages.QUOTA_REACHED,
+            )
+        self._refuse(request.message, request.address, refusal)
 
     def _proof(self, entry, datagram) -> "bytes | None":
         """
@@ -485,19 +531,9 @@ class StageManagerProtocol(DatagramProtocol):
         """
         Count and log the entry, and look up the contacts it seeks.
         """
-        entry, previous, evicted = result
+        entry, previous = result
         registration = request.registration
         self.stats["registrations"] += 1
-        if evicted is not None:
-            self.stats["evictions"] += 1
-            if self._known(evicted):
-                # Strangers that never proved their address come and go
-                # unlogged, like their registrations.
-                self.log.info(
-                    "Phonebook full ({size} entries): forgot {evicted}, the least recently seen",
-                    size=len(self.phonebook),
-                    evicted=evicted.name,
-                )
         request.refresh = self._logRegistration(entry, previous)
         for dialect in self.dialects:
             dialect.registered(entry, previous, registration.seeking)
@@ -531,13 +567,6 @@ class StageManagerProtocol(DatagramProtocol):
                 return dialect
         return None
 
-    def _known(self, entry) -> bool:
-        """
-        Whether an entry is logged: a peer that proved its address, or one
-        of a dialect's.
-        """
-        return entry.proven or self._dialectOf(entry) is not None
-
     def _peerState(self, entry, other):
         """
         Where C{other}, a contact C{entry} seeks, stands: a L{PEER_STATE}
@@ -548,8 +577,11 @@ class StageManagerProtocol(DatagramProtocol):
         dialect = self._dialectOf(other)
         if dialect is not None:
             # A dialect's peer may be unable to say whom it wants: see
-            # punchd.compat.server for why it is introduced all the same.
-            return messages.PEER_INTRODUCED, dialect
+            # punchd.compat.server for why it is introduced all the same,
+            # once it has proven its address as its dialect can.
+            if other.proven:
+                return messages.PEER_INTRODUCED, dialect
+            return messages.PEER_WAITING, None
         if entry.name not in other.wants:
             return messages.PEER_WAITING, None
         return messages.PEER_INTRODUCED, None
@@ -585,7 +617,8 @@ class StageManagerProtocol(DatagramProtocol):
                 # Said when the peer registers, moves or wants another, not
                 # at each refresh while it waits: anyone can make the stage
                 # manager log, but only at the pace of changes to its entry.
-                self.log.info(
+                self._peerEvent(
+                    self.log.info,
                     "{name} is looking for {wants}, who is {why}: no introduction yet",
                     name=entry.name,
                     wants=wanted,
@@ -615,13 +648,15 @@ class StageManagerProtocol(DatagramProtocol):
             wants=_names(entry.wants),
         )
         if not known:
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} registered from {address} (local: {localAddresses}), looking for {wants}",
                 size=len(self.phonebook),
                 **fields,
             )
         else:
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} re-registered from {address} (local: {localAddresses}), looking for {wants};"
                 " it was at {previousAddress} looking for {previousWants}",
                 previousAddress=formatAddress(previous.address),
@@ -646,7 +681,8 @@ class StageManagerProtocol(DatagramProtocol):
                 ),
             )
         self.stats["introductions"] += 1
-        self.log.info(
+        self._peerEvent(
+            self.log.info,
             "Introduced {a} at {aAddress} and {b} at {bAddress}",
             a=a.name,
             aAddress=formatAddress(a.address),
@@ -689,7 +725,8 @@ class StageManagerProtocol(DatagramProtocol):
     def _unacknowledged(self, failure, to):
         failure.trap(TransactionTimeout, CancelledError)
         if failure.check(TransactionTimeout):
-            self.log.warn(
+            self._peerEvent(
+                self.log.warn,
                 "{name} at {address} never acknowledged its introduction",
                 name=to.name,
                 address=formatAddress(to.address),
@@ -734,17 +771,47 @@ class StageManagerProtocol(DatagramProtocol):
             address,
             size,
         )
-        self.log.info("{name} at {address} left", name=name, address=formatAddress(address))
+        self._peerEvent(
+            self.log.info, "{name} at {address} left", name=name, address=formatAddress(address)
+        )
+
+    def _peerEvent(self, emit, format, **fields):
+        """
+        Log a line about a peer with C{emit} (C{self.log.info} or
+        C{self.log.warn}), within L{PEER_LOG_RATE}; past it, count it.
+        """
+        if self._peerLog.take(1, self.clock.seconds()):
+            emit(format, **fields)
+        else:
+            self._unlogged += 1
+            self.stats["unloggedEvents"] += 1
+
+    def _noteUnlogged(self, now):
+        if self._unlogged and now - self._unloggedNoted >= UNLOGGED_NOTE_INTERVAL:
+            self.log.warn(
+                "{count} peer event(s) not logged in the last {seconds:.0f} s:"
+                " more than {rate:.0f} a second",
+                count=self._unlogged,
+                seconds=now - self._unloggedNoted,
+                rate=PEER_LOG_RATE,
+            )
+            self._unlogged = 0
+            self._unloggedNoted = now
 
     def _sweep(self):
-        _then(self.phonebook.expire(self.clock.seconds()), self._expired)
+        now = self.clock.seconds()
+        self._noteUnlogged(now)
+        _then(self.phonebook.expire(now), self._expired)
 
     def _expired(self, entries):
         for entry in entries:
             self.stats["expiries"] += 1
-            if not self._known(entry):
+            if not entry.proven:
+                # A dialect's client that never proved its address comes
+                # and goes unlogged: anyone could have registered it.
                 continue
-            self.log.info(
+            self._peerEvent(
+                self.log.info,
                 "{name} at {address} expired: not heard from in {ttl} s",
                 name=entry.name,
                 address=formatAddress(entry.address),

@@ -15,7 +15,7 @@ from punchd import options
 from punchd.cookies import Cookies
 from punchd.discovery import BehaviourDiscovery
 from punchd.metrics import MetricsService
-from punchd.phonebook import Phonebook
+from punchd.phonebook import NAMES_PER_ADDRESS, NAMES_PER_IP, Phonebook
 from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.services import DatagramServer
@@ -70,8 +70,10 @@ With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
 not, with phonebook entries, a reflection amplifier and a privacy leak. With
-it on, each answer holds at most 16 lines and answers are rate-limited per
-source address.
+it on, an original client is answered, shown to others or introduced only
+once it has registered from the same address twice, a second or more apart;
+each answer holds at most 16 lines and answers are rate-limited per source
+address.
 """
 
 
@@ -88,6 +90,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--port PORT] [--interface ADDR] [--max-clients N] [--ttl SECONDS]"
+        " [--max-names-per-address N] [--max-names-per-ip N]"
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
@@ -123,9 +126,24 @@ class Options(usage.Options):
             "max-clients",
             "m",
             100000,
-            "Most peers in the phonebook; when it is full, a new peer replaces"
-            " the least recently seen.",
+            "Most peers in the phonebook; when it is full, new names are refused"
+            " until entries expire, and no live entry is forgotten.",
             options.named("max-clients", options.positiveInt),
+        ],
+        [
+            "max-names-per-address",
+            None,
+            NAMES_PER_ADDRESS,
+            "Most names one source address and port may hold.",
+            options.named("max-names-per-address", options.positiveInt),
+        ],
+        [
+            "max-names-per-ip",
+            None,
+            NAMES_PER_IP,
+            "Most names one source IP may hold: room for the peers behind one"
+            " carrier-grade NAT address.",
+            options.named("max-names-per-ip", options.positiveInt),
         ],
         [
             "ttl",
@@ -234,6 +252,11 @@ class Options(usage.Options):
         super().parseOptions(options)
 
     def postOptions(self):
+        if self["max-names-per-address"] > self["max-names-per-ip"]:
+            raise usage.UsageError(
+                f"--max-names-per-address ({self['max-names-per-address']}) cannot exceed"
+                f" --max-names-per-ip ({self['max-names-per-ip']})"
+            )
         if self["workers"] > 1 or self["worker-of"] is not None:
             option = "--workers" if self["workers"] > 1 else "--worker-of"
             if self["redis"] is None:
@@ -345,7 +368,12 @@ def makeService(config, reactor=None):
         phonebook, cookies, relay, store = _shared(config, reactor)
         shared.append(store)
     else:
-        phonebook = Phonebook(config["max-clients"], config["ttl"])
+        phonebook = Phonebook(
+            config["max-clients"],
+            config["ttl"],
+            config["max-names-per-address"],
+            config["max-names-per-ip"],
+        )
     dialects = (OriginalClients(reactor),) if config["seed-compat"] else ()
     protocol = StageManagerProtocol(
         reactor,

@@ -21,7 +21,7 @@ from zope.interface import implementer
 from punchd.addresses import formatAddress, udpAddress
 from punchd.compat import protocol
 from punchd.interfaces import IPath
-from punchd.punching import LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
+from punchd.punching import FAILED, LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
 
 
 @implementer(IPath)
@@ -31,13 +31,16 @@ class OriginalContact:
 
     It is L{PUNCHING} until the first message from the peer arrives, then
     L{UP}; once up, a peer silent for C{pathTimeout} seconds is L{LOST}.
-    While punching it sends for as long as it takes: an original client
-    learns of us only from the server, at its next registration, maybe 30 s
-    away.
+    While punching it sends for as long as it takes, or for C{punchTimeout}
+    seconds: an original client that talks to an original server learns of
+    us only at its next registration, maybe 30 s away; but one introduced
+    by a punch-server learns of us when we learn of it, and an address
+    that has not answered within a few seconds may not be an original
+    client at all, only spoofed as one.
 
     @ivar peerName: The original peer's name.
     @ivar selected: The L{Candidate} of its address.
-    @ivar state: L{PUNCHING}, L{UP}, L{LOST} or L{STOPPED}.
+    @ivar state: L{PUNCHING}, L{UP}, L{FAILED}, L{LOST} or L{STOPPED}.
     @ivar rtt: Always L{None}: the original protocol has nothing to time.
     @ivar lastHeard: When a message from the peer last arrived, or L{None}.
     @ivar messagesSent: How many direct messages it sent while punching.
@@ -57,6 +60,7 @@ class OriginalContact:
         observer,
         messageInterval: float = 1.0,
         pathTimeout: float = 15.0,
+        punchTimeout: "float | None" = None,
     ):
         """
         @param clock: An L{twisted.internet.interfaces.IReactorTime}.
@@ -71,6 +75,8 @@ class OriginalContact:
             punching, and between two checks for silence once up.
         @param pathTimeout: Seconds of silence after which a peer that was
             heard is lost.
+        @param punchTimeout: Seconds to send to a peer not yet heard before
+            giving up (L{FAILED}); L{None} to send until it is heard.
         """
         self.clock = clock
         self.myName = myName
@@ -80,6 +86,7 @@ class OriginalContact:
         self._observer = observer
         self._messageInterval = messageInterval
         self._pathTimeout = pathTimeout
+        self._punchTimeout = punchTimeout
         self.state = STOPPED
         self.lastHeard = None
         self.messagesSent = 0
@@ -143,8 +150,34 @@ class OriginalContact:
             )
         self.selected.send(data)
 
+    @property
+    def candidates(self):
+        """
+        The one address the original peer is sent to.
+        """
+        return (self.selected,)
+
+    @property
+    def probesSent(self) -> int:
+        """
+        How many direct messages were sent while punching.
+        """
+        return self.messagesSent
+
+    @property
+    def elapsed(self) -> float:
+        """
+        Seconds since punching started.
+        """
+        return self.clock.seconds() - self._startedAt
+
     def _tick(self):
         if self.state == PUNCHING:
+            if self._punchTimeout is not None and self.elapsed >= self._punchTimeout:
+                self.state = FAILED
+                self._ticker.stop()
+                self._observer.punchFailed(self)
+                return
             self.selected.send(self._datagram)
             self.messagesSent += 1
         elif self.clock.seconds() - self.lastHeard > self._pathTimeout:

@@ -28,7 +28,11 @@ class OriginalPeers:
     log = Logger()
 
     def __init__(
-        self, text: "str | None" = None, messageInterval: float = 1.0, pathTimeout: float = 15.0
+        self,
+        text: "str | None" = None,
+        messageInterval: float = 1.0,
+        pathTimeout: float = 15.0,
+        punchTimeout: float = 5.0,
     ):
         """
         @param text: The direct message to send an original client while
@@ -37,12 +41,18 @@ class OriginalPeers:
         @param messageInterval: Seconds between two of them.
         @param pathTimeout: Seconds of silence after which an original
             client that was heard is lost.
+        @param punchTimeout: Seconds to send to an original client not yet
+            heard before giving up until the next introduction: the stage
+            manager cannot prove an original client's address, so whoever
+            spoofs one gets a few of our datagrams sent there, not a
+            stream.
         """
         self.text = text
         self.contacts = {}
         self._peer = None
         self._messageInterval = messageInterval
         self._pathTimeout = pathTimeout
+        self._punchTimeout = punchTimeout
 
     def attach(self, peer):
         self._peer = peer
@@ -86,6 +96,7 @@ class OriginalPeers:
             self._peer,
             messageInterval=self._messageInterval,
             pathTimeout=self._pathTimeout,
+            punchTimeout=self._punchTimeout,
         )
         self._peer.adopt(contact)
         return True

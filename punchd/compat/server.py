@@ -9,17 +9,20 @@ stage manager's own phonebook, remembers which entries are original
 clients, and answers them the way the original server does, with these
 differences:
 
+  - An original client counts as proven once it registers from the same
+    address again, L{PROOF_GAP} or more later; until then it is sent no
+    more bytes than it sent, shown to nobody and introduced to nobody.
   - The answer lists at most L{ANSWER_LINES} entries (the original's 16
-    slots): the registrant itself, the native peers that seek it, and the
-    original clients most recently registered.  Native peers that do not
-    seek it are never shown to it.
+    slots): the registrant itself and the proven original clients most
+    recently registered.  Native peers are never shown in an answer.
   - Answers are rate-limited for each source address, and in all: the
     original answers anyone, spoofed or not, with the whole table, a
     reflection amplifier.
   - When an original client registers for the first time, or from a new
     address, its entry is sent at once to the other original clients
     registered lately (at most L{PUSH_TARGETS} of them, within the same
-    limits), and native peers that seek it are introduced to it; so peers
+    limits), and native peers that seek it are introduced to it, once it is
+    proven; so peers
     need not wait for their next registration, some 30 s, to find it.
 
 A native peer that seeks an original client is introduced to it (see
@@ -38,7 +41,8 @@ from punchd.compat import protocol
 from punchd.compat.introductions import encodeOriginalIntroduction
 from punchd.interfaces import IServerDialect
 from punchd.messages import InvalidMessage
-from punchd.ratelimit import SourceLimiter
+from punchd.phonebook import PhonebookFull, SourceQuotaReached
+from punchd.ratelimit import SourceLimiter, TokenBucket
 
 #: The most entries in one answer: the original server's 16 slots.
 ANSWER_LINES = protocol.ORIGINAL_SLOTS
@@ -58,6 +62,32 @@ TOTAL_BURST = 4000.0
 
 #: The most native peers remembered as seeking one name.
 SEEKERS_PER_NAME = 16
+
+
+#: Seconds between two registrations of an original client from one address
+#: after which it counts as proven: more than a round trip.
+PROOF_GAP = 1.0
+
+#: Original clients' first proven registrations logged a second, and at
+#: once; the others are counted only.
+LOG_RATE = 1.0
+LOG_BURST = 20.0
+
+
+def _fitting(lines, size):
+    """
+    The first of C{lines} whose formatted text, together, fits in C{size}
+    bytes.
+    """
+    fitting = []
+    total = 0
+    count = len(lines)
+    for slot, (name, address) in enumerate(lines):
+        total += len(protocol.formatLine(protocol.PhonebookLine(slot, count, name, address)))
+        if total > size:
+            break
+        fitting.append((name, address))
+    return fitting
 
 
 def _ipv4(address):
@@ -100,8 +130,10 @@ class OriginalClients:
         if limiter is None:
             limiter = SourceLimiter(SOURCE_RATE, SOURCE_BURST, TOTAL_RATE, TOTAL_BURST)
         self.limiter = limiter
-        # Original clients' names, least recently registered first.
+        # Original clients' names, least recently registered first, each
+        # with when it first registered from its address.
         self._originals = OrderedDict()
+        self._logBudget = TokenBucket(LOG_RATE, LOG_BURST, clock.seconds())
         # A wanted name -> {native peer's name: whether it seeks now}.
         self._seekers = OrderedDict()
         self._stageManager = self._write = self._drops = self._stats = None
@@ -150,20 +182,44 @@ class OriginalClients:
             # anyone can speak from any address, must not take it over.
             self._drops.drop("name held by a native peer", source, name)
             return
+        # An original client cannot echo a cookie.  It counts as proven once
+        # it has registered from the same address again, at least
+        # PROOF_GAP later: see docs/security.rst for what that is worth.
+        since = None
+        if existing is not None and existing.address == address:
+            since = self._originals.get(name)
+        if since is None:
+            since = now
+        proven = now - since >= PROOF_GAP
         own = _ipv4(address)
         lines = ([(name, own)] if own is not None else []) + self._others(name, now)
         lines = lines[: self.answerLines]
-        if not self.limiter.take(unmapped(address)[0], len(lines), now):
+        if not proven:
+            # To an address not proven, no more bytes than it sent.
+            lines = _fitting(lines, len(datagram))
+        host = unmapped(address)[0]
+        # What is sent is charged to its destination; a registration that
+        # gets nothing only to the total, so that a spoofer cannot use up
+        # the bucket of the address it spoofs.
+        if not (
+            self.limiter.take(host, len(lines), now)
+            if lines
+            else self.limiter.takeTotal(1, now)
+        ):
             self._drops.drop("rate-limited original registration", source, name)
             return
-        wasOriginal = name in self._originals
-        entry, previous, evicted = self.phonebook.register(
-            name, address, (), (), now, proven=False
-        )
+        try:
+            entry, previous = self.phonebook.register(name, address, (), (), now, proven=proven)
+        except PhonebookFull:
+            self._stats["phonebookFull"] += 1
+            self._drops.drop("phonebook full", source, name)
+            return
+        except SourceQuotaReached as e:
+            self._stats["quotaReached"] += 1
+            self._drops.drop(f"names per {e.what} reached", source, name)
+            return
         self._stats["original registrations"] += 1
-        if evicted is not None:
-            self._stats["evictions"] += 1
-        self._originals[name] = None
+        self._originals[name] = since
         self._originals.move_to_end(name)
         while len(self._originals) > self.phonebook.maxEntries:
             self._originals.popitem(last=False)
@@ -175,36 +231,33 @@ class OriginalClients:
                 ),
                 address,
             )
-        if previous is not None and previous.address == address and wasOriginal:
-            self.log.debug(
-                "{name}, an original client, refreshed from {address}",
+        if not proven or (previous is not None and previous.proven):
+            # Anyone can send a name from any address: a client is logged,
+            # announced and introduced once it has proven it, and only then.
+            return
+        if self._logBudget.take(1, now):
+            self.log.info(
+                "{name} registered from {address} as an original test-client;"
+                " answered with {count} phonebook line(s)",
                 name=name,
                 address=source,
+                count=count,
             )
-            return
-        self.log.info(
-            "{name} registered from {address} as an original test-client;"
-            " answered with {count} phonebook line(s)",
-            name=name,
-            address=source,
-            count=count,
-        )
         if own is not None:
             self._announce(entry, own, now)
         for native in self._nativesSeeking(name, now, seekingOnly=True):
-            self._introduceTo(native, entry)
+            self.introduce(native, entry)
 
     def _others(self, name, now):
         """
         The entries an original client named C{name} is shown besides its
-        own: the native peers that seek it, then other original clients,
-        most recent first.
+        own: other original clients that proved their address, most recent
+        first.  Native peers are never shown in an answer, even those that
+        seek C{name}: anyone may register any name in text; a native peer
+        that seeks it is introduced to it, and told to it, only once it has
+        proven its address (L{introduce}).
         """
         others = []
-        for native in self._nativesSeeking(name, now):
-            address = _ipv4(native.address)
-            if address is not None and protocol.fitsLine(native.name):
-                others.append((native.name, address))
         for entry in self._liveOriginals(now, exclude=name):
             if len(others) >= self.answerLines:
                 break
@@ -225,7 +278,7 @@ class OriginalClients:
             entry = self.phonebook.lookup(other, now)
             if entry is None:
                 stale.append(other)
-            elif other != exclude and _ipv4(entry.address) is not None:
+            elif other != exclude and entry.proven and _ipv4(entry.address) is not None:
                 found.append(entry)
         for other in stale:
             del self._originals[other]

@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 
 from punchd.greeter import RECEIVED_KEPT, Greeter
 from punchd.interfaces import IPathObserver, IPathReceiver
-from punchd.messages import MAX_PAYLOAD_BYTES
+from punchd.frames import MAX_PAYLOAD_BYTES
 from punchd.punching import LOST, UP
 
 SOURCE = ("203.0.113.7", 6000)

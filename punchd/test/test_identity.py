@@ -10,7 +10,7 @@ from twisted.logger import globalLogPublisher
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import identity, messages, stun
+from punchd import frames, identity, messages
 from punchd.punching import UP
 from punchd.test.helpers import World
 from punchd.testing import portRestrictedCone
@@ -110,7 +110,7 @@ class PeerSecretTests(SynchronousTestCase):
 
     def test_stageManagerCannotInject(self):
         """
-        A DATA keyed with the introduction's key, which the stage manager
+        A frame keyed from the introduction's key, which the stage manager
         knows, is dropped by alice.
         """
         world = SecretWorld({"alice": SECRET, "bob": SECRET}, None, None)
@@ -127,10 +127,14 @@ class PeerSecretTests(SynchronousTestCase):
         world.network.advance(3)
         self.assertEqual(world.alice.punch.state, UP)
         received = len(world.alice.application.received)
-        forged = messages.encodeData(
-            stun.newTransactionID(), world.alice._wireName, world.bob._wireName, b"forged", keys[0]
+        forged = frames.encode(
+            frames.frameKey(keys[0], world.bob._wireName, world.alice._wireName),
+            world.alice.punch.index,
+            10**6,
+            b"forged",
         )
         world.alice.datagramReceived(forged, world.alice.punch.selected.address)
+        self.assertEqual(world.alice.drops.counts[frames.UNAUTHENTICATED], 1)
         self.assertEqual(len(world.alice.application.received), received)
         self.assertEqual(world.alice.punch.state, UP)
         self.assertNotIn(b"forged", [t.encode() for t, _ in world.alice.application.received])

@@ -274,10 +274,14 @@ class AnswerTests(SynchronousTestCase):
         )
 
 
+#: A limit in bytes to cut texts to.
+LIMIT = 1024
+
+
 class DirectMessageTests(SynchronousTestCase):
     """
-    A datagram too long for a C{DATA} indication is refused; a text cut to
-    a limit is cut where a character ends, so that it still reads.
+    A text cut to a limit is cut where a character ends, so that it still
+    reads.
     """
 
     @FUZZ
@@ -287,12 +291,12 @@ class DirectMessageTests(SynchronousTestCase):
         L{messages.utf8Prefix} is the longest prefix of the text whose UTF-8
         fits the limit.
         """
-        received = messages.utf8Prefix(text, messages.MAX_PAYLOAD_BYTES).decode("utf-8")
+        received = messages.utf8Prefix(text, LIMIT).decode("utf-8")
         self.assertTrue(text.startswith(received))
-        self.assertLessEqual(len(received.encode("utf-8")), messages.MAX_PAYLOAD_BYTES)
+        self.assertLessEqual(len(received.encode("utf-8")), LIMIT)
         if received != text:
             self.assertGreater(
-                len((received + text[len(received)]).encode("utf-8")), messages.MAX_PAYLOAD_BYTES
+                len((received + text[len(received)]).encode("utf-8")), LIMIT
             )
 
     def test_cutInsideCharacter(self):
@@ -301,20 +305,7 @@ class DirectMessageTests(SynchronousTestCase):
         """
         text = "x" + "\u00e9" * 600
         self.assertEqual(
-            messages.utf8Prefix(text, messages.MAX_PAYLOAD_BYTES), ("x" + "\u00e9" * 511).encode("utf-8")
-        )
-
-    def test_tooLargeRefused(self):
-        """
-        C{DATA} carries at most L{messages.MAX_PAYLOAD_BYTES}: a larger
-        payload is refused with L{ValueError}, not cut.
-        """
-        key = bytes(16)
-        most = b"\xff" * messages.MAX_PAYLOAD_BYTES
-        datagram = messages.encodeData(stun.newTransactionID(), "bob", "alice", most, key)
-        self.assertEqual(messages.parseData(stun.decode(datagram)), most)
-        self.assertRaises(
-            ValueError, messages.encodeData, stun.newTransactionID(), "bob", "alice", most + b"x", key
+            messages.utf8Prefix(text, LIMIT), ("x" + "\u00e9" * 511).encode("utf-8")
         )
 
 
@@ -334,8 +325,8 @@ class MethodTests(SynchronousTestCase):
         No punchd method is a method the IANA registry assigns, so no
         dissector names punchd's messages after another protocol's.
         """
-        ours = {messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA}
-        self.assertEqual(len(ours), 4)
+        ours = {messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE}
+        self.assertEqual(len(ours), 3)
         self.assertEqual(ours & REGISTERED_METHODS, set())
 
     def test_stunToDemultiplexers(self):
@@ -343,7 +334,7 @@ class MethodTests(SynchronousTestCase):
         Every message of every punchd method, in every class, starts with a
         byte of 0 to 3, which RFC 7983 demultiplexers take for STUN.
         """
-        for method in (messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE, messages.DATA):
+        for method in (messages.REGISTER, messages.UNREGISTER, messages.INTRODUCE):
             for messageClass in (stun.REQUEST, stun.INDICATION, stun.SUCCESS, stun.ERROR):
                 datagram = stun.encode(stun.Message(method, messageClass, bytes(12)))
                 self.assertLessEqual(datagram[0], 3, (hex(method), messageClass))

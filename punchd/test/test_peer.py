@@ -6,17 +6,20 @@ manager and two peers, over L{punchd.testing}'s simulated NATs.
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.greeter import RECEIVED_KEPT
 from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
 from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
+from punchd.test.optional import given, settings, st
 from punchd.testing import (
     ADDRESS_DEPENDENT,
+    SEQUENTIAL,
     fullCone,
     portRestrictedCone,
     restrictedCone,
@@ -86,6 +89,45 @@ class PeerInterfaceTests(SynchronousTestCase):
             verifyObject(IPathReceiver, peer)
             verifyObject(IPath, peer.punch)
             self.assertEqual(peer.punch.state, UP)
+
+
+    def test_applicationOfTheInterfacesOnly(self):
+        """
+        An application that is only an L{IPathObserver} and an
+        L{IPathReceiver}, without a C{stop} method, is told of its path,
+        and its peer stops cleanly.
+        """
+        @implementer(IPathObserver, IPathReceiver)
+        class Minimal:
+            def __init__(self):
+                self.ups = []
+
+            def pathUp(self, path):
+                self.ups.append(path)
+
+            def pathMoved(self, path, previous):
+                pass
+
+            def pathLost(self, path):
+                pass
+
+            def punchFailed(self, path):
+                pass
+
+            def dataReceived(self, path, data, source):
+                pass
+
+        world = World(None, None)
+        world.startPeer("alice", "bob", 5000)
+        application = Minimal()
+        verifyObject(IPathObserver, application)
+        verifyObject(IPathReceiver, application)
+        bob = PeerProtocol(world.bobHost, SERVER, "bob", "alice", application=application)
+        port = world.bobHost.listenUDP(6000, bob)
+        world.network.advance(3)
+        self.assertEqual(application.ups, [bob.punch])
+        port.stopListening()
+        self.assertEqual(world.bobHost.getDelayedCalls(), [])
 
 
 class IntroductionTimingTests(SynchronousTestCase):
@@ -169,8 +211,7 @@ class NATMatrixTests(SynchronousTestCase):
             # The stage manager carried none of the direct traffic.
             self.assertEqual(
                 [d for d in world.network.delivered()
-                 if stun.decode(d.data).method == messages.DATA
-                 and SERVER in (d.destination, d.deliveredTo)],
+                 if frames.isFrame(d.data) and SERVER in (d.destination, d.deliveredTo)],
                 [],
             )
         else:
@@ -205,7 +246,8 @@ class NATMatrixTests(SynchronousTestCase):
             if e["log_format"].startswith("Could not reach") and e["peer"] == "bob"
         ]
         self.assertIn("203.0.113.1:6000 (public)", report["candidates"])
-        self.assertIn("10.0.2.2:6000 (local)", report["candidates"])
+        # Bob's local address is on a network alice is not on: not tried.
+        self.assertNotIn("10.0.2.2", report["candidates"])
         self.assertIn("symmetric NAT", report["log_format"])
 
     def test_retryAtNextIntroduction(self):
@@ -368,6 +410,40 @@ class PathLifeTests(SynchronousTestCase):
         self.assertEqual(world.bob.punch.state, UP)
         self.assertEqual(world.alice.punch.selected.address[1], world.bob.publicAddress[1])
 
+    def test_movedPort(self):
+        """
+        When bob's NAT forgets its mappings and gives him a new port, alice's
+        path follows him there with one pathMoved, both peers' messages keep
+        coming, and neither path is lost or punched again.
+        """
+        world = World(restrictedCone(), portRestrictedCone(allocation=SEQUENTIAL))
+        world.start()
+        world.network.advance(5)
+        moves = {}
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            moves[name] = []
+            original = peer.pathMoved
+
+            def recorded(path, previous, moved=moves[name], original=original):
+                moved.append((previous.address, path.selected.address))
+                original(path, previous)
+
+            peer.pathMoved = recorded
+        old = world.alice.punch.selected.address
+        world.natB.clearMappings()
+        world.network.advance(3)
+        new = world.natB.mappingFor("10.0.2.2", 6000).external
+        self.assertNotEqual(new, old)
+        self.assertEqual(moves, {"alice": [(old, new)], "bob": []})
+        received = {name: len(peer.application.received) for name, peer in (("alice", world.alice), ("bob", world.bob))}
+        world.network.advance(5)
+        for name, peer in (("alice", world.alice), ("bob", world.bob)):
+            self.assertGreaterEqual(len(peer.application.received) - received[name], 5, name)
+            self.assertEqual(world.when(name, "pathLost"), [], name)
+            self.assertEqual(len(world.when(name, "pathUp")), 1, name)
+        self.assertEqual(world.alice.punch.selected.address, new)
+        self.assertEqual(world.server.stats["introductions"], 1)
+
     def test_lossyNetwork(self):
         """
         With 5% loss on every link and 20 ms per link, two port-restricted
@@ -413,14 +489,13 @@ class ReflectionTests(SynchronousTestCase):
     Addresses a peer is told of but never hears from.
     """
 
-    def test_decoyLocalAddressesGetBudgetOnly(self):
+    def _withDecoys(self, world, decoys):
         """
-        A contact that lists seven local addresses besides its own, which
-        nobody answers at, gets them at most their shares of the punch's
-        budget, and the pair connects as fast.
+        Start alice, then bob listing C{decoys} as local addresses besides
+        his own, which nobody answers at.
+
+        @return: The time bob started, and a server round trip of his.
         """
-        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
-        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
         world.startPeer("alice", "bob", 5000)
         world.network.advance(10)
         start = world.clock.seconds()
@@ -433,14 +508,53 @@ class ReflectionTests(SynchronousTestCase):
         world.bob, world.bobPort = bob, world.bobHost.listenUDP(6000, bob)
         rtt = world.serverRoundTrip(world.bobHost, world.natB)
         world.network.advance(10)
-        [up] = world.when("alice", "pathUp")
-        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
-        toDecoys = [
+        return start, rtt
+
+    def _toDecoys(self, world, decoys):
+        return [
             d for d in world.network.traffic
             if d.sender is world.aliceHost and d.destination[0] in decoys
         ]
+
+    def test_decoyLocalAddressesGetBudgetOnly(self):
+        """
+        A contact behind the same NAT that lists seven local addresses
+        besides its own, which nobody answers at, gets them at most their
+        shares of the punch's budget, and the pair connects as fast.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = tuple(f"10.0.1.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
+        toDecoys = self._toDecoys(world, decoys)
         self.assertGreater(len(toDecoys), 0)
-        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4096 // 9))
+        self.assertLessEqual(sum(len(d.data) for d in toDecoys), 7 * (4608 // 9))
+
+    def test_localAddressesOfAnotherNetworkIgnored(self):
+        """
+        The local addresses of a contact behind another public address than
+        this peer's are on a network this peer is not on: none is probed,
+        however many the contact lists, and the pair connects as fast.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone(), latency=0.05)
+        decoys = tuple(f"10.0.2.{i}" for i in range(100, 107))
+        start, rtt = self._withDecoys(world, decoys)
+        [up] = world.when("alice", "pathUp")
+        self.assertLessEqual(up - start, 2 * rtt + world.alice.punch.rtt + 1e-9)
+        self.assertEqual(self._toDecoys(world, decoys + (world.bobHost.address,)), [])
+
+    def test_globalLocalAddressesDropped(self):
+        """
+        A contact behind the same NAT that lists global addresses as local
+        ones, which no network behind a NAT has, gets none of them probed,
+        and each is counted as a drop.
+        """
+        world = World(sameNAT=portRestrictedCone(hairpinning=False), latency=0.05)
+        decoys = ("192.0.2.50", "8.8.8.8")
+        self._withDecoys(world, decoys)
+        self.assertEqual(self._toDecoys(world, ("8.8.8.8",)), [])
+        self.assertEqual(world.alice.drops.counts["unusable local address"], 1)
 
 
 class RegistrationTests(SynchronousTestCase):
@@ -543,9 +657,9 @@ class HostileInputTests(SynchronousTestCase):
             b"",
             b"hello",
             b"\x00\x01\x00\x00" + b"\x00" * 8,
-            messages.encodeProbe(txid, "alice", "bob", wrongKey),
-            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey),
-            messages.encodeData(txid, "alice", "bob", b"injected", wrongKey),
+            messages.encodeProbe(txid, "alice", "bob", wrongKey, 1),
+            messages.encodeProbeAnswer(txid, ("192.0.2.66", 7000), wrongKey, 1),
+            frames.encode(wrongKey, world.alice.punch.index, 0, b"injected"),
             messages.encodeIntroduction(
                 txid, messages.Introduction("bob", ("192.0.2.66", 7000), (), wrongKey), wrongKey
             ),
@@ -557,6 +671,67 @@ class HostileInputTests(SynchronousTestCase):
         self.assertIs(world.alice.punch.selected, selected)
         self.assertNotIn("injected", [t for t, _ in list(world.alice.application.received)[received:]])
         self.assertEqual(world.alice.punch.state, UP)
+
+
+class FrameDropTests(SynchronousTestCase):
+    """
+    Frames a peer drops, each counted by its reason.
+    """
+
+    def test_dropsCounted(self):
+        """
+        A frame for no path, one too short, and a replayed one are dropped
+        and counted, and only the genuine frame reaches the application.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        # Past what bob sent: his greeting was frame 0.
+        genuine = frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, b"genuine")
+        source = punch.selected.address
+        for datagram in (
+            genuine,
+            genuine,
+            frames.encode(b"k" * 32, punch.index ^ 1, 0, b"elsewhere"),
+            genuine[:12],
+        ):
+            alice.datagramReceived(datagram, source)
+        self.assertEqual(
+            {reason: alice.drops.counts[reason] for reason in (frames.REPLAYED, frames.UNKNOWN_INDEX, frames.MALFORMED)},
+            {frames.REPLAYED: 1, frames.UNKNOWN_INDEX: 1, frames.MALFORMED: 1},
+        )
+        self.assertEqual([t for t, _ in list(alice.application.received)[received:]], ["genuine"])
+        self.assertEqual(punch.state, UP)
+
+
+class FrameFuzzTests(SynchronousTestCase):
+    """
+    Mutated frames, with Hypothesis.
+    """
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(0, 59), st.integers(1, 255), st.binary(max_size=8))
+    def test_mutatedFramesDropped(self, offset, flip, tail):
+        """
+        A genuine frame with a byte changed, or bytes added, is dropped and
+        counted, never raises, and reaches nobody; the path stays up.
+        """
+        world = World(fullCone(), fullCone(), messageInterval=1000)
+        world.start()
+        world.network.advance(5)
+        alice, punch = world.alice, world.alice.punch
+        received = len(alice.application.received)
+        genuine = bytearray(
+            frames.encode(frames.frameKey(punch.key, "bob", "alice"), punch.index, 10**6, bytes(40))
+        )
+        genuine[offset] ^= flip
+        before = sum(alice.drops.counts.values())
+        alice.datagramReceived(bytes(genuine) + tail, punch.selected.address)
+        self.assertEqual(sum(alice.drops.counts.values()), before + 1)
+        self.assertEqual(len(alice.application.received), received)
+        self.assertEqual(punch.state, UP)
 
 
 def _unsigned(txid, introduction):

@@ -9,11 +9,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from punchd import messages, stun
+from punchd import frames, messages, stun
 from punchd.interfaces import ICandidate, IPath, IPathObserver, IPathReceiver
 from punchd.punching import LOCAL, PUBLIC, PUNCHING, STOPPED, UP, Punch
 
 KEY = b"k" * 16
+#: Bob's receiver index, in his probes and answers.
+BOB_INDEX = 0x0B0B0B
 PUBLIC_ADDRESS = ("203.0.113.1", 6000)
 LOCAL_ADDRESS = ("10.0.0.3", 6000)
 
@@ -50,11 +52,16 @@ class PunchTests(SynchronousTestCase):
         self.observer = Observer()
         self.punch = Punch(
             self.clock,
-            lambda datagram, address: self.sent.append((stun.decode(datagram), address, datagram)),
+            lambda datagram, address: self.sent.append(
+                (None if frames.isFrame(datagram) else stun.decode(datagram), address, datagram)
+            ),
             "alice",
             messages.Introduction("bob", PUBLIC_ADDRESS, (LOCAL_ADDRESS,), KEY),
             self.observer,
+            index=0xA11CE5,
         )
+        self.fromBob = frames.FrameWriter(frames.frameKey(KEY, "bob", "alice"), 0xA11CE5)
+        self.toBob = frames.FrameReader(frames.frameKey(KEY, "alice", "bob"))
 
     def rounds(self, count):
         """
@@ -70,8 +77,23 @@ class PunchTests(SynchronousTestCase):
         Answer the latest probe sent to C{address}, as bob would.
         """
         probe = [m for m, a, _ in self.sent if a == address and m.method == stun.BINDING][-1]
-        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), KEY)
+        datagram = messages.encodeProbeAnswer(
+            probe.transactionID, ("198.51.100.1", 5000), KEY, BOB_INDEX
+        )
         return self.punch.handle(datagram, stun.decode(datagram), address)
+
+    def probeFromBob(self, address, key=KEY):
+        """
+        Hand the punch a probe from bob at C{address}.
+        """
+        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", key, BOB_INDEX)
+        return self.punch.handle(probe, stun.decode(probe), address)
+
+    def sentFrames(self):
+        """
+        The payloads of the frames sent, with where they went.
+        """
+        return [(self.toBob.read(d), a) for _, a, d in self.sent if frames.isFrame(d)]
 
     def test_probesEveryCandidateLocalFirst(self):
         """
@@ -86,6 +108,7 @@ class PunchTests(SynchronousTestCase):
         )
         for message, _, datagram in self.sent:
             self.assertEqual(message.get(stun.USERNAME), b"bob:alice")
+            self.assertEqual(messages.parseIndex(message), 0xA11CE5)
             self.assertTrue(stun.verifyIntegrity(datagram, KEY))
 
     def test_upgradeToLocal(self):
@@ -164,8 +187,7 @@ class PunchTests(SynchronousTestCase):
         """
         self.punch.start()
         self.rounds(6)
-        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", KEY)
-        self.punch.handle(probe, stun.decode(probe), PUBLIC_ADDRESS)
+        self.probeFromBob(PUBLIC_ADDRESS)
         self.sent.clear()
         self.rounds(4)
         self.assertEqual(
@@ -179,8 +201,7 @@ class PunchTests(SynchronousTestCase):
         """
         self.punch.start()
         self.rounds(6)
-        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", b"x" * 16)
-        self.assertFalse(self.punch.handle(probe, stun.decode(probe), PUBLIC_ADDRESS))
+        self.assertFalse(self.probeFromBob(PUBLIC_ADDRESS, b"x" * 16))
         self.sent.clear()
         self.rounds(4)
         self.assertEqual([a for _, a, _ in self.sent], [LOCAL_ADDRESS, PUBLIC_ADDRESS])
@@ -192,8 +213,7 @@ class PunchTests(SynchronousTestCase):
         """
         self.punch.start()
         source = ("203.0.113.1", 40123)
-        probe = messages.encodeProbe(stun.newTransactionID(), "alice", "bob", KEY)
-        self.punch.handle(probe, stun.decode(probe), source)
+        self.probeFromBob(source)
         self.sent.clear()
         self.rounds(6)
         self.assertEqual(
@@ -203,7 +223,7 @@ class PunchTests(SynchronousTestCase):
     def test_victimsOfForgedIntroductionGetBudgetOnly(self):
         """
         An introduction naming one public and eight local addresses that
-        never answer brings them at most the 4 KiB budget over the whole
+        never answer brings them at most the 4.5 KiB budget over the whole
         punch timeout, evenly shared.
         """
         victims = tuple(("192.0.2.%d" % i, 9000 + i) for i in range(1, 10))
@@ -217,10 +237,10 @@ class PunchTests(SynchronousTestCase):
         self.rounds(120)
         self.assertEqual(self.observer.events, ["failed"])
         total = sum(len(d) for d, _ in sent)
-        self.assertLessEqual(total, 4096)
+        self.assertLessEqual(total, 4608)
         self.assertEqual(total, punch.unheardBytesSent)
         for victim in victims:
-            self.assertLessEqual(sum(len(d) for d, a in sent if a == victim), 4096 // 9)
+            self.assertLessEqual(sum(len(d) for d, a in sent if a == victim), 4608 // 9)
             self.assertGreaterEqual(len([a for _, a in sent if a == victim]), 6)
 
     def test_wrongKeyIgnored(self):
@@ -229,7 +249,9 @@ class PunchTests(SynchronousTestCase):
         """
         self.punch.start()
         probe = self.sent[0][0]
-        datagram = messages.encodeProbeAnswer(probe.transactionID, ("198.51.100.1", 5000), b"x" * 16)
+        datagram = messages.encodeProbeAnswer(
+            probe.transactionID, ("198.51.100.1", 5000), b"x" * 16, BOB_INDEX
+        )
         self.assertFalse(self.punch.handle(datagram, stun.decode(datagram), LOCAL_ADDRESS))
         self.assertEqual(self.punch.state, PUNCHING)
 
@@ -238,7 +260,7 @@ class PunchTests(SynchronousTestCase):
         An authenticated answer to a probe never sent is not ours.
         """
         self.punch.start()
-        datagram = messages.encodeProbeAnswer(b"\x01" * 12, ("198.51.100.1", 5000), KEY)
+        datagram = messages.encodeProbeAnswer(b"\x01" * 12, ("198.51.100.1", 5000), KEY, BOB_INDEX)
         self.assertFalse(self.punch.handle(datagram, stun.decode(datagram), LOCAL_ADDRESS))
 
     def test_probeAnsweredAndAdopted(self):
@@ -251,10 +273,11 @@ class PunchTests(SynchronousTestCase):
         self.sent.clear()
         source = ("203.0.113.1", 40123)
         txid = stun.newTransactionID()
-        probe = messages.encodeProbe(txid, "alice", "bob", KEY)
+        probe = messages.encodeProbe(txid, "alice", "bob", KEY, BOB_INDEX)
         self.assertTrue(self.punch.handle(probe, stun.decode(probe), source))
         answer, address, datagram = self.sent[0]
         self.assertEqual((answer.messageClass, answer.transactionID, address), (stun.SUCCESS, txid, source))
+        self.assertEqual(messages.parseIndex(answer), 0xA11CE5)
         self.assertEqual(stun.decodeXorAddress(answer.get(stun.XOR_MAPPED_ADDRESS), txid), source)
         self.assertTrue(stun.verifyIntegrity(datagram, KEY))
         self.assertEqual(self.sent[1][1], source)
@@ -264,7 +287,7 @@ class PunchTests(SynchronousTestCase):
     def test_dataAndKeepalives(self):
         """
         With the path up, what is written goes to the selected candidate in
-        C{DATA} indications, what the peer sends reaches the receiver, and a
+        frames for bob's index, what bob sends reaches the receiver, and a
         keepalive goes out every 5 s.
         """
         self.punch.start()
@@ -273,27 +296,151 @@ class PunchTests(SynchronousTestCase):
         for _ in range(10):
             self.clock.advance(1)
             self.punch.write(b"hello \x00\xff")
-            # the peer keeps talking
-            data = messages.encodeData(stun.newTransactionID(), "alice", "bob", b"hi", KEY)
-            self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS)
-        kinds = [m.method for m, _, _ in self.sent]
-        self.assertEqual(kinds.count(messages.DATA), 10)
-        self.assertEqual(kinds.count(stun.BINDING), 2)
-        [first] = [(m, a) for m, a, _ in self.sent if m.method == messages.DATA][:1]
-        self.assertEqual((messages.parseData(first[0]), first[1]), (b"hello \x00\xff", LOCAL_ADDRESS))
+            self.assertTrue(self.punch.frameReceived(self.fromBob.frame(b"hi"), LOCAL_ADDRESS))
+        self.assertEqual(self.sentFrames(), [(b"hello \x00\xff", LOCAL_ADDRESS)] * 10)
+        self.assertEqual(
+            [frames.receiverIndex(d) for _, _, d in self.sent if frames.isFrame(d)], [BOB_INDEX] * 10
+        )
+        self.assertEqual([m.method for m, _, _ in self.sent if m is not None], [stun.BINDING] * 2)
         self.assertEqual(self.observer.events.count(("data", b"hi", LOCAL_ADDRESS)), 10)
+
+    def test_dataIsProofOfLife(self):
+        """
+        A peer whose keepalive answers are all lost, but whose frames come,
+        keeps the path up.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        for _ in range(60):
+            self.clock.advance(1)
+            self.punch.frameReceived(self.fromBob.frame(b"hi"), LOCAL_ADDRESS)
+        self.assertEqual((self.punch.state, self.observer.events[0]), (UP, "up"))
+        self.assertNotIn("lost", self.observer.events)
+        # The keepalives still go out, and silence still loses the path.
+        keepalives = [m for m, _, _ in self.sent if m is not None and m.messageClass == stun.REQUEST]
+        self.assertGreaterEqual(len(keepalives), 12)
+        self.clock.advance(20)
+        self.assertEqual(self.observer.events[-1], "lost")
+
+    def test_badFramesRefused(self):
+        """
+        A frame bob did not make, or one replayed, raises
+        L{frames.FrameError} with its reason and reaches nobody.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        good = self.fromBob.frame(b"hi")
+        forged = frames.encode(frames.frameKey(b"x" * 16, "bob", "alice"), 0xA11CE5, 1, b"bad")
+        self.assertTrue(self.punch.frameReceived(good, LOCAL_ADDRESS))
+        for datagram, reason in ((good, frames.REPLAYED), (forged, frames.UNAUTHENTICATED)):
+            with self.assertRaises(frames.FrameError) as caught:
+                self.punch.frameReceived(datagram, LOCAL_ADDRESS)
+            self.assertEqual(caught.exception.reason, reason)
+        self.assertEqual([e for e in self.observer.events if e[0] == "data"], [("data", b"hi", LOCAL_ADDRESS)])
+
+    def test_probeWithoutIndexInvalid(self):
+        """
+        An authenticated probe without bob's index is refused as invalid.
+        """
+        self.punch.start()
+        probe = stun.encode(
+            stun.Message(stun.BINDING, stun.REQUEST, bytes(12), ((stun.USERNAME, b"alice:bob"),)),
+            integrityKey=KEY,
+            fingerprint=True,
+        )
+        self.assertRaises(messages.InvalidMessage, self.punch.handle, probe, stun.decode(probe), LOCAL_ADDRESS)
 
     def test_writeTooLarge(self):
         """
-        A write larger than a datagram carries raises L{ValueError}, and
+        A write larger than a frame carries raises L{ValueError}, and
         nothing is sent.
         """
         self.punch.start()
         self.answer(LOCAL_ADDRESS)
         self.sent.clear()
-        self.punch.write(b"x" * messages.MAX_PAYLOAD_BYTES)
-        self.assertRaises(ValueError, self.punch.write, b"x" * (messages.MAX_PAYLOAD_BYTES + 1))
+        self.punch.write(b"x" * frames.MAX_PAYLOAD_BYTES)
+        self.assertRaises(ValueError, self.punch.write, b"x" * (frames.MAX_PAYLOAD_BYTES + 1))
         self.assertEqual(len(self.sent), 1)
+
+    def moveBob(self, newAddress):
+        """
+        Bring the path up over bob's public address, then have his frames
+        come from C{newAddress}, as after his NAT rebinds.
+        """
+        self.punch.start()
+        self.answer(PUBLIC_ADDRESS)
+        self.clock.advance(1)
+        self.sent.clear()
+        self.punch.frameReceived(self.fromBob.frame(b"moved"), newAddress)
+
+    def test_movedPort(self):
+        """
+        Frames from a new port of bob's get it probed at once; when it
+        answers, the path moves there, with one pathMoved, and the frames
+        written go there.
+        """
+        moved = (PUBLIC_ADDRESS[0], 40000)
+        self.moveBob(moved)
+        self.assertEqual([(m.messageClass, a) for m, a, _ in self.sent], [(stun.REQUEST, moved)])
+        self.assertTrue(self.answer(moved))
+        self.assertEqual(self.punch.selected.address, moved)
+        self.assertEqual(self.observer.events[-2:], [("data", b"moved", moved), ("moved", PUBLIC, "peer-reflexive")])
+        self.sent.clear()
+        self.punch.write(b"to the new port")
+        self.assertEqual(self.sentFrames(), [(b"to the new port", moved)])
+
+    def test_movedAgainSameKind(self):
+        """
+        After moving to a peer-reflexive address, a move to another one of
+        the same kind is followed too.
+        """
+        first, second = (PUBLIC_ADDRESS[0], 40000), (PUBLIC_ADDRESS[0], 40001)
+        self.moveBob(first)
+        self.answer(first)
+        self.punch.frameReceived(self.fromBob.frame(b"again"), second)
+        self.answer(second)
+        self.assertEqual(self.punch.selected.address, second)
+        self.assertEqual([e for e in self.observer.events if e[0] == "moved"], [("moved", PUBLIC, "peer-reflexive"), ("moved", "peer-reflexive", "peer-reflexive")])
+
+    def test_notMovedWhileOldAddressSpeaks(self):
+        """
+        When frames keep coming from the selected address too, an answer
+        from the other address does not move the path.
+        """
+        first, second = (PUBLIC_ADDRESS[0], 40000), (PUBLIC_ADDRESS[0], 40001)
+        self.moveBob(first)
+        self.answer(first)
+        self.punch.frameReceived(self.fromBob.frame(b"x"), second)
+        self.punch.frameReceived(self.fromBob.frame(b"y"), first)
+        self.answer(second)
+        self.assertEqual(self.punch.selected.address, first)
+
+    def test_strayProbedOncePerInterval(self):
+        """
+        However fast frames come from a new address, it is probed at most
+        once a probe interval.
+        """
+        moved = (PUBLIC_ADDRESS[0], 40000)
+        self.moveBob(moved)
+        for _ in range(100):
+            self.punch.frameReceived(self.fromBob.frame(b"flood"), moved)
+        self.clock.advance(0.05)
+        self.punch.frameReceived(self.fromBob.frame(b"later"), moved)
+        self.assertEqual([a for m, a, _ in self.sent if m is not None], [moved, moved])
+
+    def test_worseAddressIgnored(self):
+        """
+        With the path up over the local address, frames that come by a
+        worse one (bob's public address, hairpinned) neither probe it nor
+        move the path.
+        """
+        self.punch.start()
+        self.answer(LOCAL_ADDRESS)
+        self.clock.advance(1)
+        self.sent.clear()
+        self.punch.frameReceived(self.fromBob.frame(b"x"), PUBLIC_ADDRESS)
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.punch.selected.address, LOCAL_ADDRESS)
 
     def test_writeBeforeUp(self):
         """
@@ -341,5 +488,5 @@ class PunchTests(SynchronousTestCase):
         self.punch.stop()
         self.assertEqual(self.punch.state, STOPPED)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        data = messages.encodeData(stun.newTransactionID(), "alice", "bob", b"hi", KEY)
-        self.assertFalse(self.punch.handle(data, stun.decode(data), LOCAL_ADDRESS))
+        self.assertFalse(self.punch.frameReceived(self.fromBob.frame(b"hi"), LOCAL_ADDRESS))
+        self.assertFalse(self.probeFromBob(LOCAL_ADDRESS))

@@ -300,6 +300,92 @@ class NameSecretTests(SynchronousTestCase):
         self.assertEqual(world.alice.drops.counts["unauthenticated introduction"], 0)
 
 
+class PhonebookFloodTests(SynchronousTestCase):
+    """
+    Nobody can flood the phonebook into forgetting a live peer, and what
+    one source holds is bounded.
+    """
+
+    def test_floodDoesNotEvictLivePeers(self):
+        """
+        While a flood of proven registrations of new names from many
+        addresses keeps the phonebook full for a minute, alice and bob, who
+        registered before it, keep their entries and their path; the flood's
+        names past the phonebook's size are refused with 508 and counted;
+        once the flood's entries expire, a new name gets in again.
+        """
+        world = World(portRestrictedCone(), portRestrictedCone())
+        world.serverPort.stopListening()
+        world.server = StageManagerProtocol(world.serverHost, Phonebook(50, 60))
+        world.serverPort = world.serverHost.listenUDP(SERVER[1], world.server)
+        world.start()
+        world.network.advance(5)
+        flooders = []
+        for i in range(60):
+            recorder = Recorder()
+            transport = world.network.host(f"192.0.2.{i + 100}").listenUDP(7000, recorder)
+            flooders.append((recorder, transport))
+        for second in range(60):
+            for i, (_, transport) in enumerate(flooders):
+                register(world.server, transport, f"x{second}-{i}", "alice", True)
+            world.network.advance(1)
+            now = world.clock.seconds()
+            for name in ("alice", "bob"):
+                self.assertIsNotNone(world.server.phonebook.lookup(name, now), (name, second))
+        self.assertEqual((world.alice.punch.state, world.bob.punch.state), (UP, UP))
+        refused = [
+            stun.decodeErrorCode(m.get(stun.ERROR_CODE))[0]
+            for recorder, _ in flooders
+            for m in recorder.messages(messages.REGISTER, stun.ERROR)
+        ]
+        self.assertEqual(set(refused), {messages.PHONEBOOK_FULL})
+        self.assertEqual(world.server.stats["phonebookFull"], 60 * 60 - 48)
+        world.network.advance(61)
+        _, late = flooders[0]
+        register(world.server, late, "late", "alice", True)
+        world.network.advance(1)
+        self.assertIsNotNone(world.server.phonebook.lookup("late", world.clock.seconds()))
+
+    def test_namesPerSourceBounded(self):
+        """
+        One source address and port gets at most 4 names by default, the
+        others refused with 486; another port of the same IP gets its own.
+        """
+        site = Site()
+        recorder, transport = site.client("203.0.113.1", 5000)
+        for i in range(6):
+            register(site.server, transport, f"n{i}")
+        _, other = site.client("203.0.113.1", 5001)
+        register(site.server, other, "m")
+        site.network.advance(1)
+        self.assertEqual(len(site.server.phonebook), 5)
+        errors = recorder.messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(
+            [stun.decodeErrorCode(e.get(stun.ERROR_CODE)) for e in errors],
+            [(messages.QUOTA_REACHED, "this address holds 4 names already, the most it may")] * 2,
+        )
+        self.assertEqual(site.server.stats["quotaReached"], 2)
+        self.assertEqual(site.server.drops.counts["names per address reached"], 2)
+
+    def test_thousandPeersBehindOneIP(self):
+        """
+        With the default quotas, 1,000 peers behind one IP, each on a port
+        of its own, all get in.
+        """
+        network = Network(latency=0.01)
+        serverHost = network.host(SERVER[0])
+        server = StageManagerProtocol(serverHost, Phonebook(100000, 60))
+        serverHost.listenUDP(SERVER[1], server)
+        host = network.host("198.51.100.1")
+        for i in range(1000):
+            transport = host.listenUDP(10000 + i, DatagramProtocol())
+            register(server, transport, f"peer{i}", f"peer{i ^ 1}", True)
+        network.advance(1)
+        self.assertEqual(len(server.phonebook), 1000)
+        self.assertEqual(server.stats["quotaReached"], 0)
+        self.assertEqual(server.phonebook.held(("198.51.100.1", 10000)), (1, 1000))
+
+
 class AmplificationTests(SynchronousTestCase):
     """
     To a source that has not proven its address, the stage manager never
@@ -411,6 +497,8 @@ class RateLimitTests(SynchronousTestCase):
         counted.
         """
         site = Site(registrationLimit=sourceLimiter(20))
+        # Many names from one source, which only the limiter should bound.
+        site.server.phonebook.namesPerAddress = site.server.phonebook.namesPerIP = 1000
         _, transport = site.client("203.0.113.1")
         for i in range(100):
             register(site.server, transport, f"n{i}")
@@ -442,6 +530,8 @@ class RateLimitTests(SynchronousTestCase):
         Proven registrations are limited per address and port: peers sharing one IP each get the whole rate.
         """
         site = Site(registrationLimit=sourceLimiter(20))
+        # Many names from one source, which only the limiter should bound.
+        site.server.phonebook.namesPerAddress = site.server.phonebook.namesPerIP = 1000
         transports = [site.client("203.0.113.1", 5000 + i)[1] for i in range(10)]
         for transport in transports:
             for i in range(5):
@@ -604,9 +694,13 @@ class BoundedStateTests(SynchronousTestCase):
         """
         Proven registrations of random names from thousands of sources
         leave at most the phonebook's capacity of entries, and limiter
-        state for a bounded number of sources.
+        state for a bounded number of sources; the peer registered before
+        the flood keeps its entry, and the others are refused and counted.
         """
         site = Site(registrationLimit=sourceLimiter(20))
+        alice, aliceTransport = site.client("203.0.113.1")
+        register(site.server, aliceTransport, "alice", "bob", True)
+        site.network.advance(1)
         rng = random.Random(2)
         for i in range(3000):
             address = f"10.{i // 250}.{i % 250}.1"
@@ -617,7 +711,8 @@ class BoundedStateTests(SynchronousTestCase):
         site.network.advance(1)
         self.assertEqual(len(site.server.phonebook), 100)
         self.assertLessEqual(len(site.server.registrationLimit), 10000)
-        self.assertGreater(site.server.stats["evictions"], 2000)
+        self.assertEqual(site.server.stats["phonebookFull"], 3000 - 99)
+        self.assertIsNotNone(site.server.phonebook.lookup("alice", site.network.clock.seconds()))
 
     def test_waitingRefreshesNotLogged(self):
         """
@@ -633,6 +728,27 @@ class BoundedStateTests(SynchronousTestCase):
         waiting = [e for e in events if "no introduction yet" in e["log_format"]]
         self.assertEqual(len(waiting), 1)
         self.assertEqual(site.server.stats["registrations"], 10)
+
+    def test_peerEventsLogRateLimited(self):
+        """
+        Proven registrations of new names from a thousand addresses at once
+        log at most the burst of peer events; the rest are counted, and the
+        count is logged once, ten seconds on.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        site = Site()
+        site.server.phonebook.maxEntries = 2000
+        for i in range(1000):
+            _, transport = site.client(f"10.1.{i // 250}.{i % 250}", 4000)
+            register(site.server, transport, f"n{i}", "nobody", True)
+        site.network.advance(11)
+        logged = [e for e in events if e.get("log_namespace", "").startswith("punchd.server")]
+        perPeer = [e for e in logged if "registered from" in e["log_format"]
+                   or "no introduction yet" in e["log_format"]]
+        self.assertLessEqual(len(perPeer), 200 + 20 * 11)
+        [note] = [e for e in logged if "not logged" in e["log_format"]]
+        self.assertEqual(note["count"] + len(perPeer), 2000)
+        self.assertEqual(site.server.stats["unloggedEvents"], note["count"])
 
     def test_warningsRateLimited(self):
         """

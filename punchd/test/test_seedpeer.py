@@ -20,7 +20,7 @@ from punchd.compat.introductions import encodeOriginalIntroduction
 from punchd.compat.peer import OriginalPeers
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer, IPeerDialect
 from punchd.peer import PeerProtocol
-from punchd.punching import LOST, PUNCHING, STOPPED, UP
+from punchd.punching import FAILED, LOST, PUNCHING, STOPPED, UP
 from punchd.compat.contact import OriginalContact
 from punchd.compat.client import SeedPeerProtocol
 from punchd.test.helpers import NAME_SECRET, answerRegistration
@@ -48,6 +48,7 @@ class Observer:
         self.messages = []
         self.lost = []
         self.up = []
+        self.failed = []
 
     def pathUp(self, contact):
         self.up.append(contact)
@@ -56,7 +57,7 @@ class Observer:
         raise AssertionError("an original contact never moves")
 
     def punchFailed(self, contact):
-        raise AssertionError("an original contact never gives up")
+        self.failed.append(contact)
 
     def dataReceived(self, contact, data, source):
         self.messages.append((seedprotocol.decodeDirectMessage(data), source))
@@ -85,6 +86,28 @@ class OriginalContactTests(SynchronousTestCase):
             pathTimeout=15,
         )
         self.events = EventLoggingObserver.createWithCleanup(self, self.contact.log.observer)
+
+    def test_givesUpAfterPunchTimeout(self):
+        """
+        With a punch timeout, an original client not heard by then is sent
+        nothing more: whoever spoofed its registration gets a few messages
+        sent there, not a stream.
+        """
+        contact = OriginalContact(
+            self.clock,
+            lambda datagram, address: self.sent.append(datagram),
+            "alice",
+            "bob",
+            ("203.0.113.7", 6000),
+            "hi",
+            self.observer,
+            punchTimeout=5,
+        )
+        contact.start()
+        self.clock.pump([1] * 30)
+        self.assertEqual((len(self.sent), contact.state), (5, FAILED))
+        self.assertEqual(self.observer.failed, [contact])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_sendsOnceASecond(self):
         """

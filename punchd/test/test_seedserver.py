@@ -14,7 +14,7 @@ from punchd.compat import protocol as seedprotocol
 from punchd.phonebook import Phonebook
 from punchd.ratelimit import SourceLimiter
 from punchd.compat.introductions import parseOriginalIntroduction
-from punchd.compat.server import SEEKERS_PER_NAME, OriginalClients
+from punchd.compat.server import PROOF_GAP, SEEKERS_PER_NAME, OriginalClients
 from punchd.interfaces import IServerDialect, IStageManager
 from punchd.server import StageManagerProtocol
 from punchd.test.helpers import SERVER, heldSecret, register
@@ -87,7 +87,15 @@ class OriginalClientsMixin:
         return recorder, transport, public
 
     def original(self, name, **kw):
+        """
+        An original client that registers C{name} twice, L{PROOF_GAP} apart,
+        which proves its address as far as an original client can; the
+        first registration gets nothing, as it is smaller than any answer.
+        """
         recorder, transport, public = self.client(**kw)
+        transport.write(name.encode(), SERVER)
+        self.network.advance(PROOF_GAP)
+        self.assertEqual(recorder.datagrams, [])
         transport.write(name.encode(), SERVER)
         self.network.advance(1)
         return recorder, transport, public
@@ -310,28 +318,78 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
     def test_originalLaterSeesNative(self):
         """
         An original client that registers after a native peer sought it is
-        shown that peer in its answer, and the native peer is introduced at
-        once.
+        not shown that peer in the answer to its registration: once it has
+        proven its address, the native peer is introduced to it, and its
+        entry sent to it.
         """
         bob, _, bobPublic = self.native("bob", "alice")
         [answer] = bob.stun(messages.REGISTER, stun.SUCCESS)
         self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
         alice, _, alicePublic = self.original("alice")
         self.assertEqual(
-            alice.lines(), [line(0, 2, "alice", alicePublic), line(1, 2, "bob", bobPublic)]
+            alice.lines(), [line(0, 1, "alice", alicePublic), line(0, 1, "bob", bobPublic)]
         )
         [introduce] = bob.stun(messages.INTRODUCE, stun.REQUEST)
         self.assertEqual(parseOriginalIntroduction(introduce)[1], alicePublic)
 
+    def test_unprovenOriginalGetsNothing(self):
+        """
+        A text registration of a name a native peer seeks, sent once (as a
+        spoofer's would be), gets no more bytes than it sent: here none.
+        The native peer's address is sent nowhere, the native peer is not
+        introduced, and its answer says it is waiting.
+        """
+        bob, bobTransport, bobPublic = self.native("bob", "alice")
+        victim, transport, _ = self.client()
+        transport.write(b"alice", SERVER)
+        self.network.advance(5)
+        self.assertEqual(victim.datagrams, [])
+        self.assertEqual(bob.stun(messages.INTRODUCE, stun.REQUEST), [])
+        secret = heldSecret(bob.stun(messages.REGISTER, stun.SUCCESS))
+        self.registerNative(bobTransport, "bob", "alice", secret=secret)
+        answer = bob.stun(messages.REGISTER, stun.SUCCESS)[-1]
+        self.assertEqual(messages.parseRegistered(answer).peerStates, (messages.PEER_WAITING,))
+        self.assertEqual(bob.stun(messages.INTRODUCE, stun.REQUEST), [])
+        told = [d for d in self.network.traffic if bobPublic[0].encode() in d.data]
+        self.assertEqual(told, [])
+
+    def test_unprovenAnswerAtMostTheRequest(self):
+        """
+        To a text registration from an address not proven, the answer is
+        at most as many bytes as the registration: a 1-byte registration
+        gets nothing, one long enough gets its own line.
+        """
+        self.original("alice")
+        self.original("bob")
+        for name in ("c", "c" * 40):
+            recorder, transport, public = self.client()
+            transport.write(name.encode(), SERVER)
+            self.network.advance(1)
+            sent = sum(len(d) for d, _ in recorder.datagrams)
+            self.assertLessEqual(sent, len(name))
+        # Every line is longer than the name it carries.
+        self.assertEqual(recorder.datagrams, [])
+
+    def test_unprovenNotAnnounced(self):
+        """
+        An original client not yet proven is not sent to other original
+        clients, which would send their text to it.
+        """
+        alice, _, _ = self.original("alice")
+        _, transport, _ = self.client()
+        transport.write(b"mallory", SERVER)
+        self.network.advance(5)
+        self.assertNotIn("mallory", [l.name for l in alice.lines()])
+
     def test_notSeekingNotIntroduced(self):
         """
         A native peer that wants an original client but is not seeking an
-        introduction (it has a path) is shown to the client but not
+        introduction (it has a path) is neither shown to the client nor
         introduced again.
         """
         bob, _, bobPublic = self.native("bob", "alice", seeking=False)
         alice, _, alicePublic = self.original("alice")
-        self.assertEqual(alice.lines()[1], line(1, 2, "bob", bobPublic))
+        self.assertEqual(alice.lines(), [line(0, 1, "alice", alicePublic)])
         self.assertEqual(bob.stun(messages.INTRODUCE, stun.REQUEST), [])
 
     def test_nativeChangesItsMind(self):
@@ -348,13 +406,14 @@ class NativePeerTests(OriginalClientsMixin, SynchronousTestCase):
     def test_seekersBounded(self):
         """
         At most 16 native peers are remembered as seeking one name, the most
-        recent.
+        recent: only they are introduced to it.
         """
-        for i in range(SEEKERS_PER_NAME + 4):
-            self.native(f"n{i}", "alice", port=6000 + i)
-        alice, _, _ = self.original("alice")
-        names = [l.name for l in alice.lines()[1:]]
-        self.assertEqual(names, [f"n{i}" for i in range(19, 4, -1)])
+        natives = [
+            self.native(f"n{i}", "alice", port=6000 + i)[0] for i in range(SEEKERS_PER_NAME + 4)
+        ]
+        self.original("alice")
+        introduced = [i for i, r in enumerate(natives) if r.stun(messages.INTRODUCE, stun.REQUEST)]
+        self.assertEqual(introduced, list(range(4, 20)))
 
 
 class RateLimitTests(OriginalClientsMixin, SynchronousTestCase):
@@ -370,24 +429,24 @@ class RateLimitTests(OriginalClientsMixin, SynchronousTestCase):
         A source that registers over and over is answered only as far as its
         bucket allows; the rest is dropped, counted and not registered.
         """
-        alice, transport, _ = self.client()
+        alice, transport, _ = self.original("alice")
         for i in range(10):
             transport.write(b"alice", SERVER)
         self.network.advance(1)
-        self.assertEqual(len(alice.datagrams), 4)
+        self.assertEqual(len(alice.datagrams), 1 + 4)
         self.assertEqual(self.server.drops.counts["rate-limited original registration"], 6)
 
     def test_recovers(self):
         """
         After a pause the source is answered again.
         """
-        alice, transport, _ = self.client()
+        alice, transport, _ = self.original("alice")
         for i in range(10):
             transport.write(b"alice", SERVER)
         self.network.advance(10)
         transport.write(b"alice", SERVER)
         self.network.advance(1)
-        self.assertEqual(len(alice.datagrams), 5)
+        self.assertEqual(len(alice.datagrams), 1 + 4 + 1)
 
     def test_wholeAnswerOrNothing(self):
         """
@@ -396,20 +455,26 @@ class RateLimitTests(OriginalClientsMixin, SynchronousTestCase):
         self.original("alice", nat=False)
         self.original("bob", nat=False)
         self.original("carol", nat=False)
-        dave, transport, _ = self.client(nat=False)
-        transport.write(b"dave", SERVER)
-        transport.write(b"dave", SERVER)
-        self.network.advance(1)
+        dave, transport, _ = self.original("dave", nat=False)
         self.assertEqual(len(dave.datagrams), 4)
+        transport.write(b"dave", SERVER)
+        transport.write(b"dave", SERVER)
+        self.network.advance(0.5)
+        self.assertEqual(len(dave.datagrams), 4)
+        self.assertEqual(self.server.drops.counts["rate-limited original registration"], 2)
 
     def test_pushesLimited(self):
         """
         Entries pushed to an original client count against its address too.
         """
         alice, transport, _ = self.original("alice", nat=False)
+        _, bob, _ = self.client(nat=False)
+        bob.write(b"bob", SERVER)
+        self.network.advance(PROOF_GAP)
         for i in range(4):
             transport.write(b"alice", SERVER)
-        self.original("bob", nat=False)
+        bob.write(b"bob", SERVER)
+        self.network.advance(1)
         self.assertNotIn("bob", [l.name for l in alice.lines()])
         self.assertEqual(self.server.drops.counts["rate-limited phonebook push"], 1)
 

@@ -128,17 +128,24 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
 
     def test_capacity(self):
         """
-        When the phonebook is full, a new name replaces the least recently
-        seen entry.
+        When the phonebook is full, a new name is refused with 508 and
+        counted, no entry is forgotten, and known names still refresh.
         """
         clients = {name: self.client(f"203.0.113.{i}", 5000) for i, name in enumerate("abcd", 5)}
         for name in ("a", "b", "c", "a", "d"):
             recorder, transport = clients[name]
             self.register(transport, name, secret=self.secretOf(recorder))
             self.network.advance(1)
-        self.assertEqual([e.name for e in self.server.phonebook], ["c", "a", "d"])
-        [event] = self.logged("Phonebook full")
-        self.assertEqual(event["evicted"], "b")
+        self.assertEqual([e.name for e in self.server.phonebook], ["b", "c", "a"])
+        [error] = clients["d"][0].messages(messages.REGISTER, stun.ERROR)
+        self.assertEqual(
+            stun.decodeErrorCode(error.get(stun.ERROR_CODE)),
+            (messages.PHONEBOOK_FULL, "the phonebook is full (3 names); try again later"),
+        )
+        self.assertEqual(
+            (self.server.stats["phonebookFull"], self.server.drops.counts["phonebook full"]),
+            (1, 1),
+        )
 
     def test_unregister(self):
         """

@@ -37,8 +37,17 @@ class ServerOptionsTests(SynchronousTestCase):
         """
         options = parse(server_tap.Options, [])
         self.assertEqual(
-            {k: options[k] for k in ("port", "interface", "max-clients", "ttl")},
-            {"port": 8080, "interface": "", "max-clients": 100000, "ttl": 60.0},
+            {
+                k: options[k]
+                for k in (
+                    "port", "interface", "max-clients", "ttl",
+                    "max-names-per-address", "max-names-per-ip",
+                )
+            },
+            {
+                "port": 8080, "interface": "", "max-clients": 100000, "ttl": 60.0,
+                "max-names-per-address": 4, "max-names-per-ip": 2000,
+            },
         )
 
     def test_all(self):
@@ -66,6 +75,12 @@ class ServerOptionsTests(SynchronousTestCase):
             (["--max-clients", "many"], "--max-clients: 'many' is not a whole number"),
             (["--ttl", "-1"], "--ttl: '-1' must be greater than zero"),
             (["--ttl", "nan"], "--ttl: 'nan' must be greater than zero"),
+            (["--max-names-per-address", "0"], "--max-names-per-address: 0 must be at least 1"),
+            (["--max-names-per-ip", "x"], "--max-names-per-ip: 'x' is not a whole number"),
+            (
+                ["--max-names-per-address", "9", "--max-names-per-ip", "8"],
+                "--max-names-per-address (9) cannot exceed --max-names-per-ip (8)",
+            ),
         ]
         for argv, message in cases:
             e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
@@ -145,14 +160,23 @@ class ServerOptionsTests(SynchronousTestCase):
         configured bounds.
         """
         clock = Clock()
-        options = parse(server_tap.Options, ["--port", "9000", "--max-clients", "5", "--ttl", "7"])
+        options = parse(
+            server_tap.Options,
+            [
+                "--port", "9000", "--max-clients", "5", "--ttl", "7",
+                "--max-names-per-address", "2", "--max-names-per-ip", "3",
+            ],
+        )
         service = server_tap.makeService(options, reactor=clock)
         self.assertIsInstance(service, DatagramServer)
         protocol = service.protocol
         self.assertEqual(service.port, 9000)
         self.assertIsInstance(protocol, StageManagerProtocol)
         self.assertIs(protocol.clock, clock)
-        self.assertEqual((protocol.phonebook.maxEntries, protocol.phonebook.ttl), (5, 7.0))
+        book = protocol.phonebook
+        self.assertEqual(
+            (book.maxEntries, book.ttl, book.namesPerAddress, book.namesPerIP), (5, 7.0, 2, 3)
+        )
 
     def test_metricsOptions(self):
         """
@@ -317,11 +341,11 @@ class PeerOptionsTests(SynchronousTestCase):
         usage error naming the option and the limit in bytes; one that
         just fits is taken whole.
         """
-        fits = "xx" + "\u00e9" * 511
+        fits = "xx" + "\u00e9" * 725
         self.assertEqual(parse(peer_tap.Options, PEER + ["-m", fits])["message"], fits)
         cases = [
-            (["-m", fits + "x"], "--message: 1025 bytes of UTF-8, the limit is 1024 bytes"),
-            (["-m", "\u00e9" * 513], "--message: 1026 bytes of UTF-8, the limit is 1024 bytes"),
+            (["-m", fits + "x"], "--message: 1453 bytes of UTF-8, the limit is 1452 bytes"),
+            (["-m", "\u00e9" * 727], "--message: 1454 bytes of UTF-8, the limit is 1452 bytes"),
             (
                 ["--seed-compat", "-m", "x" * 1024],
                 "--message: 1024 bytes of UTF-8, the limit is 1023 bytes with --seed-compat",
