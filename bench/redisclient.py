@@ -30,7 +30,7 @@ from punchd.redisbook import REGISTER, encodeBody
 body = encodeBody(True, 1000.0, "s1", ("peer-0000001",), ("198.51.100.1", 40000), (("192.168.1.2", 40000),))
 def argsFor(i):
     name = "peer-%07d" % (i % 10000)
-    return ["pb:e:" + name, "pb:seen"], [name, body, b"", "1000.5", "65000", "1000000", "pb:e:"]
+    return ["pb:e:" + name, "pb:seen"], [name, body, b"", "1000.5", "65000", "1000000", "pb:", "1000000", "1000000"]
 
 if which == "asyncio":
     from twisted.internet import asyncioreactor

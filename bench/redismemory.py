@@ -49,7 +49,9 @@ def run(entries, batch=5000, prefix="punchd:"):
                     repr(1000.0 + index),
                     keyTTL,
                     str(entries),
-                    prefix + "e:",
+                    prefix,
+                    "4",
+                    "2000",
                 )
             pipe.execute()
         after = client.info("memory")

@@ -337,7 +337,14 @@ def _shared(config, reactor):
     # This stage manager among those sharing the phonebook: entries it
     # holds say so, and introductions for them come on its channel.
     holder = os.urandom(4).hex()
-    phonebook = RedisPhonebook(store, config["max-clients"], config["ttl"], holder)
+    phonebook = RedisPhonebook(
+        store,
+        config["max-clients"],
+        config["ttl"],
+        holder,
+        namesPerAddress=config["max-names-per-address"],
+        namesPerIP=config["max-names-per-ip"],
+    )
     return phonebook, Cookies(reactor), IntroductionRelay(store, holder), store
 
 

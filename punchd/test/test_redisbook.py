@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from punchd.interfaces import IPhonebook
+from punchd.phonebook import Phonebook, PhonebookFull, SourceQuotaReached
 from punchd.redisbook import KEY_GRACE, RedisPhonebook, decodeEntry, encodeBody, secretField
 from punchd.test.optional import notInstalled, require
 from punchd.test.redisserver import startRedis
@@ -19,6 +20,8 @@ except ImportError:
 
 A = ("198.51.100.1", 40000)
 B = ("203.0.113.1", 50000)
+C = ("203.0.113.2", 50000)
+D = ("203.0.113.3", 50000)
 
 
 def requireClient(testCase):
@@ -117,7 +120,7 @@ class RedisPhonebookTests(RedisTestCase):
         A new name is recorded with everything the registration said, and
         found.
         """
-        entry, previous, evicted = yield self.book.register(
+        entry, previous = yield self.book.register(
             "alice", A, (("10.0.0.2", 1),), ("bob",), 5.0, True, b"s" * 16
         )
         self.assertEqual(
@@ -125,7 +128,7 @@ class RedisPhonebookTests(RedisTestCase):
              entry.proven, entry.secret, entry.holder),
             ("alice", A, (("10.0.0.2", 1),), ("bob",), 5.0, True, b"s" * 16, "m1"),
         )
-        self.assertEqual((previous, evicted, len(self.book)), (None, None, 1))
+        self.assertEqual((previous, len(self.book)), (None, 1))
         found = yield self.book.lookup("alice", 6.0)
         self.assertEqual((found.address, found.secret, found.wants), (A, b"s" * 16, ("bob",)))
 
@@ -136,13 +139,13 @@ class RedisPhonebookTests(RedisTestCase):
         no secret given the entry keeps its own.
         """
         yield self.book.register("alice", A, (), ("bob",), 0.0, True, b"s" * 16)
-        entry, previous, _ = yield self.book.register("alice", B, (), ("carol",), 7.0, True)
+        entry, previous = yield self.book.register("alice", B, (), ("carol",), 7.0, True)
         self.assertEqual(
             (entry.address, entry.wants, entry.lastSeen, entry.secret), (B, ("carol",), 7.0, b"s" * 16)
         )
         self.assertEqual((previous.address, previous.wants, previous.lastSeen), (A, ("bob",), 0.0))
         self.assertTrue(previous.samePlace(previous.copy()))
-        entry, _, _ = yield self.book.register("alice", B, (), ("carol",), 8.0, True, b"t" * 16)
+        entry, _ = yield self.book.register("alice", B, (), ("carol",), 8.0, True, b"t" * 16)
         self.assertEqual(entry.secret, b"t" * 16)
         self.assertEqual(len(self.book), 1)
 
@@ -153,29 +156,128 @@ class RedisPhonebookTests(RedisTestCase):
         secret keeps both.
         """
         yield self.book.register("alice", A, (), (), 0.0, True, b"s" * 16)
-        entry, _, _ = yield self.book.register("alice", A, (), (), 1.0, True, b"t" * 16, b"s" * 16)
+        entry, _ = yield self.book.register("alice", A, (), (), 1.0, True, b"t" * 16, b"s" * 16)
         self.assertEqual((entry.secret, entry.previousSecret), (b"t" * 16, b"s" * 16))
-        entry, previous, _ = yield self.book.register("alice", B, (), (), 2.0, True)
+        entry, previous = yield self.book.register("alice", B, (), (), 2.0, True)
         self.assertEqual((entry.secret, entry.previousSecret, entry.address), (b"t" * 16, b"s" * 16, B))
         self.assertEqual(previous.previousSecret, b"s" * 16)
         found = yield self.book.lookup("alice", 3.0)
         self.assertEqual((found.secret, found.previousSecret), (b"t" * 16, b"s" * 16))
-        entry, _, _ = yield self.book.register("alice", B, (), (), 4.0, True, b"u" * 16)
+        entry, _ = yield self.book.register("alice", B, (), (), 4.0, True, b"u" * 16)
         self.assertEqual((entry.secret, entry.previousSecret), (b"u" * 16, None))
 
     @defer.inlineCallbacks
-    def test_fullEvictsLeastRecentlySeen(self):
+    def test_fullRefusesNewNames(self):
         """
-        When full, a new name replaces the least recently seen entry.
+        When full, a new name is refused with PhonebookFull and no entry is
+        forgotten; known names still refresh; once an entry expires, there
+        is room again.
         """
         yield self.book.register("alice", A, (), (), 0.0)
         yield self.book.register("bob", B, (), (), 1.0)
-        yield self.book.register("carol", B, (), (), 2.0)
-        yield self.book.register("alice", A, (), (), 3.0)
-        _, _, evicted = yield self.book.register("dave", A, (), (), 4.0)
-        self.assertEqual(evicted.name, "bob")
-        self.assertIsNone((yield self.book.lookup("bob", 4.0)))
+        yield self.book.register("carol", C, (), (), 2.0)
+        yield self.assertFailure(self.book.register("dave", D, (), (), 3.0), PhonebookFull)
+        yield self.book.register("alice", A, (), (), 30.0)
+        for name in ("alice", "bob", "carol"):
+            self.assertIsNotNone((yield self.book.lookup(name, 30.0)))
+        self.assertIsNone((yield self.book.lookup("dave", 30.0)))
         self.assertEqual(len(self.book), 3)
+        self.assertEqual((yield self.book.held(D)), (0, 0))
+        expired = yield self.book.expire(61.0)
+        self.assertEqual([e.name for e in expired], ["bob"])
+        entry, previous = yield self.book.register("dave", D, (), (), 62.0)
+        self.assertEqual((entry.name, previous, len(self.book)), ("dave", None, 3))
+
+    @defer.inlineCallbacks
+    def test_namesPerAddress(self):
+        """
+        One source address and port holds at most C{namesPerAddress} names;
+        another port of the same IP holds its own; a name that leaves, or
+        moves away, makes room.
+        """
+        book = RedisPhonebook(self.store, 100, 60.0, "m1", prefix="q:", namesPerAddress=2,
+                              namesPerIP=10)
+        yield book.register("a", A, (), (), 0.0)
+        yield book.register("b", A, (), (), 0.0)
+        e = yield self.assertFailure(book.register("c", A, (), (), 0.0), SourceQuotaReached)
+        self.assertEqual((e.what, e.limit), ("address", 2))
+        yield book.register("c", (A[0], A[1] + 1), (), (), 0.0)
+        yield self.assertFailure(book.register("c", A, (), (), 1.0), SourceQuotaReached)
+        self.assertEqual((yield book.lookup("c", 1.0)).address, (A[0], A[1] + 1))
+        yield book.register("a", A, (), (), 1.0)
+        yield book.remove("a")
+        yield book.register("c", A, (), (), 2.0)
+        self.assertEqual((yield book.held(A)), (2, 2))
+        yield book.register("b", B, (), (), 3.0)
+        yield book.register("d", A, (), (), 3.0)
+        self.assertEqual(((yield book.held(A)), (yield book.held(B))), ((2, 2), (1, 1)))
+
+    @defer.inlineCallbacks
+    def test_namesPerIP(self):
+        """
+        One IP holds at most C{namesPerIP} names, whatever its ports; a name
+        may still move between its ports; expiry makes room.
+        """
+        book = RedisPhonebook(self.store, 100, 60.0, "m1", prefix="q:", namesPerAddress=2,
+                              namesPerIP=3)
+        for i, port in enumerate((1, 2, 3)):
+            yield book.register(f"n{i}", ("192.0.2.1", port), (), (), 0.0)
+        e = yield self.assertFailure(
+            book.register("x", ("192.0.2.1", 4), (), (), 0.0), SourceQuotaReached
+        )
+        self.assertEqual((e.what, e.limit), ("IP", 3))
+        yield book.register("n0", ("192.0.2.1", 4), (), (), 1.0)
+        self.assertEqual((yield book.held(("192.0.2.1", 4))), (1, 3))
+        yield book.expire(60.5)
+        self.assertEqual((yield book.held(("192.0.2.1", 4))), (1, 1))
+        yield book.register("x", ("192.0.2.1", 5), (), (), 61.0)
+
+    @defer.inlineCallbacks
+    def test_countsLeaveNothing(self):
+        """
+        Once every name is removed or expired, no count is left in Redis.
+        """
+        odd = ("fe80::1%eth0", 7)
+        yield self.book.register("alice", A, (), (), 0.0)
+        yield self.book.register("bob", odd, (), (), 1.0)
+        yield self.book.register("carol", ("2001:db8::1", 9), (), (), 2.0)
+        yield self.book.register("bob", B, (), (), 3.0)
+        self.assertEqual((yield self.book.held(odd)), (0, 0))
+        yield self.book.register("bob", odd, (), (), 4.0)
+        self.assertEqual((yield self.book.held(odd)), (1, 1))
+        yield self.book.remove("alice")
+        yield self.book.expire(100.0)
+        self.assertEqual(self.redis.command("KEYS", "t:*").strip(), b"*0")
+
+    @defer.inlineCallbacks
+    def test_quotaShared(self):
+        """
+        Two stage managers registering names from one address at once give
+        it no more than its quota between them: the check and the count are
+        one script.
+        """
+        books = [
+            RedisPhonebook(self.store, 100, 60.0, holder, prefix="q:", namesPerAddress=3,
+                           namesPerIP=10)
+            for holder in ("m1", "m2")
+        ]
+        results = yield defer.DeferredList(
+            [books[i % 2].register(f"n{i}", A, (), (), 0.0) for i in range(10)],
+            consumeErrors=True,
+        )
+        self.assertEqual(sum(ok for ok, _ in results), 3)
+        self.assertEqual((yield books[1].held(A)), (3, 3))
+
+    def test_badQuotas(self):
+        """
+        Quotas below 1, or one for an IP below that for an address, are
+        refused.
+        """
+        for perAddress, perIP in ((0, 10), (3, 2)):
+            self.assertRaises(
+                ValueError, RedisPhonebook, self.store, 10, 60.0, "m1",
+                namesPerAddress=perAddress, namesPerIP=perIP,
+            )
 
     @defer.inlineCallbacks
     def test_lookupExpired(self):
@@ -233,7 +335,7 @@ class RedisPhonebookTests(RedisTestCase):
         alice = yield other.lookup("alice", 2.0)
         bob = yield self.book.lookup("bob", 2.0)
         self.assertEqual((alice.holder, bob.holder), ("m1", "m2"))
-        _, previous, _ = yield other.register("alice", B, (), ("bob",), 3.0, True)
+        _, previous = yield other.register("alice", B, (), ("bob",), 3.0, True)
         self.assertEqual((previous.holder, (yield self.book.lookup("alice", 3.0)).holder), ("m1", "m2"))
 
 
@@ -267,7 +369,7 @@ class UnavailableTests(RedisTestCase):
         self.assertEqual(self.store.outages, 1)
         self.redis.start()
         yield self.store.whenAvailable()
-        entry, _, _ = yield self.book.register("alice", A, (), (), 0.0)
+        entry, _ = yield self.book.register("alice", A, (), (), 0.0)
         self.assertEqual(entry.address, A)
 
 
@@ -296,7 +398,7 @@ class AnsweredErrorTests(RedisTestCase):
         self.assertEqual(len(said), 1)
         self.assertIn("OOM", said[0]["error"])
         self.redis.command("CONFIG", "SET", "maxmemory", "0")
-        entry, _, _ = yield self.book.register("alice", A, (), (), 0.0)
+        entry, _ = yield self.book.register("alice", A, (), (), 0.0)
         self.assertEqual(entry.address, A)
 
 
@@ -370,3 +472,4 @@ class SharedKeysTests(RedisTestCase):
         self.assertEqual(keys[0], keys[1])
         self.assertNotEqual(keys[0][b"cookies"], keys[0][b"names"])
         self.assertEqual(len(keys[0][b"cookies"]), 32)
+

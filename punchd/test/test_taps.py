@@ -498,3 +498,18 @@ class ServerRedisOptionsTests(SynchronousTestCase):
         verifyObject(IPhonebook, protocol.phonebook)
         self.assertIs(protocol.relay.store, store)
         self.assertEqual(protocol.relay.holder, protocol.phonebook.holder)
+
+    def test_quotas(self):
+        """
+        The Redis phonebook takes --max-names-per-address and
+        --max-names-per-ip, as the phonebook in memory does.
+        """
+        top = server_tap.makeService(
+            parse(
+                server_tap.Options,
+                ["--redis", "unix:///nonexistent/r.sock", "--port", "0",
+                 "--max-names-per-address", "3", "--max-names-per-ip", "7"],
+            )
+        )
+        book = list(top)[1].protocol.phonebook
+        self.assertEqual((book.namesPerAddress, book.namesPerIP), (3, 7))
