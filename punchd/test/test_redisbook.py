@@ -473,3 +473,115 @@ class SharedKeysTests(RedisTestCase):
         self.assertNotEqual(keys[0][b"cookies"], keys[0][b"names"])
         self.assertEqual(len(keys[0][b"cookies"]), 32)
 
+
+def _summary(entry):
+    if entry is None:
+        return None
+    return (
+        entry.name, entry.address, entry.localAddresses, entry.wants, entry.lastSeen,
+        entry.proven, entry.secret, entry.previousSecret,
+    )
+
+
+class EquivalenceTests(RedisTestCase):
+    """
+    The shared phonebook gives the same results as the in-memory one for
+    the same calls.
+    """
+
+    HOSTS = ("198.51.100.1", "198.51.100.2", "2001:db8::5", "fe80::1%eth0")
+    NAMES = tuple(f"peer-{i}" for i in range(9))
+
+    def _call(self, book, call):
+        """
+        Make the call C{call} on C{book}, and say what came of it.
+        """
+        what, args = call[0], call[1:]
+        if what == "register":
+            d = defer.maybeDeferred(book.register, *args)
+            d.addCallback(lambda r: ("ok", _summary(r[0]), _summary(r[1])))
+            d.addErrback(lambda f: f.trap(PhonebookFull) and ("full",))
+            d.addErrback(
+                lambda f: f.trap(SourceQuotaReached) and ("quota", f.value.what, f.value.limit)
+            )
+        elif what == "lookup":
+            d = defer.maybeDeferred(book.lookup, *args).addCallback(_summary)
+        elif what == "remove":
+            d = defer.maybeDeferred(book.remove, *args).addCallback(_summary)
+        elif what == "expire":
+            d = defer.maybeDeferred(book.expire, *args)
+            # Oldest first; entries last seen at the same time come in the
+            # order they registered in memory, by name in Redis's sorted set.
+            d.addCallback(
+                lambda expired: sorted(
+                    (_summary(e) for e in expired), key=lambda e: (e[4], e[0])
+                )
+            )
+        else:
+            d = defer.maybeDeferred(book.held, *args)
+        return d.addCallback(lambda result: (result, len(book)))
+
+    def _calls(self, random, count):
+        """
+        C{count} calls drawn from C{random}: mostly registrations, from a
+        few sources, with new secrets now and then.
+        """
+        now = 0.0
+        addresses = [(host, port) for host in self.HOSTS for port in (1000, 1001, 1002)]
+        for _ in range(count):
+            now += random.choice((0.0, 0.5, 1.0, 7.0, 20.0))
+            name = random.choice(self.NAMES)
+            roll = random.random()
+            if roll < 0.6:
+                secret = previous = None
+                if random.random() < 0.5:
+                    secret = random.randbytes(16)
+                    if random.random() < 0.5:
+                        previous = random.randbytes(16)
+                wants = tuple(random.sample(self.NAMES, random.choice((0, 1, 1, 2, 3))))
+                local = tuple(random.sample(addresses, random.choice((0, 1, 2))))
+                yield (
+                    "register", name, random.choice(addresses), local, wants, now,
+                    random.random() < 0.7, secret, previous,
+                )
+            elif roll < 0.75:
+                yield ("lookup", name, now)
+            elif roll < 0.85:
+                yield ("remove", name)
+            elif roll < 0.95:
+                yield ("expire", now)
+            else:
+                yield ("held", random.choice(addresses))
+
+    @defer.inlineCallbacks
+    def test_sameResults(self):
+        """
+        Registrations (new names, moves, refreshes, new secrets, several
+        contacts), lookups, removals, sweeps and source counts, with a
+        phonebook that fills and quotas that are reached, give the same
+        entries, the same refusals and the same counts in memory and in
+        Redis (entries a sweep removes that were last seen at the same time
+        may come in another order).
+        """
+        import random
+
+        for seed in range(12):
+            memory = Phonebook(6, 60.0, namesPerAddress=2, namesPerIP=3)
+            shared = RedisPhonebook(
+                self.store, 6, 60.0, "m1", prefix=f"eq{seed}:", namesPerAddress=2, namesPerIP=3
+            )
+            outcomes = set()
+            for step, call in enumerate(self._calls(random.Random(seed), 300)):
+                expected = yield self._call(memory, call)
+                got = yield self._call(shared, call)
+                self.assertEqual(got, expected, f"seed {seed}, call {step}: {call}")
+                outcomes.add(expected[0][0] if call[0] == "register" else call[0])
+            # Every kind of outcome was met.
+            self.assertEqual(
+                outcomes, {"ok", "full", "quota", "lookup", "remove", "expire", "held"}
+            )
+            for host in self.HOSTS:
+                for port in (1000, 1001, 1002):
+                    self.assertEqual(
+                        (yield shared.held((host, port))), memory.held((host, port))
+                    )
