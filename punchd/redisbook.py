@@ -450,6 +450,15 @@ class RedisPhonebook:
         self, name, address, localAddresses, wants, now, proven=False, secret=None,
         previousSecret=None,
     ):
+        """
+        Add C{name} or update it in place, as
+        L{punchd.phonebook.Phonebook.register} does.
+
+        @return: A L{Deferred} of C{(entry, previous)}, which fails with
+            L{PhonebookFull} when C{name} is new and the phonebook full,
+            with L{SourceQuotaReached} when the source address and port,
+            or its IP, holds as many names as it may.
+        """
         body = encodeBody(proven, now, self.holder, wants, address, localAddresses)
         field = b"" if secret is None else secretField(secret, previousSecret)
         d = self.store.script(
