@@ -1,7 +1,7 @@
 """
 Run every punchd benchmark and print the figures:
 
-    python -m bench [--quick] [--only cost,profile,growth,memory,connect] [--json FILE]
+    python -m bench [--quick] [--only cost,profile,growth,memory,connect,redis] [--json FILE]
 
 See README.rst, "Performance", for what each one measures.
 """
@@ -22,9 +22,10 @@ GOALS = {
     "growth": 1.2,
     "memory": 400,
     "roundTrips": 3.0,
+    "crossServerMs": 2.0,
 }
 
-PARTS = ("cost", "profile", "growth", "memory", "connect")
+PARTS = ("cost", "profile", "growth", "memory", "connect", "redis")
 
 
 def _met(ok):
@@ -267,6 +268,52 @@ def connect(labRuns):
     return {"simulated": simulated, "lab": lab}
 
 
+def redis(entries, runs, settings):
+    from importlib.util import find_spec
+
+    from punchd.test.redisserver import MISSING, redisServerPath
+
+    _print()
+    _print(
+        "6. The shared phonebook in Redis (punch-server --redis): a redis-server of its own,"
+        " on a unix socket, no persistence."
+    )
+    missing = [p for p in ("txredisapi", "redis") if find_spec(p) is None]
+    if redisServerPath() is None or missing:
+        why = MISSING if redisServerPath() is None else (
+            f"{', '.join(missing)} not installed: pip install '.[bench]'"
+        )
+        _print(f"   not run: {why}")
+        return {"unavailable": why}
+    from bench import crossintro, rediscost, redismemory
+
+    _print(
+        "   CPU per refresh, as in benchmark 1 (rate limits off), the phonebook in memory and in"
+        " Redis, with Redis's CPU beside:"
+    )
+    cost = rediscost.run(settings, report=lambda line: _print(f"   {line}"))
+    figures = redismemory.run(entries)
+    _print(
+        f"   Memory: {figures['entries']} entries registered through the register script,"
+        f" {figures['bytesPerEntry']:.0f} bytes each in Redis's used_memory"
+        f" ({figures['rssBytesPerEntry']:.0f} resident; goal at most {GOALS['memory']} at 1 million:"
+        f" {_met(figures['bytesPerEntry'] <= GOALS['memory']) if entries >= 1000000 else 'not measured in --quick'})"
+    )
+    latency = crossintro.run(runs)
+    for kind in ("local", "cross-server"):
+        f = latency[kind]
+        _print(
+            f"   {kind} introduction, from the second peer's registration sent to the first"
+            f" peer's introduction received: median {f['medianMs']:.2f} ms,"
+            f" 90th percentile {f['p90Ms']:.2f} ms ({f['runs']} runs)"
+        )
+    _print(
+        f"   A cross-server introduction adds {latency['addedMs']:.2f} ms"
+        f" (goal at most {GOALS['crossServerMs']} ms: {_met(latency['addedMs'] <= GOALS['crossServerMs'])})"
+    )
+    return {"cost": cost, "memory": figures, "crossServer": latency}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Run punchd's benchmarks and print the figures."
@@ -286,9 +333,11 @@ def main(argv=None):
     if args.quick:
         settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
         repeat, sizes, entries, labRuns, sampled = 1, [1000, 100000], 100000, 5, 2
+        redisEntries, crossRuns = 100000, 50
     else:
         settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
         repeat, sizes, entries, labRuns, sampled = 5, [1000, 100000, 1000000], 1000000, 20, 5
+        redisEntries, crossRuns = 1000000, 200
     started = time.monotonic()
     _print(f"punchd benchmarks{' (--quick)' if args.quick else ''} on {machine()}")
     results = {"machine": machine(), "quick": args.quick}
@@ -302,6 +351,8 @@ def main(argv=None):
         results["memory"] = memory(entries)
     if "connect" in only:
         results["connect"] = connect(labRuns)
+    if "redis" in only:
+        results["redis"] = redis(redisEntries, crossRuns, settings)
     _print()
     _print(f"Done in {time.monotonic() - started:.0f} s.")
     if args.json:

@@ -39,6 +39,13 @@ class Cookies:
         self._period = period
         self._key = randomBytes(32)
 
+    def useKey(self, key: bytes):
+        """
+        Check and issue cookies with C{key} from now on: the key several
+        stage managers share, so that a cookie one issued is valid at all.
+        """
+        self._key = key
+
     def _epoch(self) -> int:
         return int(self._clock.seconds() // self._period) & 0xFFFFFFFF
 

@@ -6,10 +6,12 @@ C{http://127.0.0.1:9466/metrics} in the Prometheus text format, read from
 the L{punchd.server.StageManagerProtocol} at each scrape.
 """
 
+from collections import Counter
+
 from twisted.application import service
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from punchd.addresses import formatAddress
 
@@ -70,29 +72,41 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def exposition(protocol) -> str:
+def exposition(protocol, others=()) -> str:
     """
     A stage manager's metrics, now.
 
     @param protocol: The L{punchd.server.StageManagerProtocol}.
+    @param others: The counters of the other workers on its port
+        (C{punch-server --workers}), added in: a C{(stats, drops)} pair of
+        L{dict}s each.
     @return: The metrics in the Prometheus text format.
     """
+    stats, drops = protocol.stats, protocol.drops.counts
+    if others:
+        stats, drops = Counter(stats), Counter(drops)
+        for otherStats, otherDrops in others:
+            stats.update(otherStats)
+            drops.update(otherDrops)
     lines = []
     for key, name, help in COUNTERS:
-        lines += _family(name, "counter", help, [("", protocol.stats[key])])
+        lines += _family(name, "counter", help, [("", stats[key])])
     lines += _family(
         "punchd_phonebook_entries",
         "gauge",
         "Peers in the phonebook.",
         [("", len(protocol.phonebook))],
     )
+    # A shared phonebook says how its store fares (see punchd.redisbook).
+    for name, kind, help, value in getattr(protocol.phonebook, "metricFamilies", list)():
+        lines += _family(name, kind, help, [("", value)])
     lines += _family(
         "punchd_dropped_datagrams_total",
         "counter",
         "Datagrams dropped, by reason.",
         [
             (f'{{reason="{_label(reason)}"}}', count)
-            for reason, count in sorted(protocol.drops.counts.items())
+            for reason, count in sorted(drops.items())
         ],
     )
     return "\n".join(lines) + "\n"
@@ -105,16 +119,31 @@ class MetricsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, protocol):
+    def __init__(self, protocol, workers=None):
         """
         @param protocol: The L{punchd.server.StageManagerProtocol}.
+        @param workers: The L{punchd.workers.WorkerStats} whose counters
+            are added in, or L{None}.
         """
         super().__init__()
         self._protocol = protocol
+        self._workers = workers
 
     def render_GET(self, request):
         request.setHeader(b"content-type", CONTENT_TYPE)
-        return exposition(self._protocol).encode("utf-8")
+        if self._workers is None:
+            return exposition(self._protocol).encode("utf-8")
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def write(others):
+            if not gone:
+                request.write(exposition(self._protocol, others).encode("utf-8"))
+                request.finish()
+
+        # Without Redis, this worker's own counters alone.
+        self._workers.gather().addErrback(lambda _: ()).addCallback(write)
+        return NOT_DONE_YET
 
 
 class MetricsSite(Site):
@@ -142,15 +171,17 @@ class MetricsService(service.Service):
     log = Logger()
     listeningPort = None
 
-    def __init__(self, protocol, port: int, interface: str, reactor):
+    def __init__(self, protocol, port: int, interface: str, reactor, workers=None):
         """
         @param protocol: The L{punchd.server.StageManagerProtocol}.
         @param port: The TCP port, or 0 for any free one.
         @param interface: The address to listen on.
         @param reactor: The L{twisted.internet.interfaces.IReactorTCP}.
+        @param workers: With C{--workers}, the L{punchd.workers.WorkerStats}
+            of the other workers, whose counters are added in.
         """
         root = Resource()
-        root.putChild(b"metrics", MetricsResource(protocol))
+        root.putChild(b"metrics", MetricsResource(protocol, workers))
         self._site = MetricsSite(root)
         self._port = port
         self._interface = interface

@@ -128,6 +128,7 @@ class StageManagerProtocol(DatagramProtocol):
         bindingLimit: "SourceLimiter | None" = None,
         key: "bytes | None" = None,
         relay=None,
+        turn=None,
     ):
         """
         @param clock: The L{twisted.internet.interfaces.IReactorTime} that
@@ -152,11 +153,15 @@ class StageManagerProtocol(DatagramProtocol):
         @param key: With a shared secret, the key of the
             C{MESSAGE-INTEGRITY-SHA256} every datagram must carry and every
             answer carries; L{None} without.
-        @param relay: The L{punchd.turn.RelayOffer} whose TURN server and
+        @param relay: With a phonebook shared by several stage managers,
+            the L{punchd.relay.IntroductionRelay} that has another stage
+            manager send the introductions of the peers it holds; L{None}
+            without.
+        @param turn: The L{punchd.turn.RelayOffer} whose TURN server and
             credentials each introduction carries; L{None} for none.
         """
         self.clock = clock
-        self.relay = relay
+        self.turn = turn
         self.phonebook = phonebook
         self.stats = Counter()
         self.drops = DropCounter(clock)
@@ -171,6 +176,7 @@ class StageManagerProtocol(DatagramProtocol):
         self.bindingLimit = bindingLimit
         self._key = key
         self.discovery = discovery
+        self.relay = relay
         self.dialects = tuple(dialects)
         if not logAddresses:
             for dialect in self.dialects:
@@ -191,6 +197,15 @@ class StageManagerProtocol(DatagramProtocol):
             (messages.INTRODUCE, stun.SUCCESS): self._introductionAnswered,
             (messages.CANDIDATE, stun.SUCCESS): self._introductionAnswered,
         }
+
+    def useNameKey(self, key: bytes):
+        """
+        Make the first secrets of names and the nonces that move secrets on
+        with C{key} from now on: with a phonebook shared by several stage
+        managers, the key they share, so that each makes what another
+        would.
+        """
+        self._nameKey = key
 
     def startProtocol(self):
         # Every address the stage manager writes to came from its socket.
@@ -213,6 +228,8 @@ class StageManagerProtocol(DatagramProtocol):
         for dialect in self.dialects:
             dialect.attach(self)
             self.log.info("{dialect}", dialect=dialect.describe())
+        if self.relay is not None:
+            self.relay.attach(self)
         self._sweeper.start(self._sweepInterval, now=False)
 
     def stopProtocol(self):
@@ -689,10 +706,10 @@ class StageManagerProtocol(DatagramProtocol):
         The TURN server and fresh credentials for the peer C{entry}, or
         L{None} when the stage manager offers no relay.
         """
-        if self.relay is None:
+        if self.turn is None:
             return None
-        username, password = self.relay.credentials(entry.name, self.clock.seconds())
-        return messages.TurnCredentials(self.relay.server, username, password, self.relay.realm)
+        username, password = self.turn.credentials(entry.name, self.clock.seconds())
+        return messages.TurnCredentials(self.turn.server, username, password, self.turn.realm)
 
     def _candidate(self, datagram, message, address, size):
         """
@@ -771,6 +788,10 @@ class StageManagerProtocol(DatagramProtocol):
         )
 
     def _sendIntroduction(self, to, introduction):
+        if self.relay is not None and self.relay.elsewhere(to):
+            # Its NAT lets in only the stage manager it registered with.
+            self.relay.relay(to, introduction)
+            return
         self.sendIntroduction(
             to, lambda txid, key: messages.encodeIntroduction(txid, introduction, key)
         )

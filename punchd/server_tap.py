@@ -2,6 +2,9 @@
 C{twistd punch-server}: options and service wiring for the stage manager.
 """
 
+import os
+import sys
+from importlib.util import find_spec
 from ipaddress import ip_address
 
 from twisted.application import service
@@ -10,6 +13,7 @@ from twisted.python.systemd import ListenFDs
 
 from punchd import options
 from punchd.addresses import resolve, splitHostPort
+from punchd.cookies import Cookies
 from punchd.messages import MAX_TURN_TEXT_BYTES
 from punchd.turn import CREDENTIAL_LIFETIME, RelayOffer
 from punchd.discovery import BehaviourDiscovery
@@ -19,6 +23,14 @@ from punchd.compat.server import OriginalClients
 from punchd.server import SOURCE_RATE, StageManagerProtocol, sourceLimiter
 from punchd.services import DatagramServer
 from punchd.systemd import AdoptedDatagramPort, inheritedDatagramSocket
+from punchd.workers import (
+    ReusePortDatagramServer,
+    WorkerPool,
+    WorkerStats,
+    dieWithParent,
+    reusePortAvailable,
+    twistdArguments,
+)
 
 LONGDESC = """\
 Run the stage manager: the rendezvous server punchd peers register with.
@@ -54,6 +66,19 @@ TURN server itself.
     twistd -n punch-server --port 8080 --turn-server 192.0.2.10:3478 \
         --turn-secret-file /etc/punchd/turn-secret
 
+With --redis URL (redis://HOST:PORT/DB or unix:///PATH), the phonebook
+lives in Redis instead of in memory, and every stage manager given the same
+URL shares it: a peer registered with one is introduced to a peer registered
+with another (each introduction sent by the stage manager the peer
+registered with), and a peer can move between them. While Redis cannot be
+reached, registrations are refused with error 500 and STUN Binding requests
+are still answered; the stage manager reconnects by itself. Needs
+pip install 'punchd[redis]'.
+
+With --workers N and --redis (Linux), N processes serve the port, sharing
+it with SO_REUSEPORT and the phonebook through Redis; a worker that ends is
+started again, and --metrics-port adds up the counters of all of them.
+
 With --seed-compat, it also answers the original test-client programs on the
 same port, in their text protocol, and they share the phonebook with punchd
 peers. It is off by default: the original answers any source, spoofed or
@@ -63,6 +88,12 @@ once it has registered from the same address twice, a second or more apart;
 each answer holds at most 16 lines and answers are rate-limited per source
 address.
 """
+
+
+def _redisURL(value):
+    from punchd.redisstore import parseURL
+
+    return parseURL(value)
 
 
 class Options(usage.Options):
@@ -76,6 +107,7 @@ class Options(usage.Options):
         " [--alternate-port PORT [--alternate-address ADDR]]"
         " [--metrics-port PORT [--metrics-interface ADDR]] [--hide-addresses]"
         " [--systemd-socket NAME]"
+        " [--redis URL [--workers N]]"
         " [--seed-compat]"
         " [--turn-server HOST:PORT --turn-secret-file PATH [--turn-realm REALM]]"
     )
@@ -189,6 +221,29 @@ class Options(usage.Options):
             options.named("binding-rate", options.rate),
         ],
         [
+            "workers",
+            None,
+            1,
+            "Processes to serve the port with, sharing it with SO_REUSEPORT and"
+            " the phonebook through --redis (Linux).",
+            options.named("workers", options.positiveInt),
+        ],
+        [
+            "worker-of",
+            None,
+            None,
+            "Run as one of the workers of the punch-server --workers whose id"
+            " this is (it passes this itself).",
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "Keep the phonebook in Redis, shared with every stage manager given"
+            " the same URL: redis://HOST:PORT/DB or unix:///PATH.",
+            options.named("redis", _redisURL),
+        ],
+        [
             "systemd-socket",
             None,
             None,
@@ -236,6 +291,11 @@ class Options(usage.Options):
         super().__init__()
         self._listenFDs = listenFDs
 
+    def parseOptions(self, options=None):
+        # Kept for --workers, whose workers are started with the same.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
     def postOptions(self):
         self._checkTurn()
         if self["max-names-per-address"] > self["max-names-per-ip"]:
@@ -243,6 +303,28 @@ class Options(usage.Options):
                 f"--max-names-per-address ({self['max-names-per-address']}) cannot exceed"
                 f" --max-names-per-ip ({self['max-names-per-ip']})"
             )
+        if self["workers"] > 1 or self["worker-of"] is not None:
+            option = "--workers" if self["workers"] > 1 else "--worker-of"
+            if self["redis"] is None:
+                raise usage.UsageError(
+                    f"{option} needs --redis: the workers share their phonebook through it"
+                )
+            for other in ("systemd-socket", "alternate-port"):
+                if self[other] is not None:
+                    raise usage.UsageError(f"{option} cannot go with --{other}")
+            if not reusePortAvailable():
+                raise usage.UsageError(f"{option} needs Linux's SO_REUSEPORT")
+        if self["redis"] is not None:
+            if self["seed-compat"]:
+                raise usage.UsageError(
+                    "--seed-compat cannot go with --redis: the original clients'"
+                    " entries are kept by one stage manager alone"
+                )
+            if find_spec("txredisapi") is None:
+                raise usage.UsageError(
+                    "--redis needs txredisapi, which is not installed:"
+                    " pip install 'punchd[redis]'"
+                )
         if self["secret-file"] is not None:
             for option in ("seed-compat", "alternate-port"):
                 if self[option]:
@@ -309,6 +391,32 @@ class Options(usage.Options):
             )
 
 
+def _shared(config, reactor):
+    """
+    The parts of a stage manager that shares its phonebook in Redis: the
+    phonebook, the cookies (whose key is shared through it, see
+    L{punchd.redisstore.shareKeys}), the relay of introductions, and the
+    store.
+    """
+    from punchd.redisbook import RedisPhonebook
+    from punchd.redisstore import RedisStore
+    from punchd.relay import IntroductionRelay
+
+    store = RedisStore(config["redis"], reactor)
+    # This stage manager among those sharing the phonebook: entries it
+    # holds say so, and introductions for them come on its channel.
+    holder = os.urandom(4).hex()
+    phonebook = RedisPhonebook(
+        store,
+        config["max-clients"],
+        config["ttl"],
+        holder,
+        namesPerAddress=config["max-names-per-address"],
+        namesPerIP=config["max-names-per-ip"],
+    )
+    return phonebook, Cookies(reactor), IntroductionRelay(store, holder), store
+
+
 def makeService(config, reactor=None):
     """
     Build the stage manager's service from parsed L{Options}.
@@ -316,7 +424,8 @@ def makeService(config, reactor=None):
     @return: The stage manager's own port: a L{DatagramServer}, or under
         C{--systemd-socket} an L{AdoptedDatagramPort}, either with the
         L{StageManagerProtocol} as its C{protocol}.  With NAT behaviour
-        discovery or metrics, a L{service.MultiService} of that port, then
+        discovery, metrics or C{--redis}, a L{service.MultiService} of the
+        L{punchd.redisstore.RedisStore} (with C{--redis}), that port, then
         a L{DatagramServer} for each alternate address and port, then the
         L{MetricsService}.
     """
@@ -329,12 +438,18 @@ def makeService(config, reactor=None):
             config["alternate-port"],
             config["alternate-address"],
         )
-    phonebook = Phonebook(
-        config["max-clients"],
-        config["ttl"],
-        config["max-names-per-address"],
-        config["max-names-per-ip"],
-    )
+    shared = []
+    cookies = relay = store = None
+    if config["redis"] is not None:
+        phonebook, cookies, relay, store = _shared(config, reactor)
+        shared.append(store)
+    else:
+        phonebook = Phonebook(
+            config["max-clients"],
+            config["ttl"],
+            config["max-names-per-address"],
+            config["max-names-per-ip"],
+        )
     dialects = (OriginalClients(reactor),) if config["seed-compat"] else ()
     protocol = StageManagerProtocol(
         reactor,
@@ -345,7 +460,9 @@ def makeService(config, reactor=None):
         registrationLimit=sourceLimiter(config["registration-rate"]),
         bindingLimit=sourceLimiter(config["binding-rate"]),
         key=config["secret-file"],
-        relay=None
+        cookies=cookies,
+        relay=relay,
+        turn=None
         if config["turn-server"] is None
         else RelayOffer(
             config["turn-server"],
@@ -354,23 +471,60 @@ def makeService(config, reactor=None):
             config["turn-lifetime"],
         ),
     )
-    if config["systemd-socket"] is not None:
+    if store is not None:
+        from punchd.redisstore import shareKeys
+
+        shareKeys(store, {b"cookies": cookies.useKey, b"names": protocol.useNameKey})
+    if config["worker-of"] is not None:
+        dieWithParent()
+    if config["workers"] > 1 or config["worker-of"] is not None:
+        primary = ReusePortDatagramServer(
+            config["port"], protocol, config["interface"], reactor
+        )
+    elif config["systemd-socket"] is not None:
         primary = AdoptedDatagramPort(config["systemd-socket"], protocol, reactor)
     else:
         primary = DatagramServer(
             config["port"], protocol, interface=config["interface"], reactor=reactor
         )
     others = []
+    workerStats = None
+    if config["workers"] > 1 or config["worker-of"] is not None:
+        group = config["worker-of"] or relay.holder
+        workerStats = WorkerStats(
+            store, group, relay.holder, protocol, reactor, report=config["worker-of"] is not None
+        )
+        others.append(workerStats)
     if discovery is not None:
         for _, (host, port), socket in discovery.alternateSockets(protocol.drops):
             others.append(DatagramServer(port, socket, interface=host, reactor=reactor))
+    if config["workers"] > 1:
+        others.append(
+            WorkerPool(
+                config["workers"] - 1,
+                primary,
+                getattr(config, "argv", []),
+                reactor,
+                relay.holder,
+                twistdArgs=twistdArguments(sys.argv[: sys.argv.index("punch-server")])
+                if "punch-server" in sys.argv
+                else None,
+            )
+        )
     if config["metrics-port"] is not None:
         others.append(
-            MetricsService(protocol, config["metrics-port"], config["metrics-interface"], reactor)
+            MetricsService(
+                protocol,
+                config["metrics-port"],
+                config["metrics-interface"],
+                reactor,
+                workers=workerStats,
+            )
         )
-    if not others:
+    if not others and not shared:
         return primary
     top = service.MultiService()
-    for child in [primary] + others:
+    # The store starts before the port and stops after it.
+    for child in shared + [primary] + others:
         child.setServiceParent(top)
     return top

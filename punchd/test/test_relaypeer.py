@@ -39,7 +39,7 @@ class RelayWorld(World):
         server = StageManagerProtocol(
             self.serverHost,
             Phonebook(100, 3 * self.interval),
-            relay=RelayOffer(TURN, self.turnSecret, "punchd"),
+            turn=RelayOffer(TURN, self.turnSecret, "punchd"),
         )
         self.serverPort = self.serverHost.listenUDP(SERVER[1], server)
         return server

@@ -29,7 +29,7 @@ class RelayOfferTests(SynchronousTestCase):
         self.server = StageManagerProtocol(
             host,
             Phonebook(maxEntries=10, ttl=60),
-            relay=RelayOffer(TURN, SECRET, "punchd", lifetime=600),
+            turn=RelayOffer(TURN, SECRET, "punchd", lifetime=600),
         )
         host.listenUDP(SERVER[1], self.server)
         self.alice, self.aliceTransport = self.client("10.0.0.2", 5000, "198.51.100.1")

@@ -103,9 +103,9 @@ class ServerOptionsTests(SynchronousTestCase):
             (options["turn-server"], options["turn-secret-file"], options["turn-realm"], options["turn-lifetime"]),
             (("192.0.2.10", 3478), b"turn s3cret", "punchd", 3600.0),
         )
-        relay = server_tap.makeService(options, reactor=Clock()).protocol.relay
+        relay = server_tap.makeService(options, reactor=Clock()).protocol.turn
         self.assertEqual((relay.server, relay.realm, relay.lifetime), (("192.0.2.10", 3478), "punchd", 3600.0))
-        self.assertIsNone(server_tap.makeService(parse(server_tap.Options, []), reactor=Clock()).protocol.relay)
+        self.assertIsNone(server_tap.makeService(parse(server_tap.Options, []), reactor=Clock()).protocol.turn)
         cases = [
             (["--turn-server", "192.0.2.10:3478"], "--turn-server needs --turn-secret-file: the secret the TURN server checks the credentials with"),
             (["--turn-secret-file", path], "--turn-secret-file needs --turn-server"),
@@ -473,3 +473,76 @@ class PeerSecretOptionsTests(SynchronousTestCase):
         for argv, message in cases:
             e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, argv)
             self.assertEqual(str(e), message)
+
+
+class ServerRedisOptionsTests(SynchronousTestCase):
+    """
+    C{punch-server --redis URL}.
+    """
+
+    def setUp(self):
+        from punchd.test.test_redisbook import requireClient
+
+        requireClient(self)
+
+    def test_parsed(self):
+        """
+        A Redis URL is read into where Redis is.
+        """
+        from punchd.redisstore import parseURL
+
+        options = parse(server_tap.Options, ["--redis", "redis://127.0.0.1:6380/1"])
+        self.assertEqual(options["redis"], parseURL("redis://127.0.0.1:6380/1"))
+        self.assertIsNone(parse(server_tap.Options, [])["redis"])
+
+    def test_errorsNameTheOption(self):
+        """
+        A bad URL, and --redis with --seed-compat, are usage errors naming
+        the option.
+        """
+        cases = [
+            (["--redis", "localhost:6379"], "--redis: 'localhost:6379' is not a Redis URL:"),
+            (["--redis", "redis://h/x"], "--redis: 'redis://h/x': the database must be a number"),
+            (["--redis", "unix://r.sock"], "--redis: 'unix://r.sock': a unix socket URL is"),
+            (["--redis", "redis://h", "--seed-compat"], "--seed-compat cannot go with --redis"),
+        ]
+        for argv, message in cases:
+            e = self.assertRaises(usage.UsageError, parse, server_tap.Options, argv)
+            self.assertTrue(str(e).startswith(message), str(e))
+
+    def test_makeService(self):
+        """
+        With --redis, the stage manager keeps a Redis phonebook, relays
+        introductions, and its store is a service started before its port.
+        """
+        from zope.interface.verify import verifyObject
+
+        from punchd.interfaces import IPhonebook
+        from punchd.redisbook import RedisPhonebook
+        from punchd.redisstore import RedisStore
+
+        top = server_tap.makeService(
+            parse(server_tap.Options, ["--redis", "unix:///nonexistent/r.sock", "--port", "0"])
+        )
+        store, port = list(top)
+        self.assertIsInstance(store, RedisStore)
+        protocol = port.protocol
+        self.assertIsInstance(protocol.phonebook, RedisPhonebook)
+        verifyObject(IPhonebook, protocol.phonebook)
+        self.assertIs(protocol.relay.store, store)
+        self.assertEqual(protocol.relay.holder, protocol.phonebook.holder)
+
+    def test_quotas(self):
+        """
+        The Redis phonebook takes --max-names-per-address and
+        --max-names-per-ip, as the phonebook in memory does.
+        """
+        top = server_tap.makeService(
+            parse(
+                server_tap.Options,
+                ["--redis", "unix:///nonexistent/r.sock", "--port", "0",
+                 "--max-names-per-address", "3", "--max-names-per-ip", "7"],
+            )
+        )
+        book = list(top)[1].protocol.phonebook
+        self.assertEqual((book.namesPerAddress, book.namesPerIP), (3, 7))

@@ -1,0 +1,82 @@
+"""
+CPU per refresh with the phonebook in memory and in Redis, against the
+floor, with Redis's own CPU beside.
+
+    python -m bench.rediscost [--quick]
+
+As L{bench.cost}: the floor, then the real C{twistd punch-server} with its
+rate limits off, in memory and then with C{--redis} on a C{redis-server}
+of its own (unix socket, no persistence), each driven by the load
+generator with refreshes of distinct names echoing their cookies.  Redis's
+CPU (C{INFO cpu}) over the same window is reported per refresh beside the
+stage manager's.
+"""
+
+import argparse
+
+from bench import children
+from bench.cost import FLOOR_LISTENING, SERVER_LISTENING, drive, serverCommand, start
+
+
+def redisCpu(server):
+    fields = server.info("cpu")
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
+def run(settings, report=print):
+    from punchd.test.redisserver import RedisServer
+
+    results = {}
+    lifetime = int(3 * (settings["warmup"] + settings["seconds"]) + 120)
+    redis = RedisServer(unix=True).start()
+    try:
+        with children.Processes() as processes:
+            pid, port = start(
+                processes,
+                "floor",
+                children.python("bench.floor", "--seconds", lifetime),
+                FLOOR_LISTENING,
+            )
+            results["floor"] = drive(processes, "floor", pid, port, "binding", settings)
+            processes.stop("floor")
+            for target, extra in (("in memory", []), ("redis", ["--redis", redis.url])):
+                label = target.replace(" ", "-")
+                command = serverCommand(max(100000, 2 * settings["names"]), limits=False)
+                pid, port = start(processes, label, command + extra, SERVER_LISTENING)
+                before = redisCpu(redis)
+                results[target] = drive(processes, label, pid, port, "register", settings)
+                # Over the warm-up and the measured window: an upper bound.
+                answered = results[target]["answeredPerSecond"] * settings["seconds"]
+                results[target]["redisCpuMicrosecondsPerAnswer"] = (
+                    1e6 * (redisCpu(redis) - before) / answered if answered else None
+                )
+                processes.stop(label)
+    finally:
+        redis.cleanup()
+    floor = results["floor"]["targetCpuMicrosecondsPerAnswer"]
+    for target in ("in memory", "redis"):
+        f = results[target]
+        f["overFloor"] = f["targetCpuMicrosecondsPerAnswer"] / floor
+        redisPart = f["redisCpuMicrosecondsPerAnswer"]
+        report(
+            f"{target:<10} refreshes: {f['answeredPerSecond']:.0f}/s, loss {100 * f['loss']:.2f} %,"
+            f" p50 {f['p50ms']:.1f} ms; stage manager {f['targetCpuMicrosecondsPerAnswer']:.1f} us CPU"
+            f" a refresh, {f['overFloor']:.1f}x the floor's {floor:.1f} us"
+            + ("" if target != "redis" else f"; redis-server {redisPart:.1f} us beside")
+        )
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.rediscost")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
+    else:
+        settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
+    return run(settings)
+
+
+if __name__ == "__main__":
+    main()
