@@ -11,7 +11,7 @@ from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -377,6 +377,14 @@ class ApplicationTests(SynchronousTestCase):
 
 
 def loadExample():
+    """
+    docs/example.py, as a module.
+
+    @raise SkipTest: If punchd runs from an installed copy, without the
+        source tree the example is in.
+    """
+    if not EXAMPLE.exists():
+        raise SkipTest(f"{EXAMPLE} is in punchd's source tree, not in an installed punchd")
     spec = importlib.util.spec_from_file_location("example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
