@@ -10,6 +10,7 @@ the path to each contact (L{punchd.punching}), and the application on it
 protocols on the same socket plug in as L{punchd.interfaces.IPeerDialect}s.
 """
 
+import random as _random
 import secrets
 from ipaddress import ip_address
 
@@ -104,6 +105,7 @@ class PeerProtocol(DatagramProtocol):
         messageInterval: float = 1.0,
         fallbacks=(),
         randbits=secrets.randbits,
+        random=_random.random,
         **punchSettings,
     ):
         """
@@ -139,6 +141,8 @@ class PeerProtocol(DatagramProtocol):
             answering.
         @param randbits: A function of a number of bits that returns that
             many random bits, for the receiver indices of paths.
+        @param random: A function returning a float in [0, 1), for the
+            jitter of registrations.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -166,6 +170,7 @@ class PeerProtocol(DatagramProtocol):
         self.interval = interval
         self.receivers = {}
         self._randbits = randbits
+        self._random = random
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -268,6 +273,7 @@ class PeerProtocol(DatagramProtocol):
             self._newTransactionID,
             clearNames=(self.name, self.wants),
             fallbacks=self._fallbacks,
+            random=self._random,
         )
         for dialect in self.dialects:
             dialect.attach(self)

@@ -4,6 +4,8 @@ simulated network, a client that records what it receives, registrations,
 and a world of a stage manager and two peers.
 """
 
+import random
+
 from twisted.internet.protocol import DatagramProtocol
 
 from punchd import messages, stun
@@ -140,6 +142,7 @@ class World:
         **punchSettings,
     ):
         self.network = Network(latency=latency, loss=loss, seed=seed)
+        self.seed = seed
         self.clock = self.network.clock
         self.interval = interval
         self.punchSettings = punchSettings
@@ -175,6 +178,8 @@ class World:
             wants,
             localHosts=(host.address,),
             interval=self.interval,
+            # The jitter of registrations, drawn the same in every run.
+            random=random.Random(f"{self.seed} {name}").random,
             **self.punchSettings,
         )
         events = self.events[name] = []

@@ -258,8 +258,10 @@ class NATMatrixTests(SynchronousTestCase):
         world = World(symmetric(), symmetric(), latency=0.02)
         world.start()
         world.network.advance(30)
-        self.assertEqual(world.server.stats["introductions"], 2)
-        self.assertEqual(len(world.when("alice", "punchFailed")), 2)
+        # Once at start and again at each refresh (every 18 to 22 s): two
+        # or three in 30 s, as the jitter falls.
+        self.assertIn(world.server.stats["introductions"], (2, 3))
+        self.assertGreaterEqual(len(world.when("alice", "punchFailed")), 2)
 
 
 class LocalPathTests(SynchronousTestCase):
@@ -351,7 +353,9 @@ class PathLifeTests(SynchronousTestCase):
         world.network.advance(25)
         for name, peer in (("alice", world.alice), ("bob", world.bob)):
             self.assertEqual(peer.punch.state, UP, name)
-            self.assertEqual(len(world.when(name, "pathUp")), 2, name)
+            # Up at the start, and again (once, or twice if a refresh
+            # crossed the first new punch) after the loss.
+            self.assertIn(len(world.when(name, "pathUp")), (2, 3), name)
         self.assertGreaterEqual(world.server.stats["introductions"], 2)
 
     def test_serverRestart(self):
@@ -579,7 +583,9 @@ class RegistrationTests(SynchronousTestCase):
         """
         world = World(None, None, interval=20)
         world.startPeer("alice", "bob", 5000)
-        world.network.advance(65)
+        # Three refreshes at most 22 s apart, and not a fourth (at 54 s or
+        # later after the first).
+        world.network.advance(67)
         sent = [
             d.sentAt for d in world.network.traffic
             if d.destination == SERVER and stun.decode(d.data).method == messages.REGISTER
