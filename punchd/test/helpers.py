@@ -175,6 +175,8 @@ class World:
             wants,
             localHosts=(host.address,),
             interval=self.interval,
+            listenUDP=host.listenUDP,
+            random=self.network.random,
             **self.punchSettings,
         )
         events = self.events[name] = []
