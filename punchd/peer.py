@@ -313,6 +313,14 @@ class PeerProtocol(DatagramProtocol):
         def found(behaviour):
             self.natBehaviour = behaviour
             self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
+            # Relayed addresses sent before the verdict did not carry it:
+            # the contacts learn it now, and a contact's may have come first.
+            for contact in self.contacts.values():
+                punch = contact.path
+                if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
+                    if self.relay is not None and self.relay.relayed is not None:
+                        self._announce(contact, punch, self.relay.relayed)
+                    self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
 
         def unknown(failure):
             failure.trap(ProbeError)
@@ -685,12 +693,17 @@ class PeerProtocol(DatagramProtocol):
             )
             return True
         if any(c.address == candidate.relayed for c in punch.candidates):
-            # A retransmission.
+            # A retransmission, or the same address again with the NAT's
+            # behaviour, found since.
+            if candidate.nat is not None and punch.peerNAT is None:
+                punch.peerNAT = candidate.nat
+                self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
             return True
         punch.addCandidate(candidate.relayed, RELAYED)
         impossible = directImpossible(self._natPair(), candidate.nat)
         if impossible is not None:
             punch.relayAtOnce(impossible)
+        punch.peerNAT = candidate.nat
         self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
         self.log.info(
             "{peer}'s relayed address is {address}{when}",
@@ -740,7 +753,7 @@ class PeerProtocol(DatagramProtocol):
         Start a many-port punch to the contact, if one NAT maps per
         destination and the other does not.
         """
-        if role is None or punch.scanning:
+        if role is None or punch.scanning or punch.scanProbesSent or punch.kind not in (None, RELAYED):
             return
         host = punch.scanHost
         public = punch.introducedAddress

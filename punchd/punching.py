@@ -210,6 +210,8 @@ class Punch:
         self.scanHost = introduction.address[0]
         #: The peer's public address as the stage manager saw it.
         self.introducedAddress = introduction.address
+        #: The peer's NAT C{(mapping, filtering)}, once it says.
+        self.peerNAT = None
         #: How many probes the many-port punch sent.
         self.scanProbesSent = 0
         self._scanQueue = []

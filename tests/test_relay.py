@@ -34,7 +34,7 @@ class RelayLabTests(TestCase):
         requireLab()
         requireCoturn()
 
-    def connect(self, natA, natB, secret=SECRET, timeout=20, delay=0.0):
+    def connect(self, natA, natB, secret=SECRET, timeout=20, delay=0.0, settle=1.5):
         """
         Run coturn and the stage manager on the lab's server, alice behind
         natA, then bob behind natB once alice is registered; wait until
@@ -76,7 +76,7 @@ class RelayLabTests(TestCase):
                 }
                 seen = run.waitFor(patterns, timeout)
                 # A moment more, for a path that moves.
-                run.waitFor(set(), 1.5)
+                run.waitFor(set(), settle)
                 for label in ("alice", "bob", "server"):
                     processes.stop(label)
                 run.lines += list(processes.lines(time.monotonic() + 5))
