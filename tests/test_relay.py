@@ -129,8 +129,9 @@ class RelayLabTests(TestCase):
 
     def test_symmetricAndPortRestrictedRelayed(self):
         """
-        A symmetric NAT and a port-restricted cone cannot punch either: they
-        connect through coturn, relayed on both sides.
+        A symmetric NAT and a port-restricted cone cannot punch with one
+        port: they connect through coturn first, relayed on both sides,
+        while the many-port punch (tests.test_hardnat) tries direct.
         """
         run, _, _ = self.connect("symmetric", "port-restricted-cone")
         for who, other in (("alice", "bob"), ("bob", "alice")):
@@ -139,7 +140,6 @@ class RelayLabTests(TestCase):
                 1,
                 run.transcript(),
             )
-            self.assertEqual(self.lines(run, who, "Direct path to"), [], run.transcript())
 
     def test_directWhenPossible(self):
         """
