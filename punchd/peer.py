@@ -310,26 +310,29 @@ class PeerProtocol(DatagramProtocol):
         )
         d = self.natProbe.run()
 
-        def found(behaviour):
-            self.natBehaviour = behaviour
-            self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
-            # Relayed addresses sent before the verdict did not carry it:
-            # the contacts learn it now, and a contact's may have come first.
-            for contact in self.contacts.values():
-                punch = contact.path
-                if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
-                    if self.relay is not None and self.relay.relayed is not None:
-                        self._announce(contact, punch, self.relay.relayed)
-                    self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
-
         def unknown(failure):
             failure.trap(ProbeError)
             self.log.info(
                 "My NAT's behaviour is unknown: {reason}", reason=failure.getErrorMessage()
             )
 
-        d.addCallbacks(found, unknown)
+        d.addCallbacks(self._natFound, unknown)
         d.addBoth(lambda _: setattr(self, "natProbe", None))
+
+    def _natFound(self, behaviour):
+        """
+        The NAT probe found how this peer's NAT behaves.
+        """
+        self.natBehaviour = behaviour
+        self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
+        # Relayed addresses sent before the verdict did not carry it:
+        # the contacts learn it now, and a contact's may have come first.
+        for contact in self.contacts.values():
+            punch = contact.path
+            if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
+                if self.relay is not None and self.relay.relayed is not None:
+                    self._announce(contact, punch, self.relay.relayed)
+                self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
 
     def _probeSend(self, datagram, address):
         if address == self.server:

@@ -176,3 +176,22 @@ class HardNATTests(SynchronousTestCase):
         texts = [e["log_format"] for e in self.events]
         self.assertTrue(any("maps per destination: probing {count} ports" in t for t in texts))
         self.assertTrue(any("My NAT maps per destination and" in t for t in texts))
+
+    def test_verdictsAfterTheRelay(self):
+        """
+        Verdicts found only after the relayed addresses went out (discovery
+        is slower than an introduction) still start the many-port punch:
+        each peer sends its relayed address again with its verdict, and
+        the path moves from the relay to direct.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        world.network.advance(3)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
+        world.alice._natFound(NATBehaviour(5000, ("198.51.100.1", 5000), True, *SYMMETRIC, False))
+        world.network.advance(0.5)
+        world.bob._natFound(NATBehaviour(6000, ("203.0.113.1", 6000), True, *PORT_RESTRICTED, False))
+        world.network.advance(10)
+        self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
+        self.assertEqual(len(world.alice.sideSockets), 1)
