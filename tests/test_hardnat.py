@@ -10,10 +10,10 @@ C{PUNCHD_HARDNAT_RUNS} sets the number of runs of the measurement (default
 """
 
 import os
-from twisted.trial.unittest import TestCase
-
 import re
 import statistics
+
+from twisted.trial.unittest import TestCase
 
 from tests import test_relay
 from tests.coturn import requireCoturn
