@@ -244,6 +244,19 @@ def connect(labRuns):
         f"   Most round trips: {worst:.2f} (goal at most {GOALS['roundTrips']}:"
         f" {_met(worst <= GOALS['roundTrips'] + 1e-9)})"
     )
+    for sequential in (False, True):
+        many = connectBench.manyPorts(sequential=sequential)
+        simulated["symmetric (%s) / port-restricted cone, many ports" % (
+            "sequential" if sequential else "random")] = many
+        _print(
+            f"   symmetric ({'sequential' if sequential else 'random'} ports) / port-restricted"
+            f" cone, many-port punch: direct in {many['direct']} of {many['runs']} seeds,"
+            f" median {1000 * many['seconds']:.0f} ms after the introduction (at most"
+            f" {1000 * many['maxSeconds']:.0f}); to the peer's IP alice sends"
+            f" {many['sent']['alice']['datagrams']:.0f} dg {many['sent']['alice']['bytes']:.0f} B,"
+            f" bob {many['sent']['bob']['datagrams']:.0f} dg {many['sent']['bob']['bytes']:.0f} B"
+            f" (medians; bob at most {many['sent']['bob']['maxDatagrams']} dg)"
+        )
     _print(
         f"   Real NAT lab (tests/natlab.py), two port-restricted cone NATs, 20 ms a link,"
         f" real twistd processes, median of {labRuns} runs:"

@@ -227,3 +227,68 @@ def lab(runs=20, delay=0.02, report=print):
         "medianRoundTrips": statistics.median(r["roundTrips"] for r in done),
         "worstRoundTrips": max(r["roundTrips"] for r in done),
     }
+
+
+def manyPorts(runs=20, latency=0.01, limit=15.0, sequential=False):
+    """
+    A symmetric NAT (alice) against a port-restricted cone one (bob), over
+    the simulated network with a TURN relay on offer, both peers knowing
+    their NATs: how often the many-port punch (L{punchd.hardnat}) comes up
+    direct, how long after the introduction, and the datagrams and bytes
+    each peer sends to the other's public IP for it, over C{runs} seeds.
+
+    @param sequential: Whether alice's NAT allocates ports in sequence
+        rather than at random.
+    """
+    from punchd.test.test_hardnat import hardWorld
+    from punchd.testing import SEQUENTIAL
+
+    settings = symmetric(allocation=SEQUENTIAL) if sequential else symmetric()
+    direct, times, sent = 0, [], {"alice": [], "bob": []}
+    for seed in range(runs):
+        world = hardWorld(settings, portRestrictedCone(), seed=seed)
+        up = {}
+        for name in ("alice", "bob"):
+            peer = getattr(world, name)
+
+            def pathMoved(path, previous, name=name, original=peer.pathMoved):
+                if path.kind != "relayed":
+                    up.setdefault(name, world.clock.seconds())
+                original(path, previous)
+
+            peer.pathMoved = pathMoved
+        start = world.clock.seconds()
+        while len(up) < 2 and world.clock.seconds() - start < limit:
+            world.network.advance(0.01)
+        world.network.advance(limit - (world.clock.seconds() - start))
+        introduced = min(
+            d.time for d in world.network.traffic if d.delivered and _isIntroduction(d.data)
+        )
+        for name, host, other in (
+            ("alice", world.aliceHost, "203.0.113.1"),
+            ("bob", world.bobHost, "198.51.100.1"),
+        ):
+            toPeer = [
+                d for d in world.network.traffic
+                if d.sender is host and d.destination[0] == other
+                and d.sentAt <= up.get(name, world.clock.seconds())
+            ]
+            sent[name].append((len(toPeer), sum(len(d.data) for d in toPeer)))
+        if len(up) == 2:
+            direct += 1
+            times.append(max(up.values()) - introduced)
+    median = lambda values: statistics.median(values) if values else None  # noqa: E731
+    return {
+        "runs": runs,
+        "direct": direct,
+        "seconds": median(times),
+        "maxSeconds": max(times) if times else None,
+        "sent": {
+            name: {
+                "datagrams": median([d for d, _ in values]),
+                "bytes": median([b for _, b in values]),
+                "maxDatagrams": max(d for d, _ in values),
+            }
+            for name, values in sent.items()
+        },
+    }

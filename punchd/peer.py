@@ -16,16 +16,18 @@ from ipaddress import ip_address
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.defer import CancelledError
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from punchd import frames, identity, messages, stun
+from punchd import frames, hardnat, identity, messages, stun
 from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
 from punchd.natprobe import NATProbe, ProbeError
+from punchd.hardnat import SideSource
 from punchd.punching import FAILED, LOST, PUNCHING, RELAYED, UP, Punch
 from punchd.registration import Registrar
 from punchd.relaying import Relay, RelayedSource, directImpossible
@@ -105,7 +107,11 @@ class PeerProtocol(DatagramProtocol):
         messageInterval: float = 1.0,
         fallbacks=(),
         randbits=secrets.randbits,
-        random=_random.random,
+        listenUDP=None,
+        hardSockets: int = 256,
+        scanBudget: int = 1024,
+        scanRate: float = 200.0,
+        random=None,
         **punchSettings,
     ):
         """
@@ -141,8 +147,18 @@ class PeerProtocol(DatagramProtocol):
             answering.
         @param randbits: A function of a number of bits that returns that
             many random bits, for the receiver indices of paths.
-        @param random: A function returning a float in [0, 1), for the
-            jitter of registrations.
+        @param listenUDP: The C{listenUDP} of an
+            L{twisted.internet.interfaces.IReactorUDP}, for the extra
+            sockets of a many-port punch (L{punchd.hardnat}); L{None}, and
+            this peer does not open them.
+        @param hardSockets: How many sockets this peer opens when its NAT
+            maps per destination and the contact's does not.
+        @param scanBudget: How many ports of the contact's public IP it
+            probes when the contact's NAT maps per destination and its own
+            does not.
+        @param scanRate: Probes a second of either.
+        @param random: A L{random.Random}, for the jitter of registrations
+            and the ports to probe; by default the system's.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -170,7 +186,6 @@ class PeerProtocol(DatagramProtocol):
         self.interval = interval
         self.receivers = {}
         self._randbits = randbits
-        self._random = random
         self.registrar = None
         self.drops = DropCounter(clock)
         self.dialects = tuple(dialects)
@@ -203,6 +218,16 @@ class PeerProtocol(DatagramProtocol):
         #: introduction offered one.
         self.relay = None
         self._candidates = Transactions(clock, lambda datagram, address: self._toServer(datagram))
+        self._listenUDP = listenUDP
+        self._hardSockets = hardSockets
+        self._scanBudget = scanBudget
+        self._scanRate = scanRate
+        self._random = _random.SystemRandom() if random is None else random
+        #: The extra sockets of many-port punches, by number, and the
+        #: numbers of each contact's.
+        self.sideSockets = {}
+        self._sides = {}
+        self._nextSide = 0
 
     @property
     def server(self):
@@ -273,7 +298,7 @@ class PeerProtocol(DatagramProtocol):
             self._newTransactionID,
             clearNames=(self.name, self.wants),
             fallbacks=self._fallbacks,
-            random=self._random,
+            random=self._random.random,
         )
         for dialect in self.dialects:
             dialect.attach(self)
@@ -287,18 +312,29 @@ class PeerProtocol(DatagramProtocol):
         )
         d = self.natProbe.run()
 
-        def found(behaviour):
-            self.natBehaviour = behaviour
-            self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
-
         def unknown(failure):
             failure.trap(ProbeError)
             self.log.info(
                 "My NAT's behaviour is unknown: {reason}", reason=failure.getErrorMessage()
             )
 
-        d.addCallbacks(found, unknown)
+        d.addCallbacks(self._natFound, unknown)
         d.addBoth(lambda _: setattr(self, "natProbe", None))
+
+    def _natFound(self, behaviour):
+        """
+        The NAT probe found how this peer's NAT behaves.
+        """
+        self.natBehaviour = behaviour
+        self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
+        # Relayed addresses sent before the verdict did not carry it:
+        # the contacts learn it now, and a contact's may have come first.
+        for contact in self.contacts.values():
+            punch = contact.path
+            if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
+                if self.relay is not None and self.relay.relayed is not None:
+                    self._announce(contact, punch, self.relay.relayed)
+                self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
 
     def _probeSend(self, datagram, address):
         if address == self.server:
@@ -316,6 +352,7 @@ class PeerProtocol(DatagramProtocol):
         for contact in self.contacts.values():
             if contact.path is not None:
                 contact.path.stop()
+            self._closeSides(contact.name)
             # An application need be no more than IPathObserver and
             # IPathReceiver say; one with timers of its own, as the
             # Greeter has, stops them here.
@@ -376,6 +413,7 @@ class PeerProtocol(DatagramProtocol):
         previous = contact.path
         if previous is not None:
             previous.stop()
+            self._closeSides(contact.name)
             self.receivers = {i: p for i, p in self.receivers.items() if p is not previous}
         contact.path = path
         path.start()
@@ -565,6 +603,11 @@ class PeerProtocol(DatagramProtocol):
             if self.relay is not None and self.relay.server == address.relay:
                 self.relay.sendTo(datagram, address)
             return
+        if isinstance(address, SideSource):
+            port = self.sideSockets.get(address.socket)
+            if port is not None:
+                port.write(datagram, address.peer)
+            return
         self.transport.write(datagram, address)
 
     def _offerRelay(self, contact, punch, introduction):
@@ -655,12 +698,18 @@ class PeerProtocol(DatagramProtocol):
             )
             return True
         if any(c.address == candidate.relayed for c in punch.candidates):
-            # A retransmission.
+            # A retransmission, or the same address again with the NAT's
+            # behaviour, found since.
+            if candidate.nat is not None and punch.peerNAT is None:
+                punch.peerNAT = candidate.nat
+                self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
             return True
         punch.addCandidate(candidate.relayed, RELAYED)
         impossible = directImpossible(self._natPair(), candidate.nat)
         if impossible is not None:
             punch.relayAtOnce(impossible)
+        punch.peerNAT = candidate.nat
+        self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
         self.log.info(
             "{peer}'s relayed address is {address}{when}",
             peer=contact.name,
@@ -673,6 +722,13 @@ class PeerProtocol(DatagramProtocol):
         """
         A datagram that came through our relay from C{source}, a
         L{RelayedSource}: for a path.
+        """
+        self._toPaths(datagram, source, "through the relay")
+
+    def _toPaths(self, datagram, source, via):
+        """
+        A datagram that can only be for a path: it came through our relay
+        or to one of the extra sockets, C{via}.
         """
         if frames.isFrame(datagram):
             self._frameReceived(datagram, source)
@@ -692,8 +748,91 @@ class PeerProtocol(DatagramProtocol):
         self.drops.drop(
             "unexpected or unauthenticated",
             formatAddress(source),
-            f"through the relay: method {message.method:#05x} class {message.messageClass}",
+            f"{via}: method {message.method:#05x} class {message.messageClass}",
         )
+
+    # Many ports at once (punchd.hardnat)
+
+    def _manyPorts(self, contact, punch, role):
+        """
+        Start a many-port punch to the contact, if one NAT maps per
+        destination and the other does not.
+        """
+        if role is None or punch.scanning or punch.scanProbesSent or punch.kind not in (None, RELAYED):
+            return
+        host = punch.scanHost
+        public = punch.introducedAddress
+        if role == hardnat.EASY:
+            ports = hardnat.portsToProbe(public[1], self._scanBudget, self._random)
+            self.log.info(
+                "{peer}'s NAT maps per destination: probing {count} ports of {host},"
+                " {rate:.0f} a second, from our one socket",
+                peer=contact.name,
+                count=len(ports),
+                host=host,
+                rate=self._scanRate,
+            )
+            punch.scanPorts(ports, self._scanRate)
+            return
+        if self._listenUDP is None:
+            return
+        numbers = self._openSides(contact.name)
+        if not numbers:
+            return
+        self.log.info(
+            "My NAT maps per destination and {peer}'s does not: probing"
+            " {address} from {count} sockets, {rate:.0f} a second",
+            peer=contact.name,
+            address=formatAddress(public),
+            count=len(numbers),
+            rate=self._scanRate,
+        )
+        punch.probeFrom(
+            [SideSource(public, n) for n in numbers],
+            self._scanRate,
+            # As long as the contact probes our ports, and a second more.
+            self._scanBudget / self._scanRate + 1.0,
+            lambda winner: self._scanEnded(contact.name, winner),
+        )
+
+    def _openSides(self, name):
+        numbers = self._sides.setdefault(name, [])
+        for _ in range(self._hardSockets):
+            n = self._nextSide
+            self._nextSide += 1
+            try:
+                port = self._listenUDP(0, _SideProtocol(self, n))
+            except CannotListenError as e:
+                self.log.warn(
+                    "Opened only {count} sockets for a many-port punch to {peer}: {why}",
+                    count=len(numbers),
+                    peer=name,
+                    why=str(e),
+                )
+                break
+            self.sideSockets[n] = port
+            numbers.append(n)
+        return list(numbers)
+
+    def _scanEnded(self, name, winner):
+        keep = None if winner is None else winner.socket
+        self._closeSides(name, keep)
+
+    def _closeSides(self, name, keep=None):
+        """
+        Close the contact's extra sockets, all but C{keep}'s.
+        """
+        numbers = self._sides.pop(name, [])
+        for n in numbers:
+            if n == keep:
+                self._sides[name] = [n]
+                continue
+            port = self.sideSockets.pop(n, None)
+            if port is not None:
+                port.stopListening()
+
+    def _fromSide(self, n, datagram, address):
+        self._toPaths(datagram, SideSource(address, n), f"to socket {n}")
 
     # What the path tells us
 
@@ -704,6 +843,7 @@ class PeerProtocol(DatagramProtocol):
         self.contacts[path.peerName].application.pathMoved(path, previous)
 
     def punchFailed(self, path):
+        self._closeSides(path.peerName)
         self.log.warn(
             "Could not reach {peer}: none of its addresses ({candidates}) answered"
             " within {seconds:.1f} s, after {probes} probe(s). Both NATs may filter"
@@ -724,8 +864,25 @@ class PeerProtocol(DatagramProtocol):
             address=formatAddress(path.selected.address),
             seconds=self.clock.seconds() - path.lastHeard,
         )
+        self._closeSides(path.peerName)
         self.contacts[path.peerName].application.pathLost(path)
         self.register()
 
     def dataReceived(self, path, data, source):
         self.contacts[path.peerName].application.dataReceived(path, data, source)
+
+
+class _SideProtocol(DatagramProtocol):
+    """
+    One of a peer's extra sockets for a many-port punch: what comes to it
+    goes to the peer's paths.
+    """
+
+    noisy = False
+
+    def __init__(self, peer, number):
+        self._peer = peer
+        self._number = number
+
+    def datagramReceived(self, datagram, address):
+        self._peer._fromSide(self._number, datagram, address)

@@ -508,6 +508,7 @@ def makeService(config, reactor=None):
             ),
         ),
         applications=forwarders,
+        listenUDP=getattr(reactor, "listenUDP", None),
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],

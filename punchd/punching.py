@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from punchd import frames, messages, stun
 from punchd.addresses import formatAddress, udpAddress
+from punchd.hardnat import SideSource
 from punchd.interfaces import ICandidate, IPath
 
 PUNCHING = "punching"
@@ -204,6 +205,20 @@ class Punch:
         # Counted, so that a round the reactor ran late still moves each
         # backoff by the intervals that passed.
         self._prober = self._loop(LoopingCall.withCount(self._probeRound))
+        #: The public IP the stage manager saw the peer at: the only one a
+        #: many-port punch (L{scanPorts}, L{probeFrom}) sends to.
+        self.scanHost = introduction.address[0]
+        #: The peer's public address as the stage manager saw it.
+        self.introducedAddress = introduction.address
+        #: The peer's NAT C{(mapping, filtering)}, once it says.
+        self.peerNAT = None
+        #: How many probes the many-port punch sent.
+        self.scanProbesSent = 0
+        self._scanQueue = []
+        self._scanRate = 0.0
+        self._scanUntil = None
+        self._scanDone = None
+        self._scanner = self._loop(LoopingCall.withCount(self._scanRound))
         self._keeper = self._loop(LoopingCall(self._keepalive))
 
     def _loop(self, call):
@@ -261,6 +276,7 @@ class Punch:
         self._stopTimers()
 
     def _stopTimers(self):
+        self._finishScan(None)
         for call in (self._prober, self._keeper):
             if call.running:
                 call.stop()
@@ -314,6 +330,95 @@ class Punch:
         self._unheardSpent[address] = spent
         self.unheardBytesSent += self._probeBytes
         return True
+
+    # Many ports at once (punchd.hardnat)
+
+    def scanPorts(self, ports, rate: float, linger: float = 1.0):
+        """
+        Probe many ports of the peer's public IP from this socket, C{rate} a
+        second, each once, in order: the peer's NAT maps per destination.
+        Only L{scanHost} is probed, whatever the ports.  It stops the moment
+        a direct candidate answers, and when the punch ends.
+
+        @param ports: The ports, best guesses first; their number is the
+            budget.
+        @param linger: Seconds to wait for answers after the last probe.
+        """
+        host = self.scanHost
+        self._scan(
+            [Candidate((host, port), PEER_REFLEXIVE, self._send) for port in ports],
+            rate,
+            linger,
+        )
+
+    def probeFrom(self, sources, rate: float, linger: float, done):
+        """
+        Probe the peer's public address from many sockets, C{rate} a second,
+        each once: this side's NAT maps per destination, so each makes a
+        mapping the peer's probes may meet.
+
+        @param sources: The peer's public address as each socket sees it
+            (L{punchd.hardnat.SideSource}s); what L{Punch}'s C{send} is
+            given for them goes from that socket.  Only those at
+            L{scanHost} are probed.
+        @param linger: Seconds to go on taking the peer's probes after the
+            last one is sent.
+        @param done: Called once with the source whose socket the path
+            runs over, or L{None}: when a direct candidate answers, the
+            time is up, or the punch ends.  The other sockets may close.
+        """
+        self._scanDone = done
+        self._scan(
+            [
+                Candidate(source, PEER_REFLEXIVE, self._send)
+                for source in sources
+                if source[0] == self.scanHost
+            ],
+            rate,
+            linger,
+        )
+
+    def _scan(self, candidates, rate, linger):
+        if self.state not in (PUNCHING, UP) or self._scanner.running:
+            return
+        self._scanQueue = candidates[::-1]
+        self._scanRate = rate
+        now = self.clock.seconds()
+        self._scanUntil = now + len(candidates) / rate + linger
+        # Punching goes on while the scan does.
+        if self.state == PUNCHING and self._deadline.active():
+            if self._deadline.getTime() < self._scanUntil:
+                self._deadline.reset(self._scanUntil - now)
+        self._scanCarry = 0.0
+        self._scanner.start(self._probeInterval, now=True)
+
+    def _scanRound(self, intervals):
+        if self.clock.seconds() >= self._scanUntil:
+            self._finishScan(None)
+            return
+        self._scanCarry += self._scanRate * self._probeInterval * intervals
+        while self._scanCarry >= 1 and self._scanQueue:
+            self._scanCarry -= 1
+            candidate = self._scanQueue.pop()
+            self.scanProbesSent += 1
+            self._probe(candidate)
+        if not self._scanQueue:
+            self._scanCarry = 0.0
+
+    def _finishScan(self, winner):
+        if self._scanner.running:
+            self._scanner.stop()
+        self._scanQueue = []
+        done, self._scanDone = self._scanDone, None
+        if done is not None:
+            done(winner)
+
+    @property
+    def scanning(self) -> bool:
+        """
+        Whether a many-port punch is going on.
+        """
+        return self._scanner.running
 
     def _timedOut(self):
         self.state = FAILED
@@ -437,6 +542,20 @@ class Punch:
 
     def _answered(self, txid):
         candidate, sentAt = self._inFlight.pop(txid)
+        known = self._candidateAt(candidate.address)
+        if known is None:
+            # One of the many ports or sockets of a scan met the peer.
+            self.candidates.append(candidate)
+            self.candidates.sort(key=lambda c: -c.priority)
+            if self._scanner.running:
+                self.log.info(
+                    "Found a way through {peer}'s NAT after {probes} probe(s) of many ports: {address}",
+                    peer=self.peerName,
+                    probes=self.scanProbesSent,
+                    address=formatAddress(candidate.address),
+                )
+        else:
+            candidate = known
         # The peer got what was sent there: its consent, in RFC 7675's words.
         self._heard.add(candidate.address)
         self.rtt = self.clock.seconds() - sentAt
@@ -446,6 +565,8 @@ class Punch:
             self._deadline.cancel()
             self._upgradeUnlessBest()
             self._keeper.start(self._keepaliveInterval, now=False)
+            if candidate.kind != RELAYED:
+                self._finishScan(self._winner())
             if candidate.kind == RELAYED:
                 self.log.info(
                     "Path to {peer} is up, relayed via TURN server {server}: {why};"
@@ -487,6 +608,8 @@ class Punch:
                     address=repr(candidate),
                 )
             self._upgradeUnlessBest()
+            if candidate.kind != RELAYED:
+                self._finishScan(self._winner())
             self._observer.pathMoved(self, previous)
         elif candidate.address in self._strays:
             previous = self._select(candidate)
@@ -498,6 +621,10 @@ class Punch:
                 address=repr(candidate),
             )
             self._observer.pathMoved(self, previous)
+
+    def _winner(self):
+        address = self.selected.address
+        return address if isinstance(address, SideSource) else None
 
     def _select(self, candidate):
         """

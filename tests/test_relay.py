@@ -34,7 +34,7 @@ class RelayLabTests(TestCase):
         requireLab()
         requireCoturn()
 
-    def connect(self, natA, natB, secret=SECRET, timeout=20, delay=0.0):
+    def connect(self, natA, natB, secret=SECRET, timeout=20, delay=0.0, settle=1.5):
         """
         Run coturn and the stage manager on the lab's server, alice behind
         natA, then bob behind natB once alice is registered; wait until
@@ -76,7 +76,7 @@ class RelayLabTests(TestCase):
                 }
                 seen = run.waitFor(patterns, timeout)
                 # A moment more, for a path that moves.
-                run.waitFor(set(), 1.5)
+                run.waitFor(set(), settle)
                 for label in ("alice", "bob", "server"):
                     processes.stop(label)
                 run.lines += list(processes.lines(time.monotonic() + 5))
@@ -129,8 +129,9 @@ class RelayLabTests(TestCase):
 
     def test_symmetricAndPortRestrictedRelayed(self):
         """
-        A symmetric NAT and a port-restricted cone cannot punch either: they
-        connect through coturn, relayed on both sides.
+        A symmetric NAT and a port-restricted cone cannot punch with one
+        port: they connect through coturn first, relayed on both sides,
+        while the many-port punch (tests.test_hardnat) tries direct.
         """
         run, _, _ = self.connect("symmetric", "port-restricted-cone")
         for who, other in (("alice", "bob"), ("bob", "alice")):
@@ -139,7 +140,6 @@ class RelayLabTests(TestCase):
                 1,
                 run.transcript(),
             )
-            self.assertEqual(self.lines(run, who, "Direct path to"), [], run.transcript())
 
     def test_directWhenPossible(self):
         """

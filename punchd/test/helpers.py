@@ -178,8 +178,10 @@ class World:
             wants,
             localHosts=(host.address,),
             interval=self.interval,
-            # The jitter of registrations, drawn the same in every run.
-            random=random.Random(f"{self.seed} {name}").random,
+            listenUDP=host.listenUDP,
+            # The jitter of registrations and the ports probed, drawn the
+            # same in every run.
+            random=random.Random(f"{self.seed} {name}"),
             **self.punchSettings,
         )
         events = self.events[name] = []

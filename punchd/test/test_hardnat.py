@@ -1,0 +1,202 @@
+"""
+Many-port punches (L{punchd.hardnat}): the pure parts, and a symmetric NAT
+against a port-restricted cone one on L{punchd.testing}'s simulated network,
+with a TURN relay as the fallback.
+"""
+
+import random
+
+from twisted.internet.testing import EventLoggingObserver
+from twisted.trial.unittest import SynchronousTestCase
+
+from punchd import hardnat
+from punchd.natprobe import ADDRESS_AND_PORT_DEPENDENT as APD
+from punchd.natprobe import ENDPOINT_INDEPENDENT as EI
+from punchd.natprobe import NATBehaviour
+from punchd.peer import PeerProtocol
+from punchd.punching import PEER_REFLEXIVE, RELAYED
+from punchd.test.helpers import SERVER
+from punchd.test.test_relaypeer import TURN, RelayWorld
+from punchd.testing import SEQUENTIAL, portRestrictedCone, symmetric
+
+SYMMETRIC = (APD, APD)
+PORT_RESTRICTED = (EI, APD)
+
+
+class RoleTests(SynchronousTestCase):
+    def test_hard(self):
+        """
+        A NAT that maps per destination against one that does not plays hard.
+        """
+        self.assertEqual(hardnat.role(SYMMETRIC, PORT_RESTRICTED), hardnat.HARD)
+
+    def test_easy(self):
+        """
+        A NAT that keeps one mapping against one that does not plays easy.
+        """
+        self.assertEqual(hardnat.role(PORT_RESTRICTED, SYMMETRIC), hardnat.EASY)
+
+    def test_alike(self):
+        """
+        Two NATs that map alike, or one not known, give no role.
+        """
+        self.assertIsNone(hardnat.role(SYMMETRIC, SYMMETRIC))
+        self.assertIsNone(hardnat.role(PORT_RESTRICTED, PORT_RESTRICTED))
+        self.assertIsNone(hardnat.role(None, SYMMETRIC))
+        self.assertIsNone(hardnat.role(PORT_RESTRICTED, None))
+
+
+class PortsToProbeTests(SynchronousTestCase):
+    def test_predictedFirst(self):
+        """
+        The ports after the one seen come first, in order.
+        """
+        ports = hardnat.portsToProbe(40000, 1024, random.Random(1))
+        self.assertEqual(ports[: hardnat.PREDICTED], list(range(40001, 40001 + hardnat.PREDICTED)))
+
+    def test_distinct(self):
+        """
+        As many distinct ports as asked for, in the NAT's range, none the one seen.
+        """
+        ports = hardnat.portsToProbe(65500, 2048, random.Random(1))
+        self.assertEqual(len(set(ports)), 2048)
+        self.assertNotIn(65500, ports)
+        self.assertTrue(all(1024 <= p < 65536 for p in ports))
+
+
+def hardWorld(natA, natB, seed=0, **kwargs):
+    """
+    alice behind C{natA} (symmetric), bob behind C{natB} (port-restricted
+    cone), both knowing their NATs, the stage manager offering a relay.
+    """
+    world = RelayWorld(natA, natB, latency=0.01, discoverNAT=False, seed=seed, **kwargs)
+    world.startPeer("alice", "bob", 5000)
+    world.network.advance(1)
+    world.startPeer("bob", "alice", 6000)
+    world.alice.natBehaviour = NATBehaviour(5000, ("198.51.100.1", 5000), True, *SYMMETRIC, False)
+    world.bob.natBehaviour = NATBehaviour(6000, ("203.0.113.1", 6000), True, *PORT_RESTRICTED, False)
+    return world
+
+
+class HardNATTests(SynchronousTestCase):
+    def setUp(self):
+        self.events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
+
+    def sentBy(self, world, host):
+        return [d for d in world.network.traffic if d.sender is host]
+
+    def test_connectsDirectly(self):
+        """
+        A symmetric NAT against a port-restricted cone one: both paths end
+        up direct, over one of alice's extra sockets.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        world.network.advance(10)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
+        self.assertIsInstance(alice.selected.address, hardnat.SideSource)
+        self.assertEqual(bob.selected.address[0], "198.51.100.1")
+
+    def test_sequentialPredicted(self):
+        """
+        Against a symmetric NAT that allocates in sequence, the first
+        predicted ports meet alice's sockets: the probes of a round trip do.
+        """
+        world = hardWorld(symmetric(allocation=SEQUENTIAL), portRestrictedCone())
+        world.network.advance(10)
+        bob = world.bob.contacts["alice"].path
+        self.assertEqual(bob.kind, PEER_REFLEXIVE)
+        self.assertLess(bob.scanProbesSent, 64)
+        seen = bob.introducedAddress[1]
+        self.assertLess(bob.selected.address[1] - seen, hardnat.PREDICTED)
+
+    def test_budget(self):
+        """
+        bob probes at most its budget of ports, alice from at most her
+        number of sockets, twice at most each.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        world.network.advance(15)
+        self.assertLessEqual(world.bob.contacts["alice"].path.scanProbesSent, 1024)
+        self.assertLessEqual(world.alice.contacts["bob"].path.scanProbesSent, 256)
+
+    def test_onlyThatIP(self):
+        """
+        Nothing either peer sends goes anywhere but to the stage manager,
+        the TURN server and the other peer's public IP.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        world.network.advance(15)
+        allowed = {SERVER[0], TURN[0]}
+        for host, other in ((world.aliceHost, "203.0.113.1"), (world.bobHost, "198.51.100.1")):
+            places = {d.destination[0] for d in self.sentBy(world, host)}
+            self.assertLessEqual(places, allowed | {other})
+
+    def test_socketsClosed(self):
+        """
+        Once the path is up, only the socket it runs over stays open.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        world.network.advance(10)
+        self.assertEqual(len(world.alice.sideSockets), 1)
+        self.assertEqual(world.bob.sideSockets, {})
+
+    def test_noTimersLeft(self):
+        """
+        Once both peers stop, no delayed call of theirs remains and every
+        extra socket is closed.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        # Stopped in the middle of the scan.
+        for _ in range(100):
+            path = world.bob.contacts["alice"].path
+            if path is not None and path.scanning:
+                break
+            world.network.advance(0.05)
+        self.assertTrue(world.bob.contacts["alice"].path.scanning)
+        world.alicePort.stopListening()
+        world.bobPort.stopListening()
+        self.assertEqual(world.alice.sideSockets, {})
+        self.assertEqual(world.aliceHost.getDelayedCalls(), [])
+        self.assertEqual(world.bobHost.getDelayedCalls(), [])
+
+    def test_relayFallback(self):
+        """
+        When the many-port punch fails (alice opens no extra socket), the
+        path stays up relayed, and bob's probes stop at his budget.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone(), hardSockets=0)
+        world.network.advance(15)
+        bob = world.bob.contacts["alice"].path
+        self.assertEqual((world.alice.contacts["bob"].path.kind, bob.kind), (RELAYED, RELAYED))
+        self.assertFalse(bob.scanning)
+        self.assertEqual(bob.scanProbesSent, 1024)
+
+    def test_logged(self):
+        """
+        The log says what each side is doing.
+        """
+        world = hardWorld(symmetric(), portRestrictedCone())
+        world.network.advance(10)
+        texts = [e["log_format"] for e in self.events]
+        self.assertTrue(any("maps per destination: probing {count} ports" in t for t in texts))
+        self.assertTrue(any("My NAT maps per destination and" in t for t in texts))
+
+    def test_verdictsAfterTheRelay(self):
+        """
+        Verdicts found only after the relayed addresses went out (discovery
+        is slower than an introduction) still start the many-port punch:
+        each peer sends its relayed address again with its verdict, and
+        the path moves from the relay to direct.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        world.network.advance(3)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
+        world.alice._natFound(NATBehaviour(5000, ("198.51.100.1", 5000), True, *SYMMETRIC, False))
+        world.network.advance(0.5)
+        world.bob._natFound(NATBehaviour(6000, ("203.0.113.1", 6000), True, *PORT_RESTRICTED, False))
+        world.network.advance(10)
+        self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
+        self.assertEqual(len(world.alice.sideSockets), 1)
