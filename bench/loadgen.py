@@ -44,6 +44,7 @@ import socket
 import struct
 import sys
 import hmac
+from hashlib import blake2s
 import time
 from array import array
 from binascii import crc32
@@ -265,7 +266,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
             packed = _UINT32.pack(p.counters[index])
             datagram = (
                 _REFRESH_HEAD + txid + _PROOF_HEAD + handle + packed
-                + hmac.digest(key, txid + handle + packed, "sha256")[:12]
+                + blake2s(txid + handle + packed, key=key, digest_size=12).digest()
             )
         else:
             index = p.nextName

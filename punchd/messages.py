@@ -983,10 +983,15 @@ REFRESH_BYTES = 20 + 4 + _REFRESH_PROOF_BYTES
 
 def refreshMAC(key: bytes, transactionID: bytes, handle: bytes, counter: bytes) -> bytes:
     """
-    The MAC of a L{REFRESH}: HMAC-SHA256 under L{refreshKey} of the
-    transaction ID, the handle and the counter, cut to L{REFRESH_MAC_BYTES}.
+    The MAC of a L{REFRESH}: keyed BLAKE2s (RFC 7693) under L{refreshKey}
+    of the transaction ID, the handle and the counter, of
+    L{REFRESH_MAC_BYTES}.  BLAKE2s is a MAC with a key as it stands, and
+    costs less than half what HMAC-SHA256 does on the stage manager's most
+    common datagram.
     """
-    return hmac.digest(key, transactionID + handle + counter, "sha256")[:REFRESH_MAC_BYTES]
+    return hashlib.blake2s(
+        transactionID + handle + counter, key=key, digest_size=REFRESH_MAC_BYTES
+    ).digest()
 
 
 def encodeRefresh(transactionID: bytes, handle: bytes, counter: int, key: bytes) -> bytes:
