@@ -381,3 +381,47 @@ class RegistrarRefreshTests(SynchronousTestCase):
             self.registrar.handle(stun.decode(messages.encodeRefreshed(refresh.transactionID)))
         self.clock.advance(20)
         self.assertEqual(self.sent[-1].method, messages.REGISTER)
+
+
+class EndToEndTests(SynchronousTestCase):
+    def test_connectedPeersRefreshCompactly(self):
+        """
+        Two peers with a direct path, seeking nobody, keep their entries
+        with compact refreshes, on a simulated network.
+        """
+        from punchd.test.helpers import World
+        from punchd.testing import portRestrictedCone
+
+        world = World(portRestrictedCone(), portRestrictedCone(), interval=20)
+        world.start()
+        world.network.advance(100)
+        self.assertGreater(world.server.stats["refreshes"], 4)
+        self.assertEqual(world.server.stats["refreshesRefused"], 0)
+        self.assertIsNotNone(world.server.phonebook.lookup("alice", world.clock.seconds()))
+
+
+class SharedSecretRefreshTests(SynchronousTestCase):
+    def test_signedRefresh(self):
+        """
+        With a shared secret, a refresh carries MESSAGE-INTEGRITY-SHA256,
+        goes through the decoder under the same rules, and is answered.
+        """
+        clock = Clock()
+        clock.advance(1000)
+        key = messages.sharedKey(b"shared")
+        server = StageManagerProtocol(clock, Phonebook(10, 60.0), key=key)
+        transport = _Transport()
+        server.makeConnection(transport)
+        self.addCleanup(server.stopProtocol)
+        registration = messages.encodeRegistration(
+            b"r" * 12,
+            messages.Registration("alice", (), (), (), server.cookies.issue(ALICE)),
+            messages.UNPROVEN_REGISTRATION_BYTES,
+        )
+        server.datagramReceived(stun.addIntegritySHA256(registration, key), ALICE)
+        peer = _Peer(transport.sent.pop()[0])
+        server.datagramReceived(stun.addIntegritySHA256(peer.refresh(), key), ALICE)
+        [(answer, _)] = transport.sent
+        self.assertTrue(stun.verifyIntegritySHA256(answer, key))
+        self.assertEqual(stun.decode(answer).messageClass, stun.SUCCESS)
+        self.assertEqual(server.stats["refreshes"], 1)
