@@ -1,7 +1,8 @@
 """
 Run every punchd benchmark and print the figures:
 
-    python -m bench [--quick] [--only cost,profile,growth,memory,connect,redis] [--json FILE]
+    python -m bench [--quick] [--only cost,profile,growth,memory,connect,redis,workers]
+        [--repeat N] [--json FILE]
 
 See README.rst, "Performance", for what each one measures.
 """
@@ -19,13 +20,15 @@ import time
 GOALS = {
     "binding": 1.4,
     "register": 2.0,
+    "refresh": 1.5,
+    "first": 3.0,
     "growth": 1.2,
     "memory": 400,
     "roundTrips": 3.0,
     "crossServerMs": 2.0,
 }
 
-PARTS = ("cost", "profile", "growth", "memory", "connect", "redis")
+PARTS = ("cost", "profile", "growth", "memory", "connect", "redis", "workers")
 
 
 def _met(ok):
@@ -107,7 +110,7 @@ def cost(settings, repeat):
     # machine's load between runs falls on both sides of a ratio alike.
     ratios = {}
     for target, how in (("server", "rate limits on"), ("no limits", "rate limits off")):
-        for kind in ("binding", "register"):
+        for kind in costBench.KINDS:
             paired = [
                 server["targetCpuMicrosecondsPerAnswer"] / floor["targetCpuMicrosecondsPerAnswer"]
                 for floor, server in zip(runs["floor", "binding"], runs[target, kind])
@@ -327,6 +330,26 @@ def redis(entries, runs, settings):
     return {"cost": cost, "memory": figures, "crossServer": latency}
 
 
+def workers(settings):
+    from importlib.util import find_spec
+
+    from punchd.test.redisserver import MISSING, redisServerPath
+
+    _print()
+    _print(
+        "7. Registrations a second with punch-server --workers 1 and --workers 2 --redis"
+        " (a redis-server of its own, unix socket), first registrations of new names;"
+    )
+    _print("   the workers, Redis and the load generator share this machine's cores.")
+    if redisServerPath() is None or find_spec("txredisapi") is None:
+        why = MISSING if redisServerPath() is None else "txredisapi not installed: pip install '.[bench]'"
+        _print(f"   not run: {why}")
+        return {"unavailable": why}
+    from bench import workers as workersBench
+
+    return workersBench.run(settings, report=lambda line: _print(f"   {line}"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Run punchd's benchmarks and print the figures."
@@ -338,6 +361,9 @@ def main(argv=None):
         "--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {','.join(PARTS)}"
     )
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs of the cost part (default 5, 1 with --quick)"
+    )
     args = parser.parse_args(argv)
     only = [p for p in args.only.split(",") if p]
     unknown = set(only) - set(PARTS)
@@ -351,6 +377,8 @@ def main(argv=None):
         settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
         repeat, sizes, entries, labRuns, sampled = 5, [1000, 100000, 1000000], 1000000, 20, 5
         redisEntries, crossRuns = 1000000, 200
+    if args.repeat is not None:
+        repeat = max(1, args.repeat)
     started = time.monotonic()
     _print(f"punchd benchmarks{' (--quick)' if args.quick else ''} on {machine()}")
     results = {"machine": machine(), "quick": args.quick}
@@ -366,6 +394,8 @@ def main(argv=None):
         results["connect"] = connect(labRuns)
     if "redis" in only:
         results["redis"] = redis(redisEntries, crossRuns, settings)
+    if "workers" in only:
+        results["workers"] = workers(settings)
     _print()
     _print(f"Done in {time.monotonic() - started:.0f} s.")
     if args.json:

@@ -23,6 +23,10 @@ FLOOR_LISTENING = re.compile(r"floor listening on 127\.0\.0\.1:(\d+)")
 #: The server's per-source rate limits in the benchmark: requests a second.
 RATE = 10_000_000
 
+#: The kinds of request measured: Binding requests, full registrations
+#: refreshing a name, compact refreshes, first registrations.
+KINDS = ("binding", "register", "refresh", "first")
+
 
 def drive(processes, label, pid, port, kind, settings):
     """
@@ -128,12 +132,16 @@ def run(settings, report):
         report("floor", "binding", results["floor", "binding"])
         processes.stop("floor")
         for target, limits in (("server", True), ("no limits", False)):
-            for kind in ("binding", "register"):
+            for kind in settings.get("kinds", KINDS):
                 label = f"{target.replace(' ', '-')}-{kind}"
+                # First registrations fill the phonebook with a name each.
+                room = max(100000, 2 * settings["names"])
+                if kind == "first":
+                    room = max(room, 200_000 * (settings["warmup"] + settings["seconds"] + 2))
                 pid, port = start(
                     processes,
                     label,
-                    serverCommand(max(100000, 2 * settings["names"]), limits),
+                    serverCommand(int(room), limits),
                     SERVER_LISTENING,
                 )
                 results[target, kind] = drive(processes, label, pid, port, kind, settings)

@@ -3,7 +3,7 @@ The load generator: a process of its own that drives a STUN server on the
 loopback with many source ports, each keeping a window of requests
 outstanding, and reports what came back.
 
-    python -m bench.loadgen --target 127.0.0.1:PORT --kind binding|register
+    python -m bench.loadgen --target 127.0.0.1:PORT --kind binding|register|refresh|first
         [--seconds 5] [--warmup 1] [--ports 50] [--window 4] [--names 20000]
         [--cpu-pid PID]
 
@@ -27,6 +27,12 @@ Kinds of request:
     a peer's refreshes do; the warm-up registers every name once, so the
     measured window is the steady state of a full phonebook being
     refreshed.
+  - C{refresh}: as C{register}, but once a name's registration has been
+    answered with a refresh handle, the name sends compact C{REFRESH}
+    requests with it: the steady state of a full phonebook of peers that
+    changed nothing.
+  - C{first}: the first registration of a new name each time, echoing the
+    cookie of the source port, as a peer's first proven registration.
 """
 
 import argparse
@@ -38,6 +44,7 @@ import socket
 import struct
 import sys
 import hmac
+from hashlib import blake2s
 import time
 from array import array
 from binascii import crc32
@@ -60,6 +67,18 @@ _ERROR_CLASS = 0x10
 _SECRET_ATTRIBUTE = struct.pack("!HH", 0xC00D, 16)
 _INTEGRITY_HEAD = struct.pack("!HH", 0x0008, 20)
 _LENGTH = struct.Struct("!H")
+# A NAME-NONCE's and a REFRESH-HANDLE's headers (punchd.messages).
+_NONCE_ATTRIBUTE = struct.pack("!HH", 0xC00E, 16)
+_HANDLE_ATTRIBUTE = struct.pack("!HH", 0xC010, 12)
+
+
+def _refreshHeads():
+    from punchd import messages
+
+    return messages.REFRESH_HEAD, messages.REFRESH_PROOF_HEAD
+
+
+_REFRESH_HEAD, _PROOF_HEAD = _refreshHeads()
 
 
 def cpuTimes(pid):
@@ -126,7 +145,8 @@ def peerOf(n):
 
 class _Port:
     __slots__ = (
-        "sock", "outstanding", "peers", "names", "nextName", "wrapped", "cookie", "keys", "sentFor"
+        "sock", "outstanding", "peers", "names", "nextName", "wrapped", "cookie", "keys", "sentFor",
+        "secrets", "handles", "counters", "fresh",
     )
 
     def __init__(self, sock, peers):
@@ -143,6 +163,13 @@ class _Port:
         # keeps taking as the previous one, as after a lost answer.
         self.keys = [None] * len(peers)
         self.sentFor = {}
+        # With C{refresh}: each name's first secret, and its refresh handle
+        # with its key, and the last counter sent with it.
+        self.secrets = [None] * len(peers)
+        self.handles = [None] * len(peers)
+        self.counters = [0] * len(peers)
+        # With C{first}: how many new names this port registered.
+        self.fresh = 0
 
     def gotSecret(self, index, secret):
         """
@@ -152,6 +179,22 @@ class _Port:
 
         if self.keys[index] is None:
             self.keys[index] = messages.registrationKey(secret)
+            self.secrets[index] = secret
+
+    def gotHandle(self, index, handle, secret, nonce):
+        """
+        Refresh name C{index} with C{handle} from now on, signed with the
+        secret the answer left it: C{secret} given, or the next one made
+        from its first with C{nonce}.
+        """
+        from punchd import messages
+
+        if secret is None:
+            if nonce is None or self.secrets[index] is None:
+                return
+            secret = messages.nextSecret(self.secrets[index], nonce)
+        self.handles[index] = (handle, messages.refreshKey(secret))
+        self.counters[index] = 0
 
     def gotCookie(self, cookie):
         """
@@ -180,7 +223,9 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
         sock.bind((f"127.0.{(i + 2) >> 8}.{(i + 2) & 255}", 0))
         sock.connect((host, port))
         sock.setblocking(False)
-        peers = [peerOf(n) for n in range(i, names, ports)] if kind == "register" else []
+        peers = (
+            [peerOf(n) for n in range(i, names, ports)] if kind in ("register", "refresh") else []
+        )
         byFd[sock.fileno()] = _Port(sock, peers)
         poller.register(sock.fileno(), select.EPOLLIN)
 
@@ -193,6 +238,36 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
         txid = _TXID.pack(p.sock.fileno(), counter)
         if kind == "binding":
             datagram = _BINDING_HEAD + txid
+        elif kind == "first":
+            from punchd import messages
+
+            p.fresh += 1
+            # Padded, as a peer's are, so that the cookie challenge to the
+            # first is no larger.
+            datagram = messages.encodeRegistration(
+                txid,
+                messages.Registration(
+                    f"first-{p.sock.fileno()}-{p.fresh}",
+                    ("nobody",),
+                    (("192.168.1.2", 40000),),
+                    (),
+                    p.cookie,
+                ),
+                messages.UNPROVEN_REGISTRATION_BYTES,
+            )
+        elif kind == "refresh" and p.handles[p.nextName] is not None:
+            index = p.nextName
+            p.nextName += 1
+            if p.nextName == len(p.names):
+                p.nextName = 0
+                p.wrapped = True
+            handle, key = p.handles[index]
+            p.counters[index] += 1
+            packed = _UINT32.pack(p.counters[index])
+            datagram = (
+                _REFRESH_HEAD + txid + _PROOF_HEAD + handle + packed
+                + blake2s(txid + handle + packed, key=key, digest_size=12).digest()
+            )
         else:
             index = p.nextName
             head, body = p.names[index]
@@ -236,7 +311,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
             send(p)
     # Every name registers once before the window, however long that takes,
     # so that the window sees refreshes of known names.
-    registeredOnce = kind != "register"
+    registeredOnce = kind not in ("register", "refresh")
     drainUntil = None
     while True:
         now = clock()
@@ -276,7 +351,11 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
                     late += 1
                     continue
                 now = clock()
-                if kind == "register":
+                if kind == "first" and p.cookie is None:
+                    at = data.find(_COOKIE_ATTRIBUTE, 20)
+                    if at > 0:
+                        p.cookie = data[at + 4 : at + 20]
+                if kind in ("register", "refresh"):
                     if p.cookie is None:
                         at = data.find(_COOKIE_ATTRIBUTE, 20)
                         if at > 0:
@@ -284,8 +363,19 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
                     index = p.sentFor.pop(data[8:20], None)
                     if index is not None:
                         at = data.find(_SECRET_ATTRIBUTE, 20)
-                        if at > 0:
-                            p.gotSecret(index, data[at + 4 : at + 20])
+                        secret = data[at + 4 : at + 20] if at > 0 else None
+                        if secret is not None:
+                            p.gotSecret(index, secret)
+                        if kind == "refresh":
+                            at = data.find(_HANDLE_ATTRIBUTE, 20)
+                            if at > 0:
+                                nonce = data.find(_NONCE_ATTRIBUTE, 20)
+                                p.gotHandle(
+                                    index,
+                                    data[at + 4 : at + 12],
+                                    secret,
+                                    data[nonce + 4 : nonce + 20] if nonce > 0 else None,
+                                )
                 inWindow = sentAt >= measureFrom and (measuring or drainUntil is not None)
                 if data[1] & _ERROR_CLASS and data[0] & 1:
                     # An error response: a challenge, a refusal.
@@ -327,7 +417,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
         "seconds": window_s,
         "ports": ports,
         "window": window,
-        "names": names if kind == "register" else None,
+        "names": names if kind in ("register", "refresh") else None,
         "sent": sentIn,
         "answered": answeredIn,
         "answeredPerSecond": receivedIn / window_s,
@@ -352,7 +442,7 @@ def run(target, kind, seconds, warmup, ports, window, names, cpuPid, timeout):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen")
     parser.add_argument("--target", required=True, help="HOST:PORT on the loopback")
-    parser.add_argument("--kind", choices=("binding", "register"), default="binding")
+    parser.add_argument("--kind", choices=("binding", "register", "refresh", "first"), default="binding")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--ports", type=int, default=50, help="source ports")

@@ -2,7 +2,7 @@
 Profile the real server under the load generator with py-spy:
 
     pip install '.[bench]'      # py-spy
-    python -m bench.profile [--kind binding|register] [--seconds 5] [--out DIR]
+    python -m bench.profile [--kind binding|register|refresh|first] [--seconds 5] [--out DIR]
 
 It starts C{twistd punch-server} on 127.0.0.1 and the load generator, as
 benchmark 1 does, samples the server with C{py-spy record} while the load
@@ -114,7 +114,7 @@ def record(spy, kind, seconds, out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
-    parser.add_argument("--kind", choices=("binding", "register"), default="register")
+    parser.add_argument("--kind", choices=("binding", "register", "refresh", "first"), default="register")
     parser.add_argument("--seconds", type=int, default=5, help="seconds to sample")
     parser.add_argument("--out", default=".", help="directory for the raw samples")
     args = parser.parse_args(argv)

@@ -30,6 +30,7 @@ PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
 SECRET = bytes.fromhex("5ec2e700") * 4
 NONCE = bytes.fromhex("0e0ce000") * 4
+HANDLE = bytes.fromhex("4a4d1e0000000001")
 # The receiver indices bob and alice chose for their path.
 BOB_INDEX = 0x3C1B0B
 ALICE_INDEX = 0x5A11CE
@@ -44,6 +45,7 @@ _METHODS = {
     messages.UNREGISTER: "UNREGISTER",
     messages.INTRODUCE: "INTRODUCE",
     messages.CANDIDATE: "CANDIDATE",
+    messages.REFRESH: "REFRESH",
 }
 _CLASSES = {
     stun.REQUEST: "request",
@@ -66,6 +68,8 @@ _NAMES = {
     messages.COOKIE: "COOKIE",
     messages.NAME_SECRET: "NAME-SECRET",
     messages.NAME_NONCE: "NAME-NONCE",
+    messages.REFRESH_HANDLE: "REFRESH-HANDLE",
+    messages.REFRESH_PROOF: "REFRESH-PROOF",
     messages.TURN_SERVER: "TURN-SERVER",
     messages.TURN_USERNAME: "TURN-USERNAME",
     messages.TURN_PASSWORD: "TURN-PASSWORD",
@@ -103,6 +107,8 @@ _FIXED = {
     messages.COOKIE: "4-byte time, 12-byte HMAC of the address",
     messages.NAME_SECRET: "16 bytes, given once",
     messages.NAME_NONCE: "16 bytes: the next secret is HMAC(secret, nonce)",
+    messages.REFRESH_HANDLE: "8-byte handle, then its lifetime in seconds",
+    messages.REFRESH_PROOF: "handle, counter, 12-byte MAC under the refresh key",
     messages.PUNCH_KEY: "16 random bytes",
     stun.MESSAGE_INTEGRITY: "HMAC-SHA1 keyed with the punch key",
     stun.FINGERPRINT: "CRC-32 of the message XOR 0x5354554e",
@@ -167,6 +173,14 @@ def examples():
         messages.encodeRegistered(
             txid, ("198.51.100.1", 5000), 60, (messages.PEER_WAITING,), COOKIE, nonce=NONCE
         ),
+        messages.encodeRegistered(
+            txid, ("198.51.100.1", 5000), 60, (), COOKIE, nonce=NONCE, handle=(HANDLE, 120)
+        ),
+        messages.encodeRefresh(
+            txid, HANDLE, 1, messages.refreshKey(messages.nextSecret(SECRET, NONCE))
+        ),
+        messages.encodeRefreshed(txid),
+        messages.encodeRefreshRefused(txid),
         messages.encodeError(
             messages.REGISTER,
             txid,

@@ -36,7 +36,7 @@ class Cookies:
         @param randomBytes: The source of the secret key.
         """
         self._clock = clock
-        self._period = period
+        self._period = self.period = period
         self._key = randomBytes(32)
 
     def useKey(self, key: bytes):

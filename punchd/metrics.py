@@ -43,6 +43,12 @@ COUNTERS = (
         "Names refused because their source address and port, or its IP, held the most allowed.",
     ),
     ("bindings", "punchd_binding_answers_total", "STUN Binding requests answered."),
+    ("refreshes", "punchd_refreshes_total", "Compact refreshes taken (REFRESH)."),
+    (
+        "refreshesRefused",
+        "punchd_refreshes_refused_total",
+        "Compact refreshes told to register in full.",
+    ),
     (
         "rateLimited",
         "punchd_rate_limited_total",

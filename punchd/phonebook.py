@@ -469,6 +469,20 @@ class Phonebook:
             entries.move_to_end(name)
         return entry, previous
 
+    def refresh(self, name, address, now) -> bool:
+        """
+        Keep C{name} another TTL from C{now}, with nothing else changed, if
+        it is registered from C{address}.
+
+        @return: Whether it is, and was kept.
+        """
+        entry = self._entries.get(name)
+        if entry is None or entry.address != address:
+            return False
+        entry.lastSeen = now
+        self._entries.move_to_end(name)
+        return True
+
     def lookup(self, name, now):
         """
         Find a live entry.

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from punchd import messages, stun
 from punchd.addresses import formatAddress
-from punchd.transactions import Transactions, backoff
+from punchd.transactions import Transactions, TransactionTimeout, backoff
 
 #: Seconds before the first retransmission of an unanswered registration;
 #: each later one waits twice as long, up to the refresh interval.
@@ -30,6 +30,14 @@ MOVE_AFTER = 3
 #: to this share of itself either way, so that many peers behind one NAT,
 #: started together, do not register in lockstep.
 JITTER = 0.1
+
+#: The retransmissions of an unanswered refresh: after the last, the peer
+#: registers in full, which goes on trying (and moving) as registrations do.
+REFRESH_RETRIES = (0.5, 1.0)
+
+#: Seconds before a refresh handle runs out that the peer stops using it,
+#: so that a refresh in flight does not arrive after it.
+HANDLE_MARGIN = 5.0
 
 
 class Registrar:
@@ -110,6 +118,13 @@ class Registrar:
         self._secret = None
         self._previousSecret = None
         self._challenged = False
+        # The refresh handle of the last registration, and what it stands
+        # for: see _refreshable.
+        self._handle = None
+        self._handleKey = None
+        self._handleUntil = 0.0
+        self._handleFor = None
+        self._counter = 0
 
     @property
     def secret(self) -> "bytes | None":
@@ -165,6 +180,46 @@ class Registrar:
     def _refresh(self):
         self._refresher = self.clock.callLater(self._jittered(self.interval), self._refresh)
         if self._inFlight is None:
+            if self._refreshable():
+                self._sendRefresh()
+            else:
+                self.register()
+
+    def _refreshable(self) -> bool:
+        """
+        Whether a compact refresh does: the last registration gave a handle
+        still good, nothing it said has changed since, and the peer seeks
+        no introduction, which only a full registration asks for.
+        """
+        return (
+            self._handle is not None
+            and self.clock.seconds() < self._handleUntil - HANDLE_MARGIN
+            and self._handleFor == (self.server, self.wants, self.localAddresses)
+            and not self._seeking()
+        )
+
+    def _sendRefresh(self):
+        txid = self._newTransactionID()
+        self._counter += 1
+        datagram = messages.encodeRefresh(txid, self._handle, self._counter, self._handleKey)
+        self._inFlight = txid
+        self._firstAttemptAt = self.clock.seconds()
+        d = self._transactions.request(txid, datagram, self.server, REFRESH_RETRIES)
+        d.addCallbacks(self._refreshAnswered, self._refreshFailed)
+
+    def _refreshAnswered(self, taken):
+        self._inFlight = None
+        if not taken:
+            # The stage manager does not know the handle, or not from
+            # here: a full registration says everything again.
+            self._handle = None
+            self.register()
+
+    def _refreshFailed(self, failure):
+        failure.trap(TransactionTimeout, CancelledError)
+        if failure.check(TransactionTimeout):
+            self._inFlight = None
+            self._handle = None
             self.register()
 
     def register(self, seeking: "tuple | None" = None):
@@ -182,6 +237,8 @@ class Registrar:
         """
         if self._inFlight is not None:
             self._transactions.withdraw(self._inFlight)
+        # The answer gives a new handle; until then, none.
+        self._handle = None
         txid = self._newTransactionID()
         registration = messages.Registration(
             self.name,
@@ -259,6 +316,12 @@ class Registrar:
         """
         if message.method == messages.UNREGISTER:
             return message.messageClass == stun.SUCCESS
+        if message.method == messages.REFRESH:
+            if message.messageClass not in (stun.SUCCESS, stun.ERROR):
+                return False
+            return self._transactions.answer(
+                message.transactionID, message.messageClass == stun.SUCCESS
+            )
         if message.method != messages.REGISTER or message.transactionID not in self._transactions:
             return False
         if message.messageClass == stun.SUCCESS:
@@ -299,6 +362,12 @@ class Registrar:
             # one we hold now, as the stage manager made it.
             self._secret = messages.nextSecret(secret, answer.nonce)
             self._previousSecret = secret
+        if answer.handle is not None and self._secret is not None:
+            self._handle = answer.handle
+            self._handleKey = messages.refreshKey(self._secret)
+            self._handleUntil = self.clock.seconds() + answer.handleLifetime
+            self._handleFor = (self.server, self.wants, self.localAddresses)
+            self._counter = 0
         if answer.observed != self.publicAddress:
             self._addressLearned(answer)
         states = dict(zip(registration.seeking, answer.peerStates))

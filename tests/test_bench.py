@@ -3,11 +3,12 @@ The benchmarks still run: each part, briefly, gives its figures.  Nothing
 here checks a figure against a goal; timing is for C{python -m bench}.
 """
 
+import os
 import re
 import sys
 from io import StringIO
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from bench import __main__ as benchMain, children, connect, cost, growth, memory, profile
 from punchd.testing import portRestrictedCone
@@ -46,11 +47,12 @@ class LoadTests(TestCase):
 
     def test_server(self):
         """
-        The real punch-server answers Binding requests and registrations of
-        distinct names, and its CPU time is read.
+        The real punch-server answers Binding requests, registrations of
+        distinct names, their compact refreshes and first registrations,
+        and its CPU time is read.
         """
         with children.Processes() as processes:
-            for kind in ("binding", "register"):
+            for kind in cost.KINDS:
                 figures = drive(
                     processes,
                     f"server-{kind}",
@@ -142,3 +144,27 @@ class ProfileTests(TestCase):
         self.assertIn(
             "not run: py-spy is not installed: pip install 'punchd[bench]'", out.getvalue()
         )
+
+
+class WorkersTests(TestCase):
+    """
+    The registrations-a-second figure with several workers runs.
+    """
+
+    def test_workers(self):
+        """
+        With one and with two workers on a Redis of their own, first
+        registrations are answered.
+        """
+        from punchd.test.redisserver import MISSING, redisServerPath
+
+        if redisServerPath() is None:
+            if os.environ.get("CI") == "true":
+                self.fail(MISSING)
+            raise SkipTest(MISSING)
+        from bench import workers
+
+        brief = {"seconds": 0.5, "warmup": 0.1, "ports": 4, "window": 2, "names": 40}
+        figures = workers.run(brief, report=lambda line: None)
+        self.assertGreater(figures[1]["answered"], 0)
+        self.assertGreater(figures[2]["answered"], 0)

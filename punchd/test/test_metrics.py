@@ -74,6 +74,8 @@ class ExpositionTests(SynchronousTestCase):
                 ("punchd_phonebook_full_total", ()): 0,
                 ("punchd_source_quota_refused_total", ()): 0,
                 ("punchd_binding_answers_total", ()): 0,
+                ("punchd_refreshes_total", ()): 0,
+                ("punchd_refreshes_refused_total", ()): 0,
                 ("punchd_rate_limited_total", ()): 0,
                 ("punchd_cookie_challenges_total", ()): 0,
                 ("punchd_takeovers_refused_total", ()): 0,
@@ -153,7 +155,7 @@ class ExpositionTests(SynchronousTestCase):
         _, server, _ = stageManager()
         families = list(text_string_to_metric_families(exposition(server)))
         self.assertEqual([f.name for f in families if not f.documentation], [])
-        self.assertEqual(len(families), 15)
+        self.assertEqual(len(families), 17)
 
 
 class MetricsServiceTests(TestCase):
