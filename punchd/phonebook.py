@@ -329,6 +329,23 @@ NAMES_PER_ADDRESS = 4
 NAMES_PER_IP = 2000
 
 
+def checkBounds(maxEntries, ttl, namesPerAddress, namesPerIP):
+    """
+    Check the bounds of a phonebook, whatever keeps it.
+
+    @raise ValueError: If one is out of range, saying which.
+    """
+    if maxEntries < 1:
+        raise ValueError(f"maxEntries must be at least 1, not {maxEntries}")
+    if ttl <= 0:
+        raise ValueError(f"ttl must be positive, not {ttl}")
+    if namesPerAddress < 1 or namesPerIP < namesPerAddress:
+        raise ValueError(
+            f"namesPerAddress must be at least 1 and namesPerIP at least that,"
+            f" not {namesPerAddress} and {namesPerIP}"
+        )
+
+
 @implementer(IPhonebook)
 class Phonebook:
     """
@@ -353,15 +370,7 @@ class Phonebook:
         namesPerAddress: int = NAMES_PER_ADDRESS,
         namesPerIP: int = NAMES_PER_IP,
     ):
-        if maxEntries < 1:
-            raise ValueError(f"maxEntries must be at least 1, not {maxEntries}")
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive, not {ttl}")
-        if namesPerAddress < 1 or namesPerIP < namesPerAddress:
-            raise ValueError(
-                f"namesPerAddress must be at least 1 and namesPerIP at least that,"
-                f" not {namesPerAddress} and {namesPerIP}"
-            )
+        checkBounds(maxEntries, ttl, namesPerAddress, namesPerIP)
         self.maxEntries = maxEntries
         self.ttl = ttl
         self.namesPerAddress = namesPerAddress

@@ -41,6 +41,7 @@ from punchd.phonebook import (
     PhonebookFull,
     SourceQuotaReached,
     _at,
+    checkBounds,
     _pack,
 )
 
@@ -381,15 +382,7 @@ class RedisPhonebook:
             may hold.
         @param namesPerIP: The most names one source IP may hold.
         """
-        if maxEntries < 1:
-            raise ValueError(f"maxEntries must be at least 1, not {maxEntries}")
-        if ttl <= 0:
-            raise ValueError(f"ttl must be positive, not {ttl}")
-        if namesPerAddress < 1 or namesPerIP < namesPerAddress:
-            raise ValueError(
-                f"namesPerAddress must be at least 1 and namesPerIP at least that,"
-                f" not {namesPerAddress} and {namesPerIP}"
-            )
+        checkBounds(maxEntries, ttl, namesPerAddress, namesPerIP)
         self.store = store
         self.maxEntries = maxEntries
         self.ttl = ttl
