@@ -64,6 +64,11 @@ COUNTERS = (
         "punchd_takeovers_refused_total",
         "Registrations of a held name without the proof of its secret.",
     ),
+    (
+        "unloggedEvents",
+        "punchd_unlogged_events_total",
+        "Peer events not logged because they came faster than the log's rate.",
+    ),
 )
 
 

@@ -79,6 +79,7 @@ class ExpositionTests(SynchronousTestCase):
                 ("punchd_rate_limited_total", ()): 0,
                 ("punchd_cookie_challenges_total", ()): 0,
                 ("punchd_takeovers_refused_total", ()): 0,
+                ("punchd_unlogged_events_total", ()): 0,
                 ("punchd_phonebook_entries", ()): 0,
             },
         )
@@ -155,7 +156,7 @@ class ExpositionTests(SynchronousTestCase):
         _, server, _ = stageManager()
         families = list(text_string_to_metric_families(exposition(server)))
         self.assertEqual([f.name for f in families if not f.documentation], [])
-        self.assertEqual(len(families), 17)
+        self.assertEqual(len(families), 18)
 
 
 class MetricsServiceTests(TestCase):

@@ -15,6 +15,7 @@ from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.punching import UP
 from punchd.compat.server import OriginalClients
+from punchd.metrics import exposition
 from punchd.server import StageManagerProtocol, sourceLimiter
 from punchd.test.helpers import (
     SERVER,
@@ -749,6 +750,9 @@ class BoundedStateTests(SynchronousTestCase):
         [note] = [e for e in logged if "not logged" in e["log_format"]]
         self.assertEqual(note["count"] + len(perPeer), 2000)
         self.assertEqual(site.server.stats["unloggedEvents"], note["count"])
+        self.assertIn(
+            f"\npunchd_unlogged_events_total {note['count']}\n", exposition(site.server)
+        )
 
     def test_warningsRateLimited(self):
         """
