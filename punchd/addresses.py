@@ -57,12 +57,24 @@ def splitHostPort(text: str):
     elif ":" in host:
         raise ValueError(f"{text!r}: write an IPv6 address in brackets, [{host}]:{port}")
     try:
-        number = int(port)
+        return host, parsePort(port)
+    except ValueError as e:
+        raise ValueError(f"{text!r}: {e}") from None
+
+
+def parsePort(text: str) -> int:
+    """
+    A UDP port number, 1-65535.
+
+    @raise ValueError: If C{text} is not a number in that range.
+    """
+    try:
+        port = int(text)
     except ValueError:
-        raise ValueError(f"{text!r}: port {port!r} is not a number") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"{text!r}: port {number} is not between 1 and 65535")
-    return host, number
+        raise ValueError(f"port {text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    return port
 
 
 def resolve(host: str, port: int):

@@ -9,7 +9,13 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from punchd import options
-from punchd.addresses import formatAddress, localAddressTowards, resolve, splitHostPort
+from punchd.addresses import (
+    formatAddress,
+    localAddressTowards,
+    parsePort,
+    resolve,
+    splitHostPort,
+)
 from punchd.frames import MAX_PAYLOAD_BYTES
 from punchd.messages import MAX_CONTACTS, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
@@ -99,13 +105,7 @@ def _forwardAddress(text: str):
     """
     if ":" in text:
         return resolve(*splitHostPort(text))
-    try:
-        port = int(text)
-    except ValueError:
-        raise ValueError(f"port {text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is not between 1 and 65535")
-    return FORWARD_HOST, port
+    return FORWARD_HOST, parsePort(text)
 
 
 def _deliverAddress(text: str):
