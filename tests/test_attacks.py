@@ -19,7 +19,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,13 @@ import time
 from collections import Counter
 
 from twisted.internet import defer, reactor, task
-from twisted.trial.unittest import SkipTest, TestCase
-from zope.interface import implementer
+from twisted.trial.unittest import TestCase
 
 from punchd import messages, stun
-from punchd.compat import protocol as textProtocol
 from punchd.compat.introductions import encodeOriginalIntroduction
 from punchd.demo import Processes
-from punchd.interfaces import IPathObserver, IPathReceiver
 from punchd.peer import PeerProtocol
+from punchd.test.helpers import Quiet
 from punchd.test.optional import notInstalled, require
 from tests.processes import TREE_PRELUDE, TWISTD, LISTENING, bothReceived, startServer
 from tests.spoof import Sniffer, Spoofer, Victim, requireRawSockets
@@ -601,15 +598,15 @@ class SquatterTests(AttackTestsMixin, TestCase):
         they connect at once, and nothing of theirs reaches the squatter.
         """
         server = self.server()
-        squatterPort = self.lab.startHostile("squatter", server, "bob", "alice")
+        self.lab.startHostile("squatter", server, "bob", "alice")
         self.lab.expect(("squatter", "introduced"), "squatter", "^introduced ")
         self.lab.read(1)
         path = secretFile(self)
         keys = self.lab.expectPair()
         self.lab.expect(("alice", "verified"), "alice", "is verified by the shared secret")
         start = time.monotonic()
-        alice = self.lab.startPeer("alice", server, "alice", "bob", "--peer-secret-file", path)
-        bob = self.lab.startPeer("bob", server, "bob", "alice", "--peer-secret-file", path)
+        self.lab.startPeer("alice", server, "alice", "bob", "--peer-secret-file", path)
+        self.lab.startPeer("bob", server, "bob", "alice", "--peer-secret-file", path)
         self.lab.waitFor(keys + [("alice", "verified")], 15, "the pair did not connect")
         took = max(self.lab.seen[k][0] for k in keys) - start
         self.lab.read(2)
@@ -975,34 +972,6 @@ class EdgeAddressTests(AttackTestsMixin, TestCase):
             f" {states['alice']!r}, seeking nobody gives {states['nobody']!r}"
         )
         self.assertEqual(states["alice"], states["nobody"])
-
-
-@implementer(IPathObserver, IPathReceiver)
-class Quiet:
-    """
-    An application that says nothing on its path, and notes when it came
-    up: a thousand greeters would mostly measure the log.
-    """
-
-    def __init__(self, clock):
-        self._clock = clock
-        self.upAt = None
-
-    def pathUp(self, path):
-        if self.upAt is None:
-            self.upAt = self._clock.seconds()
-
-    def pathMoved(self, path, previous):
-        pass
-
-    def pathLost(self, path):
-        pass
-
-    def punchFailed(self, path):
-        pass
-
-    def dataReceived(self, path, data, source):
-        pass
 
 
 def cpuSeconds(pid):

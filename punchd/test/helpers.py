@@ -1,14 +1,17 @@
 """
 Helpers shared by punchd's unit tests: a stage manager's address on the
 simulated network, a client that records what it receives, registrations,
-and a world of a stage manager and two peers.
+an application that says nothing, and a world of a stage manager and two
+peers.
 """
 
 import random
 
 from twisted.internet.protocol import DatagramProtocol
+from zope.interface import implementer
 
 from punchd import messages, stun
+from punchd.interfaces import IPathObserver, IPathReceiver
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.server import StageManagerProtocol
@@ -37,6 +40,36 @@ class Recorder(DatagramProtocol):
         @return: The messages received of C{method} and C{messageClass}.
         """
         return [m for m, _, _ in self.received if (m.method, m.messageClass) == (method, messageClass)]
+
+
+@implementer(IPathObserver, IPathReceiver)
+class Quiet:
+    """
+    An application that says nothing on its path, and notes when it first
+    came up: a thousand greeters would mostly measure the log.
+
+    @ivar upAt: The time on the clock its path first came up, or L{None}.
+    """
+
+    def __init__(self, clock):
+        self._clock = clock
+        self.upAt = None
+
+    def pathUp(self, path):
+        if self.upAt is None:
+            self.upAt = self._clock.seconds()
+
+    def pathMoved(self, path, previous):
+        pass
+
+    def pathLost(self, path):
+        pass
+
+    def punchFailed(self, path):
+        pass
+
+    def dataReceived(self, path, data, source):
+        pass
 
 
 def contacts(wants=None, seeking=False):

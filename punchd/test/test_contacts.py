@@ -3,7 +3,6 @@ A peer with several contacts: one socket, one registration naming them
 all, a path to each, and introductions that do not cancel each other.
 """
 
-from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import frames, messages, stun
@@ -11,7 +10,7 @@ from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.punching import UP
 from punchd.server import StageManagerProtocol
-from punchd.test.helpers import SERVER, Recorder, register
+from punchd.test.helpers import SERVER, Quiet, Recorder, register
 from punchd.testing import Network, portRestrictedCone
 
 
@@ -138,29 +137,7 @@ class SeveralContactsTests(SynchronousTestCase):
         network = Network()
         host = network.host("192.0.2.5")
 
-        class Quiet:
-            def __init__(self):
-                self.events = []
-
-            def pathUp(self, path):
-                self.events.append(("up", path.peerName))
-
-            def pathMoved(self, path, previous):
-                pass
-
-            def pathLost(self, path):
-                pass
-
-            def punchFailed(self, path):
-                pass
-
-            def dataReceived(self, path, data, source):
-                pass
-
-            def stop(self):
-                pass
-
-        quiet = Quiet()
+        quiet = Quiet(network.clock)
         peer = PeerProtocol(host, SERVER, "alice", ("bob", "carol"), applications={"carol": quiet})
         self.assertIs(peer.contacts["carol"].application, quiet)
         self.assertIsNot(peer.contacts["bob"].application, quiet)
