@@ -215,10 +215,3 @@ class OriginalContact:
         Take a STUN message: never ours, since the original speaks no STUN.
         """
         return False
-
-    @property
-    def elapsed(self) -> float:
-        """
-        Seconds since it started sending.
-        """
-        return self.clock.seconds() - self._startedAt
