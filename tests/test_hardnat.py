@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from tests import test_relay
 from tests.coturn import requireCoturn
+from tests.natdemo import KINDS
 from tests.natlab import NAT_A_PUBLIC, NAT_B_PUBLIC
 from tests.test_natlab import requireLab
 
@@ -56,10 +57,11 @@ class HardNATLabTests(TestCase):
             them: the seconds from the introduction to the later direct
             path, bob's probes (where bob's probe found the way), and the
             C{(datagrams, bytes)} each of alice and bob sent to the other's
-            public IP over the whole run (L{tests.natlab.Lab.sent}); the
-            measured values are printed.
+            public IP over the whole run (L{tests.natlab.Lab.sent}); and
+            the set of alice's verdicts on her NAT.  The measured values
+            are printed.
         """
-        ok, times, probes = 0, [], []
+        ok, times, probes, verdicts = 0, [], [], set()
         sent = {"alice": [], "bob": []}
         for _ in range(runs):
             try:
@@ -77,6 +79,8 @@ class HardNATLabTests(TestCase):
                 probes.append(int(re.search(r"after (\d+) probe", found[0]).group(1)))
             sent["alice"].append(run.sent["alice"].get(NAT_B_PUBLIC, (0, 0)))
             sent["bob"].append(run.sent["bob"].get(NAT_A_PUBLIC, (0, 0)))
+            for line in self.lines(run, "alice", "My NAT: "):
+                verdicts.add(re.search(r"My NAT: (.+?) at ", line).group(1))
 
         def datagrams(who):
             counts = [d for d, _ in sent[who]]
@@ -90,7 +94,7 @@ class HardNATLabTests(TestCase):
             f" at most {max(probes)}; sent to the peer's IP in each run of {settle:.0f} s"
             f" after the paths: {datagrams('alice')}; {datagrams('bob')}"
         )
-        return ok, times, probes, sent
+        return ok, times, probes, sent, verdicts
 
     def test_symmetricAgainstPortRestricted(self):
         """
@@ -118,7 +122,7 @@ class HardNATLabTests(TestCase):
         the datagrams sent are printed.
         """
         runs = int(os.environ.get("PUNCHD_HARDNAT_RUNS", "20"))
-        ok, _, _, _ = self.measure("symmetric", runs)
+        ok, _, _, _, _ = self.measure("symmetric", runs)
         self.assertGreaterEqual(ok, 0.95 * runs)
 
     def test_sequentialPortsPredicted(self):
@@ -130,10 +134,12 @@ class HardNATLabTests(TestCase):
         L{SEQUENTIAL_PROBES} probes of bob's, and bob sends fewer than that
         many datagrams to alice's IP in the whole run, greetings included
         (against the random NAT, bob's probes alone number hundreds).
+        alice's discovery calls her NAT what it calls a random one.
         """
         runs = int(os.environ.get("PUNCHD_SEQNAT_RUNS", "3"))
-        ok, times, probes, sent = self.measure("symmetric-sequential", runs, settle=4.0)
+        ok, times, probes, sent, verdicts = self.measure("symmetric-sequential", runs, settle=4.0)
         self.assertEqual(ok, runs)
+        self.assertEqual(verdicts, {KINDS["symmetric-sequential"]})
         self.assertEqual(len(probes), runs)
         self.assertLess(max(probes), SEQUENTIAL_PROBES, probes)
         self.assertLess(max(d for d, _ in sent["bob"]), SEQUENTIAL_PROBES, sent)
