@@ -36,8 +36,9 @@ L{PORT_ALLOCATION}):
     fully-random``) and filtering;
   - symmetric-sequential (in L{OTHER_NAT_TYPES}, not in the pair matrix):
     the same behaviour, but each new mapping takes the next public port
-    (``snat to PUBLIC : numgen inc``; nftables runs a NAT rule only on a
-    flow's first packet), as many carrier and corporate NATs do.
+    (``snat to PUBLIC : numgen inc mod N map {...}``; nftables runs a NAT
+    rule only on a flow's first packet), as many carrier and corporate NATs
+    do.
 
 Cone mappings are kept in nftables dynamic maps filled from the packet path
 after SNAT (public port -> inside endpoint, inside endpoint -> public port,
@@ -847,8 +848,9 @@ class Lab:
         C{mapping} and C{filtering} (RFC 4787 terms), C{allocation} for a
         NAT that maps per destination (L{SEQUENTIAL} when the public ports
         of new mappings follow one another, else L{RANDOM}; L{None} for
-        the others), and the raw observations.  The probe sends only to the inet router's probe
-        addresses, so it is neither delayed nor subject to loss.
+        the others), and the raw observations.  The probe sends only to
+        the inet router's probe addresses, so it is neither delayed nor
+        subject to loss.
         """
         inet = self.agent("inet")
         inside = self.agent(host)
@@ -1058,7 +1060,8 @@ class Lab:
     def sent(self, nat):
         """
         What the hosts behind C{nat} ('natA' or 'natB') have sent out
-        through it since L{verify}: C{{address: (datagrams, bytes)}} for
+        through it since L{verify} (or since the lab was built, without
+        it): C{{address: (datagrams, bytes)}} for
         each destination address, counting UDP datagrams and their
         payload bytes.
         """
