@@ -18,7 +18,7 @@ import textwrap
 import time
 
 from punchd.demo import Processes, twistdCommand
-from tests.natlab import NAT_TYPES, Lab, labUnavailableReason
+from tests.natlab import ALL_NAT_TYPES, Lab, labUnavailableReason
 
 TWISTD = twistdCommand() + ["--nodaemon", "--pidfile="]
 SERVER_PORT = 8080
@@ -30,6 +30,9 @@ KINDS = {
     "restricted-cone": "restricted cone NAT",
     "port-restricted-cone": "port-restricted cone NAT",
     "symmetric": "symmetric NAT",
+    # Discovery sees a new mapping per destination; it does not look at
+    # how the ports are chosen.
+    "symmetric-sequential": "symmetric NAT",
 }
 
 _TIMESTAMP = re.compile(r"^\S+ \[[^\]]*\] ")
@@ -144,8 +147,8 @@ def main(argv=None):
         prog="python -m tests.natdemo",
         description="Punch through two real Linux NATs in network namespaces (needs root).",
     )
-    parser.add_argument("--nat-a", choices=NAT_TYPES, default="port-restricted-cone")
-    parser.add_argument("--nat-b", choices=NAT_TYPES, default="port-restricted-cone")
+    parser.add_argument("--nat-a", choices=ALL_NAT_TYPES, default="port-restricted-cone")
+    parser.add_argument("--nat-b", choices=ALL_NAT_TYPES, default="port-restricted-cone")
     parser.add_argument("--delay", type=float, default=20, help="one-way delay per link, ms (default 20)")
     parser.add_argument("--seconds", type=float, default=8, help="how long to watch (default 8)")
     args = parser.parse_args(argv)

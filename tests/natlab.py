@@ -24,7 +24,8 @@ All addresses exist only inside the lab's namespaces.  Namespaces are named
 veth pairs are created directly inside them, so nothing is ever added to
 the root namespace and deleting the namespaces removes every interface.
 
-NAT types (per router, see L{NAT_TYPES} and L{EXPECTED_BEHAVIOUR}):
+NAT types (per router, see L{ALL_NAT_TYPES}, L{EXPECTED_BEHAVIOUR} and
+L{PORT_ALLOCATION}):
 
   - full-cone: endpoint-independent mapping and filtering;
   - restricted-cone: endpoint-independent mapping, address-dependent
@@ -32,7 +33,12 @@ NAT types (per router, see L{NAT_TYPES} and L{EXPECTED_BEHAVIOUR}):
   - port-restricted-cone: endpoint-independent mapping, address-and-port
     dependent filtering (Linux masquerade);
   - symmetric: address-and-port dependent mapping (``masquerade
-    fully-random``) and filtering.
+    fully-random``) and filtering;
+  - symmetric-sequential (in L{OTHER_NAT_TYPES}, not in the pair matrix):
+    the same behaviour, but each new mapping takes the next public port
+    (``snat to PUBLIC : numgen inc mod N map {...}``; nftables runs a NAT
+    rule only on a flow's first packet), as many carrier and corporate NATs
+    do.
 
 Cone mappings are kept in nftables dynamic maps filled from the packet path
 after SNAT (public port -> inside endpoint, inside endpoint -> public port,
@@ -75,7 +81,14 @@ import sys
 import threading
 import time
 
+#: The NAT types of the pair matrix (tests/test_natlab.py).
 NAT_TYPES = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric")
+
+#: NAT types the lab builds beyond L{NAT_TYPES}, tested on their own.
+OTHER_NAT_TYPES = ("symmetric-sequential",)
+
+#: Every NAT type the lab builds.
+ALL_NAT_TYPES = NAT_TYPES + OTHER_NAT_TYPES
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
 ADDRESS_DEPENDENT = "address-dependent"
@@ -87,7 +100,22 @@ EXPECTED_BEHAVIOUR = {
     "restricted-cone": (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT),
     "port-restricted-cone": (ENDPOINT_INDEPENDENT, ADDRESS_AND_PORT_DEPENDENT),
     "symmetric": (ADDRESS_AND_PORT_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT),
+    "symmetric-sequential": (ADDRESS_AND_PORT_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT),
 }
+
+RANDOM = "random"
+SEQUENTIAL = "sequential"
+
+#: NAT type -> how it picks the public port of each new mapping, for the
+#: types that map per destination.
+PORT_ALLOCATION = {
+    "symmetric": RANDOM,
+    "symmetric-sequential": SEQUENTIAL,
+}
+
+#: The public ports a sequential NAT allocates, in turn (then again from
+#: the first).
+SEQUENTIAL_PORTS = range(20000, 24096)
 
 HOSTS = ("server", "peerA", "peerB", "natA", "natB", "inet")
 
@@ -394,6 +422,17 @@ class Agent:
                 pass
 
 
+def _classifyAllocation(ports):
+    """
+    How a NAT that maps per destination chose C{ports}, the public ports
+    of mappings made one after the other: L{SEQUENTIAL} when each is the
+    one after the last, else L{RANDOM}.
+    """
+    if all(b - a == 1 for a, b in zip(ports, ports[1:])):
+        return SEQUENTIAL
+    return RANDOM
+
+
 def _classifyMapping(first, samePortOtherDestPort, otherAddress):
     if first == samePortOtherDestPort == otherAddress:
         return ENDPOINT_INDEPENDENT
@@ -434,7 +473,7 @@ class Lab:
         log=None,
     ):
         """
-        @param natA: NAT type of natA (one of L{NAT_TYPES}).
+        @param natA: NAT type of natA (one of L{ALL_NAT_TYPES}).
         @param natB: NAT type of natB (ignored when C{sameNAT}).
         @param sameNAT: put both peers on natA's LAN.
         @param hairpin: the NAT router(s) hairpin (loop back) traffic from
@@ -449,8 +488,8 @@ class Lab:
         @param log: callable taking a string, for progress messages.
         """
         for label, value in (("natA", natA), ("natB", natB)):
-            if value not in NAT_TYPES:
-                raise ValueError("%s must be one of %s, not %r" % (label, NAT_TYPES, value))
+            if value not in ALL_NAT_TYPES:
+                raise ValueError("%s must be one of %s, not %r" % (label, ALL_NAT_TYPES, value))
         if not 0 <= float(delay) <= 10:
             raise ValueError("delay must be between 0 and 10 seconds")
         if not 0 <= float(loss) < 100:
@@ -806,9 +845,12 @@ class Lab:
         """
         Measure the NAT in front of C{host} ('peerA' or 'peerB') from the
         inside and return a dict with C{public} (address seen outside),
-        C{mapping} and C{filtering} (RFC 4787 terms), and the raw
-        observations.  The probe sends only to the inet router's probe
-        addresses, so it is neither delayed nor subject to loss.
+        C{mapping} and C{filtering} (RFC 4787 terms), C{allocation} for a
+        NAT that maps per destination (L{SEQUENTIAL} when the public ports
+        of new mappings follow one another, else L{RANDOM}; L{None} for
+        the others), and the raw observations.  The probe sends only to
+        the inet router's probe addresses, so it is neither delayed nor
+        subject to loss.
         """
         inet = self.agent("inet")
         inside = self.agent(host)
@@ -868,6 +910,10 @@ class Lab:
             seen.append(m)
         inside.closeSocket(c2)
         mapping = _classifyMapping(*seen)
+        # Four mappings made one after the other: c1's, then c2's three.
+        allocation = None
+        if mapping != ENDPOINT_INDEPENDENT:
+            allocation = _classifyAllocation([mapped[1]] + [m[1] for m in seen])
         publics = {mapped[0]} | {m[0] for m in seen}
         if publics != {expectedPublic}:
             raise NatLabError(
@@ -879,6 +925,7 @@ class Lab:
             "public": expectedPublic,
             "mapping": mapping,
             "filtering": filtering,
+            "allocation": allocation,
             "localPort": localPort,
             "observedMappings": seen,
             "unsolicitedReceived": sorted(t[2:] for t in got),
@@ -909,7 +956,8 @@ class Lab:
 
     def verify(self):
         """
-        Probe every NAT router and compare with its configured type; in
+        Probe every NAT router and compare with its configured type
+        (L{EXPECTED_BEHAVIOUR}, L{PORT_ALLOCATION}); in
         same-NAT labs also check LAN reachability and hairpinning; check
         that both peers reach the server (and that the delay is there).
         Raise L{NatLabError} describing any difference.  Afterwards the
@@ -927,21 +975,21 @@ class Lab:
             if not self.sameNAT:
                 sides.append(("peerB", "natB", self.natB))
             for host, nat, natType in sides:
-                expected = EXPECTED_BEHAVIOUR[natType]
+                expected = EXPECTED_BEHAVIOUR[natType] + (PORT_ALLOCATION.get(natType),)
                 for attempt in range(2):
                     found = self._probe(agents["inet"], agents[host], host, reflectors)
-                    if (found["mapping"], found["filtering"]) == expected:
+                    observed = (found["mapping"], found["filtering"], found["allocation"])
+                    if observed == expected:
                         break
                 found["configured"] = natType
                 results[nat] = found
-                if (found["mapping"], found["filtering"]) != expected:
+                if observed != expected:
                     raise NatLabError(
-                        "%s is configured as %s (mapping %s, filtering %s) but the probe"
-                        " from %s observed mapping %s, filtering %s (mappings seen %r,"
-                        " unsolicited packets received %r)"
-                        % (nat, natType, expected[0], expected[1], host,
-                           found["mapping"], found["filtering"],
-                           found["observedMappings"], found["unsolicitedReceived"])
+                        "%s is configured as %s (mapping %s, filtering %s, port allocation %s) but the"
+                        " probe from %s observed mapping %s, filtering %s, port allocation %s"
+                        " (mappings seen %r, unsolicited packets received %r)"
+                        % ((nat, natType) + expected + (host,) + observed
+                           + (found["observedMappings"], found["unsolicitedReceived"]))
                     )
             if self.sameNAT:
                 hp = self._probeHairpin(agents["inet"], agents, reflectors)
@@ -1005,9 +1053,32 @@ class Lab:
             self._nft(
                 nat,
                 "flush map ip natlab m_in\nflush map ip natlab m_out\n"
-                "flush set ip natlab s_peer\n",
+                "flush set ip natlab s_peer\nflush set ip natlab s_sent\n",
             )
             self.run(nat, [sys.executable, _THIS_FILE, "_ctflush"], timeout=10, check=True)
+
+    def sent(self, nat):
+        """
+        What the hosts behind C{nat} ('natA' or 'natB') have sent out
+        through it since L{verify} (or since the lab was built, without
+        it): C{{address: (datagrams, bytes)}} for
+        each destination address, counting UDP datagrams and their
+        payload bytes.
+        """
+        listing = self.run(
+            nat, ["nft", "-j", "list", "set", "ip", "natlab", "s_sent"], timeout=10, check=True
+        )
+        found = {}
+        for entry in json.loads(listing.stdout)["nftables"]:
+            for element in entry.get("set", {}).get("elem", ()):
+                counter = element["elem"]["counter"]
+                # The counter counts IP packets: 20 bytes of IPv4 header
+                # and 8 of UDP header each.
+                found[element["elem"]["val"]] = (
+                    counter["packets"],
+                    counter["bytes"] - 28 * counter["packets"],
+                )
+        return found
 
     # -- presentation ---------------------------------------------------
 
@@ -1061,9 +1132,19 @@ def natRuleset(natType, public, lanNet, hairpin):
     The nftables ruleset for a NAT router with WAN interface "wan" (address
     C{public}) and LAN bridge "lan" (network C{lanNet}).
     """
-    if natType not in NAT_TYPES:
+    if natType not in ALL_NAT_TYPES:
         raise ValueError(natType)
-    cone = natType != "symmetric"
+    cone = natType not in PORT_ALLOCATION
+    sequential = None
+    if natType == "symmetric-sequential":
+        # A NAT rule runs only on a flow's first packet: each new UDP flow
+        # takes the next port.  Through a map, because numgen's number is
+        # in host byte order and a port in network byte order.
+        sequential = "meta l4proto udp snat to %s : numgen inc mod %d map { %s }" % (
+            public,
+            len(SEQUENTIAL_PORTS),
+            ", ".join("%d : %d" % (i, port) for i, port in enumerate(SEQUENTIAL_PORTS)),
+        )
     pre = []
     if natType == "full-cone":
         pre.append('iifname "wan" ip daddr %s meta l4proto udp dnat to udp dport map @m_in' % public)
@@ -1085,6 +1166,8 @@ def natRuleset(natType, public, lanNet, hairpin):
         )
         post.append('oifname "wan" ip saddr %s masquerade' % lanNet)
     else:
+        if sequential:
+            post.append('oifname "wan" ip saddr %s %s' % (lanNet, sequential))
         post.append('oifname "wan" ip saddr %s masquerade fully-random' % lanNet)
     if hairpin:
         if cone:
@@ -1092,6 +1175,10 @@ def natRuleset(natType, public, lanNet, hairpin):
                 'iifname "lan" oifname "lan" ct status dnat ip saddr %s'
                 " meta l4proto udp snat to %s : ip saddr . udp sport map @m_out"
                 % (lanNet, public)
+            )
+        elif sequential:
+            post.append(
+                'iifname "lan" oifname "lan" ct status dnat ip saddr %s %s' % (lanNet, sequential)
             )
         post.append(
             'iifname "lan" oifname "lan" ct status dnat ip saddr %s snat to %s%s'
@@ -1107,6 +1194,8 @@ table ip natlab {
     map m_out { typeof ip saddr . udp sport : udp sport ; flags dynamic,timeout ; timeout 10m ; }
     # (public port, remote address) pairs contacted
     set s_peer { typeof udp sport . ip daddr ; flags dynamic,timeout ; timeout 10m ; }
+    # UDP datagrams and bytes sent out from the LAN, per destination address
+    set s_sent { typeof ip daddr ; flags dynamic ; counter ; }
 
     chain pre {
         type nat hook prerouting priority dstnat; policy accept;
@@ -1119,6 +1208,7 @@ table ip natlab {
     chain record {
         type filter hook postrouting priority srcnat + 10; policy accept;
         oifname "wan" ip saddr %(public)s ct original ip saddr %(lan)s update @m_in { udp sport : ct original ip saddr . ct original proto-src } update @m_out { ct original ip saddr . ct original proto-src : udp sport } update @s_peer { udp sport . ip daddr }
+        oifname "wan" ct original ip saddr %(lan)s meta l4proto udp update @s_sent { ip daddr }
     }
     chain input {
         type filter hook input priority filter; policy accept;
@@ -1424,14 +1514,22 @@ def _checkAll(out=sys.stdout):
     rows = []
     ok = True
     started = time.monotonic()
-    for natA, natB in (("full-cone", "restricted-cone"), ("port-restricted-cone", "symmetric")):
+    pairs = (
+        ("full-cone", "restricted-cone"),
+        ("port-restricted-cone", "symmetric"),
+        ("symmetric-sequential", "full-cone"),
+    )
+    for natA, natB in pairs:
         with Lab(natA=natA, natB=natB, verify=False) as lab:
             for host, nat, natType in (("peerA", "natA", natA), ("peerB", "natB", natB)):
                 try:
                     found = lab.probe(host)
-                    expected = EXPECTED_BEHAVIOUR[natType]
-                    good = (found["mapping"], found["filtering"]) == expected
-                    rows.append((natType, found["mapping"], found["filtering"],
+                    expected = EXPECTED_BEHAVIOUR[natType] + (PORT_ALLOCATION.get(natType),)
+                    good = (found["mapping"], found["filtering"], found["allocation"]) == expected
+                    mapping = found["mapping"]
+                    if found["allocation"]:
+                        mapping += ", %s ports" % found["allocation"]
+                    rows.append((natType, mapping, found["filtering"],
                                  " ".join(str(m[1]) for m in found["observedMappings"]),
                                  "ok" if good else "MISMATCH"))
                 except NatLabError as e:
@@ -1467,8 +1565,8 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     up = sub.add_parser("up", help="build a lab, print it, wait for Ctrl-C, tear down")
-    up.add_argument("--nat-a", default="port-restricted-cone", choices=NAT_TYPES)
-    up.add_argument("--nat-b", default="port-restricted-cone", choices=NAT_TYPES)
+    up.add_argument("--nat-a", default="port-restricted-cone", choices=ALL_NAT_TYPES)
+    up.add_argument("--nat-b", default="port-restricted-cone", choices=ALL_NAT_TYPES)
     up.add_argument("--same-nat", action="store_true", help="both peers behind natA")
     up.add_argument("--hairpin", action="store_true", help="NAT routers hairpin")
     up.add_argument("--delay", type=float, default=0.0, metavar="MS",

@@ -173,6 +173,34 @@ class NatTypeTests(LabTestCase):
     def test_symmetric(self):
         self.checkType("symmetric")
 
+    def test_symmetricSequential(self):
+        """
+        A symmetric-sequential NAT maps per destination and filters by
+        address and port like the symmetric one, but gives each new
+        mapping the port after the last, where the symmetric one picks at
+        random.
+        """
+        lab = self.lab(natA="symmetric-sequential", natB="symmetric")
+        for nat, allocation in (("natA", natlab.SEQUENTIAL), ("natB", natlab.RANDOM)):
+            found = lab.probeResults[nat]
+            self.assertEqual(
+                (found["mapping"], found["filtering"], found["allocation"]),
+                (natlab.ADDRESS_AND_PORT_DEPENDENT, natlab.ADDRESS_AND_PORT_DEPENDENT, allocation),
+                "%s: %r" % (nat, found),
+            )
+        again = lab.probe("peerA")
+        self.assertEqual(again["allocation"], natlab.SEQUENTIAL)
+        ports = [m[1] for m in again["observedMappings"]]
+        self.assertEqual(ports, list(range(ports[0], ports[0] + 3)))
+        self.assertIn(ports[0], natlab.SEQUENTIAL_PORTS)
+        # Another inside socket, to another destination: the next port.
+        inet = lab.agent("inet")
+        reflector, _ = inet.bind(4000, lab.probeAddresses[1], reflect=True)
+        inside = lab.agent("peerA")
+        sock, _ = inside.bind()
+        mapped, _ = inside.query(sock, lab.probeAddresses[1], 4000)
+        self.assertEqual(mapped, (lab.natAPublic, ports[-1] + 1))
+
     def test_sameNatHairpin(self):
         """
         Both peers behind one NAT reach each other on the LAN; the public
@@ -241,6 +269,33 @@ class HolePunchTests(LabTestCase):
         results = self.punch("port-restricted-cone", "symmetric")
         for host, result in results.items():
             self.assertIn("got=False", result, "%s: %s" % (host, result))
+
+    def test_portRestrictedAndSymmetricSequential(self):
+        """
+        With one socket each, a sequential NAT is as hard as a random one:
+        its new port for the peer is not the one the reflector saw.
+        """
+        results = self.punch("port-restricted-cone", "symmetric-sequential")
+        for host, result in results.items():
+            self.assertIn("got=False", result, "%s: %s" % (host, result))
+
+
+class SentTests(LabTestCase):
+    """
+    The NAT routers count what their hosts send out, per destination.
+    """
+
+    def test_sentCountsDatagramsAndBytes(self):
+        lab = self.lab()
+        self.assertEqual(lab.sent("natA"), {})
+        agent = lab.agent("peerA")
+        sock, _ = agent.bind()
+        agent.send(sock, lab.natBPublic, 7000, data="12345", count=7)
+        agent.send(sock, lab.serverAddress, 7000, data="xy", count=3)
+        self.assertEqual(
+            lab.sent("natA"), {lab.natBPublic: (7, 35), lab.serverAddress: (3, 6)}
+        )
+        self.assertEqual(lab.sent("natB"), {})
 
 
 class ImpairmentTests(LabTestCase):

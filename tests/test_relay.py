@@ -41,7 +41,9 @@ class RelayLabTests(TestCase):
         each has the other's direct message, or C{timeout}.
 
         @return: The L{Run}, the time bob's introduction was logged, and
-            what was seen: C{{(label, pattern): (time, match)}}.
+            what was seen: C{{(label, pattern): (time, match)}}.  The
+            run's C{sent} is what alice and bob sent out through their NATs
+            (L{tests.natlab.Lab.sent}).
         """
         secretFile = self.mktemp()
         with open(secretFile, "w") as f:
@@ -80,6 +82,7 @@ class RelayLabTests(TestCase):
                 for label in ("alice", "bob", "server"):
                     processes.stop(label)
                 run.lines += list(processes.lines(time.monotonic() + 5))
+                run.sent = {"alice": lab.sent("natA"), "bob": lab.sent("natB")}
             finally:
                 coturn.stop()
             run.coturn = coturn.output.decode("utf-8", "replace")
