@@ -102,6 +102,30 @@ def pcpSchedule(random):
     return tuple(islice(backoff(3.0, 1024.0, 0.1, random), PCP_ATTEMPTS))
 
 
+def defaultGateway(routeTable: str) -> "str | None":
+    """
+    The gateway of the IPv4 default route in Linux's C{/proc/net/route}.
+
+    @param routeTable: The file's text: a header line, then one route a
+        line, whose Destination, Gateway and Flags are the second, third
+        and fourth columns, addresses in little-endian hexadecimal.
+    @return: The gateway's address, or L{None} if there is no default
+        route through a gateway.
+    """
+    for line in routeTable.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        try:
+            destination, gateway, flags = (int(f, 16) for f in fields[1:4])
+        except ValueError:
+            continue
+        # RTF_UP and RTF_GATEWAY.
+        if destination == 0 and flags & 0x3 == 0x3 and gateway:
+            return str(IPv4Address(struct.pack("<I", gateway)))
+    return None
+
+
 class PortMapError(ValueError):
     """
     A datagram that is not a well-formed answer: the reason is the message.

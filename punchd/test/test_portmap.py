@@ -12,6 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import portmap
 from punchd.drops import DropCounter
+from punchd.test.helpers import World
+from punchd.testing import symmetric
 
 GATEWAY = "10.0.1.1"
 ROUTER = (GATEWAY, portmap.SERVER_PORT)
@@ -313,3 +315,44 @@ class PortMapperTests(SynchronousTestCase):
         self.assertEqual((h.mapper.mapping, len(h.sent)), (None, 1))
         h.mapper.handle(pcpAnswer(), ROUTER)
         self.assertIsNotNone(h.mapper.mapping)
+
+
+class PeerPortMappingTests(SynchronousTestCase):
+    """
+    A peer with a port mapping offers it to its contact through the stage
+    manager, and the contact probes it.
+    """
+
+    def test_mappedAddressOffered(self):
+        """
+        Once alice's router grants a mapping, bob gets it as a mapped
+        candidate through the stage manager and probes it; when alice
+        leaves, she deletes the mapping with the nonce she asked with.
+        """
+        world = World(symmetric(), symmetric(), portMapping=(GATEWAY, CLIENT))
+        world.start()
+        external = ("198.51.100.1", 40000)
+
+        def toRouter():
+            return [
+                d.data for d in world.network.traffic
+                if d.destination == ROUTER and d.source == (CLIENT, 5000)
+            ]
+
+        request = toRouter()[0]
+        nonce = request[24:36]
+        self.assertEqual(request, portmap.encodePCPMapRequest(CLIENT, nonce, 5000, 7200))
+        self.assertTrue(
+            world.alice.portMapper.handle(pcpAnswer(nonce=nonce, external=external), ROUTER)
+        )
+        world.network.advance(3)
+        path = world.bob.contacts["alice"].path
+        self.assertIn(("198.51.100.1:40000 (mapped)"), [repr(c) for c in path.candidates])
+        self.assertNotEqual(
+            [d for d in world.network.traffic if d.destination == external], []
+        )
+        world.alice.leave()
+        world.network.advance(1)
+        self.assertEqual(
+            toRouter()[-1], portmap.encodePCPMapRequest(CLIENT, nonce, 5000, 0, *reversed(external))
+        )
