@@ -118,6 +118,14 @@ class CodecTests(SynchronousTestCase):
             portmap.decode(struct.pack("!BBHI", 0, 129, 1, 99)), portmap.PMPError(1, 1)
         )
 
+    def test_decodeMiniupnpdAnswer(self):
+        """
+        The NAT-PMP answer miniupnpd 2.3.1 gave to a mapping request for
+        port 5000 for an hour, as captured in the NAT lab.
+        """
+        captured = bytes.fromhex("0081000000000002138813880000" "0e10")
+        self.assertEqual(portmap.decode(captured), portmap.PMPMapping(0, 2, 5000, 5000, 3600))
+
     def test_decodeRejects(self):
         """
         Wrong sizes, versions and opcodes are not answers.
