@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import portmap
 from punchd.drops import DropCounter
+from punchd.punching import MAPPED
 from punchd.test.helpers import World
 from punchd.testing import symmetric
 
@@ -363,4 +364,26 @@ class PeerPortMappingTests(SynchronousTestCase):
         world.network.advance(1)
         self.assertEqual(
             toRouter()[-1], portmap.encodePCPMapRequest(CLIENT, nonce, 5000, 0, *reversed(external))
+        )
+
+    def test_mappingAfterIntroductionOffered(self):
+        """
+        A mapping granted while alice is already punching to bob is sent
+        to him then.
+        """
+        world = World(symmetric(), symmetric(), portMapping=(GATEWAY, CLIENT))
+        world.start()
+        world.network.advance(2)
+        path = world.bob.contacts["alice"].path
+        self.assertEqual([c for c in path.candidates if c.kind == MAPPED], [])
+        request = [
+            d.data for d in world.network.traffic
+            if d.destination == ROUTER and d.source == (CLIENT, 5000)
+        ][0]
+        world.alice.portMapper.handle(
+            pcpAnswer(nonce=request[24:36], external=("198.51.100.1", 40000)), ROUTER
+        )
+        world.network.advance(1)
+        self.assertEqual(
+            [c.address for c in path.candidates if c.kind == MAPPED], [("198.51.100.1", 40000)]
         )
