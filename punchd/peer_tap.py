@@ -64,7 +64,7 @@ With --port-mapping, it asks the router (the default route's gateway, or
 stop, and offers the mapped address to every contact: a peer behind a
 symmetric NAT whose router grants one can be reached by any contact.
 
-    twistd -n punch-peer --server stage.example.net:8080 --name alice \
+    twistd -n punch-peer --server stage.example.net:8080 --name alice \\
         --peer bob --port-mapping
 
 With --seed-compat, it instead speaks the original test-client's text
@@ -473,7 +473,6 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{option}: {e}") from None
         return found
 
-
     def _checkPortMapping(self):
         if not self["port-mapping"]:
             if self["gateway"] is not None:
@@ -494,6 +493,8 @@ class Options(usage.Options):
                     f"--port-mapping: no default route in {ROUTE_TABLE} to find the"
                     " router by; give --gateway"
                 )
+        if localAddressTowards((self["gateway"], PORT_MAPPING_PORT)) is None:
+            raise usage.UsageError(f"--gateway: no route to {self['gateway']}")
 
     def _checkMessage(self):
         # Checked here rather than cut when sent: a message cut short is
@@ -526,10 +527,10 @@ def _portMapping(config):
     The C{portMapping} of the L{PeerProtocol}: the router, and our address
     on its network.
     """
-    gateway = config["gateway"]
     if not config["port-mapping"]:
         return None
-    return gateway, localAddressTowards((gateway, PORT_MAPPING_PORT)) or "0.0.0.0"
+    gateway = config["gateway"]
+    return gateway, localAddressTowards((gateway, PORT_MAPPING_PORT))
 
 
 def makeService(config, reactor=None):

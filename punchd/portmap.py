@@ -533,7 +533,9 @@ class PortMapper:
                 "nonce, protocol or internal port not ours",
             )
             return True
-        if isinstance(answer, PMPMapping) and answer.internalPort != self._internalPort:
+        if key == PMP_MAP_UDP and isinstance(answer, PMPMapping) and (
+            answer.internalPort != self._internalPort
+        ):
             self._drops.drop(
                 "unmatched port mapping answer", source,
                 f"internal port {answer.internalPort}, not ours",
@@ -542,16 +544,24 @@ class PortMapper:
         self._requests.answer(key, answer)
         return True
 
-    @staticmethod
-    def _keyOf(answer):
+    def _keyOf(self, answer):
+        """
+        The request an answer is for.
+        """
         if isinstance(answer, PCPMapping):
             return PCP
-        if isinstance(answer, PMPError):
-            return PCP if answer.opcode == PCP_MAP else answer.opcode
-        return PMP_EXTERNAL_ADDRESS if isinstance(answer, PMPAddress) else PMP_MAP_UDP
+        if answer.result == UNSUPPORTED_VERSION and PCP in self._requests:
+            # A NAT-PMP router's word on our PCP request, short (as RFC
+            # 6886 section 3.5 has it) or of a mapping answer's size.
+            return PCP
+        if isinstance(answer, PMPAddress) or (
+            isinstance(answer, PMPError) and answer.opcode == PMP_EXTERNAL_ADDRESS
+        ):
+            return PMP_EXTERNAL_ADDRESS
+        return PMP_MAP_UDP
 
     def _pcpAnswered(self, answer):
-        if isinstance(answer, PMPError):
+        if not isinstance(answer, PCPMapping):
             # A NAT-PMP router, as RFC 6887 section 9 expects.
             self._askPMP()
             return

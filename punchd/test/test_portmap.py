@@ -259,6 +259,33 @@ class PortMapperTests(SynchronousTestCase):
         self.assertEqual(h.sent[-1], (portmap.encodePMPMapRequest(5000, 0, 0), ROUTER))
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_natPMPAfterFullSizeUnsupportedVersion(self):
+        """
+        A NAT-PMP router that says "unsupported version" to PCP in a
+        mapping answer's 16 bytes moves the client to NAT-PMP too.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pmpMapping(result=1, port=0, external=0, lifetime=0), ROUTER)
+        self.assertEqual(h.sent[-1], (b"\x00\x00", ROUTER))
+        self.assertEqual(dict(h.drops.counts), {})
+
+    def test_natPMPMapRefusedShort(self):
+        """
+        A short NAT-PMP error to the mapping request is a refusal.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 1, 99), ROUTER)
+        h.mapper.handle(pmpAddress(), ROUTER)
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 2, 99), ROUTER)
+        self.assertIn(
+            "No port mapping: the router at 10.0.1.1 refused the mapping over NAT-PMP:"
+            " not authorized or refused",
+            h.lines(),
+        )
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
     def test_refused(self):
         """
         A PCP refusal is reported with its result code, and NAT-PMP is not
