@@ -225,6 +225,25 @@ class PortMapperTests(SynchronousTestCase):
         self.assertIsNone(h.mapper.mapping)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_renewalMoves(self):
+        """
+        A renewal answered with another external port is a new mapping:
+        the listener is told, and the log says so.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pcpAnswer(lifetime=100), ROUTER)
+        h.clock.advance(50)
+        h.mapper.handle(pcpAnswer(lifetime=100, external=("203.0.113.1", 40001)), ROUTER)
+        self.assertEqual(
+            [m.external for m in h.changes], [("203.0.113.1", 40000), ("203.0.113.1", 40001)]
+        )
+        self.assertIn(
+            "Port mapping: the router at 10.0.1.1 maps 203.0.113.1:40001 to our port 5000"
+            " for 100 s (PCP)",
+            h.lines(),
+        )
+
     def test_silentRouter(self):
         """
         A router that answers nothing gets PCP twice (at 0 and 3 s), then
