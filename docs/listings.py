@@ -37,6 +37,7 @@ ALICE_INDEX = 0x5A11CE
 TURN_SERVER = ("192.0.2.10", 3478)
 TURN_SECRET = b"the TURN server's static-auth-secret"
 RELAYED = ("192.0.2.10", 49152)
+MAPPED = ("198.51.100.1", 40000)
 SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
 
 _METHODS = {
@@ -75,6 +76,7 @@ _NAMES = {
     messages.TURN_PASSWORD: "TURN-PASSWORD",
     messages.TURN_REALM: "TURN-REALM",
     messages.RELAYED_ADDRESS: "RELAYED-ADDRESS",
+    messages.MAPPED_ADDRESS: "MAPPED-ADDRESS",
     messages.NAT_BEHAVIOUR: "NAT-BEHAVIOUR",
     stun.USERNAME: "USERNAME",
     stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
@@ -97,6 +99,7 @@ _TEXT = {
 _XOR_ADDRESSES = {
     messages.TURN_SERVER,
     messages.RELAYED_ADDRESS,
+    messages.MAPPED_ADDRESS,
     messages.LOCAL_ADDRESS,
     messages.PEER_ADDRESS,
     messages.PEER_LOCAL_ADDRESS,
@@ -215,6 +218,11 @@ def examples():
         messages.encodeCandidate(
             txid,
             messages.RelayCandidate("alice", RELAYED, None, SYMMETRIC),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", MAPPED, "bob", SYMMETRIC, mapped=True),
             messages.introductionKey(SECRET),
         ),
         messages.encodeUnregister(txid, "alice", SECRET),

@@ -26,7 +26,8 @@ Stage manager and peer:
     L{registrationKey}.  Success: nothing more.
   - C{CANDIDATE} request from a peer: its L{NAME}, the L{PEER} it was
     introduced to, its L{RELAYED_ADDRESS} on the TURN server the
-    introduction named and, when it knows, its L{NAT_BEHAVIOUR}, with
+    introduction named (or instead its L{MAPPED_ADDRESS}, the port
+    mapping its router granted) and, when it knows, its L{NAT_BEHAVIOUR}, with
     C{MESSAGE-INTEGRITY} keyed with its own L{introductionKey}.  Success:
     nothing more.  The stage manager forwards it to the peer, in a
     C{CANDIDATE} request of L{NAME} (the sender), L{RELAYED_ADDRESS} and
@@ -116,6 +117,10 @@ TURN_PASSWORD = 0xC022
 TURN_REALM = 0xC023
 #: A peer's relayed address on the TURN server, an XOR address.
 RELAYED_ADDRESS = 0xC024
+#: A peer's address on its router's external side that the router maps
+#: to its socket (PCP or NAT-PMP, L{punchd.portmap}), an XOR address: in a
+#: C{CANDIDATE} in place of L{RELAYED_ADDRESS}.
+MAPPED_ADDRESS = 0xC026
 #: How a peer's NAT maps and filters, as its NAT probe found: two bytes,
 #: each 0 (endpoint-independent), 1 (address-dependent) or 2 (address and
 #: port dependent).
@@ -768,21 +773,24 @@ def _readTurn(message: stun.Message) -> "TurnCredentials | None":
 @dataclass(frozen=True)
 class RelayCandidate:
     """
-    A peer's relayed address, on its way through the stage manager to the
-    peer it was introduced to.
+    A peer's relayed address, or the port mapping its router granted, on
+    its way through the stage manager to the peer it was introduced to.
 
     @ivar name: The sender's name.
-    @ivar relayed: Its relayed C{(host, port)}.
+    @ivar relayed: Its relayed C{(host, port)}, or its mapped one.
     @ivar peer: The name of the peer it is for, on the way to the stage
         manager; L{None} on the way from it.
     @ivar nat: How the sender's NAT maps and filters: a pair of
         L{punchd.natprobe} behaviours, or L{None} if it does not know.
+    @ivar mapped: Whether the address is a port mapping on the sender's
+        router (L{MAPPED_ADDRESS}) rather than a relayed one.
     """
 
     name: str
     relayed: tuple
     peer: "str | None" = None
     nat: "tuple | None" = None
+    mapped: bool = False
 
 
 #: The behaviours of L{NAT_BEHAVIOUR}, by their number on the wire.
@@ -798,7 +806,10 @@ def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes)
     """
     attributes = [
         (NAME, candidate.name.encode("utf-8")),
-        (RELAYED_ADDRESS, stun.encodeXorAddress(*candidate.relayed, transactionID)),
+        (
+            MAPPED_ADDRESS if candidate.mapped else RELAYED_ADDRESS,
+            stun.encodeXorAddress(*candidate.relayed, transactionID),
+        ),
     ]
     if candidate.peer is not None:
         attributes.append((PEER, candidate.peer.encode("utf-8")))
@@ -820,8 +831,9 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
     @raise InvalidMessage: If it breaks a rule.
     """
     relayed = message.get(RELAYED_ADDRESS)
-    if relayed is None:
-        raise InvalidMessage("CANDIDATE lacks RELAYED-ADDRESS")
+    mapped = message.get(MAPPED_ADDRESS)
+    if (relayed is None) == (mapped is None):
+        raise InvalidMessage("CANDIDATE needs one RELAYED-ADDRESS or MAPPED-ADDRESS")
     nat = message.get(NAT_BEHAVIOUR)
     if nat is not None:
         if len(nat) != 2 or max(nat) >= len(_BEHAVIOURS):
@@ -829,9 +841,14 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
         nat = tuple(_BEHAVIOURS[b] for b in nat)
     return RelayCandidate(
         readName(message, NAME, "NAME", True),
-        readAddress(relayed, message.transactionID, "RELAYED-ADDRESS"),
+        readAddress(
+            mapped or relayed,
+            message.transactionID,
+            "RELAYED-ADDRESS" if mapped is None else "MAPPED-ADDRESS",
+        ),
         readName(message, PEER, "PEER", False),
         nat,
+        mapped is not None,
     )
 
 

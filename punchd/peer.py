@@ -28,7 +28,8 @@ from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
 from punchd.natprobe import NATProbe, ProbeError
 from punchd.hardnat import SideSource
-from punchd.punching import FAILED, LOST, PUNCHING, RELAYED, UP, Punch
+from punchd.portmap import PortMapper
+from punchd.punching import FAILED, LOST, MAPPED, PUNCHING, RELAYED, UP, Punch
 from punchd.registration import Registrar
 from punchd.relaying import Relay, RelayedSource, directImpossible
 from punchd.transactions import Transactions, TransactionTimeout
@@ -112,6 +113,7 @@ class PeerProtocol(DatagramProtocol):
         scanBudget: int = 1024,
         scanRate: float = 200.0,
         random=None,
+        portMapping=None,
         **punchSettings,
     ):
         """
@@ -159,6 +161,11 @@ class PeerProtocol(DatagramProtocol):
         @param scanRate: Probes a second of either.
         @param random: A L{random.Random}, for the jitter of registrations
             and the ports to probe; by default the system's.
+        @param portMapping: C{(gateway, clientHost)}: ask the router at
+            C{gateway} for a port mapping with PCP or NAT-PMP
+            (L{punchd.portmap}), C{clientHost} being our address on its
+            network, and offer the mapped address to every contact; L{None}
+            not to.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -228,6 +235,9 @@ class PeerProtocol(DatagramProtocol):
         self.sideSockets = {}
         self._sides = {}
         self._nextSide = 0
+        self._portMapping = portMapping
+        #: The L{PortMapper}, from the start of the protocol when asked for.
+        self.portMapper = None
 
     @property
     def server(self):
@@ -305,6 +315,19 @@ class PeerProtocol(DatagramProtocol):
         self.registrar.start()
         if self._discoverNAT:
             self._startNATProbe(host.port)
+        if self._portMapping is not None:
+            gateway, clientHost = self._portMapping
+            self.portMapper = PortMapper(
+                self.clock,
+                self.transport.write,
+                gateway,
+                clientHost,
+                host.port,
+                self._mappingChanged,
+                self.drops,
+                random=self._random.random,
+            )
+            self.portMapper.start()
 
     def _startNATProbe(self, port):
         self.natProbe = NATProbe(
@@ -344,6 +367,8 @@ class PeerProtocol(DatagramProtocol):
 
     def stopProtocol(self):
         self.registrar.stop()
+        if self.portMapper is not None:
+            self.portMapper.stop()
         self._candidates.withdrawAll()
         if self.relay is not None:
             self.relay.stop()
@@ -371,6 +396,8 @@ class PeerProtocol(DatagramProtocol):
         if self.relay is not None:
             # Deallocate while the socket is open.
             self.relay.stop()
+        if self.portMapper is not None:
+            self.portMapper.stop()
 
     def register(self, seeking: "tuple | None" = None):
         """
@@ -429,6 +456,8 @@ class PeerProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram, address):
         if self.relay is not None and self.relay.handle(datagram, address):
+            return
+        if self.portMapper is not None and self.portMapper.handle(datagram, address):
             return
         if frames.isFrame(datagram):
             self._frameReceived(datagram, address)
@@ -591,6 +620,8 @@ class PeerProtocol(DatagramProtocol):
         self.receivers[index] = punch
         if introduction.turn is not None:
             self._offerRelay(contact, punch, introduction)
+        if self.portMapper is not None and self.portMapper.mapping is not None:
+            self._announce(contact, punch, self.portMapper.mapping.external, mapped=True)
 
     # Relaying (punchd.relaying)
 
@@ -653,7 +684,23 @@ class PeerProtocol(DatagramProtocol):
             return None
         return (behaviour.mapping, behaviour.filtering)
 
-    def _announce(self, contact, punch, relayed):
+    def _mappingChanged(self, mapping):
+        """
+        The router granted a port mapping, or it moved: every contact
+        punching or with a path gets the new address.  A lost one is
+        simply not offered again.
+        """
+        if mapping is None:
+            return
+        for contact in self.contacts.values():
+            if isinstance(contact.path, Punch):
+                self._announce(contact, contact.path, mapping.external, mapped=True)
+
+    def _announce(self, contact, punch, relayed, mapped=False):
+        """
+        Send the contact our relayed address, or with C{mapped} our port
+        mapping, through the stage manager.
+        """
         if contact.path is not punch or punch.state not in (PUNCHING, UP):
             return
         secret = self.registrar.secret
@@ -662,7 +709,9 @@ class PeerProtocol(DatagramProtocol):
         txid = self._newTransactionID()
         datagram = messages.encodeCandidate(
             txid,
-            messages.RelayCandidate(self._wireName, relayed, contact.wireName, self._natPair()),
+            messages.RelayCandidate(
+                self._wireName, relayed, contact.wireName, self._natPair(), mapped
+            ),
             messages.introductionKey(secret),
         )
         d = self._candidates.request(txid, datagram, self.server, (0.5, 1.0, 2.0, 4.0))
@@ -687,15 +736,26 @@ class PeerProtocol(DatagramProtocol):
         candidate = messages.parseCandidate(message)
         contact = self._byWireName.get(candidate.name)
         if contact is None:
-            raise messages.InvalidMessage(f"a relayed candidate of {candidate.name}, who is not a contact")
+            raise messages.InvalidMessage(f"a candidate of {candidate.name}, who is not a contact")
         punch = contact.path
         if not isinstance(punch, Punch) or punch.state not in (PUNCHING, UP):
             return True
         why = unusableReason(candidate.relayed, self._ipv6, self._ownAddresses())
         if why is not None:
             self.drops.drop(
-                why, formatAddress(self.server), f"relayed candidate of {contact.name}"
+                why,
+                formatAddress(self.server),
+                f"{'mapped' if candidate.mapped else 'relayed'} candidate of {contact.name}",
             )
+            return True
+        if candidate.mapped:
+            if not any(c.address == candidate.relayed for c in punch.candidates):
+                punch.addCandidate(candidate.relayed, MAPPED)
+                self.log.info(
+                    "{peer}'s router maps {address} to it: probing it",
+                    peer=contact.name,
+                    address=formatAddress(candidate.relayed),
+                )
             return True
         if any(c.address == candidate.relayed for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's

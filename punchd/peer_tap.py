@@ -3,7 +3,7 @@ C{twistd punch-peer}: options and service wiring for a peer.
 """
 
 import socket
-from ipaddress import ip_address
+from ipaddress import IPv4Address, ip_address
 
 from twisted.application.service import MultiService
 from twisted.python import usage
@@ -21,6 +21,7 @@ from punchd.messages import MAX_CONTACTS, InvalidMessage, validateName
 from punchd.natprobe import NATReportProtocol
 from punchd.compat.protocol import MAX_DATAGRAM, fitsLine
 from punchd.peer import PeerProtocol
+from punchd.portmap import SERVER_PORT as PORT_MAPPING_PORT, defaultGateway
 from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
 from punchd.forwarding import Forwarder
@@ -63,6 +64,14 @@ With several contacts, NAME= says whose path each port forwards to:
 
     twistd -n punch-peer --server stage.example.net:8080 --name alice \\
         --peer bob --peer carol --forward bob=51821 --forward carol=51822
+
+With --port-mapping, it asks the router (the default route's gateway, or
+--gateway) for a port mapping with PCP or NAT-PMP, renews it, deletes it at
+stop, and offers the mapped address to every contact: a peer behind a
+symmetric NAT whose router grants one can be reached by any contact.
+
+    twistd -n punch-peer --server stage.example.net:8080 --name alice \\
+        --peer bob --port-mapping
 
 With --seed-compat, it instead speaks the original test-client's text
 protocol, to an original test-server (or a punch-server --seed-compat): it
@@ -132,6 +141,31 @@ def _checkListenable(address):
             raise ValueError(f"cannot listen on {formatAddress(address)}: {e.strerror}") from None
 
 
+def _ipv4(value: str) -> str:
+    """
+    An IPv4 address literal.
+    """
+    try:
+        return str(IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
+#: Where Linux lists its IPv4 routes.
+ROUTE_TABLE = "/proc/net/route"
+
+
+def _routerAddress(path=ROUTE_TABLE) -> "str | None":
+    """
+    The default route's gateway on this machine, or L{None}.
+    """
+    try:
+        with open(path) as f:
+            return defaultGateway(f.read())
+    except OSError:
+        return None
+
+
 class Options(usage.Options):
     """
     Options for C{twistd punch-peer}.
@@ -153,10 +187,24 @@ class Options(usage.Options):
             None,
             "Speak the original test-client's text protocol, to an original test-server.",
         ],
+        [
+            "port-mapping",
+            None,
+            "Ask the router for a port mapping (PCP, then NAT-PMP), keep it while"
+            " running, and offer it to the contacts. IPv4 only.",
+        ],
     ]
 
     optParameters = [
         ["name", "n", None, "This peer's name: up to 64 bytes, no spaces.", _name("name")],
+        [
+            "gateway",
+            None,
+            None,
+            "With --port-mapping, the router's IPv4 address. Default: the gateway"
+            " of the default route (from /proc/net/route).",
+            options.named("gateway", _ipv4),
+        ],
         [
             "port",
             None,
@@ -325,6 +373,7 @@ class Options(usage.Options):
         if len(set(resolved)) != len(resolved):
             raise usage.UsageError(f"--server: a stage manager given twice ({', '.join(self['servers'])})")
         self["server"], *self["fallbacks"] = resolved
+        self._checkPortMapping()
         if self["seed-compat"] and ":" in self["server"][0]:
             raise usage.UsageError(
                 f"--server: {self['server'][0]} is IPv6; the original test-server"
@@ -424,6 +473,28 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{option}: {e}") from None
         return found
 
+    def _checkPortMapping(self):
+        if not self["port-mapping"]:
+            if self["gateway"] is not None:
+                raise usage.UsageError("--gateway needs --port-mapping")
+            return
+        for option in ("probe", "seed-compat"):
+            if self[option]:
+                raise usage.UsageError(f"--port-mapping cannot go with --{option}")
+        if ":" in self["server"][0]:
+            raise usage.UsageError(
+                f"--port-mapping: the stage manager {self['server'][0]} is IPv6;"
+                " port mapping here is for IPv4"
+            )
+        if self["gateway"] is None:
+            self["gateway"] = _routerAddress()
+            if self["gateway"] is None:
+                raise usage.UsageError(
+                    f"--port-mapping: no default route in {ROUTE_TABLE} to find the"
+                    " router by; give --gateway"
+                )
+        if localAddressTowards((self["gateway"], PORT_MAPPING_PORT)) is None:
+            raise usage.UsageError(f"--gateway: no route to {self['gateway']}")
 
     def _checkMessage(self):
         # Checked here rather than cut when sent: a message cut short is
@@ -449,6 +520,17 @@ class PeerService(DatagramServer):
     def stopService(self):
         self.protocol.leave()
         return super().stopService()
+
+
+def _portMapping(config):
+    """
+    The C{portMapping} of the L{PeerProtocol}: the router, and our address
+    on its network.
+    """
+    if not config["port-mapping"]:
+        return None
+    gateway = config["gateway"]
+    return gateway, localAddressTowards((gateway, PORT_MAPPING_PORT))
 
 
 def makeService(config, reactor=None):
@@ -515,6 +597,7 @@ def makeService(config, reactor=None):
         key=config["secret-file"],
         peerSecret=config["peer-secret-file"],
         fallbacks=config["fallbacks"],
+        portMapping=_portMapping(config),
     )
     peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
     if not forwarders:

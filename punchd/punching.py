@@ -25,12 +25,15 @@ STOPPED = "stopped"
 #: Candidate kinds, from most to least preferred: a path inside one network
 #: beats one through a NAT, and an address learned from the peer's own probe
 #: beats the one its NAT showed the stage manager; any direct path beats one
-#: through a TURN relay (L{punchd.relaying}).
+#: through a TURN relay (L{punchd.relaying}).  A port mapping the peer's
+#: router granted (L{punchd.portmap}) lets anyone in, whatever its NAT does:
+#: better than the public address, which it may not keep for us.
 LOCAL = "local"
 PEER_REFLEXIVE = "peer-reflexive"
+MAPPED = "mapped"
 PUBLIC = "public"
 RELAYED = "relayed"
-_PRIORITY = {LOCAL: 3, PEER_REFLEXIVE: 2, PUBLIC: 1, RELAYED: 0}
+_PRIORITY = {LOCAL: 4, PEER_REFLEXIVE: 3, MAPPED: 2, PUBLIC: 1, RELAYED: 0}
 
 
 @implementer(ICandidate)
@@ -40,7 +43,8 @@ class Candidate:
     socket.
 
     @ivar address: C{(host, port)}.
-    @ivar kind: L{LOCAL}, L{PEER_REFLEXIVE} or L{PUBLIC}.
+    @ivar kind: L{LOCAL}, L{PEER_REFLEXIVE}, L{MAPPED}, L{PUBLIC} or
+        L{RELAYED}.
     """
 
     __slots__ = ("address", "kind", "_send")
@@ -237,9 +241,10 @@ class Punch:
     def addCandidate(self, address, kind: str = RELAYED):
         """
         Add a candidate learned after the introduction: the peer's relayed
-        address on a TURN server.  It is probed from this socket, after
-        C{relayDelay} (see L{relayAtOnce}), and used only while no direct
-        candidate answers.
+        address on a TURN server, probed from this socket after
+        C{relayDelay} (see L{relayAtOnce}) and used only while no direct
+        candidate answers; or the port mapping its router granted
+        (L{MAPPED}), probed at once as the public address is.
         """
         self._addCandidate(address, kind)
 

@@ -897,7 +897,9 @@ class StageManagerProtocol(DatagramProtocol):
             messages.encodeSuccess(messages.CANDIDATE, message.transactionID), entry.address
         )
         txid = self._randomBytes(12)
-        forwarded = messages.RelayCandidate(candidate.name, candidate.relayed, nat=candidate.nat)
+        forwarded = messages.RelayCandidate(
+            candidate.name, candidate.relayed, nat=candidate.nat, mapped=candidate.mapped
+        )
         # Signed as introductions are: with the previous secret while there
         # is one, which the peer surely holds.
         key = messages.introductionKey(other.previousSecret or other.secret)
@@ -910,8 +912,9 @@ class StageManagerProtocol(DatagramProtocol):
         d.addErrback(self._unacknowledged, other)
         self.stats["candidates"] += 1
         self.log.info(
-            "Forwarded {name}'s relayed address {relayed} to {peer}",
+            "Forwarded {name}'s {kind} address {relayed} to {peer}",
             name=entry.name,
+            kind="mapped" if candidate.mapped else "relayed",
             relayed=formatAddress(candidate.relayed),
             peer=other.name,
         )

@@ -338,3 +338,40 @@ class MethodTests(SynchronousTestCase):
             for messageClass in (stun.REQUEST, stun.INDICATION, stun.SUCCESS, stun.ERROR):
                 datagram = stun.encode(stun.Message(method, messageClass, bytes(12)))
                 self.assertLessEqual(datagram[0], 3, (hex(method), messageClass))
+
+
+class MappedCandidateTests(SynchronousTestCase):
+    """
+    A C{CANDIDATE} carrying a port mapping instead of a relayed address.
+    """
+
+    def test_roundTrip(self):
+        """
+        A mapped candidate goes in C{MAPPED-ADDRESS} and comes back mapped.
+        """
+        txid = bytes(12)
+        candidate = messages.RelayCandidate("alice", ("203.0.113.1", 40000), "bob", mapped=True)
+        datagram = messages.encodeCandidate(txid, candidate, b"k" * 16)
+        message = stun.decode(datagram)
+        self.assertIsNotNone(message.get(messages.MAPPED_ADDRESS))
+        self.assertIsNone(message.get(messages.RELAYED_ADDRESS))
+        self.assertEqual(messages.parseCandidate(message), candidate)
+
+    def test_oneAddressOnly(self):
+        """
+        A candidate with both addresses, or neither, is invalid.
+        """
+        txid = bytes(12)
+        address = stun.encodeXorAddress("203.0.113.1", 40000, txid)
+        for attributes in (
+            ((messages.NAME, b"alice"),),
+            (
+                (messages.NAME, b"alice"),
+                (messages.RELAYED_ADDRESS, address),
+                (messages.MAPPED_ADDRESS, address),
+            ),
+        ):
+            message = stun.decode(
+                stun.encode(stun.Message(messages.CANDIDATE, stun.REQUEST, txid, attributes))
+            )
+            self.assertRaises(messages.InvalidMessage, messages.parseCandidate, message)

@@ -13,6 +13,7 @@ from punchd import messages, peer_tap, server_tap
 from punchd.metrics import MetricsService
 from punchd.natprobe import NATReportProtocol
 from punchd.peer import PeerProtocol
+from punchd.portmap import defaultGateway
 from punchd.server import StageManagerProtocol
 from punchd.services import DatagramServer
 
@@ -546,3 +547,62 @@ class ServerRedisOptionsTests(SynchronousTestCase):
         )
         book = list(top)[1].protocol.phonebook
         self.assertEqual((book.namesPerAddress, book.namesPerIP), (3, 7))
+
+
+class PortMappingOptionsTests(SynchronousTestCase):
+    """
+    C{--port-mapping} and C{--gateway}.
+    """
+
+    def test_gatewayGiven(self):
+        """
+        With C{--gateway}, the peer asks that router for its mapping.
+        """
+        options = parse(peer_tap.Options, PEER + ["--port-mapping", "--gateway", "127.0.0.1"])
+        self.assertEqual((options["port-mapping"], options["gateway"]), (True, "127.0.0.1"))
+        protocol = peer_tap.makeService(options, reactor=Clock()).protocol
+        self.assertEqual(protocol._portMapping, ("127.0.0.1", "127.0.0.1"))
+
+    def test_offByDefault(self):
+        """
+        Without C{--port-mapping}, no router is asked.
+        """
+        options = parse(peer_tap.Options, PEER)
+        self.assertEqual((options["port-mapping"], options["gateway"]), (False, None))
+        self.assertIsNone(peer_tap.makeService(options, reactor=Clock()).protocol._portMapping)
+
+    def test_defaultGateway(self):
+        """
+        The default route's gateway is read from Linux's route table.
+        """
+        table = (
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+            "eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+            "eth0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\n"
+        )
+        self.assertEqual(defaultGateway(table), "10.0.1.1")
+        self.assertIsNone(defaultGateway(table.splitlines()[0] + "\n" + table.splitlines()[1]))
+
+    def test_errorsNameTheOption(self):
+        """
+        A bad gateway, a gateway without port mapping, and port mapping
+        with an IPv6 stage manager, C{--probe} or C{--seed-compat} are
+        usage errors naming the option.
+        """
+        for argv, message in (
+            (["--port-mapping", "--gateway", "router"], "--gateway: 'router' is not an IPv4 address"),
+            (["--gateway", "10.0.0.1"], "--gateway needs --port-mapping"),
+            (["--port-mapping", "--gateway", "10.0.0.1", "--seed-compat"],
+             "--port-mapping cannot go with --seed-compat"),
+        ):
+            e = self.assertRaises(usage.UsageError, parse, peer_tap.Options, PEER + argv)
+            self.assertEqual(str(e), message)
+        e = self.assertRaises(
+            usage.UsageError,
+            parse,
+            peer_tap.Options,
+            ["-s", "[::1]:9000", "-n", "a", "-c", "b", "--port-mapping", "--gateway", "10.0.0.1"],
+        )
+        self.assertEqual(
+            str(e), "--port-mapping: the stage manager ::1 is IPv6; port mapping here is for IPv4"
+        )
