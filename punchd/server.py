@@ -208,9 +208,7 @@ class StageManagerProtocol(DatagramProtocol):
         # Introductions in flight, and the one in flight to each peer.
         self.introductions = Transactions(clock, self.write, limit=phonebook.maxEntries)
         self._introducing = {}
-        # Refresh handles, by handle and by name, oldest first; only with a
-        # phonebook that can refresh an entry in place.
-        self._canRefresh = callable(getattr(phonebook, "refresh", None))
+        # Refresh handles, by handle and by name, oldest first.
         self._handles = {}
         self._handleOf = {}
         # Handles count up from a random start, so that those of a stage
@@ -469,12 +467,32 @@ class StageManagerProtocol(DatagramProtocol):
             return
         h.counter = counter
         h.transactionID = transactionID
-        if not self.phonebook.refresh(h.name, address, now):
-            self._forgetHandle(h.name)
-            self._refreshRefused(transactionID, address, size, "entry gone or moved")
+        kept = self.phonebook.refresh(h.name, address, now)
+        if isinstance(kept, Deferred):
+            kept.addCallbacks(
+                self._refreshed,
+                self._refreshFailed,
+                (transactionID, handle, h, address, size),
+                None,
+                (transactionID, address, size),
+            )
+        else:
+            self._refreshed(kept, transactionID, handle, h, address, size)
+
+    def _refreshed(self, kept, transactionID, handle, h, address, size):
+        if not kept:
+            if self._handleOf.get(h.name) == handle:
+                self._forgetHandle(h.name)
+            self._refreshRefused(transactionID, address, size, "entry gone, moved or held elsewhere")
             return
         self.stats["refreshes"] += 1
         self.write(messages.encodeRefreshed(transactionID), address)
+
+    def _refreshFailed(self, failure, transactionID, address, size):
+        # A shared phonebook out of reach: the peer is told to register in
+        # full, and its registration is refused with the reason.
+        failure.trap(messages.InvalidMessage)
+        self._refreshRefused(transactionID, address, size, failure.value.reason)
 
     def _refreshRefused(self, transactionID, address, size, why):
         if self._limited(self.registrationLimit, address, False):
@@ -491,7 +509,7 @@ class StageManagerProtocol(DatagramProtocol):
 
         @return: The handle and its lifetime in seconds, or L{None}.
         """
-        if not self._canRefresh or entry.secret is None:
+        if entry.secret is None:
             return None
         self._forgetHandle(entry.name)
         self._nextHandle = (self._nextHandle + 1) & 0xFFFFFFFFFFFFFFFF
