@@ -6,9 +6,9 @@ somebody else's source address, and whatever it answers lands on that
 somebody.  So before it sends anything larger than what it received, or
 anything at all to a third party about the sender, it asks the sender to
 echo a cookie: a MAC (keyed BLAKE2s, RFC 7693) of the source address and
-the time, under a key that never leaves the server.  Only a sender that receives at that address can
-echo it, and the server keeps no state until it does, as with DTLS's
-HelloVerifyRequest and WireGuard's cookie replies.
+the time, under a key that never leaves the server.  Only a sender that
+receives at that address can echo it, and the server keeps no state until
+it does, as with DTLS's HelloVerifyRequest and WireGuard's cookie replies.
 """
 
 import hmac

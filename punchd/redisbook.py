@@ -197,7 +197,8 @@ local lastSeen = struct.unpack('>d', string.sub(value, at + 1, at + 8))
 if lastSeen + tonumber(ARGV[5]) <= tonumber(ARGV[2]) then return 0 end
 local length = string.byte(value, at + 9)
 if string.sub(value, at + 10, at + 9 + length) ~= ARGV[7] then return 0 end
-redis.call('SET', KEYS[1], string.sub(value, 1, at) .. ARGV[3] .. string.sub(value, at + 9), 'PX', ARGV[4])
+local kept = string.sub(value, 1, at) .. ARGV[3] .. string.sub(value, at + 9)
+redis.call('SET', KEYS[1], kept, 'PX', ARGV[4])
 redis.call('PEXPIRE', key, ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1

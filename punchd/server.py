@@ -484,7 +484,9 @@ class StageManagerProtocol(DatagramProtocol):
         if not kept:
             if self._handleOf.get(h.name) == handle:
                 self._forgetHandle(h.name)
-            self._refreshRefused(transactionID, address, size, "entry gone, moved or held elsewhere")
+            self._refreshRefused(
+                transactionID, address, size, "entry gone, moved or held elsewhere"
+            )
             return
         self.stats["refreshes"] += 1
         self.write(messages.encodeRefreshed(transactionID), address)
