@@ -83,6 +83,37 @@ class EncodingTests(SynchronousTestCase):
         self.assertLess(len(value), 80)
 
 
+class CommandEncodingTests(SynchronousTestCase):
+    """
+    The store's protocol encodes commands as txredisapi's own does.
+    """
+
+    def test_sameBytes(self):
+        """
+        Bytes, text (non-ASCII too), integers, floats and empty values are
+        encoded byte for byte as txredisapi's C{RedisProtocol} encodes
+        them.
+        """
+        requireClient(self)
+        from punchd.redisstore import commandProtocol
+
+        args = ("EVALSHA", b"\x00\xffraw", "pe\u00e9r", 42, -1, 2.5, "", b"", "x" * 300)
+        theirs = txredisapi.RedisProtocol(charset=None)._build_command(*args)
+        ours = commandProtocol(txredisapi)(charset=None)._build_command(*args)
+        self.assertEqual(ours, theirs)
+
+    def test_sameError(self):
+        """
+        Text that does not encode (a lone surrogate) is refused with
+        txredisapi's own error.
+        """
+        requireClient(self)
+        from punchd.redisstore import commandProtocol
+
+        protocol = commandProtocol(txredisapi)(charset=None)
+        self.assertRaises(txredisapi.InvalidData, protocol._build_command, "GET", "a\udc80")
+
+
 class RedisTestCase(TestCase):
     """
     A real redis-server, and a started L{punchd.redisstore.RedisStore} on
