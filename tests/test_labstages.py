@@ -45,6 +45,12 @@ class TwoStageManagersLabTests(TestCase):
         self.redis = startRedis(self, unix=True)
 
     def startStageManager(self, run, label, host, address):
+        """
+        Start C{punch-server --redis} as C{label} in the lab's C{host} on
+        C{address}, and wait until it reaches Redis.
+
+        @return: Its id among the stage managers sharing the phonebook.
+        """
         run.processes.start(
             label,
             run.lab.command(
@@ -72,12 +78,20 @@ class TwoStageManagersLabTests(TestCase):
         return decodeEntry(name, rest[: int(head[1:])]).holder
 
     def startPeer(self, run, label, host, name, wants, servers):
+        """
+        Start C{punch-peer} as C{label} in C{host}, registering every 2 s
+        with the first of C{servers}, the others its fallbacks.
+        """
         argv = ["punch-peer", "--name", name, "--peer", wants, "--interval", "2"]
         for server in servers:
             argv += ["--server", f"{server}:{PORT}"]
         run.processes.start(label, run.lab.command(host, TWISTD + argv))
 
     def expect(self, run, patterns, seconds, what):
+        """
+        Wait up to C{seconds} for every C{(label, pattern)}; fail, saying
+        C{what} and showing the transcript, if one is missing.
+        """
         seen = run.waitFor(patterns, seconds)
         missing = [(label, p.pattern) for label, p in patterns if (label, p) not in seen]
         self.assertEqual(missing, [], f"{what}:\n{run.transcript()}")
