@@ -25,7 +25,7 @@ DOCUMENT = Path(__file__).with_name("protocol.rst")
 TRANSACTION_ID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
 PUNCH_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 # A cookie of the stage manager's shape (a 4-byte time, then 12 bytes of
-# HMAC) and a name secret, fixed so that the listings do not change from
+# MAC) and a name secret, fixed so that the listings do not change from
 # one run to the next.
 COOKIE = bytes.fromhex("0000001d8a41f3c2e5b79d0c6f1a2b3c")
 SECRET = bytes.fromhex("5ec2e700") * 4
@@ -107,7 +107,7 @@ _XOR_ADDRESSES = {
 }
 _ADDRESSES = {stun.RESPONSE_ORIGIN, stun.OTHER_ADDRESS}
 _FIXED = {
-    messages.COOKIE: "4-byte time, 12-byte HMAC of the address",
+    messages.COOKIE: "4-byte time, 12-byte MAC of the address",
     messages.NAME_SECRET: "16 bytes, given once",
     messages.NAME_NONCE: "16 bytes: the next secret is HMAC(secret, nonce)",
     messages.REFRESH_HANDLE: "8-byte handle, then its lifetime in seconds",

@@ -5,16 +5,17 @@ A stage manager must not be a reflector: anyone can send it a datagram with
 somebody else's source address, and whatever it answers lands on that
 somebody.  So before it sends anything larger than what it received, or
 anything at all to a third party about the sender, it asks the sender to
-echo a cookie: an HMAC of the source address and the time, under a key that
-never leaves the server.  Only a sender that receives at that address can
-echo it, and the server keeps no state until it does, as with DTLS's
-HelloVerifyRequest and WireGuard's cookie replies.
+echo a cookie: a MAC (keyed BLAKE2s, RFC 7693) of the source address and
+the time, under a key that never leaves the server.  Only a sender that
+receives at that address can echo it, and the server keeps no state until
+it does, as with DTLS's HelloVerifyRequest and WireGuard's cookie replies.
 """
 
 import hmac
 import os
 import socket
 import struct
+from hashlib import blake2s
 
 COOKIE_BYTES = 16
 _EPOCH = struct.Struct("!I")
@@ -55,9 +56,13 @@ class Cookies:
             packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         except OSError:
             packed = host.encode("utf-8", "surrogateescape")
-        return hmac.digest(
-            self._key, _EPOCH.pack(epoch) + packed + port.to_bytes(2, "big"), "sha256"
-        )[:_MAC_BYTES]
+        # Keyed BLAKE2s, not HMAC-SHA256: a MAC as strong, in a quarter of
+        # the time, on every registration's path.
+        return blake2s(
+            _EPOCH.pack(epoch) + packed + port.to_bytes(2, "big"),
+            key=self._key,
+            digest_size=_MAC_BYTES,
+        ).digest()
 
     def issue(self, address, valid: "bytes | None" = None) -> bytes:
         """

@@ -191,6 +191,15 @@ class IPhonebook(Interface):
             and port, or its IP, holds as many names as it may.
         """
 
+    def refresh(name, address, now):
+        """
+        Keep C{name} another TTL from C{now}, with nothing else changed, if
+        it is live, registered from C{address}, and (with a phonebook
+        shared by several stage managers) held by this stage manager.
+
+        @return: Whether it was kept (or a Deferred of it).
+        """
+
     def remove(name):
         """
         Forget C{name}.

@@ -481,12 +481,12 @@ class Phonebook:
     def refresh(self, name, address, now) -> bool:
         """
         Keep C{name} another TTL from C{now}, with nothing else changed, if
-        it is registered from C{address}.
+        it is live and registered from C{address}.
 
         @return: Whether it is, and was kept.
         """
         entry = self._entries.get(name)
-        if entry is None or entry.address != address:
+        if entry is None or entry.address != address or entry.lastSeen + self.ttl <= now:
             return False
         entry.lastSeen = now
         self._entries.move_to_end(name)

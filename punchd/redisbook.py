@@ -66,16 +66,19 @@ SOURCE_BUCKETS = 131071
 # holding its counts, then the fields of its IP's count and of its
 # address's there.
 SOURCE = """
-local function source(prefix, value)
+-- Where the byte of flags is, past the secrets' field.
+local function flagsAt(value)
   local n = string.byte(value, 1)
-  local at
   if n == 0 then
-    at = 2
+    return 2
   elseif n >= 128 then
-    at = 2 + 2 * (n - 129)
-  else
-    at = 1 + n
+    return 2 + 2 * (n - 129)
   end
+  return 1 + n
+end
+
+local function source(prefix, value)
+  local at = flagsAt(value)
   local flags = string.byte(value, at)
   at = at + 9
   at = at + 1 + string.byte(value, at)
@@ -177,6 +180,30 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return {old, redis.call('ZCARD', KEYS[2])}
 """
 
+# KEYS: the entry's key, the sorted set.  ARGV: the name, now, now as the
+# packed double of an entry's value, the key's TTL in milliseconds, the
+# phonebook's TTL, the prefix of the phonebook's keys, this stage manager's
+# id, then the key of the hash counting the refresh's source and its
+# address's field there (see sourceKey).
+# Returns: 1 when the entry was kept, 0 when it is gone, past its TTL, at
+# another address, or held by another stage manager.
+REFRESH = SOURCE + """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local key, ipField, addressField = source(ARGV[6], value)
+if key ~= ARGV[8] or addressField ~= ARGV[9] then return 0 end
+local at = flagsAt(value)
+local lastSeen = struct.unpack('>d', string.sub(value, at + 1, at + 8))
+if lastSeen + tonumber(ARGV[5]) <= tonumber(ARGV[2]) then return 0 end
+local length = string.byte(value, at + 9)
+if string.sub(value, at + 10, at + 9 + length) ~= ARGV[7] then return 0 end
+local kept = string.sub(value, 1, at) .. ARGV[3] .. string.sub(value, at + 9)
+redis.call('SET', KEYS[1], kept, 'PX', ARGV[4])
+redis.call('PEXPIRE', key, ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
 # KEYS: the sorted set.  ARGV: the deadline (entries last seen at or before
 # it expire), the most to remove, the prefix of the phonebook's keys.
 # Returns: the number of names left, then name and value of each entry
@@ -208,7 +235,13 @@ return redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2])
 """
 
 #: The phonebook's scripts, by name.
-SCRIPTS = {"register": REGISTER, "remove": REMOVE, "expire": EXPIRE, "held": HELD}
+SCRIPTS = {
+    "register": REGISTER,
+    "refresh": REFRESH,
+    "remove": REMOVE,
+    "expire": EXPIRE,
+    "held": HELD,
+}
 
 
 class SharedEntry(Entry):
@@ -485,6 +518,34 @@ class RedisPhonebook:
         entry = decodeEntry(name, field + body)
         previous = None if old is None else decodeEntry(name, old)
         return entry, previous
+
+    def refresh(self, name, address, now):
+        """
+        Keep C{name} another TTL from C{now}, with nothing else changed, as
+        L{punchd.phonebook.Phonebook.refresh} does, if it is also held by
+        this stage manager: a peer that moved to another registers there
+        in full, and a refresh of the one it left keeps nothing.  One
+        script, one round trip.
+
+        @return: A L{Deferred} of whether it was kept.
+        """
+        key, _, addressField = sourceKey(self._prefix, address)
+        d = self.store.script(
+            "refresh",
+            (self._entryPrefix + name, self._seen),
+            (
+                name,
+                repr(now),
+                _SEEN.pack(now),
+                self._keyTTL,
+                repr(self.ttl),
+                self._prefix,
+                self.holder,
+                key,
+                addressField,
+            ),
+        )
+        return d.addCallback(lambda kept: kept == 1)
 
     def held(self, address):
         """

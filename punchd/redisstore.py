@@ -132,6 +132,35 @@ class _QuietClientService(ClientService):
     _log = Logger(observer=lambda event: None)
 
 
+def commandProtocol(txredisapi):
+    """
+    txredisapi's C{RedisProtocol}, with each command encoded in one pass.
+
+    Its own encoder makes two calls of a type-testing method for each
+    argument (the value, then its length as text): half of the stage
+    manager's CPU for a compact refresh through Redis went there.  The
+    bytes are the same, and so is the error for text that does not encode
+    (see the tests).
+    """
+
+    class CommandProtocol(txredisapi.RedisProtocol):
+        def _build_command(self, *args, **kwargs):
+            parts = [b"*%d\r\n" % (len(args),)]
+            for arg in args:
+                if type(arg) is str:
+                    try:
+                        # As txredisapi encodes text without a charset.
+                        arg = arg.encode()
+                    except UnicodeError:
+                        arg = self._encode_value(arg)
+                elif type(arg) is not bytes:
+                    arg = self._encode_value(arg)
+                parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+            return b"".join(parts)
+
+    return CommandProtocol
+
+
 class _Subscriber:
     """
     Builds txredisapi's subscriber protocol, handing each message received
@@ -174,6 +203,7 @@ class RedisStore(service.Service):
         import txredisapi
 
         self._txredisapi = txredisapi
+        self._protocolClass = commandProtocol(txredisapi)
         self.address = address
         self.reactor = reactor
         self.available = False
@@ -211,7 +241,7 @@ class RedisStore(service.Service):
         )
 
     def _buildProtocol(self):
-        return self._txredisapi.RedisProtocol(
+        return self._protocolClass(
             charset=None,
             convertNumbers=False,
             replyTimeout=self._replyTimeout,

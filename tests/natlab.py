@@ -16,6 +16,9 @@ Topology (two NATs)::
   peerB 10.0.2.2 --[lan 10.0.2.1 | natB | wan 203.0.113.1]---+
 
 With ``sameNAT=True`` there is no natB: peerB is 10.0.1.3 on natA's LAN.
+With ``secondServer=True`` a second server host, ``server2`` at
+192.0.2.130 (a subnet of its own on the inet router), stands beside the
+first, for tests of several stage managers.
 The inet router also owns two probe addresses (192.0.2.201, 192.0.2.202)
 used only by L{Lab.verify}; traffic to them is neither delayed nor lost.
 
@@ -122,7 +125,7 @@ HOSTS = ("server", "peerA", "peerB", "natA", "natB", "inet")
 NAMESPACE_PREFIX = "pl"
 #: The name of a lab's namespace: C{pl<pid>-<n>-<role>}.
 NAMESPACE_PATTERN = re.compile(
-    r"^pl(?P<pid>\d+)-(?P<seq>\d+)-(?P<role>inet|server|natA|natB|peerA|peerB|chk)$"
+    r"^pl(?P<pid>\d+)-(?P<seq>\d+)-(?P<role>inet|server2?|natA|natB|peerA|peerB|chk)$"
 )
 
 # Addressing plan (documentation ranges and private LANs, only ever used
@@ -132,6 +135,9 @@ SERVER_ALTERNATE_ADDRESS = "192.0.2.11"
 _INET_SERVER_SIDE = "192.0.2.1"
 _SERVER_PREFIXLEN = 25
 PROBE_ADDRESSES = ("192.0.2.201", "192.0.2.202")
+SECOND_SERVER_ADDRESS = "192.0.2.130"
+_INET_SECOND_SERVER_SIDE = "192.0.2.129"
+_SECOND_SERVER_PREFIXLEN = 26
 NAT_A_PUBLIC = "198.51.100.1"
 _INET_A_SIDE = "198.51.100.254"
 NAT_B_PUBLIC = "203.0.113.1"
@@ -451,6 +457,8 @@ class Lab:
     @ivar serverAddress: the server host's address ("192.0.2.10").
     @ivar serverAlternateAddress: its second address ("192.0.2.11") when
         C{alternateAddress} was requested, else C{None}.
+    @ivar secondServerAddress: the second server host's address
+        ("192.0.2.130") when C{secondServer} was requested, else C{None}.
     @ivar natAPublic: natA's public address.
     @ivar natBPublic: natB's public address (natA's when C{sameNAT}).
     @ivar peerAAddress: peerA's private address.
@@ -471,6 +479,7 @@ class Lab:
         alternateAddress=False,
         verify=True,
         log=None,
+        secondServer=False,
     ):
         """
         @param natA: NAT type of natA (one of L{ALL_NAT_TYPES}).
@@ -486,6 +495,8 @@ class Lab:
         @param alternateAddress: give the server a second address.
         @param verify: run L{verify} on enter.
         @param log: callable taking a string, for progress messages.
+        @param secondServer: add a second server host, C{server2}, with a
+            public address of its own on the lab's internet.
         """
         for label, value in (("natA", natA), ("natB", natB)):
             if value not in ALL_NAT_TYPES:
@@ -506,6 +517,7 @@ class Lab:
 
         self.serverAddress = SERVER_ADDRESS
         self.serverAlternateAddress = SERVER_ALTERNATE_ADDRESS if alternateAddress else None
+        self.secondServerAddress = SECOND_SERVER_ADDRESS if secondServer else None
         self.natAPublic = NAT_A_PUBLIC
         self.natBPublic = NAT_A_PUBLIC if sameNAT else NAT_B_PUBLIC
         self.peerAAddress = PEER_A_ADDRESS
@@ -544,6 +556,8 @@ class Lab:
         atexit.register(self.close)
         try:
             self._build()
+            if self.secondServerAddress:
+                self._buildSecondServer()
             if self._verifyOnEnter:
                 self.verify()
         except BaseException:
@@ -813,6 +827,60 @@ class Lab:
             % (self.prefix, self.natA, self.natB, self.sameNAT, self.hairpin,
                self.delay, self.loss)
         )
+
+    def _buildSecondServer(self):
+        """
+        Add the host C{server2}: a link of its own to the inet router, on
+        a subnet of its own, delayed as the other links are; and, when the
+        lab is verified, check that both peers reach it (L{verify} then
+        flushes the NAT state this leaves).
+        """
+        name = "%s-server2" % (self.prefix,)
+        self._created.append(name)
+        self.namespaces["server2"] = name
+        _sh(["ip", "netns", "add", name])
+        self._sysctl(
+            "server2",
+            [("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.default.rp_filter", 0)],
+        )
+        self._veth("inet", "srv2", "server2", "eth0")
+        inet = [
+            "link set srv2 up",
+            "addr add %s/%d dev srv2" % (_INET_SECOND_SERVER_SIDE, _SECOND_SERVER_PREFIXLEN),
+        ]
+        if self.delay > 0:
+            inet.append("rule add iif srv2 lookup %s priority 100" % (_DELAY_TABLE,))
+        self._ip("inet", inet)
+        self._ip(
+            "server2",
+            [
+                "link set lo up",
+                "link set eth0 up",
+                "addr add %s/%d dev eth0" % (self.secondServerAddress, _SECOND_SERVER_PREFIXLEN),
+                "route add default via %s" % (_INET_SECOND_SERVER_SIDE,),
+            ],
+        )
+        if not self._verifyOnEnter:
+            return
+        agents = {}
+        try:
+            for host in ("server2", "peerA", "peerB"):
+                agents[host] = self.agent(host)
+            sock, _ = agents["server2"].bind(_SERVER_PROBE_PORT, self.secondServerAddress, True)
+            for host in ("peerA", "peerB"):
+                probe, _ = agents[host].bind()
+                mapped, _ = agents[host].query(
+                    probe, self.secondServerAddress, _SERVER_PROBE_PORT,
+                    timeout=3.0 + 8 * self.delay, interval=max(0.1, 5 * self.delay),
+                )
+                if mapped is None:
+                    raise NatLabError(
+                        "%s cannot reach the second server at %s"
+                        % (host, self.secondServerAddress)
+                    )
+        finally:
+            for agent in agents.values():
+                agent.close()
 
     def _startDelayer(self):
         if not os.path.exists("/dev/net/tun"):

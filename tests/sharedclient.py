@@ -26,6 +26,10 @@ class Client:
         self.socket.settimeout(timeout)
         self.cookie = None
         self.secret = None
+        # The refresh handle of each stage manager's last answer, with the
+        # key of its refreshes, and the last counter sent.
+        self.handles = {}
+        self.counter = 0
 
     def close(self):
         self.socket.close()
@@ -50,10 +54,10 @@ class Client:
             None if self.secret is None else messages.registrationKey(self.secret),
         )
 
-    def registered(self, answer):
+    def registered(self, answer, server):
         """
-        Take a registration's success answer: the cookie, and the secret
-        given or moved on.
+        Take C{server}'s answer to a registration: the cookie, the secret
+        given or moved on, and the refresh handle.
         """
         registered = messages.parseRegistered(answer)
         self.cookie = registered.cookie
@@ -61,6 +65,7 @@ class Client:
             self.secret = registered.secret
         elif registered.nonce is not None and self.secret is not None:
             self.secret = messages.nextSecret(self.secret, registered.nonce)
+        self.handles[server] = (registered.handle, messages.refreshKey(self.secret))
 
     def register(self, server):
         """
@@ -71,13 +76,29 @@ class Client:
         for _ in range(2):
             answer = self.ask(server, self.registration(self.cookie))
             if answer.messageClass == stun.SUCCESS:
-                self.registered(answer)
+                self.registered(answer, server)
                 return "registered"
             code, _ = stun.decodeErrorCode(answer.get(stun.ERROR_CODE))
             if code != messages.PROVE_ADDRESS:
                 return code
             self.cookie = answer.get(messages.COOKIE)
         return code
+
+
+    def refresh(self, server):
+        """
+        Refresh compactly with the handle C{server} gave last.
+
+        @return: C{"refreshed"}, or the error code of a refusal.
+        """
+        self.counter += 1
+        handle, key = self.handles[server]
+        answer = self.ask(
+            server, messages.encodeRefresh(stun.newTransactionID(), handle, self.counter, key)
+        )
+        if answer.messageClass == stun.SUCCESS:
+            return "refreshed"
+        return stun.decodeErrorCode(answer.get(stun.ERROR_CODE))[0]
 
 
 def bindingAnswered(server):
@@ -109,20 +130,23 @@ def registrationRefused(server):
 
 def moveBetween(one, two):
     """
-    Register with C{one}, then from the same socket, with the cookie and
-    name secret C{one} gave, with C{two}.
+    Register with C{one} and refresh there compactly; then, from the same
+    socket, with the cookie and name secret C{one} gave, register with
+    C{two}, and refresh with the handle each gave.
 
-    @return: What each answered: C{"registered"} or an error code.
+    @return: What each answered: C{"registered"}, C{"refreshed"} or an
+        error code.
     """
     client = Client()
     try:
         first = client.register(one)
+        said = [first, client.refresh(one)]
         answer = client.ask(two, client.registration(client.cookie))
         if answer.messageClass == stun.SUCCESS:
-            client.registered(answer)
+            client.registered(answer, two)
             second = "registered"
         else:
-            second, _ = stun.decodeErrorCode(answer.get(stun.ERROR_CODE))
-        return [first, second]
+            return said + [stun.decodeErrorCode(answer.get(stun.ERROR_CODE))[0]]
+        return said + ["registered", client.refresh(two), client.refresh(one)]
     finally:
         client.close()

@@ -351,6 +351,21 @@ class TeardownTests(LabTestCase):
     Nothing is left behind: namespaces, interfaces, processes.
     """
 
+    def test_secondServerTornDown(self):
+        """
+        A lab with a second server has a namespace more, C{server2}, at its
+        own address; it goes with the lab, and the process in it.
+        """
+        with natlab.Lab(verify=False, secondServer=True) as lab:
+            names = set(lab.namespaces.values())
+            roles = set(natlab.HOSTS) | {"server2"}
+            self.assertEqual(names, {"%s-%s" % (lab.prefix, role) for role in roles})
+            out = lab.run("server2", ["ip", "-4", "addr", "show", "dev", "eth0"], timeout=5)
+            self.assertIn(natlab.SECOND_SERVER_ADDRESS + "/", out.stdout)
+            process = lab.spawn("server2", ["sleep", "60"])
+        self.assertEqual(set(_labNamespaces()) & names, set())
+        self.assertIsNotNone(process.poll())
+
     def test_teardownRemovesEverything(self):
         before = set(_labNamespaces())
         with natlab.Lab(verify=False) as lab:

@@ -8,6 +8,7 @@ import time
 
 from twisted.trial.unittest import TestCase
 
+from punchd import messages
 from punchd.demo import Processes
 from punchd.test.optional import notInstalled, require
 from punchd.test.redisserver import startRedis
@@ -91,7 +92,9 @@ class SharedPhonebookTests(TestCase):
         """
         A peer that registers with the other stage manager, with the cookie
         and name secret the first gave it, is taken there at once: the
-        cookie key and the name's secret are shared.
+        cookie key and the name's secret are shared.  Each refreshes it
+        compactly while it holds the peer; once it has moved, the handle of
+        the one it left is refused, to register in full.
         """
         with Processes() as processes:
             one = startStageManager(self, processes, "one", self.redis.url)
@@ -99,7 +102,11 @@ class SharedPhonebookTests(TestCase):
             from tests.sharedclient import moveBetween
 
             said = moveBetween(one, two)
-            self.assertEqual(said, ["registered", "registered"], said)
+            self.assertEqual(
+                said,
+                ["registered", "refreshed", "registered", "refreshed", messages.REGISTER_IN_FULL],
+                said,
+            )
             processes.stopAll()
 
     def test_redisRestarted(self):

@@ -123,6 +123,14 @@ class WorkersTests(TestCase):
             self.assertEqual(len(seen), 2, f"no new worker: {lines}")
             replacement = int(seen["server", "again"][1].group(1))
             self.assertNotEqual(replacement, worker)
+            # Its subscription may be up before its commands' connection:
+            # it takes registrations once it says so, on the output it
+            # shares with the first process, after the line of its start.
+            seen, more = waitFor(
+                processes, {("server", "reachable"): re.compile(r"Redis at \S+ is reachable")}, 20
+            )
+            lines += more
+            self.assertEqual(len(seen), 1, f"the new worker did not reach Redis: {lines}")
             self.waitForWorkers(2)
             self.assertEqual(registerMany(server, 20, "b"), ["registered"] * 20)
 

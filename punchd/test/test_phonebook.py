@@ -112,6 +112,25 @@ class PhonebookTests(SynchronousTestCase):
         self.assertIsNotNone(book.lookup("alice", 59.9))
         self.assertIsNone(book.lookup("alice", 60))
 
+    def test_refreshKeepsLiveEntry(self):
+        """
+        L{Phonebook.refresh} keeps a live entry from its own address
+        another TTL, moved back among the entries to expire, and nothing
+        else: not a name from another address, nor one past its TTL that
+        no sweep has removed yet.
+        """
+        book = Phonebook(10, 60)
+        book.register("alice", A, (), ("bob",), 0)
+        book.register("bob", B, (), (), 10)
+        self.assertTrue(book.refresh("alice", A, 50))
+        kept = book.lookup("alice", 100)
+        self.assertEqual((kept.lastSeen, kept.wants), (50, ("bob",)))
+        self.assertEqual([e.name for e in book.expire(75)], ["bob"])
+        self.assertFalse(book.refresh("alice", B, 60))
+        self.assertFalse(book.refresh("carol", A, 60))
+        self.assertFalse(book.refresh("alice", A, 110))
+        self.assertIsNone(book.lookup("alice", 110))
+
     def test_expireRemovesOnlyExpired(self):
         """
         L{Phonebook.expire} removes the entries older than the TTL, oldest

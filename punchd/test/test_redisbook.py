@@ -83,6 +83,37 @@ class EncodingTests(SynchronousTestCase):
         self.assertLess(len(value), 80)
 
 
+class CommandEncodingTests(SynchronousTestCase):
+    """
+    The store's protocol encodes commands as txredisapi's own does.
+    """
+
+    def test_sameBytes(self):
+        """
+        Bytes, text (non-ASCII too), integers, floats and empty values are
+        encoded byte for byte as txredisapi's C{RedisProtocol} encodes
+        them.
+        """
+        requireClient(self)
+        from punchd.redisstore import commandProtocol
+
+        args = ("EVALSHA", b"\x00\xffraw", "pe\u00e9r", 42, -1, 2.5, "", b"", "x" * 300)
+        theirs = txredisapi.RedisProtocol(charset=None)._build_command(*args)
+        ours = commandProtocol(txredisapi)(charset=None)._build_command(*args)
+        self.assertEqual(ours, theirs)
+
+    def test_sameError(self):
+        """
+        Text that does not encode (a lone surrogate) is refused with
+        txredisapi's own error.
+        """
+        requireClient(self)
+        from punchd.redisstore import commandProtocol
+
+        protocol = commandProtocol(txredisapi)(charset=None)
+        self.assertRaises(txredisapi.InvalidData, protocol._build_command, "GET", "a\udc80")
+
+
 class RedisTestCase(TestCase):
     """
     A real redis-server, and a started L{punchd.redisstore.RedisStore} on
@@ -339,6 +370,82 @@ class RedisPhonebookTests(RedisTestCase):
         self.assertEqual((previous.holder, (yield self.book.lookup("alice", 3.0)).holder), ("m1", "m2"))
 
 
+class RedisRefreshTests(RedisTestCase):
+    """
+    L{RedisPhonebook.refresh} keeps an entry as the in-memory phonebook's
+    does, and only for the stage manager that holds it.
+    """
+
+    @defer.inlineCallbacks
+    def test_keepsEntry(self):
+        """
+        A refresh from the entry's address keeps it another TTL, with its
+        secrets, addresses and wanted names as they were, its key's TTL
+        renewed, and its place among the entries to expire moved back.
+        """
+        local = (("10.0.0.2", 1),)
+        yield self.book.register("alice", A, local, ("bob",), 0.0, True, b"s" * 16, b"p" * 16)
+        yield self.book.register("bob", B, (), (), 10.0)
+        self.redis.command("PEXPIRE", "t:e:alice", "1000")
+        self.assertTrue((yield self.book.refresh("alice", A, 50.0)))
+        entry = yield self.book.lookup("alice", 100.0)
+        self.assertEqual(
+            (entry.address, entry.localAddresses, entry.wants, entry.secret,
+             entry.previousSecret, entry.lastSeen, entry.proven, entry.holder),
+            (A, local, ("bob",), b"s" * 16, b"p" * 16, 50.0, True, "m1"),
+        )
+        ttl = int(self.redis.command("PTTL", "t:e:alice")[1:-2])
+        self.assertTrue(55000 < ttl <= (60 + KEY_GRACE) * 1000, ttl)
+        self.assertEqual([e.name for e in (yield self.book.expire(75.0))], ["bob"])
+
+    @defer.inlineCallbacks
+    def test_renewsSourceCounts(self):
+        """
+        A refresh renews the TTL of the hash counting its source's names,
+        so that the count lives as long as the entry it counts.
+        """
+        from punchd.redisbook import sourceKey
+
+        yield self.book.register("alice", A, (), (), 0.0)
+        key = sourceKey("t:", A)[0].decode()
+        self.redis.command("PEXPIRE", key, "1000")
+        yield self.book.refresh("alice", A, 1.0)
+        ttl = int(self.redis.command("PTTL", key)[1:-2])
+        self.assertTrue(55000 < ttl, ttl)
+        self.assertEqual((yield self.book.held(A)), (1, 1))
+
+    @defer.inlineCallbacks
+    def test_refused(self):
+        """
+        A refresh keeps nothing for a name not registered, registered from
+        another address, past its TTL, or with an address that does not
+        pack.
+        """
+        odd = ("fe80::1%eth0", 1)
+        yield self.book.register("alice", A, (), (), 0.0)
+        yield self.book.register("bob", odd, (), (), 0.0)
+        self.assertFalse((yield self.book.refresh("carol", A, 1.0)))
+        self.assertFalse((yield self.book.refresh("alice", B, 1.0)))
+        self.assertFalse((yield self.book.refresh("alice", A, 60.0)))
+        self.assertFalse((yield self.book.refresh("bob", ("fe80::1%eth1", 1), 1.0)))
+        self.assertTrue((yield self.book.refresh("bob", odd, 1.0)))
+        self.assertEqual((yield self.book.lookup("alice", 59.0)).lastSeen, 0.0)
+
+    @defer.inlineCallbacks
+    def test_heldElsewhere(self):
+        """
+        Once a peer has moved to another stage manager, whatever address it
+        registered from there, a refresh through the one it left keeps
+        nothing; through the new holder it keeps the entry.
+        """
+        other = RedisPhonebook(self.store, 3, 60.0, "m2", prefix="t:")
+        yield self.book.register("alice", A, (), (), 0.0, True, b"s" * 16)
+        yield other.register("alice", A, (), (), 1.0, True)
+        self.assertFalse((yield self.book.refresh("alice", A, 2.0)))
+        self.assertTrue((yield other.refresh("alice", A, 2.0)))
+        self.assertEqual((yield self.book.lookup("alice", 3.0)).lastSeen, 2.0)
+
+
 class UnavailableTests(RedisTestCase):
     """
     Without Redis, the phonebook refuses plainly and the store says so.
@@ -506,6 +613,8 @@ class EquivalenceTests(RedisTestCase):
             )
         elif what == "lookup":
             d = defer.maybeDeferred(book.lookup, *args).addCallback(_summary)
+        elif what == "refresh":
+            d = defer.maybeDeferred(book.refresh, *args)
         elif what == "remove":
             d = defer.maybeDeferred(book.remove, *args).addCallback(_summary)
         elif what == "expire":
@@ -528,6 +637,8 @@ class EquivalenceTests(RedisTestCase):
         """
         now = 0.0
         addresses = [(host, port) for host in self.HOSTS for port in (1000, 1001, 1002)]
+        # Where each name last registered from.
+        where = {}
         for _ in range(count):
             now += random.choice((0.0, 0.5, 1.0, 7.0, 20.0))
             name = random.choice(self.NAMES)
@@ -540,10 +651,17 @@ class EquivalenceTests(RedisTestCase):
                         previous = random.randbytes(16)
                 wants = tuple(random.sample(self.NAMES, random.choice((0, 1, 1, 2, 3))))
                 local = tuple(random.sample(addresses, random.choice((0, 1, 2))))
+                where[name] = random.choice(addresses)
                 yield (
-                    "register", name, random.choice(addresses), local, wants, now,
+                    "register", name, where[name], local, wants, now,
                     random.random() < 0.7, secret, previous,
                 )
+            elif roll < 0.67:
+                # Mostly from where the name last registered from.
+                address = where.get(name)
+                if address is None or random.random() < 0.3:
+                    address = random.choice(addresses)
+                yield ("refresh", name, address, now)
             elif roll < 0.75:
                 yield ("lookup", name, now)
             elif roll < 0.85:
@@ -557,8 +675,9 @@ class EquivalenceTests(RedisTestCase):
     def test_sameResults(self):
         """
         Registrations (new names, moves, refreshes, new secrets, several
-        contacts), lookups, removals, sweeps and source counts, with a
-        phonebook that fills and quotas that are reached, give the same
+        contacts), compact refreshes kept and refused, lookups, removals,
+        sweeps and source counts, with a phonebook that fills and quotas
+        that are reached, give the same
         entries, the same refusals and the same counts in memory and in
         Redis (entries a sweep removes that were last seen at the same time
         may come in another order).
@@ -575,10 +694,19 @@ class EquivalenceTests(RedisTestCase):
                 expected = yield self._call(memory, call)
                 got = yield self._call(shared, call)
                 self.assertEqual(got, expected, f"seed {seed}, call {step}: {call}")
-                outcomes.add(expected[0][0] if call[0] == "register" else call[0])
+                if call[0] == "register":
+                    outcomes.add(expected[0][0])
+                elif call[0] == "refresh":
+                    outcomes.add(("refresh", expected[0]))
+                else:
+                    outcomes.add(call[0])
             # Every kind of outcome was met.
             self.assertEqual(
-                outcomes, {"ok", "full", "quota", "lookup", "remove", "expire", "held"}
+                outcomes,
+                {
+                    "ok", "full", "quota", ("refresh", True), ("refresh", False), "lookup",
+                    "remove", "expire", "held",
+                },
             )
             for host in self.HOSTS:
                 for port in (1000, 1001, 1002):

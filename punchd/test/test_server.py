@@ -681,6 +681,9 @@ class DeferredPhonebook:
     def register(self, *args, **kwargs):
         return self._later(self._book.register(*args, **kwargs))
 
+    def refresh(self, name, address, now):
+        return self._later(self._book.refresh(name, address, now))
+
     def remove(self, name):
         return self._later(self._book.remove(name))
 
@@ -729,6 +732,61 @@ class DeferredPhonebookTests(SynchronousTestCase):
         toBob = bob.messages(messages.INTRODUCE, stun.REQUEST)[0]
         self.assertEqual(messages.parseIntroduction(toAlice).name, "bob")
         self.assertEqual(messages.parseIntroduction(toBob).address, ("198.51.100.1", 5000))
+
+    def refreshOnce(self, transport, recorder, counter=1):
+        """
+        Send a compact refresh with the handle and secret of the last
+        registration answer C{recorder} got.
+        """
+        answer = messages.parseRegistered(recorder.messages(messages.REGISTER, stun.SUCCESS)[-1])
+        txid = stun.newTransactionID()
+        transport.write(
+            messages.encodeRefresh(
+                txid, answer.handle, counter, messages.refreshKey(answer.secret)
+            ),
+            SERVER,
+        )
+        return txid
+
+    def test_refreshAnsweredWhenKept(self):
+        """
+        A compact refresh is answered once the phonebook says it kept the
+        entry, and not before.
+        """
+        alice, aliceTransport = self.client("198.51.100.1", 5000)
+        register(self.server, aliceTransport, "alice")
+        self.step(1)
+        txid = self.refreshOnce(aliceTransport, alice)
+        self.network.advance(0.5)
+        self.assertEqual(len(self.phonebook.waiting), 1)
+        self.assertEqual(alice.messages(messages.REFRESH, stun.SUCCESS), [])
+        self.step(1)
+        [answer] = alice.messages(messages.REFRESH, stun.SUCCESS)
+        self.assertEqual(answer.transactionID, txid)
+        self.assertEqual(self.server.stats["refreshes"], 1)
+
+    def test_lateRefusalKeepsNewerHandle(self):
+        """
+        A refresh the phonebook refuses after the name registered again
+        tells the peer to register in full, and leaves the handle the new
+        registration got good.
+        """
+        alice, aliceTransport = self.client("198.51.100.1", 5000)
+        register(self.server, aliceTransport, "alice")
+        self.step(1)
+        self.phonebook._book.remove("alice")
+        self.refreshOnce(aliceTransport, alice)
+        self.network.advance(0.5)
+        [late] = self.phonebook.waiting
+        del self.phonebook.waiting[:]
+        register(self.server, aliceTransport, "alice")
+        self.step(1)
+        late[0].callback(late[1])
+        self.step(1)
+        self.assertEqual(len(alice.messages(messages.REFRESH, stun.ERROR)), 1)
+        self.refreshOnce(aliceTransport, alice)
+        self.step(1)
+        self.assertEqual(len(alice.messages(messages.REFRESH, stun.SUCCESS)), 1)
 
     def test_takeoverRefusedWhenAnswered(self):
         """
