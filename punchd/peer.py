@@ -327,13 +327,14 @@ class PeerProtocol(DatagramProtocol):
         """
         self.natBehaviour = behaviour
         self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
-        # Relayed addresses sent before the verdict did not carry it:
-        # the contacts learn it now, and a contact's may have come first.
+        # Registrations from now on carry it, for the introductions to
+        # come.  The contacts introduced already learn it now, with the
+        # relayed address if there is one; a contact's may have come first.
+        self.registrar.setNAT(self._natPair())
         for contact in self.contacts.values():
             punch = contact.path
             if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
-                if self.relay is not None and self.relay.relayed is not None:
-                    self._announce(contact, punch, self.relay.relayed)
+                self._announce(contact, punch, self._relayed())
                 self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
 
     def _probeSend(self, datagram, address):
@@ -589,8 +590,18 @@ class PeerProtocol(DatagramProtocol):
         )
         self.adopt(punch)
         self.receivers[index] = punch
+        if introduction.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(self.server), introduction.natDropped
+            )
+        if self._natPair() is not None and self.registrar.natRegistered != self._natPair():
+            # Found since the stage manager last heard from us: the
+            # introduction it sent the contact did not carry it.
+            self._announce(contact, punch, None)
         if introduction.turn is not None:
             self._offerRelay(contact, punch, introduction)
+        if introduction.nat is not None:
+            self._peerNATLearned(contact, punch, introduction.nat)
 
     # Relaying (punchd.relaying)
 
@@ -653,11 +664,21 @@ class PeerProtocol(DatagramProtocol):
             return None
         return (behaviour.mapping, behaviour.filtering)
 
+    def _relayed(self):
+        if self.relay is None:
+            return None
+        return self.relay.relayed
+
     def _announce(self, contact, punch, relayed):
+        """
+        Send the contact, through the stage manager, our relayed address
+        and our NAT's behaviour, those of them we have (L{None} for no
+        relayed address).
+        """
         if contact.path is not punch or punch.state not in (PUNCHING, UP):
             return
         secret = self.registrar.secret
-        if secret is None:
+        if secret is None or (relayed is None and self._natPair() is None):
             return
         txid = self._newTransactionID()
         datagram = messages.encodeCandidate(
@@ -691,6 +712,14 @@ class PeerProtocol(DatagramProtocol):
         punch = contact.path
         if not isinstance(punch, Punch) or punch.state not in (PUNCHING, UP):
             return True
+        if candidate.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(self.server), candidate.natDropped
+            )
+        if candidate.nat is not None:
+            self._peerNATLearned(contact, punch, candidate.nat)
+        if candidate.relayed is None:
+            return True
         why = unusableReason(candidate.relayed, self._ipv6, self._ownAddresses())
         if why is not None:
             self.drops.drop(
@@ -700,16 +729,11 @@ class PeerProtocol(DatagramProtocol):
         if any(c.address == candidate.relayed for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's
             # behaviour, found since.
-            if candidate.nat is not None and punch.peerNAT is None:
-                punch.peerNAT = candidate.nat
-                self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
             return True
         punch.addCandidate(candidate.relayed, RELAYED)
-        impossible = directImpossible(self._natPair(), candidate.nat)
+        impossible = directImpossible(self._natPair(), punch.peerNAT)
         if impossible is not None:
             punch.relayAtOnce(impossible)
-        punch.peerNAT = candidate.nat
-        self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
         self.log.info(
             "{peer}'s relayed address is {address}{when}",
             peer=contact.name,
@@ -717,6 +741,16 @@ class PeerProtocol(DatagramProtocol):
             when=f": {impossible}, so the relay is tried at once" if impossible else "",
         )
         return True
+
+    def _peerNATLearned(self, contact, punch, nat):
+        """
+        The contact's NAT behaves as C{nat}: punch many ports if that, and
+        ours, call for it.
+        """
+        if nat == punch.peerNAT:
+            return
+        punch.peerNAT = nat
+        self._manyPorts(contact, punch, hardnat.role(self._natPair(), nat))
 
     def _throughRelay(self, datagram, source):
         """

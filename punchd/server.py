@@ -423,6 +423,8 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return None
         now = self.clock.seconds()
+        if registration.natDropped is not None:
+            self.drops.drop("unknown NAT behaviour", formatAddress(address), registration.natDropped)
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
         request = _Request(message, datagram, registration, address, now)
@@ -591,6 +593,7 @@ class StageManagerProtocol(DatagramProtocol):
                 True,
                 secret,
                 previous,
+                registration.nat,
             )
         except (PhonebookFull, SourceQuotaReached) as e:
             return self._noRoom(e, request)
@@ -818,6 +821,7 @@ class StageManagerProtocol(DatagramProtocol):
                     about.localAddresses,
                     key,
                     self._turnCredentials(to),
+                    about.nat,
                 ),
             )
         self.stats["introductions"] += 1
@@ -842,10 +846,11 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _candidate(self, datagram, message, address, size):
         """
-        A peer's relayed candidate: from the holder of its name (at the
-        name's address, signed with the name's introduction key), for a
-        peer it was introduced to; forwarded to that peer as an
-        introduction is, and acknowledged.
+        A peer's relayed candidate, or its NAT's behaviour found after its
+        introduction: from the holder of its name (at the name's address,
+        signed with the name's introduction key), for a peer it was
+        introduced to; forwarded to that peer as an introduction is, and
+        acknowledged.
         """
         if self._limited(self.registrationLimit, address):
             return None
@@ -896,6 +901,12 @@ class StageManagerProtocol(DatagramProtocol):
         self.write(
             messages.encodeSuccess(messages.CANDIDATE, message.transactionID), entry.address
         )
+        if candidate.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(entry.address), candidate.natDropped
+            )
+            if candidate.relayed is None:
+                return
         txid = self._randomBytes(12)
         forwarded = messages.RelayCandidate(candidate.name, candidate.relayed, nat=candidate.nat)
         # Signed as introductions are: with the previous secret while there
@@ -910,9 +921,11 @@ class StageManagerProtocol(DatagramProtocol):
         d.addErrback(self._unacknowledged, other)
         self.stats["candidates"] += 1
         self.log.info(
-            "Forwarded {name}'s relayed address {relayed} to {peer}",
+            "Forwarded {name}'s {what} to {peer}",
             name=entry.name,
-            relayed=formatAddress(candidate.relayed),
+            what="NAT behaviour"
+            if candidate.relayed is None
+            else f"relayed address {formatAddress(candidate.relayed)}",
             peer=other.name,
         )
 
