@@ -16,18 +16,75 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd.demo import Processes
 from tests.natdemo import KINDS, SERVER_PORT, Run
-from tests.natlab import EXPECTED_BEHAVIOUR, NAT_TYPES, Lab, labUnavailableReason
+from tests.coturn import Coturn, requireCoturn
+from tests.natlab import (
+    ADDRESS_AND_PORT_DEPENDENT,
+    ENDPOINT_INDEPENDENT,
+    EXPECTED_BEHAVIOUR,
+    NAT_TYPES,
+    Lab,
+    labUnavailableReason,
+)
 
 
-def connects(a, b):
+#: How the path between two peers comes up, as the lab asserts it and
+#: C{tests.natmatrix} measures it: directly between their public addresses,
+#: directly through the address the stage manager did not see (a symmetric
+#: NAT's new port, learned from its probe), directly by probing many ports,
+#: directly between local addresses, or through the TURN relay.
+PUBLIC = "public"
+PEER_REFLEXIVE = "peer-reflexive"
+MANY_PORTS = "many ports"
+LOCAL = "local"
+RELAYED = "relayed"
+
+
+def expectedPaths(a, b, sameNAT=False):
     """
-    Whether peers behind NATs of types C{a} and C{b} can punch: not when
-    one maps per destination and the other filters by address and port.
+    How alice behind a NAT of type C{a} and bob behind one of type C{b}
+    reach each other, with a TURN relay on offer, from the NATs' mapping
+    and filtering (L{EXPECTED_BEHAVIOUR}): both that keep one mapping
+    punch with one probe; one that maps per destination gets in with its
+    new port where the other lets in any port of an address it sent to,
+    and by many ports where the other lets in only the exact port; two that
+    map per destination go through the relay.
+
+    @return: C{(alice's, bob's)}, each one of L{PUBLIC}, L{PEER_REFLEXIVE},
+        L{MANY_PORTS}, L{LOCAL} and L{RELAYED}.
     """
-    strict = {"port-restricted-cone", "symmetric"}
-    return not (
-        (a == "symmetric" and b in strict) or (b == "symmetric" and a in strict)
-    )
+    if sameNAT:
+        return LOCAL, LOCAL
+    (mappingA, filteringA), (mappingB, filteringB) = EXPECTED_BEHAVIOUR[a], EXPECTED_BEHAVIOUR[b]
+    hardA, hardB = mappingA != ENDPOINT_INDEPENDENT, mappingB != ENDPOINT_INDEPENDENT
+    if hardA and hardB:
+        return RELAYED, RELAYED
+    if not (hardA or hardB):
+        return PUBLIC, PUBLIC
+    if (filteringB if hardA else filteringA) == ADDRESS_AND_PORT_DEPENDENT:
+        return MANY_PORTS, MANY_PORTS
+    # The side behind the symmetric NAT reaches the other's public address;
+    # the other learns the symmetric NAT's new port from its probe.
+    return (PUBLIC, PEER_REFLEXIVE) if hardA else (PEER_REFLEXIVE, PUBLIC)
+
+
+_DIRECT = re.compile(r"Direct path to \w+ is up via .*?\((public|peer-reflexive|local)\)")
+
+
+def pathsSeen(lines, who="alice", other="bob"):
+    """
+    How the path of C{who} to C{other} ended up, from the log C{lines}
+    (C{(label, line)}), in the words of L{expectedPaths}; L{None} if no
+    path came up.
+    """
+    own = [line for label, line in lines if label == who]
+    direct = [m.group(1) for m in map(_DIRECT.search, own) if m]
+    if direct:
+        if any("of many ports" in line for _, line in lines):
+            return MANY_PORTS
+        return direct[-1]
+    if any(f"Path to {other} is up, relayed via" in line for line in own):
+        return RELAYED
+    return None
 
 
 def requireLab():
@@ -46,21 +103,33 @@ def received(sender, receiver):
     )
 
 
+#: coturn's port in the lab's server namespace, and its REST-API secret.
+TURN_PORT = 3478
+TURN_SECRET = "punchd lab turn secret"
+
+
 class LabTestCase(TestCase):
     def setUp(self):
         requireLab()
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
-        verdicts=True,
+        verdicts=True, turn=False,
     ):
         """
-        Run the stage manager, then alice behind natA, then bob behind natB
-        once alice is registered.
+        Run the stage manager (with coturn beside it, if C{turn}), then
+        alice behind natA, then bob behind natB once alice is registered;
+        wait for what L{expectedPaths} says: each path up as it says and
+        the direct messages, or, for a pair that needs the relay when there
+        is none, the failure reports.
 
-        @return: The L{Run}, the time bob started, and what was seen of the
-            direct messages and failure reports.
+        @return: The L{Run}, the time bob started, what was seen of what
+            was waited for (C{{(label, pattern): (time, match)}}), the
+            patterns of the outcome and those of the NAT verdicts.
         """
+        paths = expectedPaths(natA, natB, sameNAT)
+        if turn:
+            requireCoturn()
         with Lab(
             natA=natA,
             natB=natB,
@@ -70,31 +139,56 @@ class LabTestCase(TestCase):
             loss=loss,
             alternateAddress=True,
         ) as lab, Processes() as processes:
-            run = Run(lab, processes)
-            run.startServer()
-            run.startPeer("alice", "peerA", "alice", "bob")
-            if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
-                raise AssertionError("alice did not register:\n" + run.transcript())
-            start = time.monotonic()
-            run.startPeer("bob", "peerB", "bob", "alice")
-            verdicts = {
-                ("alice", re.compile(r"My NAT: (.+?) at ")),
-                ("bob", re.compile(r"My NAT: (.+?) at ")),
-            } if verdicts else set()
-            if connects(natA, natB) or sameNAT:
-                outcome = {
-                    ("alice", received("bob", "alice")),
-                    ("bob", received("alice", "bob")),
-                }
-            else:
-                outcome = {
-                    ("alice", re.compile("Could not reach bob")),
-                    ("bob", re.compile("Could not reach alice")),
-                }
-            seen = run.waitFor(outcome | verdicts, timeout)
-            for label in ("alice", "bob", "server"):
-                processes.stop(label)
-            run.lines += list(processes.lines(time.monotonic() + 5))
+            coturn = None
+            extra = []
+            if turn:
+                secretFile = self.mktemp()
+                with open(secretFile, "w") as f:
+                    f.write(TURN_SECRET + "\n")
+                coturn = Coturn(
+                    host=lab.serverAddress,
+                    port=TURN_PORT,
+                    secret=TURN_SECRET,
+                    prefix=["ip", "netns", "exec", lab.netns("server")],
+                    relayPorts=(49152, 49200),
+                )
+                coturn.start()
+                extra = [
+                    "--turn-server", f"{lab.serverAddress}:{TURN_PORT}",
+                    "--turn-secret-file", secretFile,
+                ]
+            try:
+                run = Run(lab, processes)
+                run.startServer(extra)
+                run.startPeer("alice", "peerA", "alice", "bob")
+                if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
+                    raise AssertionError("alice did not register:\n" + run.transcript())
+                start = time.monotonic()
+                run.startPeer("bob", "peerB", "bob", "alice")
+                verdicts = {
+                    ("alice", re.compile(r"My NAT: (.+?) at ")),
+                    ("bob", re.compile(r"My NAT: (.+?) at ")),
+                } if verdicts else set()
+                if RELAYED in paths and not turn:
+                    outcome = {
+                        ("alice", re.compile("Could not reach bob")),
+                        ("bob", re.compile("Could not reach alice")),
+                    }
+                else:
+                    outcome = {
+                        ("alice", received("bob", "alice")),
+                        ("bob", received("alice", "bob")),
+                    }
+                    for who, other, path in (("alice", "bob", paths[0]), ("bob", "alice", paths[1])):
+                        up = "Path to {} is up, relayed via" if path == RELAYED else "Direct path to {} is up"
+                        outcome.add((who, re.compile(re.escape(up.format(other)))))
+                seen = run.waitFor(outcome | verdicts, timeout)
+                for label in ("alice", "bob", "server"):
+                    processes.stop(label)
+                run.lines += list(processes.lines(time.monotonic() + 5))
+            finally:
+                if coturn is not None:
+                    coturn.stop()
         missing = [(label, p.pattern) for label, p in outcome | verdicts if (label, p) not in seen]
         self.assertEqual(missing, [], run.transcript())
         self.assertEqual([l for l in run.lines if "Traceback" in l[1]], [], run.transcript())
@@ -112,35 +206,70 @@ def _camel(natType):
 
 def _pairTest(natA, natB):
     """
-    The test of alice behind C{natA} and bob behind C{natB}.
+    The test of alice behind C{natA} and bob behind C{natB}, with coturn.
     """
 
     def test(self):
-        run, _, seen, _, verdicts = self.connect(natA, natB)
+        run, _, seen, _, verdicts = self.connect(natA, natB, turn=True)
         said = {label: seen[(label, p)][1].group(1) for label, p in verdicts}
         self.assertEqual(said, {"alice": KINDS[natA], "bob": KINDS[natB]}, run.transcript())
-        if not connects(natA, natB):
-            self.assertFalse(
-                any("We received a peer message" in line for _, line in run.lines),
-                run.transcript(),
-            )
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            expectedPaths(natA, natB),
+            run.transcript(),
+        )
 
-    outcome = "connect" if connects(natA, natB) else "report failure"
+    alice, bob = expectedPaths(natA, natB)
+    how = alice if alice == bob else f"{alice} (alice) and {bob} (bob)"
     test.__name__ = f"test_{_camel(natA)}_{_camel(natB)}"
     test.__qualname__ = f"NATPairTests.{test.__name__}"
-    test.__doc__ = f"Behind a {natA} and a {natB} NAT, the peers {outcome}, and each names its NAT."
+    test.__doc__ = (
+        f"Behind a {natA} and a {natB} NAT, with coturn on offer, the peers"
+        f" connect, {'through the relay' if alice == RELAYED else 'directly'}: {how};"
+        " each names its NAT."
+    )
     return test
 
 
 class NATPairTests(LabTestCase):
     """
-    Every ordered pair of NAT types, with its expected outcome: one test
-    each, so that trial reports each pair, as C{test_symmetric_fullCone}.
+    Every ordered pair of NAT types, with coturn as the relay, and the way
+    each connects asserted: one test each, so that trial reports each pair,
+    as C{test_symmetric_fullCone}.
     """
 
     locals().update(
         (test.__name__, test) for test in (_pairTest(a, b) for a in NAT_TYPES for b in NAT_TYPES)
     )
+
+
+class WithoutRelayTests(LabTestCase):
+    """
+    A stage manager without a TURN server.
+    """
+
+    def test_symmetricPairFails(self):
+        """
+        Behind two symmetric NATs, without a relay, each peer reports
+        plainly that it could not reach the other, and no message passes.
+        """
+        run, _, _, _, _ = self.connect("symmetric", "symmetric")
+        self.assertFalse(
+            any("We received a peer message" in line for _, line in run.lines), run.transcript()
+        )
+
+    def test_symmetricAndPortRestrictedDirect(self):
+        """
+        A symmetric NAT against a port-restricted cone, without a relay:
+        the verdicts travel in the registrations, introductions and
+        candidates, and the peers connect directly by many ports.
+        """
+        run, _, _, _, _ = self.connect("symmetric", "port-restricted-cone")
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            (MANY_PORTS, MANY_PORTS),
+            run.transcript(),
+        )
 
 
 class ImpairedNetworkTests(LabTestCase):
@@ -183,11 +312,16 @@ class SameNATTests(LabTestCase):
 
     def test_withoutHairpinning(self):
         """
-        Behind one NAT without hairpinning, the peers connect over their
-        local addresses.
+        Behind one NAT without hairpinning, with coturn on offer, the
+        peers connect directly over their local addresses.
         """
         run, _, seen, outcome, _ = self.connect(
-            "port-restricted-cone", "port-restricted-cone", sameNAT=True
+            "port-restricted-cone", "port-restricted-cone", sameNAT=True, turn=True
+        )
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            expectedPaths("port-restricted-cone", "port-restricted-cone", sameNAT=True),
+            run.transcript(),
         )
         ups = [line for label, line in run.lines if "Direct path to" in line]
         self.assertEqual(len(ups), 2, run.transcript())

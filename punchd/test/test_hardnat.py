@@ -36,6 +36,15 @@ class RoleTests(SynchronousTestCase):
         """
         self.assertEqual(hardnat.role(PORT_RESTRICTED, SYMMETRIC), hardnat.EASY)
 
+    def test_easyLetsInAnyPort(self):
+        """
+        Against a NAT that keeps one mapping and lets in any port of an
+        address it sent to, neither side probes many ports.
+        """
+        for filtering in (EI, "address-dependent"):
+            self.assertIsNone(hardnat.role(SYMMETRIC, (EI, filtering)))
+            self.assertIsNone(hardnat.role((EI, filtering), SYMMETRIC))
+
     def test_alike(self):
         """
         Two NATs that map alike, or one not known, give no role.
