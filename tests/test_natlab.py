@@ -270,6 +270,17 @@ class WithoutRelayTests(LabTestCase):
             (MANY_PORTS, MANY_PORTS),
             run.transcript(),
         )
+        # alice's 256 extra sockets open and close without a line each:
+        # her log shows her own socket's start and close, and the one line
+        # of the many-port punch.
+        ports = [
+            line for label, line in run.lines
+            if label == "alice" and ("starting on" in line or "Closed)" in line)
+        ]
+        self.assertEqual(len(ports), 2, ports)
+        self.assertEqual(
+            len([l for who, l in run.lines if who == "alice" and "from 256 sockets" in l]), 1
+        )
 
 
 class ImpairedNetworkTests(LabTestCase):
