@@ -26,7 +26,12 @@ from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
-from punchd.natprobe import NATProbe, ProbeError
+from punchd.natprobe import (
+    ADDRESS_AND_PORT_DEPENDENT,
+    ENDPOINT_INDEPENDENT,
+    NATProbe,
+    ProbeError,
+)
 from punchd.hardnat import SideSource
 from punchd.punching import FAILED, LOST, PUNCHING, RELAYED, UP, Punch
 from punchd.registration import Registrar
@@ -214,6 +219,9 @@ class PeerProtocol(DatagramProtocol):
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
+        #: How this peer's NAT maps, as the ports seen for it said, without
+        #: a NAT probe's verdict (see L{_portsSeen}).
+        self._natSeen = None
         #: The L{Relay} on the stage manager's TURN server, once an
         #: introduction offered one.
         self.relay = None
@@ -335,7 +343,7 @@ class PeerProtocol(DatagramProtocol):
             punch = contact.path
             if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
                 self._announce(contact, punch, self._relayed())
-                self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
+                self._manyPorts(contact, punch)
 
     def _probeSend(self, datagram, address):
         if address == self.server:
@@ -459,6 +467,7 @@ class PeerProtocol(DatagramProtocol):
             for contact in self.contacts.values():
                 path = contact.path
                 if path is not None and path.handle(datagram, message, address):
+                    self._portsSeen(contact, path, message, address)
                     return
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
@@ -750,7 +759,7 @@ class PeerProtocol(DatagramProtocol):
         if nat == punch.peerNAT:
             return
         punch.peerNAT = nat
-        self._manyPorts(contact, punch, hardnat.role(self._natPair(), nat))
+        self._manyPorts(contact, punch)
 
     def _throughRelay(self, datagram, source):
         """
@@ -772,6 +781,7 @@ class PeerProtocol(DatagramProtocol):
             for contact in self.contacts.values():
                 path = contact.path
                 if path is not None and path.handle(datagram, message, source):
+                    self._portsSeen(contact, path, message, source)
                     return
         except stun.StunError as e:
             self.drops.drop("malformed", formatAddress(source), str(e))
@@ -787,11 +797,59 @@ class PeerProtocol(DatagramProtocol):
 
     # Many ports at once (punchd.hardnat)
 
-    def _manyPorts(self, contact, punch, role):
+    def _portsSeen(self, contact, punch, message, source):
+        """
+        An authenticated probe or answer of the contact's came from
+        C{source} (directly, through our relay or to an extra socket): where
+        no NAT probe said how a NAT maps, the ports seen say it.
+
+        A probe or answer from the contact's public IP, but another port
+        than the stage manager saw, says that its NAT maps per destination;
+        from the same port, that it keeps one mapping.  The address an
+        answer says our probe came from says the same of our NAT, against
+        our public address.  Nothing is said of filtering: the strictest,
+        address and port dependent, is assumed.
+        """
+        if not isinstance(punch, Punch):
+            return
+        learned = False
+        if punch.peerNAT is None:
+            seen, introduced = unmapped(source[:2]), unmapped(punch.introducedAddress)
+            if seen[0] == introduced[0]:
+                self._peerNATLearned(contact, punch, _mappingSeen(seen[1] != introduced[1]))
+                self.log.info(
+                    "{peer} came from port {port}, the stage manager saw {introduced}: its NAT {how}",
+                    peer=contact.name,
+                    port=seen[1],
+                    introduced=formatAddress(introduced),
+                    how=_MAPPINGS[punch.peerNAT[0]],
+                )
+        public = self.publicAddress
+        value = message.get(stun.XOR_MAPPED_ADDRESS)
+        if self._natPair() is None and self._natSeen is None and public and value:
+            observed = unmapped(messages.readAddress(value, message.transactionID, "XOR-MAPPED-ADDRESS"))
+            public = unmapped(public)
+            if observed[0] == public[0]:
+                self._natSeen = _mappingSeen(observed[1] != public[1])
+                learned = True
+                self.log.info(
+                    "{peer} saw my probe come from {observed}, the stage manager saw {public}:"
+                    " my NAT {how}",
+                    peer=contact.name,
+                    observed=formatAddress(observed),
+                    public=formatAddress(public),
+                    how=_MAPPINGS[self._natSeen[0]],
+                )
+        if learned:
+            self._manyPorts(contact, punch)
+
+    def _manyPorts(self, contact, punch):
         """
         Start a many-port punch to the contact, if one NAT maps per
-        destination and the other does not.
+        destination and the other does not: as the NAT probes found, or
+        else as the ports seen say (L{_portsSeen}).
         """
+        role = hardnat.role(self._natPair() or self._natSeen, punch.peerNAT)
         if role is None or punch.scanning or punch.scanProbesSent or punch.kind not in (None, RELAYED):
             return
         host = punch.scanHost
@@ -904,6 +962,21 @@ class PeerProtocol(DatagramProtocol):
 
     def dataReceived(self, path, data, source):
         self.contacts[path.peerName].application.dataReceived(path, data, source)
+
+
+_MAPPINGS = {
+    ENDPOINT_INDEPENDENT: "keeps one mapping",
+    ADDRESS_AND_PORT_DEPENDENT: "maps per destination",
+}
+
+
+def _mappingSeen(perDestination: bool) -> tuple:
+    """
+    A NAT's C{(mapping, filtering)} as the ports seen for it say: mapping
+    per destination or not, filtering by address and port, the strictest.
+    """
+    mapping = ADDRESS_AND_PORT_DEPENDENT if perDestination else ENDPOINT_INDEPENDENT
+    return (mapping, ADDRESS_AND_PORT_DEPENDENT)
 
 
 class _SideProtocol(DatagramProtocol):

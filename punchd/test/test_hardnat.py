@@ -200,6 +200,9 @@ class HardNATTests(SynchronousTestCase):
         """
         world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
         world.start()
+        # The verdicts alone, not the ports seen (PortsSeenTests), move it.
+        for peer in (world.alice, world.bob):
+            peer._portsSeen = lambda *args: None
         world.network.advance(3)
         alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
         self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
@@ -315,3 +318,60 @@ class VerdictsWithoutRelayTests(SynchronousTestCase):
         self.assertEqual({len(d.data) for d in refreshes}, {messages.REFRESH_BYTES})
         self.assertEqual(world.server.phonebook.lookup("alice", world.clock.seconds()).nat, SYMMETRIC)
         world.alice.contacts["bob"].path = None
+
+
+class PortsSeenTests(SynchronousTestCase):
+    """
+    Without NAT probes, the ports the peers see for each other and for
+    themselves say how their NATs map.
+    """
+
+    def setUp(self):
+        self.events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
+
+    def test_relayedThenManyPorts(self):
+        """
+        A symmetric NAT against a port-restricted cone one, neither peer
+        probing its NAT: through the relay each sees that alice's NAT gives
+        a new port per destination and bob's does not, and the path moves
+        to direct by many ports.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        world.network.advance(15)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((world.alice.natBehaviour, world.bob.natBehaviour), (None, None))
+        self.assertEqual((alice.peerNAT, world.alice._natSeen), (PORT_RESTRICTED, SYMMETRIC))
+        self.assertEqual((bob.peerNAT, world.bob._natSeen), (SYMMETRIC, PORT_RESTRICTED))
+        self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
+        self.assertIsInstance(alice.selected.address, hardnat.SideSource)
+        texts = [e["log_format"] for e in self.events]
+        self.assertIn("{peer} came from port {port}, the stage manager saw {introduced}: its NAT {how}", texts)
+
+    def test_withoutItRelayed(self):
+        """
+        The same two NATs, when the ports seen say nothing (no verdict is
+        taken from them), stay relayed: what moves the path is the ports.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        for peer in (world.alice, world.bob):
+            peer._portsSeen = lambda *args: None
+        world.network.advance(15)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
+
+    def test_fromTheSamePortNothingNew(self):
+        """
+        Behind two port-restricted cone NATs, the ports seen say both keep
+        one mapping: no many-port punch, the path direct between the public
+        addresses.
+        """
+        world = alone(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.peerNAT, bob.peerNAT), (PORT_RESTRICTED, PORT_RESTRICTED))
+        self.assertEqual(world.alice._natSeen, PORT_RESTRICTED)
+        self.assertEqual((alice.scanProbesSent, bob.scanProbesSent), (0, 0))
+        self.assertEqual(world.alice.sideSockets, {})
