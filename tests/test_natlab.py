@@ -10,81 +10,14 @@ import os
 import re
 import shutil
 import statistics
-import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd.demo import Processes
+from tests.coturn import requireCoturn
 from tests.natdemo import KINDS, SERVER_PORT, Run
-from tests.coturn import Coturn, requireCoturn
-from tests.natlab import (
-    ADDRESS_AND_PORT_DEPENDENT,
-    ENDPOINT_INDEPENDENT,
-    EXPECTED_BEHAVIOUR,
-    NAT_TYPES,
-    Lab,
-    labUnavailableReason,
-)
-
-
-#: How the path between two peers comes up, as the lab asserts it and
-#: C{tests.natmatrix} measures it: directly between their public addresses,
-#: directly through the address the stage manager did not see (a symmetric
-#: NAT's new port, learned from its probe), directly by probing many ports,
-#: directly between local addresses, or through the TURN relay.
-PUBLIC = "public"
-PEER_REFLEXIVE = "peer-reflexive"
-MANY_PORTS = "many ports"
-LOCAL = "local"
-RELAYED = "relayed"
-
-
-def expectedPaths(a, b, sameNAT=False):
-    """
-    How alice behind a NAT of type C{a} and bob behind one of type C{b}
-    reach each other, with a TURN relay on offer, from the NATs' mapping
-    and filtering (L{EXPECTED_BEHAVIOUR}): both that keep one mapping
-    punch with one probe; one that maps per destination gets in with its
-    new port where the other lets in any port of an address it sent to,
-    and by many ports where the other lets in only the exact port; two that
-    map per destination go through the relay.
-
-    @return: C{(alice's, bob's)}, each one of L{PUBLIC}, L{PEER_REFLEXIVE},
-        L{MANY_PORTS}, L{LOCAL} and L{RELAYED}.
-    """
-    if sameNAT:
-        return LOCAL, LOCAL
-    (mappingA, filteringA), (mappingB, filteringB) = EXPECTED_BEHAVIOUR[a], EXPECTED_BEHAVIOUR[b]
-    hardA, hardB = mappingA != ENDPOINT_INDEPENDENT, mappingB != ENDPOINT_INDEPENDENT
-    if hardA and hardB:
-        return RELAYED, RELAYED
-    if not (hardA or hardB):
-        return PUBLIC, PUBLIC
-    if (filteringB if hardA else filteringA) == ADDRESS_AND_PORT_DEPENDENT:
-        return MANY_PORTS, MANY_PORTS
-    # The side behind the symmetric NAT reaches the other's public address;
-    # the other learns the symmetric NAT's new port from its probe.
-    return (PUBLIC, PEER_REFLEXIVE) if hardA else (PEER_REFLEXIVE, PUBLIC)
-
-
-_DIRECT = re.compile(r"Direct path to \w+ is up via .*?\((public|peer-reflexive|local)\)")
-
-
-def pathsSeen(lines, who="alice", other="bob"):
-    """
-    How the path of C{who} to C{other} ended up, from the log C{lines}
-    (C{(label, line)}), in the words of L{expectedPaths}; L{None} if no
-    path came up.
-    """
-    own = [line for label, line in lines if label == who]
-    direct = [m.group(1) for m in map(_DIRECT.search, own) if m]
-    if direct:
-        if any("of many ports" in line for _, line in lines):
-            return MANY_PORTS
-        return direct[-1]
-    if any(f"Path to {other} is up, relayed via" in line for line in own):
-        return RELAYED
-    return None
+from tests.natlab import EXPECTED_BEHAVIOUR, NAT_TYPES, Lab, labUnavailableReason
+from tests.natmatrix import MANY_PORTS, RELAYED, expectedPaths, pathsSeen, runPair
 
 
 def requireLab():
@@ -96,18 +29,6 @@ def requireLab():
     raise SkipTest(reason)
 
 
-def received(sender, receiver):
-    return re.compile(
-        rf"We received a peer message of len \d+ from [\d.]+,\d+ ->> "
-        rf"This is a direct P2P message from {sender} to {receiver}$"
-    )
-
-
-#: coturn's port in the lab's server namespace, and its REST-API secret.
-TURN_PORT = 3478
-TURN_SECRET = "punchd lab turn secret"
-
-
 class LabTestCase(TestCase):
     def setUp(self):
         requireLab()
@@ -117,82 +38,22 @@ class LabTestCase(TestCase):
         verdicts=True, turn=False,
     ):
         """
-        Run the stage manager (with coturn beside it, if C{turn}), then
-        alice behind natA, then bob behind natB once alice is registered;
-        wait for what L{expectedPaths} says: each path up as it says and
-        the direct messages, or, for a pair that needs the relay when there
-        is none, the failure reports.
+        Run a pair in the lab (L{tests.natmatrix.runPair}) and check that
+        everything waited for came, with no traceback.
 
         @return: The L{Run}, the time bob started, what was seen of what
             was waited for (C{{(label, pattern): (time, match)}}), the
             patterns of the outcome and those of the NAT verdicts.
         """
-        paths = expectedPaths(natA, natB, sameNAT)
         if turn:
             requireCoturn()
-        with Lab(
-            natA=natA,
-            natB=natB,
-            sameNAT=sameNAT,
-            hairpin=hairpin,
-            delay=delay,
-            loss=loss,
-            alternateAddress=True,
-        ) as lab, Processes() as processes:
-            coturn = None
-            extra = []
-            if turn:
-                secretFile = self.mktemp()
-                with open(secretFile, "w") as f:
-                    f.write(TURN_SECRET + "\n")
-                coturn = Coturn(
-                    host=lab.serverAddress,
-                    port=TURN_PORT,
-                    secret=TURN_SECRET,
-                    prefix=["ip", "netns", "exec", lab.netns("server")],
-                    relayPorts=(49152, 49200),
-                )
-                coturn.start()
-                extra = [
-                    "--turn-server", f"{lab.serverAddress}:{TURN_PORT}",
-                    "--turn-secret-file", secretFile,
-                ]
-            try:
-                run = Run(lab, processes)
-                run.startServer(extra)
-                run.startPeer("alice", "peerA", "alice", "bob")
-                if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
-                    raise AssertionError("alice did not register:\n" + run.transcript())
-                start = time.monotonic()
-                run.startPeer("bob", "peerB", "bob", "alice")
-                verdicts = {
-                    ("alice", re.compile(r"My NAT: (.+?) at ")),
-                    ("bob", re.compile(r"My NAT: (.+?) at ")),
-                } if verdicts else set()
-                if RELAYED in paths and not turn:
-                    outcome = {
-                        ("alice", re.compile("Could not reach bob")),
-                        ("bob", re.compile("Could not reach alice")),
-                    }
-                else:
-                    outcome = {
-                        ("alice", received("bob", "alice")),
-                        ("bob", received("alice", "bob")),
-                    }
-                    for who, other, path in (("alice", "bob", paths[0]), ("bob", "alice", paths[1])):
-                        up = "Path to {} is up, relayed via" if path == RELAYED else "Direct path to {} is up"
-                        outcome.add((who, re.compile(re.escape(up.format(other)))))
-                seen = run.waitFor(outcome | verdicts, timeout)
-                for label in ("alice", "bob", "server"):
-                    processes.stop(label)
-                run.lines += list(processes.lines(time.monotonic() + 5))
-            finally:
-                if coturn is not None:
-                    coturn.stop()
-        missing = [(label, p.pattern) for label, p in outcome | verdicts if (label, p) not in seen]
-        self.assertEqual(missing, [], run.transcript())
+        result = runPair(
+            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts
+        )
+        run = result.run
+        self.assertEqual(result.missing, [], run.transcript())
         self.assertEqual([l for l in run.lines if "Traceback" in l[1]], [], run.transcript())
-        return run, start, seen, outcome, verdicts
+        return run, result.start, result.seen, result.outcome, result.verdicts
 
 
 def _camel(natType):

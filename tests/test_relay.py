@@ -19,7 +19,8 @@ from punchd.demo import Processes
 from tests.coturn import Coturn, requireCoturn
 from tests.natdemo import Run
 from tests.natlab import Lab
-from tests.test_natlab import received, requireLab
+from tests.natmatrix import received
+from tests.test_natlab import requireLab
 
 TURN_PORT = 3478
 SECRET = "punchd lab turn secret"
