@@ -87,6 +87,14 @@ def hardWorld(natA, natB, seed=0, **kwargs):
     return world
 
 
+def portsUnseen(world):
+    """
+    Make both peers of C{world} take no verdict from the ports they see.
+    """
+    for peer in (world.alice, world.bob):
+        peer._portsSeen = lambda *args: None
+
+
 class HardNATTests(SynchronousTestCase):
     def setUp(self):
         self.events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
@@ -201,8 +209,7 @@ class HardNATTests(SynchronousTestCase):
         world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
         world.start()
         # The verdicts alone, not the ports seen (PortsSeenTests), move it.
-        for peer in (world.alice, world.bob):
-            peer._portsSeen = lambda *args: None
+        portsUnseen(world)
         world.network.advance(3)
         alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
         self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
@@ -355,8 +362,7 @@ class PortsSeenTests(SynchronousTestCase):
         """
         world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
         world.start()
-        for peer in (world.alice, world.bob):
-            peer._portsSeen = lambda *args: None
+        portsUnseen(world)
         world.network.advance(15)
         alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
         self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
