@@ -114,6 +114,32 @@ def received(sender, receiver):
     )
 
 
+def startCoturn(lab):
+    """
+    Start coturn in C{lab}'s server namespace, on L{TURN_PORT}, taking
+    credentials made with L{TURN_SECRET}.
+
+    @return: The started L{Coturn}; the caller stops it.
+    """
+    coturn = Coturn(
+        host=lab.serverAddress,
+        port=TURN_PORT,
+        secret=TURN_SECRET,
+        prefix=["ip", "netns", "exec", lab.netns("server")],
+        relayPorts=(49152, 49200),
+    )
+    coturn.start()
+    return coturn
+
+
+def turnOptions(lab, secretFile):
+    """
+    The options that make the stage manager offer L{startCoturn}'s coturn,
+    with the secret in the file C{secretFile}.
+    """
+    return ["--turn-server", f"{lab.serverAddress}:{TURN_PORT}", "--turn-secret-file", str(secretFile)]
+
+
 _ELAPSED = re.compile(r"(\d+) ms after the introduction")
 
 
@@ -217,18 +243,8 @@ def runPair(
         if turn:
             secretFile = Path(directory) / "turn-secret"
             secretFile.write_text(TURN_SECRET + "\n")
-            coturn = Coturn(
-                host=lab.serverAddress,
-                port=TURN_PORT,
-                secret=TURN_SECRET,
-                prefix=["ip", "netns", "exec", lab.netns("server")],
-                relayPorts=(49152, 49200),
-            )
-            coturn.start()
-            extra = [
-                "--turn-server", f"{lab.serverAddress}:{TURN_PORT}",
-                "--turn-secret-file", str(secretFile),
-            ]
+            coturn = startCoturn(lab)
+            extra = turnOptions(lab, secretFile)
         try:
             run = Run(lab, processes)
             run.startServer(extra)
