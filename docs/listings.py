@@ -39,6 +39,7 @@ TURN_SECRET = b"the TURN server's static-auth-secret"
 RELAYED = ("192.0.2.10", 49152)
 MAPPED = ("198.51.100.1", 40000)
 SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
+PORT_RESTRICTED = ("endpoint-independent", "address-and-port-dependent")
 
 _METHODS = {
     stun.BINDING: "Binding",
@@ -173,6 +174,13 @@ def examples():
             messages.Registration(alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE),
             key=messages.registrationKey(SECRET),
         ),
+        messages.encodeRegistration(
+            txid,
+            messages.Registration(
+                alice.name, alice.wants, alice.localAddresses, alice.seeking, COOKIE, SYMMETRIC
+            ),
+            key=messages.registrationKey(SECRET),
+        ),
         messages.encodeRegistered(
             txid, ("198.51.100.1", 5000), 60, (messages.PEER_WAITING,), COOKIE, nonce=NONCE
         ),
@@ -204,6 +212,17 @@ def examples():
                 ("203.0.113.1", 6000),
                 (("10.0.2.2", 6000),),
                 PUNCH_KEY,
+                nat=PORT_RESTRICTED,
+            ),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction(
+                "bob",
+                ("203.0.113.1", 6000),
+                (("10.0.2.2", 6000),),
+                PUNCH_KEY,
                 messages.TurnCredentials(
                     TURN_SERVER, *restCredentials(TURN_SECRET, "alice", 1764637200, 3600), "punchd"
                 ),
@@ -223,6 +242,11 @@ def examples():
         messages.encodeCandidate(
             txid,
             messages.RelayCandidate("alice", MAPPED, "bob", SYMMETRIC, mapped=True),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("alice", None, "bob", SYMMETRIC),
             messages.introductionKey(SECRET),
         ),
         messages.encodeUnregister(txid, "alice", SECRET),

@@ -19,7 +19,7 @@ public IP the stage manager saw for the peer.  Nothing here does I/O: the
 choice of role and of the ports to probe are pure.
 """
 
-from punchd.natprobe import ENDPOINT_INDEPENDENT
+from punchd.natprobe import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
 
 #: This side's NAT maps per destination and the peer's does not: it opens
 #: many sockets and probes the peer's one address from each.
@@ -45,14 +45,19 @@ def role(mine, theirs) -> "str | None":
     @param theirs: The contact's, the same.
     @return: L{HARD}, L{EASY}, or L{None} when both NATs map alike (both
         keep one mapping, so one probe does; or both map per destination,
-        where guessing both ports at once has no useful odds) or either is
-        not known.
+        where guessing both ports at once has no useful odds), when the
+        one that keeps one mapping lets in any port of an address it sent
+        to (the other's probes from its new port get in, and one probe
+        does), or either is not known.
     """
     if mine is None or theirs is None:
         return None
     mineHard = mine[0] != ENDPOINT_INDEPENDENT
     theirsHard = theirs[0] != ENDPOINT_INDEPENDENT
     if mineHard == theirsHard:
+        return None
+    easy = theirs if mineHard else mine
+    if easy[1] != ADDRESS_AND_PORT_DEPENDENT:
         return None
     return HARD if mineHard else EASY
 

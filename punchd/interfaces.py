@@ -171,7 +171,15 @@ class IPhonebook(Interface):
         """
 
     def register(
-        name, address, localAddresses, wants, now, proven=False, secret=None, previousSecret=None
+        name,
+        address,
+        localAddresses,
+        wants,
+        now,
+        proven=False,
+        secret=None,
+        previousSecret=None,
+        nat=None,
     ):
         """
         Add C{name}, or update it in place.
@@ -182,6 +190,8 @@ class IPhonebook(Interface):
             keep the ones it has.
         @param previousSecret: With C{secret}, the secret it replaces, still
             good for one round; or L{None}.
+        @param nat: How the peer's NAT maps and filters, as its
+            registration said, or L{None}.
         @return: A 2-tuple (or a Deferred of it): the entry; the entry as it
             was before, or L{None} if the name is new.
         @raise punchd.phonebook.PhonebookFull: If the name is new and the

@@ -16,7 +16,8 @@ Stage manager and peer:
     has no direct path to some of its contacts and is not punching one,
     L{SEEKING}: empty when it seeks every contact, otherwise a bitmap of
     the L{PEER}s it seeks (bit 7 of byte 0 is the first); the last
-    L{COOKIE}; once the peer holds its name's secret, C{MESSAGE-INTEGRITY}
+    L{COOKIE}; once its NAT probe found it, its L{NAT_BEHAVIOUR}; once
+    the peer holds its name's secret, C{MESSAGE-INTEGRITY}
     keyed with its L{registrationKey}.  Success: C{XOR-MAPPED-ADDRESS},
     L{LIFETIME}, when it seeks, L{PEER_STATE} (a byte for each contact
     sought, in order), a L{COOKIE}, and L{NAME_SECRET} for a new holder or
@@ -26,8 +27,9 @@ Stage manager and peer:
     L{registrationKey}.  Success: nothing more.
   - C{CANDIDATE} request from a peer: its L{NAME}, the L{PEER} it was
     introduced to, its L{RELAYED_ADDRESS} on the TURN server the
-    introduction named (or instead its L{MAPPED_ADDRESS}, the port
-    mapping its router granted) and, when it knows, its L{NAT_BEHAVIOUR}, with
+    introduction named, if it has one (or instead its L{MAPPED_ADDRESS},
+    the port mapping its router granted), and, when it knows, its
+    L{NAT_BEHAVIOUR} (at least an address or the behaviour), with
     C{MESSAGE-INTEGRITY} keyed with its own L{introductionKey}.  Success:
     nothing more.  The stage manager forwards it to the peer, in a
     C{CANDIDATE} request of L{NAME} (the sender), L{RELAYED_ADDRESS} and
@@ -38,7 +40,8 @@ Stage manager and peer:
     L{PUNCH_KEY} both peers share (L{punchd.compat.introductions} has the
     introduction of an original C{test-client}), when the stage manager
     offers a TURN relay L{TURN_SERVER}, L{TURN_USERNAME}, L{TURN_PASSWORD}
-    and maybe L{TURN_REALM}, with C{MESSAGE-INTEGRITY}
+    and maybe L{TURN_REALM}, the other peer's L{NAT_BEHAVIOUR} when its
+    registration gave one, with C{MESSAGE-INTEGRITY}
     keyed with the recipient's L{introductionKey}.  The peer answers with a
     success response so the stage manager can stop retransmitting.
 
@@ -334,6 +337,10 @@ class Registration:
     @ivar seeking: The contacts it wants an introduction to now, in the
         order of C{wants}.
     @ivar cookie: The last L{COOKIE} the stage manager gave it, or L{None}.
+    @ivar nat: How its NAT maps and filters (L{NAT_BEHAVIOUR}), or L{None}
+        if it does not know.
+    @ivar natDropped: Why a L{NAT_BEHAVIOUR} it sent was not taken (a
+        length or a value this version does not know), or L{None}.
     """
 
     name: str
@@ -341,6 +348,8 @@ class Registration:
     localAddresses: tuple = ()
     seeking: tuple = ()
     cookie: "bytes | None" = None
+    nat: "tuple | None" = None
+    natDropped: "str | None" = None
 
 
 def encodeRegistration(
@@ -369,6 +378,8 @@ def encodeRegistration(
         attributes.append((SEEKING, seekingBitmap(registration.wants, registration.seeking)))
     if registration.cookie is not None:
         attributes.append((COOKIE, registration.cookie))
+    if registration.nat is not None:
+        attributes.append((NAT_BEHAVIOUR, encodeBehaviour(registration.nat)))
     datagram = stun.encode(
         stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
         integrityKey=key,
@@ -418,7 +429,7 @@ def parseRegistration(message: stun.Message) -> Registration:
     # One pass over the attributes: a registration is most of what the
     # stage manager reads.  The first NAME counts, as get() would.
     txid = message.transactionID
-    name = cookie = seeking = None
+    name = cookie = seeking = nat = None
     wants = []
     locals_ = []
     for attrType, value in message.attributes:
@@ -433,6 +444,8 @@ def parseRegistration(message: stun.Message) -> Registration:
             seeking = value
         elif attrType == COOKIE:
             cookie = value
+        elif attrType == NAT_BEHAVIOUR:
+            nat = value
     if len(locals_) > MAX_LOCAL_ADDRESSES:
         raise InvalidMessage(
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
@@ -456,6 +469,7 @@ def parseRegistration(message: stun.Message) -> Registration:
         localAddresses,
         () if seeking is None else _sought(wants, seeking),
         cookie,
+        *readBehaviour(nat),
     )
 
 
@@ -652,6 +666,9 @@ class Introduction:
     @ivar key: The punch key both peers share.
     @ivar turn: The L{TurnCredentials} for the stage manager's TURN relay,
         or L{None} when it offers none.
+    @ivar nat: How the other peer's NAT maps and filters, as it last
+        registered (L{NAT_BEHAVIOUR}), or L{None} if not known.
+    @ivar natDropped: Why a L{NAT_BEHAVIOUR} was not taken, or L{None}.
     """
 
     name: str
@@ -659,6 +676,8 @@ class Introduction:
     localAddresses: tuple
     key: bytes
     turn: "TurnCredentials | None" = None
+    nat: "tuple | None" = None
+    natDropped: "str | None" = None
 
 
 @dataclass(frozen=True)
@@ -697,6 +716,8 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction, key: by
     attributes.append((PUNCH_KEY, introduction.key))
     if introduction.turn is not None:
         attributes += _turnAttributes(introduction.turn, transactionID)
+    if introduction.nat is not None:
+        attributes.append((NAT_BEHAVIOUR, encodeBehaviour(introduction.nat)))
     return stun.encode(
         stun.Message(INTRODUCE, stun.REQUEST, transactionID, tuple(attributes)),
         integrityKey=key,
@@ -718,12 +739,15 @@ def parseIntroduction(message: stun.Message) -> Introduction:
     if key is None or len(key) != PUNCH_KEY_BYTES:
         raise InvalidMessage("introduction lacks a PUNCH-KEY of 16 bytes")
     locals_ = message.getAll(PEER_LOCAL_ADDRESS)[:MAX_LOCAL_ADDRESSES]
+    nat, natDropped = readBehaviour(message.get(NAT_BEHAVIOUR))
     return Introduction(
         name=readName(message, NAME, "NAME", True),
         address=readAddress(address, txid, "PEER-ADDRESS"),
         localAddresses=tuple(readAddress(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
         key=key,
         turn=_readTurn(message),
+        nat=nat,
+        natDropped=natDropped,
     )
 
 
@@ -773,28 +797,73 @@ def _readTurn(message: stun.Message) -> "TurnCredentials | None":
 @dataclass(frozen=True)
 class RelayCandidate:
     """
-    A peer's relayed address, or the port mapping its router granted, on
-    its way through the stage manager to the peer it was introduced to.
+    A peer's relayed address or the port mapping its router granted, or
+    its NAT's behaviour, or both, on their way through the stage manager
+    to the peer it was introduced to.
 
     @ivar name: The sender's name.
-    @ivar relayed: Its relayed C{(host, port)}, or its mapped one.
+    @ivar relayed: Its relayed C{(host, port)}, or with C{mapped} its
+        mapped one; L{None} when it sends only its NAT's behaviour.
     @ivar peer: The name of the peer it is for, on the way to the stage
         manager; L{None} on the way from it.
     @ivar nat: How the sender's NAT maps and filters: a pair of
         L{punchd.natprobe} behaviours, or L{None} if it does not know.
     @ivar mapped: Whether the address is a port mapping on the sender's
         router (L{MAPPED_ADDRESS}) rather than a relayed one.
+    @ivar natDropped: Why a L{NAT_BEHAVIOUR} was not taken, or L{None}.
     """
 
     name: str
-    relayed: tuple
+    relayed: "tuple | None"
     peer: "str | None" = None
     nat: "tuple | None" = None
     mapped: bool = False
+    natDropped: "str | None" = None
 
 
 #: The behaviours of L{NAT_BEHAVIOUR}, by their number on the wire.
 _BEHAVIOURS = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
+
+
+def encodeBehaviour(nat) -> bytes:
+    """
+    The value of L{NAT_BEHAVIOUR}: a byte for the mapping, then one for the
+    filtering, each the behaviour's number in L{_BEHAVIOURS}.
+
+    @param nat: A C{(mapping, filtering)} pair of L{punchd.natprobe}
+        behaviours.
+    """
+    return bytes(_BEHAVIOURS.index(b) for b in nat)
+
+
+def readBehaviour(value: "bytes | None") -> tuple:
+    """
+    Read a L{NAT_BEHAVIOUR} value, if there is one.
+
+    A value this version cannot read is not a reason to refuse the message
+    that carries it (a later version may know more behaviours): it is left
+    out, and the reason given for the recipient to count.
+
+    @return: C{(nat, natDropped)}: the pair, or L{None}; and why a value
+        was left out, or L{None}.
+    """
+    if value is None:
+        return None, None
+    if len(value) != 2:
+        return None, f"NAT-BEHAVIOUR of {len(value)} bytes"
+    nat = _PAIRS.get(value)
+    if nat is None:
+        return None, f"NAT-BEHAVIOUR {value.hex()}, a behaviour not known"
+    return nat, None
+
+
+# One tuple for each of the nine pairs, shared by every message and entry
+# that holds it.
+_PAIRS = {
+    bytes((m, f)): (mapping, filtering)
+    for m, mapping in enumerate(_BEHAVIOURS)
+    for f, filtering in enumerate(_BEHAVIOURS)
+}
 
 
 def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes) -> bytes:
@@ -804,19 +873,18 @@ def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes)
     @param key: The L{introductionKey} of the sender's name secret (to the
         stage manager) or of the recipient's (from it).
     """
-    attributes = [
-        (NAME, candidate.name.encode("utf-8")),
-        (
-            MAPPED_ADDRESS if candidate.mapped else RELAYED_ADDRESS,
-            stun.encodeXorAddress(*candidate.relayed, transactionID),
-        ),
-    ]
+    attributes = [(NAME, candidate.name.encode("utf-8"))]
+    if candidate.relayed is not None:
+        attributes.append(
+            (
+                MAPPED_ADDRESS if candidate.mapped else RELAYED_ADDRESS,
+                stun.encodeXorAddress(*candidate.relayed, transactionID),
+            )
+        )
     if candidate.peer is not None:
         attributes.append((PEER, candidate.peer.encode("utf-8")))
     if candidate.nat is not None:
-        attributes.append(
-            (NAT_BEHAVIOUR, bytes(_BEHAVIOURS.index(b) for b in candidate.nat))
-        )
+        attributes.append((NAT_BEHAVIOUR, encodeBehaviour(candidate.nat)))
     return stun.encode(
         stun.Message(CANDIDATE, stun.REQUEST, transactionID, tuple(attributes)),
         integrityKey=key,
@@ -828,27 +896,32 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
     """
     Read a C{CANDIDATE} request.
 
-    @raise InvalidMessage: If it breaks a rule.
+    @raise InvalidMessage: If it breaks a rule: one with no address
+        (L{RELAYED_ADDRESS} or L{MAPPED_ADDRESS}) and no L{NAT_BEHAVIOUR}
+        says nothing, and one with both addresses is ambiguous.
     """
     relayed = message.get(RELAYED_ADDRESS)
     mapped = message.get(MAPPED_ADDRESS)
-    if (relayed is None) == (mapped is None):
-        raise InvalidMessage("CANDIDATE needs one RELAYED-ADDRESS or MAPPED-ADDRESS")
+    if relayed is not None and mapped is not None:
+        raise InvalidMessage("CANDIDATE has both RELAYED-ADDRESS and MAPPED-ADDRESS")
     nat = message.get(NAT_BEHAVIOUR)
-    if nat is not None:
-        if len(nat) != 2 or max(nat) >= len(_BEHAVIOURS):
-            raise InvalidMessage("bad NAT-BEHAVIOUR")
-        nat = tuple(_BEHAVIOURS[b] for b in nat)
-    return RelayCandidate(
-        readName(message, NAME, "NAME", True),
-        readAddress(
+    if relayed is None and mapped is None and nat is None:
+        raise InvalidMessage("CANDIDATE lacks RELAYED-ADDRESS, MAPPED-ADDRESS and NAT-BEHAVIOUR")
+    address = None
+    if relayed is not None or mapped is not None:
+        address = readAddress(
             mapped or relayed,
             message.transactionID,
             "RELAYED-ADDRESS" if mapped is None else "MAPPED-ADDRESS",
-        ),
+        )
+    nat, natDropped = readBehaviour(nat)
+    return RelayCandidate(
+        readName(message, NAME, "NAME", True),
+        address,
         readName(message, PEER, "PEER", False),
         nat,
         mapped is not None,
+        natDropped,
     )
 
 

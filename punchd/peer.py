@@ -26,7 +26,12 @@ from punchd.addresses import formatAddress, unmapped, unusableReason
 from punchd.drops import DropCounter
 from punchd.greeter import Greeter, defaultMessage
 from punchd.interfaces import IPathObserver, IPathReceiver, IPeer
-from punchd.natprobe import NATProbe, ProbeError
+from punchd.natprobe import (
+    ADDRESS_AND_PORT_DEPENDENT,
+    ENDPOINT_INDEPENDENT,
+    NATProbe,
+    ProbeError,
+)
 from punchd.hardnat import SideSource
 from punchd.portmap import PortMapper
 from punchd.punching import FAILED, LOST, MAPPED, PUNCHING, RELAYED, UP, Punch
@@ -221,6 +226,9 @@ class PeerProtocol(DatagramProtocol):
         self._discoverNAT = discoverNAT
         self.natProbe = None
         self.natBehaviour = None
+        #: How this peer's NAT maps, as the ports seen for it said, without
+        #: a NAT probe's verdict (see L{_portsSeen}).
+        self._natSeen = None
         #: The L{Relay} on the stage manager's TURN server, once an
         #: introduction offered one.
         self.relay = None
@@ -350,14 +358,15 @@ class PeerProtocol(DatagramProtocol):
         """
         self.natBehaviour = behaviour
         self.log.info("My NAT: {verdict}", verdict=behaviour.verdict())
-        # Relayed addresses sent before the verdict did not carry it:
-        # the contacts learn it now, and a contact's may have come first.
+        # Registrations from now on carry it, for the introductions to
+        # come.  The contacts introduced already learn it now, with the
+        # relayed address if there is one; a contact's may have come first.
+        self.registrar.setNAT(self._natPair())
         for contact in self.contacts.values():
             punch = contact.path
             if isinstance(punch, Punch) and punch.state in (PUNCHING, UP):
-                if self.relay is not None and self.relay.relayed is not None:
-                    self._announce(contact, punch, self.relay.relayed)
-                self._manyPorts(contact, punch, hardnat.role(self._natPair(), punch.peerNAT))
+                self._announce(contact, punch, self._relayed())
+                self._manyPorts(contact, punch)
 
     def _probeSend(self, datagram, address):
         if address == self.server:
@@ -487,6 +496,7 @@ class PeerProtocol(DatagramProtocol):
             for contact in self.contacts.values():
                 path = contact.path
                 if path is not None and path.handle(datagram, message, address):
+                    self._portsSeen(contact, path, message, address)
                     return
         except messages.InvalidMessage as e:
             self.drops.drop("invalid", formatAddress(address), e.reason)
@@ -618,10 +628,20 @@ class PeerProtocol(DatagramProtocol):
         )
         self.adopt(punch)
         self.receivers[index] = punch
+        if introduction.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(self.server), introduction.natDropped
+            )
+        if self._natPair() is not None and self.registrar.natRegistered != self._natPair():
+            # Found since the stage manager last heard from us: the
+            # introduction it sent the contact did not carry it.
+            self._announce(contact, punch, None)
         if introduction.turn is not None:
             self._offerRelay(contact, punch, introduction)
         if self.portMapper is not None and self.portMapper.mapping is not None:
             self._announce(contact, punch, self.portMapper.mapping.external, mapped=True)
+        if introduction.nat is not None:
+            self._peerNATLearned(contact, punch, introduction.nat)
 
     # Relaying (punchd.relaying)
 
@@ -696,15 +716,21 @@ class PeerProtocol(DatagramProtocol):
             if isinstance(contact.path, Punch):
                 self._announce(contact, contact.path, mapping.external, mapped=True)
 
+    def _relayed(self):
+        if self.relay is None:
+            return None
+        return self.relay.relayed
+
     def _announce(self, contact, punch, relayed, mapped=False):
         """
-        Send the contact our relayed address, or with C{mapped} our port
-        mapping, through the stage manager.
+        Send the contact, through the stage manager, our relayed address
+        (or with C{mapped} our port mapping) and our NAT's behaviour, those
+        of them we have (L{None} for no address).
         """
         if contact.path is not punch or punch.state not in (PUNCHING, UP):
             return
         secret = self.registrar.secret
-        if secret is None:
+        if secret is None or (relayed is None and self._natPair() is None):
             return
         txid = self._newTransactionID()
         datagram = messages.encodeCandidate(
@@ -740,6 +766,14 @@ class PeerProtocol(DatagramProtocol):
         punch = contact.path
         if not isinstance(punch, Punch) or punch.state not in (PUNCHING, UP):
             return True
+        if candidate.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(self.server), candidate.natDropped
+            )
+        if candidate.nat is not None:
+            self._peerNATLearned(contact, punch, candidate.nat)
+        if candidate.relayed is None:
+            return True
         why = unusableReason(candidate.relayed, self._ipv6, self._ownAddresses())
         if why is not None:
             self.drops.drop(
@@ -760,16 +794,11 @@ class PeerProtocol(DatagramProtocol):
         if any(c.address == candidate.relayed for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's
             # behaviour, found since.
-            if candidate.nat is not None and punch.peerNAT is None:
-                punch.peerNAT = candidate.nat
-                self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
             return True
         punch.addCandidate(candidate.relayed, RELAYED)
-        impossible = directImpossible(self._natPair(), candidate.nat)
+        impossible = directImpossible(self._natPair(), punch.peerNAT)
         if impossible is not None:
             punch.relayAtOnce(impossible)
-        punch.peerNAT = candidate.nat
-        self._manyPorts(contact, punch, hardnat.role(self._natPair(), candidate.nat))
         self.log.info(
             "{peer}'s relayed address is {address}{when}",
             peer=contact.name,
@@ -777,6 +806,16 @@ class PeerProtocol(DatagramProtocol):
             when=f": {impossible}, so the relay is tried at once" if impossible else "",
         )
         return True
+
+    def _peerNATLearned(self, contact, punch, nat):
+        """
+        The contact's NAT behaves as C{nat}: punch many ports if that, and
+        ours, call for it.
+        """
+        if nat == punch.peerNAT:
+            return
+        punch.peerNAT = nat
+        self._manyPorts(contact, punch)
 
     def _throughRelay(self, datagram, source):
         """
@@ -798,6 +837,7 @@ class PeerProtocol(DatagramProtocol):
             for contact in self.contacts.values():
                 path = contact.path
                 if path is not None and path.handle(datagram, message, source):
+                    self._portsSeen(contact, path, message, source)
                     return
         except stun.StunError as e:
             self.drops.drop("malformed", formatAddress(source), str(e))
@@ -813,11 +853,59 @@ class PeerProtocol(DatagramProtocol):
 
     # Many ports at once (punchd.hardnat)
 
-    def _manyPorts(self, contact, punch, role):
+    def _portsSeen(self, contact, punch, message, source):
+        """
+        An authenticated probe or answer of the contact's came from
+        C{source} (directly, through our relay or to an extra socket): where
+        no NAT probe said how a NAT maps, the ports seen say it.
+
+        A probe or answer from the contact's public IP, but another port
+        than the stage manager saw, says that its NAT maps per destination;
+        from the same port, that it keeps one mapping.  The address an
+        answer says our probe came from says the same of our NAT, against
+        our public address.  Nothing is said of filtering: the strictest,
+        address and port dependent, is assumed.
+        """
+        if not isinstance(punch, Punch):
+            return
+        learned = False
+        if punch.peerNAT is None:
+            seen, introduced = unmapped(source[:2]), unmapped(punch.introducedAddress)
+            if seen[0] == introduced[0]:
+                self._peerNATLearned(contact, punch, _mappingSeen(seen[1] != introduced[1]))
+                self.log.info(
+                    "{peer} came from port {port}, the stage manager saw {introduced}: its NAT {how}",
+                    peer=contact.name,
+                    port=seen[1],
+                    introduced=formatAddress(introduced),
+                    how=_MAPPINGS[punch.peerNAT[0]],
+                )
+        public = self.publicAddress
+        value = message.get(stun.XOR_MAPPED_ADDRESS)
+        if self._natPair() is None and self._natSeen is None and public and value:
+            observed = unmapped(messages.readAddress(value, message.transactionID, "XOR-MAPPED-ADDRESS"))
+            public = unmapped(public)
+            if observed[0] == public[0]:
+                self._natSeen = _mappingSeen(observed[1] != public[1])
+                learned = True
+                self.log.info(
+                    "{peer} saw my probe come from {observed}, the stage manager saw {public}:"
+                    " my NAT {how}",
+                    peer=contact.name,
+                    observed=formatAddress(observed),
+                    public=formatAddress(public),
+                    how=_MAPPINGS[self._natSeen[0]],
+                )
+        if learned:
+            self._manyPorts(contact, punch)
+
+    def _manyPorts(self, contact, punch):
         """
         Start a many-port punch to the contact, if one NAT maps per
-        destination and the other does not.
+        destination and the other does not: as the NAT probes found, or
+        else as the ports seen say (L{_portsSeen}).
         """
+        role = hardnat.role(self._natPair() or self._natSeen, punch.peerNAT)
         if role is None or punch.scanning or punch.scanProbesSent or punch.kind not in (None, RELAYED):
             return
         host = punch.scanHost
@@ -930,6 +1018,21 @@ class PeerProtocol(DatagramProtocol):
 
     def dataReceived(self, path, data, source):
         self.contacts[path.peerName].application.dataReceived(path, data, source)
+
+
+_MAPPINGS = {
+    ENDPOINT_INDEPENDENT: "keeps one mapping",
+    ADDRESS_AND_PORT_DEPENDENT: "maps per destination",
+}
+
+
+def _mappingSeen(perDestination: bool) -> tuple:
+    """
+    A NAT's C{(mapping, filtering)} as the ports seen for it say: mapping
+    per destination or not, filtering by address and port, the strictest.
+    """
+    mapping = ADDRESS_AND_PORT_DEPENDENT if perDestination else ENDPOINT_INDEPENDENT
+    return (mapping, ADDRESS_AND_PORT_DEPENDENT)
 
 
 class _SideProtocol(DatagramProtocol):

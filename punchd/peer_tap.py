@@ -26,6 +26,7 @@ from punchd.compat.client import SeedPeerProtocol
 from punchd.compat.peer import OriginalPeers
 from punchd.forwarding import Forwarder
 from punchd.services import DatagramServer
+from punchd.sideports import quietListenUDP
 
 LONGDESC = """\
 Run a peer: register NAME with the stage manager at HOST:PORT, and when the
@@ -590,7 +591,7 @@ def makeService(config, reactor=None):
             ),
         ),
         applications=forwarders,
-        listenUDP=getattr(reactor, "listenUDP", None),
+        listenUDP=quietListenUDP(reactor),
         punchTimeout=config["punch-timeout"],
         keepaliveInterval=config["keepalive"],
         pathTimeout=3 * config["keepalive"],

@@ -187,9 +187,13 @@ class Entry:
         that the peer receives at C{address}: only then does the stage
         manager send it more than it was sent.
     @type proven: L{bool}
+
+    @ivar nat: How the peer's NAT maps and filters, as its last full
+        registration said (one of the pairs L{punchd.messages} shares), or
+        L{None}.
     """
 
-    __slots__ = ("name", "_place", "_wants", "lastSeen", "proven")
+    __slots__ = ("name", "_place", "_wants", "lastSeen", "proven", "nat")
 
     def __init__(
         self,
@@ -201,12 +205,14 @@ class Entry:
         proven=False,
         secret=None,
         previousSecret=None,
+        nat=None,
     ):
         self.name = name
         self._place = _place(secret, address, localAddresses, previousSecret)
         self.wants = wants
         self.lastSeen = lastSeen
         self.proven = proven
+        self.nat = nat
 
     # Most peers want one contact: its name alone is kept, not a tuple of
     # it, which would cost 48 bytes more per entry.
@@ -297,6 +303,7 @@ class Entry:
         copy._wants = self._wants
         copy.lastSeen = self.lastSeen
         copy.proven = self.proven
+        copy.nat = self.nat
         return copy
 
     def samePlace(self, other: "Entry") -> bool:
@@ -423,6 +430,7 @@ class Phonebook:
         proven=False,
         secret=None,
         previousSecret=None,
+        nat=None,
     ):
         """
         Add C{name} or update it in place.
@@ -432,6 +440,8 @@ class Phonebook:
             the ones it has.
         @param previousSecret: With C{secret}, the secret it replaces, still
             good for one round; or L{None}.
+        @param nat: How the peer's NAT behaves, as its registration said,
+            or L{None}.
 
         @return: A 2-tuple: the L{Entry}; the L{Entry} as it was before,
             copied, or L{None} when the name is new.
@@ -453,7 +463,7 @@ class Phonebook:
             self._admit(address)
             previous = None
             entry = entries[name] = Entry(
-                name, address, localAddresses, wants, now, proven, secret, previousSecret
+                name, address, localAddresses, wants, now, proven, secret, previousSecret, nat
             )
             self._count(address, 1)
         else:
@@ -475,6 +485,7 @@ class Phonebook:
             entry.wants = wants
             entry.lastSeen = now
             entry.proven = proven
+            entry.nat = nat
             entries.move_to_end(name)
         return entry, previous
 

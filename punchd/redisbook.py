@@ -34,6 +34,7 @@ import struct
 from zope.interface import implementer
 
 from punchd.interfaces import IPhonebook
+from punchd.messages import encodeBehaviour, readBehaviour
 from punchd.phonebook import (
     NAMES_PER_ADDRESS,
     NAMES_PER_IP,
@@ -55,6 +56,9 @@ SWEEP_BATCH = 1000
 _SEEN = struct.Struct("!d")
 _PROVEN = 1
 _UNPACKED = 2
+# The NAT's behaviour is in the flags' bits 2-5: 0 for none, otherwise 1 +
+# 3 * mapping + filtering, each numbered as in NAT-BEHAVIOUR.
+_NAT_SHIFT = 2
 
 #: How many hashes the counts of names by source are spread over: some
 #: eight IPs each at a million entries, small enough for Redis to keep each
@@ -262,6 +266,7 @@ class SharedEntry(Entry):
         copy._wants = self._wants
         copy.lastSeen = self.lastSeen
         copy.proven = self.proven
+        copy.nat = self.nat
         copy.holder = self.holder
         return copy
 
@@ -288,10 +293,10 @@ def _names(names):
     return b"".join(out)
 
 
-def encodeBody(proven, lastSeen, holder, wants, address, localAddresses):
+def encodeBody(proven, lastSeen, holder, wants, address, localAddresses, nat=None):
     """
     An entry's value after its secret field (L{secretField}): a byte of
-    flags (proven; addresses unpacked), the time last seen (a double), the
+    flags (proven; addresses unpacked; the NAT's behaviour), the time last seen (a double), the
     holder's id and the wanted names (each after a byte giving its length,
     the names after a byte giving their count), then the address and the
     local addresses packed as L{punchd.phonebook} packs them, or as JSON
@@ -299,6 +304,9 @@ def encodeBody(proven, lastSeen, holder, wants, address, localAddresses):
     """
     place = Entry("", address, localAddresses, (), 0)._place
     flags = _PROVEN if proven else 0
+    if nat is not None:
+        mapping, filtering = encodeBehaviour(nat)
+        flags |= (1 + 3 * mapping + filtering) << _NAT_SHIFT
     if type(place) is bytes:
         tail = place[1:]
     else:
@@ -350,6 +358,8 @@ def decodeEntry(name, value):
     entry._wants = wants[0] if len(wants) == 1 else tuple(wants)
     entry.lastSeen = lastSeen
     entry.proven = bool(flags & _PROVEN)
+    code = flags >> _NAT_SHIFT
+    entry.nat = readBehaviour(bytes(divmod(code - 1, 3)))[0] if code else None
     entry.holder = holder
     return entry
 
@@ -474,7 +484,7 @@ class RedisPhonebook:
 
     def register(
         self, name, address, localAddresses, wants, now, proven=False, secret=None,
-        previousSecret=None,
+        previousSecret=None, nat=None,
     ):
         """
         Add C{name} or update it in place, as
@@ -485,7 +495,7 @@ class RedisPhonebook:
             with L{SourceQuotaReached} when the source address and port,
             or its IP, holds as many names as it may.
         """
-        body = encodeBody(proven, now, self.holder, wants, address, localAddresses)
+        body = encodeBody(proven, now, self.holder, wants, address, localAddresses, nat)
         field = b"" if secret is None else secretField(secret, previousSecret)
         d = self.store.script(
             "register",

@@ -99,6 +99,11 @@ class Registrar:
         self.localAddresses = tuple(localAddresses)
         self.interval = interval
         self.publicAddress = None
+        #: How the peer's NAT maps and filters, which every full
+        #: registration reports, once known (see L{setNAT}).
+        self.nat = None
+        #: The NAT behaviour the last registration answered reported.
+        self.natRegistered = None
         clearName, clearWants = (name, wants) if clearNames is None else clearNames
         self._clearName = clearName
         self._clearWants = dict(zip(self.wants, clearWants))
@@ -222,6 +227,23 @@ class Registrar:
             self._handle = None
             self.register()
 
+    def setNAT(self, nat):
+        """
+        Report how the peer's NAT maps and filters in every full
+        registration from now on, and register at once if it changed, so
+        that the stage manager can tell the contacts in their
+        introductions.  Compact refreshes do not carry it: the stage
+        manager keeps what the last full registration said.
+
+        @param nat: A C{(mapping, filtering)} pair of L{punchd.natprobe}
+            behaviours.
+        """
+        if nat == self.nat:
+            return
+        self.nat = nat
+        if self._refresher is not None:
+            self.register()
+
     def register(self, seeking: "tuple | None" = None):
         """
         Register now, replacing any registration still unanswered.
@@ -246,6 +268,7 @@ class Registrar:
             self.localAddresses,
             self._seeking() if seeking is None else seeking,
             self._cookie,
+            self.nat,
         )
         # The secret itself is never sent: the MESSAGE-INTEGRITY proves
         # that we hold it.
@@ -354,6 +377,7 @@ class Registrar:
         """
         self._challenged = False
         self._cookie = answer.cookie
+        self.natRegistered = registration.nat
         if answer.secret is not None:
             # The name is new to the stage manager (or it forgot it).
             self._secret, self._previousSecret = answer.secret, None

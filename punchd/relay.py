@@ -40,6 +40,7 @@ def encodeRelayed(to, introduction):
             list(introduction.address),
             [list(a) for a in introduction.localAddresses],
             introduction.key.hex(),
+            introduction.nat and messages.encodeBehaviour(introduction.nat).hex(),
         ],
         separators=(",", ":"),
     ).encode()
@@ -53,7 +54,9 @@ def decodeRelayed(data):
     @raise ValueError: If C{data} is not such a message.
     """
     try:
-        name, address, secret, previous, about, aboutAddress, aboutLocal, key = json.loads(data)
+        name, address, secret, previous, about, aboutAddress, aboutLocal, key, nat = json.loads(
+            data
+        )
         to = Entry(
             name,
             tuple(address),
@@ -65,7 +68,11 @@ def decodeRelayed(data):
             None if previous is None else bytes.fromhex(previous),
         )
         introduction = messages.Introduction(
-            about, tuple(aboutAddress), tuple(tuple(a) for a in aboutLocal), bytes.fromhex(key)
+            about,
+            tuple(aboutAddress),
+            tuple(tuple(a) for a in aboutLocal),
+            bytes.fromhex(key),
+            nat=messages.readBehaviour(None if nat is None else bytes.fromhex(nat))[0],
         )
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"not a relayed introduction: {e}") from None

@@ -422,6 +422,8 @@ class StageManagerProtocol(DatagramProtocol):
             )
             return None
         now = self.clock.seconds()
+        if registration.natDropped is not None:
+            self.drops.drop("unknown NAT behaviour", formatAddress(address), registration.natDropped)
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
         request = _Request(message, datagram, registration, address, now)
@@ -612,6 +614,7 @@ class StageManagerProtocol(DatagramProtocol):
                 True,
                 secret,
                 previous,
+                registration.nat,
             )
         except (PhonebookFull, SourceQuotaReached) as e:
             return self._noRoom(e, request)
@@ -843,6 +846,7 @@ class StageManagerProtocol(DatagramProtocol):
                     about.localAddresses,
                     key,
                     self._turnCredentials(to),
+                    about.nat,
                 ),
             )
         self.stats["introductions"] += 1
@@ -867,10 +871,11 @@ class StageManagerProtocol(DatagramProtocol):
 
     def _candidate(self, datagram, message, address, size):
         """
-        A peer's relayed candidate: from the holder of its name (at the
-        name's address, signed with the name's introduction key), for a
-        peer it was introduced to; forwarded to that peer as an
-        introduction is, and acknowledged.
+        A peer's relayed candidate, or its NAT's behaviour found after its
+        introduction: from the holder of its name (at the name's address,
+        signed with the name's introduction key), for a peer it was
+        introduced to; forwarded to that peer as an introduction is, and
+        acknowledged.
         """
         if self._limited(self.registrationLimit, address):
             return None
@@ -921,6 +926,12 @@ class StageManagerProtocol(DatagramProtocol):
         self.write(
             messages.encodeSuccess(messages.CANDIDATE, message.transactionID), entry.address
         )
+        if candidate.natDropped is not None:
+            self.drops.drop(
+                "unknown NAT behaviour", formatAddress(entry.address), candidate.natDropped
+            )
+            if candidate.relayed is None:
+                return
         txid = self._randomBytes(12)
         forwarded = messages.RelayCandidate(
             candidate.name, candidate.relayed, nat=candidate.nat, mapped=candidate.mapped
@@ -937,10 +948,12 @@ class StageManagerProtocol(DatagramProtocol):
         d.addErrback(self._unacknowledged, other)
         self.stats["candidates"] += 1
         self.log.info(
-            "Forwarded {name}'s {kind} address {relayed} to {peer}",
+            "Forwarded {name}'s {what} to {peer}",
             name=entry.name,
-            kind="mapped" if candidate.mapped else "relayed",
-            relayed=formatAddress(candidate.relayed),
+            what="NAT behaviour"
+            if candidate.relayed is None
+            else f"{'mapped' if candidate.mapped else 'relayed'} address"
+            f" {formatAddress(candidate.relayed)}",
             peer=other.name,
         )
 

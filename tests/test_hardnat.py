@@ -2,8 +2,8 @@
 Many-port punches in the NAT lab (L{punchd.hardnat}): a symmetric NAT
 (C{masquerade fully-random}, or one that allocates ports in sequence)
 against a port-restricted cone one connects directly, with coturn in the
-lab's server namespace as the fallback and as the way the peers tell each
-other their NATs' behaviour.
+lab's server namespace as the fallback
+(C{tests.test_natlab.WithoutRelayTests} connects them without it).
 
 They need root and coturn; without them they skip, saying why.
 C{PUNCHD_HARDNAT_RUNS} sets the number of runs of the measurement against

@@ -10,24 +10,14 @@ import os
 import re
 import shutil
 import statistics
-import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
 from punchd.demo import Processes
+from tests.coturn import requireCoturn
 from tests.natdemo import KINDS, SERVER_PORT, Run
 from tests.natlab import EXPECTED_BEHAVIOUR, NAT_TYPES, Lab, labUnavailableReason
-
-
-def connects(a, b):
-    """
-    Whether peers behind NATs of types C{a} and C{b} can punch: not when
-    one maps per destination and the other filters by address and port.
-    """
-    strict = {"port-restricted-cone", "symmetric"}
-    return not (
-        (a == "symmetric" and b in strict) or (b == "symmetric" and a in strict)
-    )
+from tests.natmatrix import MANY_PORTS, RELAYED, expectedPaths, pathsSeen, runPair
 
 
 def requireLab():
@@ -39,66 +29,31 @@ def requireLab():
     raise SkipTest(reason)
 
 
-def received(sender, receiver):
-    return re.compile(
-        rf"We received a peer message of len \d+ from [\d.]+,\d+ ->> "
-        rf"This is a direct P2P message from {sender} to {receiver}$"
-    )
-
-
 class LabTestCase(TestCase):
     def setUp(self):
         requireLab()
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
-        verdicts=True,
+        verdicts=True, turn=False,
     ):
         """
-        Run the stage manager, then alice behind natA, then bob behind natB
-        once alice is registered.
+        Run a pair in the lab (L{tests.natmatrix.runPair}) and check that
+        everything waited for came, with no traceback.
 
-        @return: The L{Run}, the time bob started, and what was seen of the
-            direct messages and failure reports.
+        @return: The L{Run}, the time bob started, what was seen of what
+            was waited for (C{{(label, pattern): (time, match)}}), the
+            patterns of the outcome and those of the NAT verdicts.
         """
-        with Lab(
-            natA=natA,
-            natB=natB,
-            sameNAT=sameNAT,
-            hairpin=hairpin,
-            delay=delay,
-            loss=loss,
-            alternateAddress=True,
-        ) as lab, Processes() as processes:
-            run = Run(lab, processes)
-            run.startServer()
-            run.startPeer("alice", "peerA", "alice", "bob")
-            if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
-                raise AssertionError("alice did not register:\n" + run.transcript())
-            start = time.monotonic()
-            run.startPeer("bob", "peerB", "bob", "alice")
-            verdicts = {
-                ("alice", re.compile(r"My NAT: (.+?) at ")),
-                ("bob", re.compile(r"My NAT: (.+?) at ")),
-            } if verdicts else set()
-            if connects(natA, natB) or sameNAT:
-                outcome = {
-                    ("alice", received("bob", "alice")),
-                    ("bob", received("alice", "bob")),
-                }
-            else:
-                outcome = {
-                    ("alice", re.compile("Could not reach bob")),
-                    ("bob", re.compile("Could not reach alice")),
-                }
-            seen = run.waitFor(outcome | verdicts, timeout)
-            for label in ("alice", "bob", "server"):
-                processes.stop(label)
-            run.lines += list(processes.lines(time.monotonic() + 5))
-        missing = [(label, p.pattern) for label, p in outcome | verdicts if (label, p) not in seen]
-        self.assertEqual(missing, [], run.transcript())
+        if turn:
+            requireCoturn()
+        result = runPair(
+            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts
+        )
+        run = result.run
+        self.assertEqual(result.missing, [], run.transcript())
         self.assertEqual([l for l in run.lines if "Traceback" in l[1]], [], run.transcript())
-        return run, start, seen, outcome, verdicts
+        return run, result.start, result.seen, result.outcome, result.verdicts
 
 
 def _camel(natType):
@@ -112,35 +67,81 @@ def _camel(natType):
 
 def _pairTest(natA, natB):
     """
-    The test of alice behind C{natA} and bob behind C{natB}.
+    The test of alice behind C{natA} and bob behind C{natB}, with coturn.
     """
 
     def test(self):
-        run, _, seen, _, verdicts = self.connect(natA, natB)
+        run, _, seen, _, verdicts = self.connect(natA, natB, turn=True)
         said = {label: seen[(label, p)][1].group(1) for label, p in verdicts}
         self.assertEqual(said, {"alice": KINDS[natA], "bob": KINDS[natB]}, run.transcript())
-        if not connects(natA, natB):
-            self.assertFalse(
-                any("We received a peer message" in line for _, line in run.lines),
-                run.transcript(),
-            )
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            expectedPaths(natA, natB),
+            run.transcript(),
+        )
 
-    outcome = "connect" if connects(natA, natB) else "report failure"
+    alice, bob = expectedPaths(natA, natB)
+    how = alice if alice == bob else f"{alice} (alice) and {bob} (bob)"
     test.__name__ = f"test_{_camel(natA)}_{_camel(natB)}"
     test.__qualname__ = f"NATPairTests.{test.__name__}"
-    test.__doc__ = f"Behind a {natA} and a {natB} NAT, the peers {outcome}, and each names its NAT."
+    test.__doc__ = (
+        f"Behind a {natA} and a {natB} NAT, with coturn on offer, the peers"
+        f" connect, {'through the relay' if alice == RELAYED else 'directly'}: {how};"
+        " each names its NAT."
+    )
     return test
 
 
 class NATPairTests(LabTestCase):
     """
-    Every ordered pair of NAT types, with its expected outcome: one test
-    each, so that trial reports each pair, as C{test_symmetric_fullCone}.
+    Every ordered pair of NAT types, with coturn as the relay, and the way
+    each connects asserted: one test each, so that trial reports each pair,
+    as C{test_symmetric_fullCone}.
     """
 
     locals().update(
         (test.__name__, test) for test in (_pairTest(a, b) for a in NAT_TYPES for b in NAT_TYPES)
     )
+
+
+class WithoutRelayTests(LabTestCase):
+    """
+    A stage manager without a TURN server.
+    """
+
+    def test_symmetricPairFails(self):
+        """
+        Behind two symmetric NATs, without a relay, each peer reports
+        plainly that it could not reach the other, and no message passes.
+        """
+        run, _, _, _, _ = self.connect("symmetric", "symmetric")
+        self.assertFalse(
+            any("We received a peer message" in line for _, line in run.lines), run.transcript()
+        )
+
+    def test_symmetricAndPortRestrictedDirect(self):
+        """
+        A symmetric NAT against a port-restricted cone, without a relay:
+        the verdicts travel in the registrations, introductions and
+        candidates, and the peers connect directly by many ports.
+        """
+        run, _, _, _, _ = self.connect("symmetric", "port-restricted-cone")
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            (MANY_PORTS, MANY_PORTS),
+            run.transcript(),
+        )
+        # alice's 256 extra sockets open and close without a line each:
+        # her log shows her own socket's start and close, and the one line
+        # of the many-port punch.
+        ports = [
+            line for label, line in run.lines
+            if label == "alice" and ("starting on" in line or "Closed)" in line)
+        ]
+        self.assertEqual(len(ports), 2, ports)
+        self.assertEqual(
+            len([l for who, l in run.lines if who == "alice" and "from 256 sockets" in l]), 1
+        )
 
 
 class ImpairedNetworkTests(LabTestCase):
@@ -183,11 +184,16 @@ class SameNATTests(LabTestCase):
 
     def test_withoutHairpinning(self):
         """
-        Behind one NAT without hairpinning, the peers connect over their
-        local addresses.
+        Behind one NAT without hairpinning, with coturn on offer, the
+        peers connect directly over their local addresses.
         """
         run, _, seen, outcome, _ = self.connect(
-            "port-restricted-cone", "port-restricted-cone", sameNAT=True
+            "port-restricted-cone", "port-restricted-cone", sameNAT=True, turn=True
+        )
+        self.assertEqual(
+            (pathsSeen(run.lines, "alice", "bob"), pathsSeen(run.lines, "bob", "alice")),
+            expectedPaths("port-restricted-cone", "port-restricted-cone", sameNAT=True),
+            run.transcript(),
         )
         ups = [line for label, line in run.lines if "Direct path to" in line]
         self.assertEqual(len(ups), 2, run.transcript())

@@ -16,13 +16,11 @@ import time
 from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
-from tests.coturn import Coturn, requireCoturn
+from tests.coturn import requireCoturn
 from tests.natdemo import Run
 from tests.natlab import Lab
-from tests.test_natlab import received, requireLab
-
-TURN_PORT = 3478
-SECRET = "punchd lab turn secret"
+from tests.natmatrix import TURN_PORT, TURN_SECRET, received, startCoturn, turnOptions
+from tests.test_natlab import requireLab
 
 
 class RelayLabTests(TestCase):
@@ -34,7 +32,7 @@ class RelayLabTests(TestCase):
         requireLab()
         requireCoturn()
 
-    def connect(self, natA, natB, secret=SECRET, timeout=20, delay=0.0, settle=1.5):
+    def connect(self, natA, natB, secret=TURN_SECRET, timeout=20, delay=0.0, settle=1.5):
         """
         Run coturn and the stage manager on the lab's server, alice behind
         natA, then bob behind natB once alice is registered; wait until
@@ -49,23 +47,10 @@ class RelayLabTests(TestCase):
         with open(secretFile, "w") as f:
             f.write(secret + "\n")
         with Lab(natA=natA, natB=natB, delay=delay, alternateAddress=True) as lab, Processes() as processes:
-            coturn = Coturn(
-                host=lab.serverAddress,
-                port=TURN_PORT,
-                secret=SECRET,
-                prefix=["ip", "netns", "exec", lab.netns("server")],
-                relayPorts=(49152, 49200),
-            )
-            coturn.start()
+            coturn = startCoturn(lab)
             try:
                 run = Run(lab, processes)
-                run.startServer(
-                    [
-                        "--turn-server", f"{lab.serverAddress}:{TURN_PORT}",
-                        "--turn-secret-file", secretFile,
-                        "--turn-realm", "punchd",
-                    ]
-                )
+                run.startServer(turnOptions(lab, secretFile) + ["--turn-realm", "punchd"])
                 run.startPeer("alice", "peerA", "alice", "bob")
                 if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
                     raise AssertionError("alice did not register:\n" + run.transcript())

@@ -1,7 +1,7 @@
 """
 Many-port punches (L{punchd.hardnat}): the pure parts, and a symmetric NAT
 against a port-restricted cone one on L{punchd.testing}'s simulated network,
-with a TURN relay as the fallback.
+with a TURN relay as the fallback and without one.
 """
 
 import random
@@ -9,13 +9,13 @@ import random
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
-from punchd import hardnat
+from punchd import hardnat, messages, stun
 from punchd.natprobe import ADDRESS_AND_PORT_DEPENDENT as APD
 from punchd.natprobe import ENDPOINT_INDEPENDENT as EI
 from punchd.natprobe import NATBehaviour
 from punchd.peer import PeerProtocol
-from punchd.punching import PEER_REFLEXIVE, RELAYED
-from punchd.test.helpers import SERVER
+from punchd.punching import PEER_REFLEXIVE, RELAYED, UP, Punch
+from punchd.test.helpers import SERVER, World
 from punchd.test.test_relaypeer import TURN, RelayWorld
 from punchd.testing import SEQUENTIAL, portRestrictedCone, symmetric
 
@@ -35,6 +35,15 @@ class RoleTests(SynchronousTestCase):
         A NAT that keeps one mapping against one that does not plays easy.
         """
         self.assertEqual(hardnat.role(PORT_RESTRICTED, SYMMETRIC), hardnat.EASY)
+
+    def test_easyLetsInAnyPort(self):
+        """
+        Against a NAT that keeps one mapping and lets in any port of an
+        address it sent to, neither side probes many ports.
+        """
+        for filtering in (EI, "address-dependent"):
+            self.assertIsNone(hardnat.role(SYMMETRIC, (EI, filtering)))
+            self.assertIsNone(hardnat.role((EI, filtering), SYMMETRIC))
 
     def test_alike(self):
         """
@@ -76,6 +85,14 @@ def hardWorld(natA, natB, seed=0, **kwargs):
     world.alice.natBehaviour = NATBehaviour(5000, ("198.51.100.1", 5000), True, *SYMMETRIC, False)
     world.bob.natBehaviour = NATBehaviour(6000, ("203.0.113.1", 6000), True, *PORT_RESTRICTED, False)
     return world
+
+
+def portsUnseen(world):
+    """
+    Make both peers of C{world} take no verdict from the ports they see.
+    """
+    for peer in (world.alice, world.bob):
+        peer._portsSeen = lambda *args: None
 
 
 class HardNATTests(SynchronousTestCase):
@@ -191,6 +208,8 @@ class HardNATTests(SynchronousTestCase):
         """
         world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
         world.start()
+        # The verdicts alone, not the ports seen (PortsSeenTests), move it.
+        portsUnseen(world)
         world.network.advance(3)
         alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
         self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
@@ -200,3 +219,165 @@ class HardNATTests(SynchronousTestCase):
         world.network.advance(10)
         self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
         self.assertEqual(len(world.alice.sideSockets), 1)
+
+
+def alone(natA, natB, **kwargs):
+    """
+    alice behind C{natA} and bob behind C{natB}, the stage manager
+    offering no relay, the peers not probing their NATs by themselves.
+    """
+    return World(natA, natB, latency=0.01, discoverNAT=False, **kwargs)
+
+
+def found(peer, behaviour):
+    """
+    Tell C{peer} its NAT probe found C{behaviour}, a C{(mapping,
+    filtering)} pair.
+    """
+    address = peer.publicAddress or ("192.0.2.1", 1)
+    peer._natFound(NATBehaviour(address[1], address, True, *behaviour, False))
+
+
+def candidates(world):
+    """
+    The C{CANDIDATE} requests the stage manager received and sent.
+    """
+    return [
+        messages.parseCandidate(m)
+        for m in (stun.decode(d.data) for d in world.network.delivered() if d.data[:1] < b"\x04")
+        if (m.method, m.messageClass) == (messages.CANDIDATE, stun.REQUEST)
+    ]
+
+
+class VerdictsWithoutRelayTests(SynchronousTestCase):
+    """
+    Without a TURN server, the NAT verdicts reach the contacts, in the
+    introductions or after them, and a symmetric NAT connects directly to a
+    port-restricted cone one by probing many ports.
+    """
+
+    def assertDirectByManyPorts(self, world):
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.state, bob.state), (UP, UP))
+        self.assertIsInstance(alice.selected.address, hardnat.SideSource)
+        self.assertGreater(bob.scanProbesSent, 0)
+
+    def test_inTheIntroductions(self):
+        """
+        Verdicts found before the introduction go in the registrations and
+        come back in the introductions: no candidate is sent, and the path
+        comes up directly over one of alice's extra sockets.
+        """
+        world = alone(symmetric(), portRestrictedCone())
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(1)
+        found(world.alice, SYMMETRIC)
+        world.network.advance(1)
+        self.assertEqual(world.server.phonebook.lookup("alice", world.clock.seconds()).nat, SYMMETRIC)
+        world.startPeer("bob", "alice", 6000)
+        # bob's first registration introduces him, before his own verdict:
+        # his reaches alice through the stage manager when it is found.
+        world.network.advance(0.2)
+        self.assertEqual(world.bob.contacts["alice"].path.peerNAT, SYMMETRIC)
+        found(world.bob, PORT_RESTRICTED)
+        world.network.advance(10)
+        self.assertDirectByManyPorts(world)
+        self.assertEqual(
+            [(c.name, c.relayed, c.nat) for c in candidates(world)],
+            [("bob", None, PORT_RESTRICTED)] * 2,
+        )
+
+    def test_afterTheIntroduction(self):
+        """
+        Verdicts found after the introduction go to the contact through the
+        stage manager, in candidates without a relayed address.
+        """
+        world = alone(symmetric(), portRestrictedCone())
+        world.start()
+        world.network.advance(1)
+        self.assertIsNotNone(world.alice.contacts["bob"].path)
+        found(world.alice, SYMMETRIC)
+        world.network.advance(0.5)
+        found(world.bob, PORT_RESTRICTED)
+        world.network.advance(10)
+        self.assertDirectByManyPorts(world)
+        self.assertEqual(
+            sorted((c.name, c.relayed, c.nat) for c in candidates(world)),
+            [("alice", None, SYMMETRIC)] * 2 + [("bob", None, PORT_RESTRICTED)] * 2,
+        )
+
+    def test_keptThroughRefreshes(self):
+        """
+        The stage manager keeps a verdict through compact refreshes, which
+        do not carry it and are no larger for it.
+        """
+        world = alone(symmetric(), portRestrictedCone(), interval=5.0)
+        world.startPeer("alice", "bob", 5000)
+        world.network.advance(1)
+        found(world.alice, SYMMETRIC)
+        world.network.advance(1)
+        # Not seeking now, so that alice refreshes in the compact form.
+        world.alice.contacts["bob"].path = object.__new__(Punch)
+        world.alice.contacts["bob"].path.state = UP
+        world.network.advance(30)
+        refreshes = [d for d in world.network.delivered() if d.data[:2] == messages.REFRESH_HEAD[:2]]
+        self.assertGreater(len(refreshes), 2)
+        self.assertEqual({len(d.data) for d in refreshes}, {messages.REFRESH_BYTES})
+        self.assertEqual(world.server.phonebook.lookup("alice", world.clock.seconds()).nat, SYMMETRIC)
+        world.alice.contacts["bob"].path = None
+
+
+class PortsSeenTests(SynchronousTestCase):
+    """
+    Without NAT probes, the ports the peers see for each other and for
+    themselves say how their NATs map.
+    """
+
+    def setUp(self):
+        self.events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
+
+    def test_relayedThenManyPorts(self):
+        """
+        A symmetric NAT against a port-restricted cone one, neither peer
+        probing its NAT: through the relay each sees that alice's NAT gives
+        a new port per destination and bob's does not, and the path moves
+        to direct by many ports.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        world.network.advance(15)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((world.alice.natBehaviour, world.bob.natBehaviour), (None, None))
+        self.assertEqual((alice.peerNAT, world.alice._natSeen), (PORT_RESTRICTED, SYMMETRIC))
+        self.assertEqual((bob.peerNAT, world.bob._natSeen), (SYMMETRIC, PORT_RESTRICTED))
+        self.assertEqual((alice.kind, bob.kind), (PEER_REFLEXIVE, PEER_REFLEXIVE))
+        self.assertIsInstance(alice.selected.address, hardnat.SideSource)
+        texts = [e["log_format"] for e in self.events]
+        self.assertIn("{peer} came from port {port}, the stage manager saw {introduced}: its NAT {how}", texts)
+
+    def test_withoutItRelayed(self):
+        """
+        The same two NATs, when the ports seen say nothing (no verdict is
+        taken from them), stay relayed: what moves the path is the ports.
+        """
+        world = RelayWorld(symmetric(), portRestrictedCone(), latency=0.01, discoverNAT=False)
+        world.start()
+        portsUnseen(world)
+        world.network.advance(15)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.kind, bob.kind), (RELAYED, RELAYED))
+
+    def test_fromTheSamePortNothingNew(self):
+        """
+        Behind two port-restricted cone NATs, the ports seen say both keep
+        one mapping: no many-port punch, the path direct between the public
+        addresses.
+        """
+        world = alone(portRestrictedCone(), portRestrictedCone())
+        world.start()
+        world.network.advance(5)
+        alice, bob = world.alice.contacts["bob"].path, world.bob.contacts["alice"].path
+        self.assertEqual((alice.peerNAT, bob.peerNAT), (PORT_RESTRICTED, PORT_RESTRICTED))
+        self.assertEqual(world.alice._natSeen, PORT_RESTRICTED)
+        self.assertEqual((alice.scanProbesSent, bob.scanProbesSent), (0, 0))
+        self.assertEqual(world.alice.sideSockets, {})

@@ -359,7 +359,8 @@ class MappedCandidateTests(SynchronousTestCase):
 
     def test_oneAddressOnly(self):
         """
-        A candidate with both addresses, or neither, is invalid.
+        A candidate with both addresses, or with nothing but a name, is
+        invalid.
         """
         txid = bytes(12)
         address = stun.encodeXorAddress("203.0.113.1", 40000, txid)
@@ -375,3 +376,81 @@ class MappedCandidateTests(SynchronousTestCase):
                 stun.encode(stun.Message(messages.CANDIDATE, stun.REQUEST, txid, attributes))
             )
             self.assertRaises(messages.InvalidMessage, messages.parseCandidate, message)
+
+
+class NATBehaviourTests(SynchronousTestCase):
+    """
+    L{messages.NAT_BEHAVIOUR} in registrations, introductions and
+    candidates.
+    """
+
+    SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
+
+    def test_registration(self):
+        """
+        A registration carries the NAT's behaviour.
+        """
+        datagram = messages.encodeRegistration(
+            bytes(12), messages.Registration("alice", ("bob",), nat=self.SYMMETRIC)
+        )
+        self.assertEqual(messages.parseRegistration(stun.decode(datagram)).nat, self.SYMMETRIC)
+
+    def test_introduction(self):
+        """
+        An introduction carries the other peer's NAT behaviour.
+        """
+        introduction = messages.Introduction(
+            "bob", ("203.0.113.1", 1), (), b"k" * 16, nat=("endpoint-independent",) * 2
+        )
+        datagram = messages.encodeIntroduction(bytes(12), introduction, b"x")
+        self.assertEqual(messages.parseIntroduction(stun.decode(datagram)), introduction)
+
+    def test_candidateWithoutRelayedAddress(self):
+        """
+        A candidate may carry the NAT's behaviour alone.
+        """
+        candidate = messages.RelayCandidate("alice", None, "bob", self.SYMMETRIC)
+        datagram = messages.encodeCandidate(bytes(12), candidate, b"x")
+        self.assertEqual(messages.parseCandidate(stun.decode(datagram)), candidate)
+
+    def test_emptyCandidate(self):
+        """
+        A candidate with neither a relayed address nor a NAT behaviour is
+        refused.
+        """
+        message = stun.Message(
+            messages.CANDIDATE, stun.REQUEST, bytes(12), ((messages.NAME, b"alice"),)
+        )
+        self.assertRaises(messages.InvalidMessage, messages.parseCandidate, message)
+
+    def test_unknownLeftOut(self):
+        """
+        A behaviour not known, or of the wrong length, is left out with the
+        reason, and the message read all the same.
+        """
+        for value, why in (
+            (b"\x03\x00", "NAT-BEHAVIOUR 0300, a behaviour not known"),
+            (b"\x00", "NAT-BEHAVIOUR of 1 bytes"),
+        ):
+            message = stun.Message(
+                messages.INTRODUCE,
+                stun.REQUEST,
+                bytes(12),
+                (
+                    (messages.NAME, b"bob"),
+                    (messages.PEER_ADDRESS, stun.encodeXorAddress("203.0.113.1", 1, bytes(12))),
+                    (messages.PUNCH_KEY, b"k" * 16),
+                    (messages.NAT_BEHAVIOUR, value),
+                ),
+            )
+            introduction = messages.parseIntroduction(message)
+            self.assertEqual((introduction.nat, introduction.natDropped), (None, why))
+
+    def test_pairsShared(self):
+        """
+        Every read of one behaviour gives the same tuple, so that entries
+        holding it cost no more than a reference.
+        """
+        a, _ = messages.readBehaviour(b"\x02\x02")
+        b, _ = messages.readBehaviour(bytes((2, 2)))
+        self.assertIs(a, b)

@@ -47,6 +47,19 @@ class EncodingTests(SynchronousTestCase):
             ("alice", b"s" * 16, A, local, ("bob", "carol"), 12.5, True, "m1"),
         )
 
+    def test_natBehaviour(self):
+        """
+        Each of the nine NAT behaviours, and none, comes back from the
+        flags.
+        """
+        from punchd.messages import readBehaviour
+
+        pairs = [readBehaviour(bytes((m, f)))[0] for m in range(3) for f in range(3)]
+        for nat in [None, *pairs]:
+            for local in ((), (("2001:db8::1", 1),)):
+                value = secretField(b"s" * 16) + encodeBody(True, 1.0, "m1", (), A, local, nat)
+                self.assertEqual(decodeEntry("alice", value).nat, nat)
+
     def test_previousSecret(self):
         """
         The previous secret reads back with the secret, with packed and

@@ -101,6 +101,19 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual((self.store.stats["relayedOut"], holder.stats["relayedIn"]), (1, 1))
         self.assertEqual(self.stageManager.sent, [])
 
+    def test_natBehaviourRelayed(self):
+        """
+        The NAT behaviour an introduction carries crosses to the holder.
+        """
+        from punchd.relay import decodeRelayed, encodeRelayed
+
+        introduction = messages.Introduction(
+            "alice", ("198.51.100.1", 40000), (), b"k" * 16,
+            nat=messages.readBehaviour(b"\x02\x02")[0],
+        )
+        _, relayed = decodeRelayed(encodeRelayed(held("bob", BOB, "m2"), introduction))
+        self.assertEqual(relayed, introduction)
+
     def test_unheardSentFromHere(self):
         """
         With nobody listening on the holder's channel, or Redis out of

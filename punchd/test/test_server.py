@@ -224,6 +224,46 @@ class RegistrationTests(StageManagerTestMixin, SynchronousTestCase):
         self.assertEqual(len(self.server.phonebook), 0)
         self.assertEqual(self.server.drops.counts["invalid"], 1)
 
+    def test_natBehaviourRecorded(self):
+        """
+        The NAT behaviour a registration reports is kept in the entry.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        transport.write(self._withBehaviour(transport, bytes((2, 2))), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(recorder.messages(messages.REGISTER, stun.SUCCESS)), 1)
+        entry = self.server.phonebook.lookup("alice", self.network.clock.seconds())
+        self.assertEqual(entry.nat, ("address-and-port-dependent",) * 2)
+
+    def test_unknownNATBehaviourDropped(self):
+        """
+        A NAT behaviour this version does not know is left out of the entry
+        and counted; the registration is taken all the same.
+        """
+        recorder, transport = self.client("203.0.113.5", 5000)
+        transport.write(self._withBehaviour(transport, bytes((3, 0))), SERVER)
+        self.network.advance(1)
+        self.assertEqual(len(recorder.messages(messages.REGISTER, stun.SUCCESS)), 1)
+        entry = self.server.phonebook.lookup("alice", self.network.clock.seconds())
+        self.assertIsNone(entry.nat)
+        self.assertEqual(self.server.drops.counts["unknown NAT behaviour"], 1)
+
+    def _withBehaviour(self, transport, value):
+        cookie = self.server.cookies.issue(("203.0.113.5", transport.port))
+        return stun.encode(
+            stun.Message(
+                messages.REGISTER,
+                stun.REQUEST,
+                stun.newTransactionID(),
+                (
+                    (messages.NAME, b"alice"),
+                    (messages.COOKIE, cookie),
+                    (messages.NAT_BEHAVIOUR, value),
+                    (stun.PADDING, bytes(40)),
+                ),
+            )
+        )
+
     def test_stopLeavesNoTimers(self):
         """
         Once stopped, the stage manager leaves no delayed call behind, even
