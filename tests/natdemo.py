@@ -73,27 +73,37 @@ class Run:
     def transcript(self):
         return "\n".join(f"{label:>6} | {line}" for label, line in self.lines)
 
-    def startServer(self, extra=()):
+    def startServer(self, extra=(), ipv6=False):
+        """
+        Start the stage manager with NAT behaviour discovery on its two
+        IPv4 addresses, or, with C{ipv6}, on C{--interface ::} (IPv6 and
+        IPv4, which leaves no room for discovery's other address and port).
+        """
+        if ipv6:
+            listen = ["--interface", "::", "--port", str(SERVER_PORT)]
+        else:
+            listen = [
+                "--interface", self.lab.serverAddress,
+                "--port", str(SERVER_PORT),
+                "--alternate-port", str(ALTERNATE_PORT),
+                "--alternate-address", self.lab.serverAlternateAddress,
+            ]
         self.processes.start(
             "server",
-            self.lab.command(
-                "server",
-                TWISTD
-                + [
-                    "punch-server",
-                    "--interface", self.lab.serverAddress,
-                    "--port", str(SERVER_PORT),
-                    "--alternate-port", str(ALTERNATE_PORT),
-                    "--alternate-address", self.lab.serverAlternateAddress,
-                    *extra,
-                ],
-            ),
+            self.lab.command("server", TWISTD + ["punch-server", *listen, *extra]),
         )
-        pattern = re.compile("NAT behaviour discovery")
+        pattern = re.compile("Stage manager listening" if ipv6 else "NAT behaviour discovery")
         if not self.waitFor({("server", pattern)}, 30):
             raise AssertionError("the stage manager did not start:\n" + self.transcript())
 
-    def startPeer(self, label, host, name, wants, extra=()):
+    def startPeer(self, label, host, name, wants, extra=(), ipv6=False):
+        """
+        Start a peer that knows the stage manager by its IPv4 address, or
+        with C{ipv6} by its IPv6 one (and so speaks IPv6 alone).
+        """
+        server = f"{self.lab.serverAddress}:{SERVER_PORT}"
+        if ipv6:
+            server = f"[{self.lab.serverAddress6}]:{SERVER_PORT}"
         self.processes.start(
             label,
             self.lab.command(
@@ -101,7 +111,7 @@ class Run:
                 TWISTD
                 + [
                     "punch-peer",
-                    "--server", f"{self.lab.serverAddress}:{SERVER_PORT}",
+                    "--server", server,
                     "--name", name,
                     "--peer", wants,
                     *extra,
