@@ -161,6 +161,10 @@ def main(argv=None):
     parser.add_argument("--nat-b", choices=ALL_NAT_TYPES, default="port-restricted-cone")
     parser.add_argument("--delay", type=float, default=20, help="one-way delay per link, ms (default 20)")
     parser.add_argument("--seconds", type=float, default=8, help="how long to watch (default 8)")
+    parser.add_argument(
+        "--ipv6", action="store_true",
+        help="make the NAT routers IPv6 firewalls too, and let the peers speak IPv6 alone",
+    )
     args = parser.parse_args(argv)
     reason = labUnavailableReason()
     if reason is not None:
@@ -168,13 +172,14 @@ def main(argv=None):
         return 1
     print(f"Building the lab: alice behind a {args.nat_a} NAT, bob behind a {args.nat_b} NAT...")
     with Lab(
-        natA=args.nat_a, natB=args.nat_b, delay=args.delay / 1000, alternateAddress=True
+        natA=args.nat_a, natB=args.nat_b, delay=args.delay / 1000, alternateAddress=True,
+        ipv6="firewall" if args.ipv6 else None,
     ) as lab, Processes() as processes:
         run = Run(lab, processes)
-        run.startServer()
-        run.startPeer("alice", "peerA", "alice", "bob")
+        run.startServer(ipv6=args.ipv6)
+        run.startPeer("alice", "peerA", "alice", "bob", ipv6=args.ipv6)
         run.waitFor({("alice", re.compile("Waiting for bob"))}, 30)
-        run.startPeer("bob", "peerB", "bob", "alice")
+        run.startPeer("bob", "peerB", "bob", "alice", ipv6=args.ipv6)
         run.waitFor(set(), args.seconds)
         for label in ("alice", "bob", "server"):
             processes.stop(label)
