@@ -1162,6 +1162,8 @@ class Lab:
         through firewalls; behind "drop" routers neither does.
         """
         found = {}
+        if self.loss >= 50:
+            return found
         server = agents["server"]
         reflector, _ = server.bind(_SERVER_PROBE_PORT, self.serverAddress6, reflect=True)
         expectReach = self.ipv6 == "firewall"
