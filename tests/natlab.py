@@ -1661,7 +1661,8 @@ def _conntrackFlush():
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.bind((0, 0))
-        body = struct.pack("BBH", socket.AF_INET, 0, 0)
+        # AF_UNSPEC: every family, IPv6 flows included.
+        body = struct.pack("BBH", socket.AF_UNSPEC, 0, 0)
         header = struct.pack(
             "=IHHII",
             16 + len(body),

@@ -406,6 +406,21 @@ class ImpairmentTests(LabTestCase):
         # The server check in verify() measured it too.
         self.assertGreaterEqual(lab.probeResults["server"]["peerA->192.0.2.10"]["rtt"], 0.078)
 
+    def test_delayIPv6(self):
+        """
+        The delay applies to IPv6 too: 20 ms per link, a round trip from
+        a peer to the server of at least 80 ms.
+        """
+        lab = self.lab(delay=0.02, ipv6="firewall", verify=False)
+        server = lab.agent("server")
+        sock, port = server.bind(5000, lab.serverAddress6, reflect=True)
+        agent = lab.agent("peerB")
+        client, _ = agent.bind(address="::")
+        rtts = agent.rtts(client, lab.serverAddress6, port, count=5)
+        self.assertNotIn(None, rtts)
+        self.assertGreaterEqual(min(rtts), 0.078, rtts)
+        self.assertLess(sorted(rtts)[len(rtts) // 2], 0.080 + 0.030, rtts)
+
     def test_noDelayByDefault(self):
         lab = self.lab()
         server = lab.agent("server")
