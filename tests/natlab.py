@@ -1198,6 +1198,8 @@ class Lab:
                 "flush map ip natlab m_in\nflush map ip natlab m_out\n"
                 "flush set ip natlab s_peer\nflush set ip natlab s_sent\n",
             )
+            if self.ipv6:
+                self._nft(nat, "flush set ip6 natlab s_sent\n")
             self.run(nat, [sys.executable, _THIS_FILE, "_ctflush"], timeout=10, check=True)
 
     def sent(self, nat):
@@ -1206,21 +1208,26 @@ class Lab:
         through it since L{verify} (or since the lab was built, without
         it): C{{address: (datagrams, bytes)}} for
         each destination address, counting UDP datagrams and their
-        payload bytes.
+        payload bytes.  With IPv6, IPv6 destinations are counted too
+        (with C{ipv6="drop"}, what was sent to the router and dropped
+        there).
         """
-        listing = self.run(
-            nat, ["nft", "-j", "list", "set", "ip", "natlab", "s_sent"], timeout=10, check=True
-        )
+        # The counters count IP packets: 20 bytes of IPv4 header (40 of
+        # IPv6) and 8 of UDP header each.
+        families = [("ip", 28)] + ([("ip6", 48)] if self.ipv6 else [])
         found = {}
-        for entry in json.loads(listing.stdout)["nftables"]:
-            for element in entry.get("set", {}).get("elem", ()):
-                counter = element["elem"]["counter"]
-                # The counter counts IP packets: 20 bytes of IPv4 header
-                # and 8 of UDP header each.
-                found[element["elem"]["val"]] = (
-                    counter["packets"],
-                    counter["bytes"] - 28 * counter["packets"],
-                )
+        for family, headers in families:
+            listing = self.run(
+                nat, ["nft", "-j", "list", "set", family, "natlab", "s_sent"],
+                timeout=10, check=True,
+            )
+            for entry in json.loads(listing.stdout)["nftables"]:
+                for element in entry.get("set", {}).get("elem", ()):
+                    counter = element["elem"]["counter"]
+                    found[element["elem"]["val"]] = (
+                        counter["packets"],
+                        counter["bytes"] - headers * counter["packets"],
+                    )
         return found
 
     # -- presentation ---------------------------------------------------
@@ -1452,6 +1459,9 @@ def firewallRuleset6(mode):
 table ip6 natlab
 delete table ip6 natlab
 table ip6 natlab {
+    # UDP datagrams and bytes sent from the LAN, per destination address
+    set s_sent { typeof ip6 daddr ; flags dynamic ; counter ; }
+
     chain input {
         type filter hook input priority filter; policy accept;
         iifname "wan" ct state established,related accept
@@ -1460,6 +1470,7 @@ table ip6 natlab {
     }
     chain forward {
         type filter hook forward priority filter; policy drop;
+        iifname "lan" oifname "wan" meta l4proto udp update @s_sent { ip6 daddr }
 %s
     }
 }

@@ -382,6 +382,24 @@ class SentTests(LabTestCase):
         )
         self.assertEqual(lab.sent("natB"), {})
 
+    def test_sentCountsIPv6(self):
+        """
+        With IPv6 the NAT routers count IPv6 datagrams too, also those a
+        router that drops IPv6 drops.
+        """
+        for mode in ("firewall", "drop"):
+            lab = self.lab(ipv6=mode, verify=False)
+            agent = lab.agent("peerA")
+            sock, _ = agent.bind(address="::")
+            agent.send(sock, lab.serverAddress6, 7000, data="12345", count=4)
+            sock4, _ = agent.bind()
+            agent.send(sock4, lab.natBPublic, 7000, data="xy", count=1)
+            self.assertEqual(
+                lab.sent("natA"),
+                {lab.serverAddress6: (4, 20), lab.natBPublic: (1, 2)},
+                mode,
+            )
+
 
 class ImpairmentTests(LabTestCase):
     """
