@@ -73,27 +73,37 @@ class Run:
     def transcript(self):
         return "\n".join(f"{label:>6} | {line}" for label, line in self.lines)
 
-    def startServer(self, extra=()):
+    def startServer(self, extra=(), ipv6=False):
+        """
+        Start the stage manager with NAT behaviour discovery on its two
+        IPv4 addresses, or, with C{ipv6}, on C{--interface ::} (IPv6 and
+        IPv4, which leaves no room for discovery's other address and port).
+        """
+        if ipv6:
+            listen = ["--interface", "::", "--port", str(SERVER_PORT)]
+        else:
+            listen = [
+                "--interface", self.lab.serverAddress,
+                "--port", str(SERVER_PORT),
+                "--alternate-port", str(ALTERNATE_PORT),
+                "--alternate-address", self.lab.serverAlternateAddress,
+            ]
         self.processes.start(
             "server",
-            self.lab.command(
-                "server",
-                TWISTD
-                + [
-                    "punch-server",
-                    "--interface", self.lab.serverAddress,
-                    "--port", str(SERVER_PORT),
-                    "--alternate-port", str(ALTERNATE_PORT),
-                    "--alternate-address", self.lab.serverAlternateAddress,
-                    *extra,
-                ],
-            ),
+            self.lab.command("server", TWISTD + ["punch-server", *listen, *extra]),
         )
-        pattern = re.compile("NAT behaviour discovery")
+        pattern = re.compile("Stage manager listening" if ipv6 else "NAT behaviour discovery")
         if not self.waitFor({("server", pattern)}, 30):
             raise AssertionError("the stage manager did not start:\n" + self.transcript())
 
-    def startPeer(self, label, host, name, wants, extra=()):
+    def startPeer(self, label, host, name, wants, extra=(), ipv6=False):
+        """
+        Start a peer that knows the stage manager by its IPv4 address, or
+        with C{ipv6} by its IPv6 one (and so speaks IPv6 alone).
+        """
+        server = f"{self.lab.serverAddress}:{SERVER_PORT}"
+        if ipv6:
+            server = f"[{self.lab.serverAddress6}]:{SERVER_PORT}"
         self.processes.start(
             label,
             self.lab.command(
@@ -101,7 +111,7 @@ class Run:
                 TWISTD
                 + [
                     "punch-peer",
-                    "--server", f"{self.lab.serverAddress}:{SERVER_PORT}",
+                    "--server", server,
                     "--name", name,
                     "--peer", wants,
                     *extra,
@@ -151,6 +161,10 @@ def main(argv=None):
     parser.add_argument("--nat-b", choices=ALL_NAT_TYPES, default="port-restricted-cone")
     parser.add_argument("--delay", type=float, default=20, help="one-way delay per link, ms (default 20)")
     parser.add_argument("--seconds", type=float, default=8, help="how long to watch (default 8)")
+    parser.add_argument(
+        "--ipv6", action="store_true",
+        help="make the NAT routers IPv6 firewalls too, and let the peers speak IPv6 alone",
+    )
     args = parser.parse_args(argv)
     reason = labUnavailableReason()
     if reason is not None:
@@ -158,13 +172,14 @@ def main(argv=None):
         return 1
     print(f"Building the lab: alice behind a {args.nat_a} NAT, bob behind a {args.nat_b} NAT...")
     with Lab(
-        natA=args.nat_a, natB=args.nat_b, delay=args.delay / 1000, alternateAddress=True
+        natA=args.nat_a, natB=args.nat_b, delay=args.delay / 1000, alternateAddress=True,
+        ipv6="firewall" if args.ipv6 else None,
     ) as lab, Processes() as processes:
         run = Run(lab, processes)
-        run.startServer()
-        run.startPeer("alice", "peerA", "alice", "bob")
+        run.startServer(ipv6=args.ipv6)
+        run.startPeer("alice", "peerA", "alice", "bob", ipv6=args.ipv6)
         run.waitFor({("alice", re.compile("Waiting for bob"))}, 30)
-        run.startPeer("bob", "peerB", "bob", "alice")
+        run.startPeer("bob", "peerB", "bob", "alice", ipv6=args.ipv6)
         run.waitFor(set(), args.seconds)
         for label in ("alice", "bob", "server"):
             processes.stop(label)

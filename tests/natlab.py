@@ -52,6 +52,19 @@ conntrack entry that makes Linux move the inside host's later flow to
 another port).  Hairpinning, when enabled, translates both ends (the
 receiver sees the sender's public mapping) and does not filter.
 
+IPv6 (``Lab(ipv6="firewall")`` or ``"drop"``, off by default): every host
+also gets a global address in 2001:db8::/32, with no NAT66::
+
+  peerA 2001:db8:a::2 --[natA wan 2001:db8:ff:a::1]--+
+  server 2001:db8:5::10 ------------------------[ inet router ]
+  peerB 2001:db8:b::2 --[natB wan 2001:db8:ff:b::1]--+
+
+With "firewall" each NAT router forwards IPv6 through a stateful firewall
+(L{firewallRuleset6}: outbound allowed, inbound only for established
+flows, that is address-and-port-dependent filtering); with "drop" it
+forwards none, while the hosts keep their addresses and routes (a family
+that looks usable but is broken).  Delay and loss apply to IPv6 as well.
+
 Delay (one-way, per link) is made by a userspace delay line on a TUN device
 in the inet router (see tests/delayer.py): each forwarded packet crosses two
 lab links there, so it is held ``2 * delay``.  Loss is an nftables
@@ -147,6 +160,26 @@ _LAN_B = ("10.0.2.0/24", "10.0.2.1")
 PEER_A_ADDRESS = "10.0.1.2"
 PEER_B_ADDRESS = "10.0.2.2"
 PEER_B_SAME_NAT_ADDRESS = "10.0.1.3"
+
+#: The IPv6 modes of a lab (L{Lab}'s C{ipv6}): none, a stateful firewall
+#: in each NAT router, or every forwarded IPv6 packet dropped there.
+IPV6_MODES = (None, "firewall", "drop")
+
+# IPv6 addressing plan, from documentation space 2001:db8::/32: one /64
+# per LAN and for the server, and one /64 per internet link, in
+# 2001:db8:ff::/48.  No NAT66: the hosts' addresses are global.
+SERVER_ADDRESS6 = "2001:db8:5::10"
+_INET_SERVER_SIDE6 = "2001:db8:5::1"
+_LAN_A6 = ("2001:db8:a::/64", "2001:db8:a::1")
+_LAN_B6 = ("2001:db8:b::/64", "2001:db8:b::1")
+PEER_A_ADDRESS6 = "2001:db8:a::2"
+PEER_B_ADDRESS6 = "2001:db8:b::2"
+PEER_B_SAME_NAT_ADDRESS6 = "2001:db8:a::3"
+#: NAT router -> (its WAN address, the inet router's address on that link).
+_WAN6 = {
+    "natA": ("2001:db8:ff:a::1", "2001:db8:ff:a::fe"),
+    "natB": ("2001:db8:ff:b::1", "2001:db8:ff:b::fe"),
+}
 
 _DELAY_TUN = "dly0"
 _DELAY_TABLE = "100"
@@ -340,7 +373,8 @@ class Agent:
 
     def bind(self, port=0, address="0.0.0.0", reflect=False):
         """
-        Open a UDP socket; return C{(socketId, boundPort)}.
+        Open a UDP socket, IPv6 when C{address} is an IPv6 one (C{"::"}
+        for any); return C{(socketId, boundPort)}.
         """
         answer = self.call("bind", address=address, port=port, reflect=reflect)
         return answer["sock"], answer["port"]
@@ -466,6 +500,9 @@ class Lab:
     @ivar namespaces: dict host -> namespace name for the hosts that exist
         (server, peerA, peerB, natA, natB unless sameNAT, inet).
     @ivar probeResults: what L{verify} found (dict), once it ran.
+    @ivar ipv6: the IPv6 mode, one of L{IPV6_MODES}.
+    @ivar serverAddress6: the server host's IPv6 address, or C{None}
+        without IPv6; likewise C{peerAAddress6} and C{peerBAddress6}.
     """
 
     def __init__(
@@ -480,6 +517,7 @@ class Lab:
         verify=True,
         log=None,
         secondServer=False,
+        ipv6=None,
     ):
         """
         @param natA: NAT type of natA (one of L{ALL_NAT_TYPES}).
@@ -497,6 +535,13 @@ class Lab:
         @param log: callable taking a string, for progress messages.
         @param secondServer: add a second server host, C{server2}, with a
             public address of its own on the lab's internet.
+        @param ipv6: C{None} for an IPv4-only lab; C{"firewall"} to give
+            every host a global IPv6 address, with each NAT router
+            forwarding IPv6 through a stateful firewall (outbound allowed,
+            inbound only for established flows: address-and-port-dependent
+            filtering, no NAT66); C{"drop"} for the same addresses and
+            routes, but NAT routers that drop every forwarded IPv6 packet
+            (a broken family).
         """
         for label, value in (("natA", natA), ("natB", natB)):
             if value not in ALL_NAT_TYPES:
@@ -505,6 +550,8 @@ class Lab:
             raise ValueError("delay must be between 0 and 10 seconds")
         if not 0 <= float(loss) < 100:
             raise ValueError("loss must be a percentage in [0, 100)")
+        if ipv6 not in IPV6_MODES:
+            raise ValueError("ipv6 must be one of %s, not %r" % (IPV6_MODES, ipv6))
         self.natA = natA
         self.natB = natA if sameNAT else natB
         self.sameNAT = bool(sameNAT)
@@ -523,6 +570,12 @@ class Lab:
         self.peerAAddress = PEER_A_ADDRESS
         self.peerBAddress = PEER_B_SAME_NAT_ADDRESS if sameNAT else PEER_B_ADDRESS
         self.probeAddresses = PROBE_ADDRESSES
+        self.ipv6 = ipv6
+        self.serverAddress6 = SERVER_ADDRESS6 if ipv6 else None
+        self.peerAAddress6 = PEER_A_ADDRESS6 if ipv6 else None
+        self.peerBAddress6 = None
+        if ipv6:
+            self.peerBAddress6 = PEER_B_SAME_NAT_ADDRESS6 if sameNAT else PEER_B_ADDRESS6
 
         self.prefix = None
         self.namespaces = {}
@@ -708,6 +761,9 @@ class Lab:
     def _ip(self, host, lines):
         _sh(["ip", "-n", self.netns(host), "-batch", "-"], input="\n".join(lines) + "\n")
 
+    def _ip6(self, host, lines):
+        _sh(["ip", "-6", "-n", self.netns(host), "-batch", "-"], input="\n".join(lines) + "\n")
+
     def _sysctl(self, host, settings):
         _sh(
             ["ip", "netns", "exec", self.netns(host), "sysctl", "-q", "-e", "-w"]
@@ -749,6 +805,8 @@ class Lab:
                 ]
             if role.startswith("nat"):
                 settings += [("net.bridge.bridge-nf-call-iptables", 0)]
+            if self.ipv6:
+                settings += _ipv6Sysctls(role in routers)
             self._sysctl(role, settings)
 
         # Links.  Interface names are local to each namespace.
@@ -820,6 +878,8 @@ class Lab:
         for nat, (lanNet, _), public, natType in natLans:
             self._nft(nat, natRuleset(natType, public, lanNet, self.hairpin))
         self._nft("inet", internetRuleset(self.loss, delayed=self.delay > 0))
+        if self.ipv6:
+            self._buildIPv6()
         if self.delay > 0:
             self._startDelayer()
         self._log(
@@ -882,6 +942,51 @@ class Lab:
             for agent in agents.values():
                 agent.close()
 
+    def _buildIPv6(self):
+        """
+        Give every host its IPv6 address and routes (see L{IPV6_MODES}),
+        and each NAT router its IPv6 firewall.
+        """
+        nats = ["natA"] + ([] if self.sameNAT else ["natB"])
+        lans = {"natA": _LAN_A6, "natB": _LAN_B6}
+        inet = [
+            "addr add %s/64 dev srv nodad" % (_INET_SERVER_SIDE6,),
+        ]
+        for nat in nats:
+            natSide, inetSide = _WAN6[nat]
+            link = "nA" if nat == "natA" else "nB"
+            inet += [
+                "addr add %s/64 dev %s nodad" % (inetSide, link),
+                "route add %s via %s" % (lans[nat][0], natSide),
+            ]
+            self._ip(
+                nat,
+                [
+                    "addr add %s/64 dev wan nodad" % (natSide,),
+                    "addr add %s/64 dev lan nodad" % (lans[nat][1],),
+                    "route add ::/0 via %s" % (inetSide,),
+                ],
+            )
+            self._nft(nat, firewallRuleset6(self.ipv6))
+        self._ip("inet", inet)
+        self._nft("inet", internetRuleset(self.loss, delayed=self.delay > 0, family="ip6"))
+        self._ip(
+            "server",
+            [
+                "addr add %s/64 dev eth0 nodad" % (self.serverAddress6,),
+                "route add ::/0 via %s" % (_INET_SERVER_SIDE6,),
+            ],
+        )
+        gatewayB = _LAN_A6[1] if self.sameNAT else _LAN_B6[1]
+        for peer, address, gateway in (
+            ("peerA", self.peerAAddress6, _LAN_A6[1]),
+            ("peerB", self.peerBAddress6, gatewayB),
+        ):
+            self._ip(
+                peer,
+                ["addr add %s/64 dev eth0 nodad" % (address,), "route add ::/0 via %s" % (gateway,)],
+            )
+
     def _startDelayer(self):
         if not os.path.exists("/dev/net/tun"):
             raise NatLabError("delay needs /dev/net/tun (CONFIG_TUN)")
@@ -906,6 +1011,9 @@ class Lab:
             "rule add iif %s lookup %s priority 100" % (link, _DELAY_TABLE) for link in links
         ]
         self._ip("inet", lines)
+        if self.ipv6:
+            # The delay line is blind to the IP version.
+            self._ip6("inet", lines[1:])
 
     # -- checking -------------------------------------------------------
 
@@ -1076,6 +1184,8 @@ class Lab:
                         % (hp["hairpinSources"],)
                     )
             results["server"] = self._checkServer(agents)
+            if self.ipv6:
+                results["ipv6"] = self._checkIPv6(agents)
         finally:
             for agent in agents.values():
                 agent.close()
@@ -1114,6 +1224,39 @@ class Lab:
             server.closeSocket(sock)
         return found
 
+    def _checkIPv6(self, agents):
+        """
+        Both peers reach the server over IPv6, from their own addresses,
+        through firewalls; behind "drop" routers neither does.
+        """
+        found = {}
+        if self.loss >= 50:
+            return found
+        server = agents["server"]
+        reflector, _ = server.bind(_SERVER_PROBE_PORT, self.serverAddress6, reflect=True)
+        expectReach = self.ipv6 == "firewall"
+        wait = (3.0 if expectReach else 0.5) + 8 * self.delay
+        for host, own in (("peerA", self.peerAAddress6), ("peerB", self.peerBAddress6)):
+            agent = agents[host]
+            sock, _ = agent.bind(address="::")
+            mapped, rtt = agent.query(
+                sock, self.serverAddress6, _SERVER_PROBE_PORT, timeout=wait,
+                interval=max(0.1, 5 * self.delay),
+            )
+            agent.closeSocket(sock)
+            if expectReach and (mapped is None or mapped[0] != own):
+                raise NatLabError(
+                    "%s -> server over IPv6: expected an answer to %s, got %r"
+                    % (host, own, mapped)
+                )
+            if not expectReach and mapped is not None:
+                raise NatLabError(
+                    "%s reached the server over IPv6 through a router that drops IPv6" % (host,)
+                )
+            found["%s->%s" % (host, self.serverAddress6)] = {"mapped": mapped, "rtt": rtt}
+        server.closeSocket(reflector)
+        return found
+
     def _flushNatState(self):
         for nat in ("natA", "natB"):
             if nat not in self.namespaces:
@@ -1123,6 +1266,8 @@ class Lab:
                 "flush map ip natlab m_in\nflush map ip natlab m_out\n"
                 "flush set ip natlab s_peer\nflush set ip natlab s_sent\n",
             )
+            if self.ipv6:
+                self._nft(nat, "flush set ip6 natlab s_sent\n")
             self.run(nat, [sys.executable, _THIS_FILE, "_ctflush"], timeout=10, check=True)
 
     def sent(self, nat):
@@ -1131,21 +1276,26 @@ class Lab:
         through it since L{verify} (or since the lab was built, without
         it): C{{address: (datagrams, bytes)}} for
         each destination address, counting UDP datagrams and their
-        payload bytes.
+        payload bytes.  With IPv6, IPv6 destinations are counted too
+        (with C{ipv6="drop"}, what was sent to the router and dropped
+        there).
         """
-        listing = self.run(
-            nat, ["nft", "-j", "list", "set", "ip", "natlab", "s_sent"], timeout=10, check=True
-        )
+        # The counters count IP packets: 20 bytes of IPv4 header (40 of
+        # IPv6) and 8 of UDP header each.
+        families = [("ip", 28)] + ([("ip6", 48)] if self.ipv6 else [])
         found = {}
-        for entry in json.loads(listing.stdout)["nftables"]:
-            for element in entry.get("set", {}).get("elem", ()):
-                counter = element["elem"]["counter"]
-                # The counter counts IP packets: 20 bytes of IPv4 header
-                # and 8 of UDP header each.
-                found[element["elem"]["val"]] = (
-                    counter["packets"],
-                    counter["bytes"] - 28 * counter["packets"],
-                )
+        for family, headers in families:
+            listing = self.run(
+                nat, ["nft", "-j", "list", "set", family, "natlab", "s_sent"],
+                timeout=10, check=True,
+            )
+            for entry in json.loads(listing.stdout)["nftables"]:
+                for element in entry.get("set", {}).get("elem", ()):
+                    counter = element["elem"]["counter"]
+                    found[element["elem"]["val"]] = (
+                        counter["packets"],
+                        counter["bytes"] - headers * counter["packets"],
+                    )
         return found
 
     # -- presentation ---------------------------------------------------
@@ -1167,6 +1317,16 @@ class Lab:
             "  natB public  %s%s" % (self.natBPublic, " (same NAT)" if self.sameNAT else ""),
             "  peerA        %s" % self.peerAAddress,
             "  peerB        %s" % self.peerBAddress,
+        ]
+        if self.ipv6:
+            lines += [
+                "IPv6 (%s in the NAT routers):" % (
+                    "stateful firewall" if self.ipv6 == "firewall" else "all dropped"),
+                "  server       %s" % self.serverAddress6,
+                "  peerA        %s" % self.peerAAddress6,
+                "  peerB        %s" % self.peerBAddress6,
+            ]
+        lines += [
             "namespaces:",
         ]
         for host in HOSTS:
@@ -1299,9 +1459,10 @@ table ip natlab {
     }
 
 
-def internetRuleset(loss, delayed):
+def internetRuleset(loss, delayed, family="ip"):
     """
-    The inet router's ruleset: random loss, counted once per crossing (not
+    The inet router's ruleset for the nftables C{family} ("ip", or "ip6"
+    in a lab with IPv6): random loss, counted once per crossing (not
     again when a delayed packet comes back from the delay device).
     """
     rules = []
@@ -1311,15 +1472,77 @@ def internetRuleset(loss, delayed):
             "%snumgen random mod 10000 < %d drop" % (condition, int(round(loss * 100)))
         )
     return """\
-table ip natlab
-delete table ip natlab
-table ip natlab {
+table %(family)s natlab
+delete table %(family)s natlab
+table %(family)s natlab {
     chain forward {
         type filter hook forward priority filter; policy accept;
+%(rules)s
+    }
+}
+""" % {"family": family, "rules": "\n".join("        " + r for r in rules)}
+
+
+def _ipv6Sysctls(router):
+    """
+    The IPv6 settings of a lab host: addresses usable at once (no
+    duplicate address detection, which would hold them back for a
+    second), no router advertisements, and forwarding in routers.
+    """
+    settings = [
+        ("net.ipv6.conf.all.disable_ipv6", 0),
+        ("net.ipv6.conf.default.disable_ipv6", 0),
+        ("net.ipv6.conf.all.accept_dad", 0),
+        ("net.ipv6.conf.default.accept_dad", 0),
+        ("net.ipv6.conf.all.accept_ra", 0),
+        ("net.ipv6.conf.default.accept_ra", 0),
+    ]
+    if router:
+        settings += [
+            ("net.ipv6.conf.all.forwarding", 1),
+            ("net.bridge.bridge-nf-call-ip6tables", 0),
+        ]
+    return settings
+
+
+def firewallRuleset6(mode):
+    """
+    The IPv6 ruleset of a NAT router (WAN interface "wan", LAN bridge
+    "lan"): with C{mode} "firewall", forwarded from the LAN to the WAN
+    freely, from the WAN only for flows the LAN started (conntrack's
+    flows are per address and port: address-and-port-dependent
+    filtering); with "drop", nothing forwarded at all.  The router itself
+    answers neighbour discovery on both sides either way, so a host's
+    IPv6 looks usable even when it is dropped.
+    """
+    if mode not in IPV6_MODES[1:]:
+        raise ValueError(mode)
+    forward = []
+    if mode == "firewall":
+        forward = [
+            "ct state established,related accept",
+            'iifname "lan" oifname "wan" accept',
+        ]
+    return """\
+table ip6 natlab
+delete table ip6 natlab
+table ip6 natlab {
+    # UDP datagrams and bytes sent from the LAN, per destination address
+    set s_sent { typeof ip6 daddr ; flags dynamic ; counter ; }
+
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "wan" ct state established,related accept
+        iifname "wan" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, echo-request } accept
+        iifname "wan" drop
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        iifname "lan" oifname "wan" meta l4proto udp update @s_sent { ip6 daddr }
 %s
     }
 }
-""" % "\n".join("        " + r for r in rules)
+""" % "\n".join("        " + r for r in forward)
 
 
 # -- processes run inside the namespaces -----------------------------------
@@ -1413,9 +1636,11 @@ def _agentMain():
     def handle(request):
         op = request.get("op")
         if op == "bind":
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            address = request.get("address", "0.0.0.0")
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.bind((request.get("address", "0.0.0.0"), int(request.get("port", 0))))
+            sock.bind((address, int(request.get("port", 0))))
             sock.setblocking(False)
             sid = next(ids)
             sockets[sid] = sock
@@ -1515,7 +1740,8 @@ def _conntrackFlush():
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.bind((0, 0))
-        body = struct.pack("BBH", socket.AF_INET, 0, 0)
+        # AF_UNSPEC: every family, IPv6 flows included.
+        body = struct.pack("BBH", socket.AF_UNSPEC, 0, 0)
         header = struct.pack(
             "=IHHII",
             16 + len(body),
@@ -1644,6 +1870,9 @@ def main(argv=None):
     up.add_argument("--alternate-address", action="store_true",
                     help="give the server a second address")
     up.add_argument("--no-verify", action="store_true", help="skip the NAT probes")
+    up.add_argument("--ipv6", choices=IPV6_MODES[1:], default=None,
+                    help="IPv6 for every host, through a stateful firewall or dropped"
+                    " in the NAT routers")
     sub.add_parser("check", help="build and probe every NAT type, print a table")
     clean = sub.add_parser("cleanup", help="remove leftover lab namespaces")
     clean.add_argument("--all", action="store_true",
@@ -1687,7 +1916,7 @@ def main(argv=None):
         with Lab(natA=args.nat_a, natB=args.nat_b, sameNAT=args.same_nat,
                  hairpin=args.hairpin, delay=args.delay / 1000.0, loss=args.loss,
                  alternateAddress=args.alternate_address,
-                 verify=not args.no_verify, log=log) as lab:
+                 verify=not args.no_verify, log=log, ipv6=args.ipv6) as lab:
             print(lab.describe())
             if lab.probeResults:
                 for nat in ("natA", "natB"):

@@ -109,7 +109,7 @@ def received(sender, receiver):
     The line of C{receiver}'s log that shows C{sender}'s direct message.
     """
     return re.compile(
-        rf"We received a peer message of len \d+ from [\d.]+,\d+ ->> "
+        rf"We received a peer message of len \d+ from [\d.:a-f]+,\d+ ->> "
         rf"This is a direct P2P message from {sender} to {receiver}$"
     )
 
@@ -215,7 +215,7 @@ def _udpSent(lab, host):
 
 def runPair(
     natA, natB, turn=False, sameNAT=False, delay=0.0, loss=0.0, hairpin=False, timeout=30,
-    verdicts=True,
+    verdicts=True, ipv6=False,
 ):
     """
     Run the stage manager (with coturn beside it, if C{turn}), then alice
@@ -223,12 +223,15 @@ def runPair(
     what L{expectedPaths} says: each path up as it says and the direct
     messages, or, for a pair that needs the relay when there is none, the
     failure reports.  Everything is stopped and the lab torn down before
-    it returns.
+    it returns.  With C{ipv6}, the NAT routers are IPv6 firewalls too, and
+    the peers know the stage manager (on C{::}) by its IPv6 address only:
+    they are expected to connect over their public IPv6 addresses, whatever
+    the NATs.
 
     @return: A L{PairRun}.
     @raise AssertionError: If alice did not register.
     """
-    paths = expectedPaths(natA, natB, sameNAT)
+    paths = (PUBLIC, PUBLIC) if ipv6 else expectedPaths(natA, natB, sameNAT)
     with tempfile.TemporaryDirectory() as directory, Lab(
         natA=natA,
         natB=natB,
@@ -237,6 +240,7 @@ def runPair(
         delay=delay,
         loss=loss,
         alternateAddress=True,
+        ipv6="firewall" if ipv6 else None,
     ) as lab, Processes() as processes:
         coturn = None
         extra = []
@@ -247,12 +251,12 @@ def runPair(
             extra = turnOptions(lab, secretFile)
         try:
             run = Run(lab, processes)
-            run.startServer(extra)
-            run.startPeer("alice", "peerA", "alice", "bob")
+            run.startServer(extra, ipv6=ipv6)
+            run.startPeer("alice", "peerA", "alice", "bob", ipv6=ipv6)
             if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
                 raise AssertionError("alice did not register:\n" + run.transcript())
             start = time.monotonic()
-            run.startPeer("bob", "peerB", "bob", "alice")
+            run.startPeer("bob", "peerB", "bob", "alice", ipv6=ipv6)
             verdicts = {
                 ("alice", re.compile(r"My NAT: (.+?) at ")),
                 ("bob", re.compile(r"My NAT: (.+?) at ")),

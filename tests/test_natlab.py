@@ -35,11 +35,12 @@ class LabTestCase(TestCase):
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
-        verdicts=True, turn=False,
+        verdicts=True, turn=False, ipv6=False,
     ):
         """
-        Run a pair in the lab (L{tests.natmatrix.runPair}) and check that
-        everything waited for came, with no traceback.
+        Run a pair in the lab (L{tests.natmatrix.runPair}, with C{ipv6}
+        over IPv6 alone) and check that everything waited for came, with
+        no traceback.
 
         @return: The L{Run}, the time bob started, what was seen of what
             was waited for (C{{(label, pattern): (time, match)}}), the
@@ -48,7 +49,7 @@ class LabTestCase(TestCase):
         if turn:
             requireCoturn()
         result = runPair(
-            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts
+            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, ipv6
         )
         run = result.run
         self.assertEqual(result.missing, [], run.transcript())
@@ -175,6 +176,48 @@ class ImpairedNetworkTests(LabTestCase):
         median = statistics.median(times)
         print(f"\ntime to both direct messages: median {median * 1000:.0f} ms of {len(times)} runs")
         self.assertLess(median, 2.0)
+
+
+class IPv6FirewallTests(LabTestCase):
+    """
+    Peers that speak IPv6 alone, behind NAT routers that are stateful IPv6
+    firewalls.
+    """
+
+    def test_symmetricNATsConnectOverIPv6(self):
+        """
+        Behind two symmetric IPv4 NATs, whose IPv6 firewalls filter by
+        address and port, peers given the stage manager's IPv6 address
+        connect directly over IPv6 within 2 s of the second peer's start,
+        at 20 ms per link, and each path is up within 0.5 s of the
+        introduction (about one round trip, as for the IPv4
+        port-restricted pair).
+        """
+        times = []
+        afterIntroduction = []
+        for _ in range(3):
+            run, start, seen, outcome, _ = self.connect(
+                "symmetric", "symmetric", delay=0.02, verdicts=False, ipv6=True
+            )
+            times.append(max(seen[key][0] for key in outcome) - start)
+            ups = sorted(line for label, line in run.lines if "Direct path to" in line)
+            self.assertEqual(len(ups), 2, run.transcript())
+            self.assertRegex(ups[0], r"Direct path to alice is up via \[2001:db8:a::2\]:\d+")
+            self.assertRegex(ups[1], r"Direct path to bob is up via \[2001:db8:b::2\]:\d+")
+            for line in ups:
+                lag = re.search(r"round trip [\d.]+ ms, (\d+) ms after the introduction", line)
+                self.assertIsNotNone(lag, line)
+                afterIntroduction.append(int(lag.group(1)) / 1000)
+        median = statistics.median(times)
+        print(
+            f"\nIPv6 through two firewalls, time to both direct messages: median"
+            f" {median * 1000:.0f} ms of {len(times)} runs"
+            f" ({', '.join(f'{t * 1000:.0f}' for t in times)} ms); path up"
+            f" {statistics.median(afterIntroduction) * 1000:.0f} ms after the introduction"
+            f" (median of {len(afterIntroduction)})"
+        )
+        self.assertLess(median, 2.0)
+        self.assertLess(max(afterIntroduction), 0.5)
 
 
 class SameNATTests(LabTestCase):

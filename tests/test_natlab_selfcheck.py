@@ -21,8 +21,8 @@ from tests import natlab
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A hole punch with two plain UDP sockets.  argv: server ip, server port,
-# name.  Learns its public mapping from the reflector, prints it, reads the
+# A hole punch with two plain UDP sockets, of the server's family.  argv:
+# server ip, server port, name.  Learns its public mapping from the reflector, prints it, reads the
 # peer's "PEER ip port" from stdin, then sends every 50 ms for at most 3 s,
 # answering whatever source the peer's packets come from.  Success means
 # both directions worked (the peer confirmed it got our packets).
@@ -30,8 +30,9 @@ PUNCH_SCRIPT = r"""
 import select, socket, sys, time
 server = (sys.argv[1], int(sys.argv[2]))
 name = sys.argv[3]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 0))
+ipv6 = ":" in server[0]
+s = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("::" if ipv6 else "0.0.0.0", 0))
 mapped = None
 deadline = time.monotonic() + 3
 while mapped is None and time.monotonic() < deadline:
@@ -64,6 +65,7 @@ while time.monotonic() < deadline:
                 break
     if select.select([s], [], [], max(0.0, nextSend - time.monotonic()))[0]:
         data, source = s.recvfrom(2048)
+        source = source[:2]
         if data.startswith(b"PUNCH "):
             got = True
             if source not in targets:
@@ -224,24 +226,33 @@ class HolePunchTests(LabTestCase):
     Two plain UDP sockets punch through some NAT pairs and not others.
     """
 
-    def punch(self, natA, natB):
-        lab = self.lab(natA=natA, natB=natB)
+    def punch(self, natA, natB, ipv6=None):
+        """
+        Punch between peerA and peerB, over IPv6 through firewalls when
+        C{ipv6} is C{"firewall"}; return each one's RESULT line.
+        """
+        lab = self.lab(natA=natA, natB=natB, ipv6=ipv6, verify=ipv6 is None)
+        server = lab.serverAddress6 if ipv6 else lab.serverAddress
         reflector = lab.agent("server")
-        reflector.bind(3478, lab.serverAddress, reflect=True)
+        reflector.bind(3478, server, reflect=True)
         processes = {}
         readers = {}
         for host in ("peerA", "peerB"):
             processes[host] = lab.spawn(
                 host,
-                [sys.executable, "-c", PUNCH_SCRIPT, lab.serverAddress, "3478", host],
+                [sys.executable, "-c", PUNCH_SCRIPT, server, "3478", host],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,
             )
             readers[host] = _Lines(processes[host].stdout)
         mapped = {h: r.waitFor("MAPPED", 5).split()[1:] for h, r in readers.items()}
-        self.assertEqual(mapped["peerA"][0], lab.natAPublic)
-        self.assertEqual(mapped["peerB"][0], lab.natBPublic)
+        if ipv6:
+            self.assertEqual(mapped["peerA"][0], lab.peerAAddress6)
+            self.assertEqual(mapped["peerB"][0], lab.peerBAddress6)
+        else:
+            self.assertEqual(mapped["peerA"][0], lab.natAPublic)
+            self.assertEqual(mapped["peerB"][0], lab.natBPublic)
         for host, other in (("peerA", "peerB"), ("peerB", "peerA")):
             processes[host].stdin.write(("PEER %s %s\n" % tuple(mapped[other])).encode())
         results = {}
@@ -279,6 +290,80 @@ class HolePunchTests(LabTestCase):
         for host, result in results.items():
             self.assertIn("got=False", result, "%s: %s" % (host, result))
 
+    def test_symmetricBothSidesOverIPv6(self):
+        """
+        Behind two symmetric IPv4 NATs, two plain sockets punch over IPv6
+        through the stateful firewalls.
+        """
+        results = self.punch("symmetric", "symmetric", ipv6="firewall")
+        for host, result in results.items():
+            self.assertTrue(result.startswith("RESULT ok"), "%s: %s" % (host, result))
+
+
+class IPv6Tests(LabTestCase):
+    """
+    With IPv6, each NAT router is a stateful IPv6 firewall, or drops IPv6.
+    """
+
+    def test_firewallReachesServer(self):
+        """
+        Through the firewalls both peers reach the server over IPv6, which
+        sees their own addresses (there is no NAT66); IPv4 is unchanged.
+        """
+        lab = self.lab(natA="symmetric", natB="full-cone", ipv6="firewall")
+        found = lab.probeResults["ipv6"]
+        self.assertEqual(
+            {key: value["mapped"][0] for key, value in found.items()},
+            {"peerA->2001:db8:5::10": lab.peerAAddress6,
+             "peerB->2001:db8:5::10": lab.peerBAddress6},
+        )
+        self.assertEqual(lab.probeResults["natA"]["mapping"], natlab.ADDRESS_AND_PORT_DEPENDENT)
+        self.assertEqual(lab.probeResults["natB"]["filtering"], natlab.ENDPOINT_INDEPENDENT)
+
+    def test_firewallFiltersByAddressAndPort(self):
+        """
+        Only the remote address and port that peerA contacted get through
+        its firewall: the same remote's other port is dropped, and so is
+        another outside host.
+        """
+        lab = self.lab(ipv6="firewall", verify=False)
+        server = lab.agent("server")
+        contacted, port = server.bind(4000, lab.serverAddress6, reflect=True)
+        otherPort, _ = server.bind(4001, lab.serverAddress6)
+        outsider = lab.agent("peerB")
+        outside, _ = outsider.bind(address="::")
+        inside = lab.agent("peerA")
+        sock, localPort = inside.bind(address="::")
+        mapped, _ = inside.query(sock, lab.serverAddress6, port)
+        self.assertEqual(mapped, (lab.peerAAddress6, localPort))
+        server.send(otherPort, lab.peerAAddress6, localPort, data="F-port", count=2)
+        outsider.send(outside, lab.peerAAddress6, localPort, data="F-address", count=2)
+        server.send(contacted, lab.peerAAddress6, localPort, data="F-control", count=2)
+        got = {data for (_, _, data) in inside.recv(sock, wait=3.0, until="F-control", linger=0.1)}
+        self.assertEqual(got, {"F-control"})
+
+    def test_dropLetsNothingThrough(self):
+        """
+        Behind a router that drops IPv6, a host still has its address, a
+        route and its router's answers to neighbour discovery, but nothing
+        crosses the router either way.
+        """
+        lab = self.lab(ipv6="drop")
+        self.assertEqual(
+            [value["mapped"] for value in lab.probeResults["ipv6"].values()], [None, None]
+        )
+        route = lab.run("peerA", ["ip", "-6", "route", "get", lab.serverAddress6], check=True)
+        self.assertIn("via 2001:db8:a::1", route.stdout)
+        # verify() sent to the server through the router: it was found.
+        neighbour = lab.run("peerA", ["ip", "-6", "neigh", "show", "2001:db8:a::1"], check=True)
+        self.assertIn("lladdr", neighbour.stdout)
+        server = lab.agent("server")
+        sender, _ = server.bind(address="::")
+        inside = lab.agent("peerA")
+        sock, localPort = inside.bind(address="::")
+        server.send(sender, lab.peerAAddress6, localPort, data="in", count=3)
+        self.assertEqual(inside.recv(sock, wait=0.5), [])
+
 
 class SentTests(LabTestCase):
     """
@@ -296,6 +381,24 @@ class SentTests(LabTestCase):
             lab.sent("natA"), {lab.natBPublic: (7, 35), lab.serverAddress: (3, 6)}
         )
         self.assertEqual(lab.sent("natB"), {})
+
+    def test_sentCountsIPv6(self):
+        """
+        With IPv6 the NAT routers count IPv6 datagrams too, also those a
+        router that drops IPv6 drops.
+        """
+        for mode in ("firewall", "drop"):
+            lab = self.lab(ipv6=mode, verify=False)
+            agent = lab.agent("peerA")
+            sock, _ = agent.bind(address="::")
+            agent.send(sock, lab.serverAddress6, 7000, data="12345", count=4)
+            sock4, _ = agent.bind()
+            agent.send(sock4, lab.natBPublic, 7000, data="xy", count=1)
+            self.assertEqual(
+                lab.sent("natA"),
+                {lab.serverAddress6: (4, 20), lab.natBPublic: (1, 2)},
+                mode,
+            )
 
 
 class ImpairmentTests(LabTestCase):
@@ -320,6 +423,21 @@ class ImpairmentTests(LabTestCase):
             self.assertLess(sorted(rtts)[len(rtts) // 2], 0.080 + 0.030, rtts)
         # The server check in verify() measured it too.
         self.assertGreaterEqual(lab.probeResults["server"]["peerA->192.0.2.10"]["rtt"], 0.078)
+
+    def test_delayIPv6(self):
+        """
+        The delay applies to IPv6 too: 20 ms per link, a round trip from
+        a peer to the server of at least 80 ms.
+        """
+        lab = self.lab(delay=0.02, ipv6="firewall", verify=False)
+        server = lab.agent("server")
+        sock, port = server.bind(5000, lab.serverAddress6, reflect=True)
+        agent = lab.agent("peerB")
+        client, _ = agent.bind(address="::")
+        rtts = agent.rtts(client, lab.serverAddress6, port, count=5)
+        self.assertNotIn(None, rtts)
+        self.assertGreaterEqual(min(rtts), 0.078, rtts)
+        self.assertLess(sorted(rtts)[len(rtts) // 2], 0.080 + 0.030, rtts)
 
     def test_noDelayByDefault(self):
         lab = self.lab()
