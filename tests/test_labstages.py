@@ -20,7 +20,8 @@ from punchd.test.optional import notInstalled, require
 from punchd.test.redisserver import startRedis
 from tests.natdemo import TWISTD, Run
 from tests.natlab import Lab
-from tests.test_natlab import received, requireLab
+from tests.natmatrix import received
+from tests.test_natlab import requireLab
 
 try:
     import txredisapi

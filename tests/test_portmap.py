@@ -13,7 +13,8 @@ from punchd.demo import Processes
 from tests.miniupnpd import GLOBAL_PUBLIC, MiniUPnPd, globalise, requireMiniupnpd
 from tests.natdemo import Run
 from tests.natlab import Lab
-from tests.test_natlab import LabTestCase, received
+from tests.natmatrix import received
+from tests.test_natlab import LabTestCase
 
 MAPPED = re.compile(
     r"Port mapping: the router at 10\.0\.2\.1 maps ([\d.]+:\d+) to our port (\d+) for \d+ s \(PCP\)"
