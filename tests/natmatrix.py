@@ -34,6 +34,7 @@ from tests.natlab import (
     ADDRESS_AND_PORT_DEPENDENT,
     ENDPOINT_INDEPENDENT,
     EXPECTED_BEHAVIOUR,
+    ALL_NAT_TYPES,
     NAT_TYPES,
     Lab,
     labUnavailableReason,
@@ -321,6 +322,7 @@ def measure(natA, natB, runs, turn, sameNAT=False, out=print):
         "expected": "failure reported" if failed else " / ".join(expected),
         "fromStart": statistics.median(times) if times else None,
         "fromIntroduction": statistics.median(introduced) if introduced else None,
+        "worstFromIntroduction": max(introduced) if introduced else None,
         "alice": statistics.median(sent["alice"]) if sent["alice"] else None,
         "bob": statistics.median(sent["bob"]) if sent["bob"] else None,
         "others": sorted({p for p in seenPaths if p != expected}),
@@ -341,6 +343,7 @@ def _line(f):
     line = (
         f"{f['pair']:<45} {'TURN' if f['turn'] else 'none':<5} {f['ok']:>3}/{f['runs']:<3}"
         f" {f['expected']:<28} {_seconds(f['fromStart']):>8} {_seconds(f['fromIntroduction']):>8}"
+        f" {_seconds(f['worstFromIntroduction']):>8}"
         f" {_count(f['alice']):>6} {_count(f['bob']):>6}"
     )
     if f["others"]:
@@ -350,15 +353,15 @@ def _line(f):
 
 HEADER = (
     f"{'alice / bob':<45} {'relay':<5} {'ok':>7} {'expected path (alice / bob)':<28}"
-    f" {'start':>8} {'intro':>8} {'alice':>6} {'bob':>6}"
+    f" {'start':>8} {'intro':>8} {'worst':>8} {'alice':>6} {'bob':>6}"
 )
 
 
 def _pair(text):
     natA, _, natB = text.partition(":")
     for nat in (natA, natB):
-        if nat not in NAT_TYPES:
-            raise ValueError(f"{nat!r} is not one of {', '.join(NAT_TYPES)}")
+        if nat not in ALL_NAT_TYPES:
+            raise ValueError(f"{nat!r} is not one of {', '.join(ALL_NAT_TYPES)}")
     return natA, natB
 
 
@@ -369,8 +372,9 @@ class Options(usage.Options):
         " --pair) N times, with coturn as the relay, without it (--no-turn) or"
         " both ways (--both), and one NAT shared without hairpinning, and print"
         " per pair the runs that connected as expected, the median time to the"
-        " paths from the second peer's start and from the introduction, and the"
-        " median UDP datagrams each peer sent until then."
+        " paths from the second peer's start and from the introduction, the"
+        " slowest from the introduction, and the median UDP datagrams each peer"
+        " sent until then.  --pair also takes the lab's other NAT types."
     )
     optFlags = [
         ["no-turn", None, "Offer no TURN relay."],
