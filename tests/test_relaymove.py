@@ -1,0 +1,190 @@
+"""
+A relayed path that moves to direct when a NAT changes, in the NAT lab:
+alice and bob behind two symmetric NATs connect through coturn, then
+bob's router is reconfigured as a full cone (L{tests.natlab.Lab.changeNAT})
+and both paths move off the relay, with the real C{twistd} programs.
+
+They need root and coturn; without them they skip, saying why, and under
+C{CI=true} they fail.
+"""
+
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from punchd.demo import Processes
+from tests.coturn import requireCoturn
+from tests.natdemo import Run
+from tests.natlab import Lab
+from tests.natmatrix import TURN_SECRET, received, startCoturn, turnOptions
+from tests.test_natlab import requireLab
+
+#: The peers' --punch-timeout: how long each keeps trying direct beside
+#: the relay.  Longer than the default 5 s, so that the NAT changes well
+#: within it, after both relayed paths are up.
+PUNCH_TIMEOUT = 10.0
+
+#: Seconds watched after both paths are direct, for a move back.
+SETTLE = 4.0
+
+
+class Watch:
+    """
+    The lines of a L{Run}'s programs, each with the time it was read.
+
+    @ivar timed: C{(time.monotonic(), label, line)}, in order.
+    """
+
+    def __init__(self, run):
+        self.run = run
+        self.timed = []
+
+    def until(self, patterns, seconds):
+        """
+        Read lines until each C{(label, pattern)} matched one, or
+        C{seconds} pass.
+
+        @return: C{{(label, pattern): time}} of those that matched.
+        """
+        seen = {}
+        for label, line in self.run.processes.lines(time.monotonic() + seconds):
+            now = time.monotonic()
+            self.run.lines.append((label, line))
+            self.timed.append((now, label, line))
+            for key in patterns:
+                if key not in seen and key[0] == label and key[1].search(line):
+                    seen[key] = now
+            if patterns and len(seen) == len(patterns):
+                break
+        return seen
+
+    def lines(self, who, text):
+        """
+        The lines of C{who} that contain C{text}.
+        """
+        return [line for _, label, line in self.timed if label == who and text in line]
+
+    def arrivals(self, receiver, sender):
+        """
+        When the greeter of C{receiver} logged a message of C{sender}.
+        """
+        pattern = received(sender, receiver)
+        return [when for when, label, line in self.timed if label == receiver and pattern.search(line)]
+
+
+def moveOffRelay(flush):
+    """
+    Connect alice and bob through coturn behind two symmetric NATs, 20 ms
+    a link; once both relayed paths carry the greeters' messages, make
+    natB a full cone (rebooted, with C{flush}) and watch the paths move to
+    direct and stay there for L{SETTLE} seconds.
+
+    @return: The L{Watch}, the time the NAT changed, and what was seen
+        after it: C{{(label, pattern): time}}, with the patterns of each
+        side's move, C{moved["alice"]} and C{moved["bob"]}.
+    """
+    moved = {
+        who: (who, re.compile(rf"Direct path to {other} is up via .*: the path moved off the TURN relay"))
+        for who, other in (("alice", "bob"), ("bob", "alice"))
+    }
+    with tempfile.TemporaryDirectory() as directory, Lab(
+        natA="symmetric", natB="symmetric", delay=0.02, alternateAddress=True
+    ) as lab, Processes() as processes:
+        secretFile = Path(directory) / "turn-secret"
+        secretFile.write_text(TURN_SECRET + "\n")
+        coturn = startCoturn(lab)
+        try:
+            run = Run(lab, processes)
+            watch = Watch(run)
+            run.startServer(turnOptions(lab, secretFile))
+            extra = ["--punch-timeout", str(PUNCH_TIMEOUT)]
+            run.startPeer("alice", "peerA", "alice", "bob", extra)
+            if not watch.until({("alice", re.compile("Waiting for bob"))}, 30):
+                raise AssertionError("alice did not register:\n" + run.transcript())
+            run.startPeer("bob", "peerB", "bob", "alice", extra)
+            relayed = {
+                ("alice", re.compile("Path to bob is up, relayed via")),
+                ("bob", re.compile("Path to alice is up, relayed via")),
+                ("alice", received("bob", "alice")),
+                ("bob", received("alice", "bob")),
+                # The NATs as they were, before they change.
+                ("alice", re.compile("My NAT: symmetric NAT")),
+                ("bob", re.compile("My NAT: symmetric NAT")),
+            }
+            if len(watch.until(relayed, 20)) != len(relayed):
+                raise AssertionError("the relayed paths did not come up:\n" + run.transcript())
+            lab.changeNAT("natB", "full-cone", flush=flush)
+            changedAt = time.monotonic()
+            seen = watch.until(set(moved.values()), PUNCH_TIMEOUT)
+            watch.until(set(), SETTLE)
+            for label in ("alice", "bob", "server"):
+                processes.stop(label)
+            run.lines += list(processes.lines(time.monotonic() + 5))
+        finally:
+            coturn.stop()
+    if os.environ.get("PUNCHD_TRANSCRIPT"):
+        print(run.transcript())
+    return watch, changedAt, seen, moved
+
+
+class RelayMovesToDirectLabTests(TestCase):
+    """
+    A relayed path moves to direct when a NAT in the way starts letting
+    the punch through.
+    """
+
+    def setUp(self):
+        requireLab()
+        requireCoturn()
+
+    def assertMovedOnce(self, watch, changedAt, seen, moved):
+        """
+        Each side moved off the relay once, after the change, and not back;
+        the greeters' messages went on over the move.
+
+        @return: The seconds from the change to direct on both sides, and
+            how many messages each side's greeter missed (a gap of a second
+            or more beyond the one between two messages).
+        """
+        transcript = watch.run.transcript()
+        self.assertEqual(sorted(key for key in moved.values() if key not in seen), [], transcript)
+        for who, other in (("alice", "bob"), ("bob", "alice")):
+            self.assertEqual(len(watch.lines(who, "moved off the TURN relay")), 1, transcript)
+            self.assertEqual(len(watch.lines(who, f"Path to {other} is up, relayed via")), 1, transcript)
+            self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
+            self.assertEqual(watch.lines(who, "Could not reach"), [], transcript)
+        self.assertEqual([line for _, line in watch.run.lines if "Traceback" in line], [], transcript)
+        missed = {}
+        directAt = max(seen[moved["alice"]], seen[moved["bob"]])
+        for receiver, sender in (("alice", "bob"), ("bob", "alice")):
+            arrivals = watch.arrivals(receiver, sender)
+            # Messages still come, over the direct path, to the end.
+            self.assertGreater(len([t for t in arrivals if t > directAt]), SETTLE - 2, transcript)
+            missed[receiver] = sum(round(b - a) - 1 for a, b in zip(arrivals, arrivals[1:]) if b - a > 1.5)
+        return directAt - changedAt, missed
+
+    def test_movesToDirectWhenTheNATChanges(self):
+        """
+        Relayed behind two symmetric NATs, the paths move to direct when
+        bob's router becomes a full cone and keeps its flows: each side
+        says the path moved off the TURN relay, once, within a few
+        seconds, and does not go back; the greeters' messages go on.
+        C{PUNCHD_MOVE_RUNS} sets the number of runs (default 1).
+        """
+        times, missed = [], []
+        for _ in range(int(os.environ.get("PUNCHD_MOVE_RUNS", "1"))):
+            elapsed, lost = self.assertMovedOnce(*moveOffRelay(flush=False))
+            times.append(elapsed)
+            missed.append(lost)
+        print(
+            f"\nfrom the NAT change to direct on both sides: {min(times) * 1000:.0f} to"
+            f" {max(times) * 1000:.0f} ms, median {statistics.median(times) * 1000:.0f},"
+            f" of {len(times)} runs; greeter messages missed (alice, bob):"
+            f" {', '.join('%d/%d' % (m['alice'], m['bob']) for m in missed)}"
+        )
+        self.assertLess(max(times), PUNCH_TIMEOUT)
