@@ -525,6 +525,12 @@ class Punch:
                 address=formatAddress(source),
                 how=", through our TURN relay" if relayed else "",
             )
+            if relayed:
+                # Where the TURN server saw the peer: behind a NAT that
+                # keeps one mapping, its address for us too, though not
+                # the one introduced once its NAT has restarted.  Probed
+                # directly, as any address not heard from is.
+                self._addCandidate(source[:2], PEER_REFLEXIVE)
         if self.state != UP:
             if new:
                 # A triggered check: the peer just opened our NAT for it.

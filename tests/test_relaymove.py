@@ -188,3 +188,15 @@ class RelayMovesToDirectLabTests(TestCase):
             f" {', '.join('%d/%d' % (m['alice'], m['bob']) for m in missed)}"
         )
         self.assertLess(max(times), PUNCH_TIMEOUT)
+
+    def test_movesToDirectWhenTheNATReboots(self):
+        """
+        Relayed behind two symmetric NATs, the paths move to direct when
+        bob's router comes back from a reboot as a full cone, having lost
+        every flow: bob's public port changes (a rebinding), and both
+        sides still say the path moved off the TURN relay, once, and do
+        not go back.
+        """
+        elapsed, lost = self.assertMovedOnce(*moveOffRelay(flush=True))
+        print(f"\nfrom the reboot to direct on both sides: {elapsed * 1000:.0f} ms;"
+              f" greeter messages missed (alice, bob): {lost['alice']}/{lost['bob']}")

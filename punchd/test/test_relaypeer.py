@@ -215,3 +215,37 @@ class RelayAtOnceTests(SynchronousTestCase):
         self.assertEqual(
             whys, ["a direct path is impossible between a symmetric NAT and a symmetric NAT"] * 2
         )
+
+
+class RelayRebindingTests(SynchronousTestCase):
+    def test_movesToDirectWhenANATRestartsAsACone(self):
+        """
+        Relayed between two symmetric NATs, the path moves to direct when
+        bob's NAT restarts as a full cone, forgetting every mapping: bob's
+        datagrams come through alice's relay from his new public port,
+        which alice then probes directly.  One pathMoved off the relay on
+        each side, and none back.
+        """
+        from punchd.natprobe import ENDPOINT_INDEPENDENT
+
+        world = RelayWorld(symmetric(), symmetric())
+        moved = []
+        world.start()
+        for peer in (world.alice, world.bob):
+            application = next(iter(peer.contacts.values())).application
+            original = application.pathMoved
+
+            def recorded(path, previous, original=original):
+                moved.append((path.peerName, previous.kind, path.kind))
+                original(path, previous)
+
+            application.pathMoved = recorded
+        world.network.advance(2.5)
+        self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
+        world.natB.mapping = world.natB.filtering = ENDPOINT_INDEPENDENT
+        world.natB.clearMappings()
+        world.network.advance(2)
+        self.assertIn(world.alice.contacts["bob"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertIn(world.bob.contacts["alice"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertEqual(sorted(name for name, previous, _ in moved if previous == RELAYED), ["alice", "bob"])
+        self.assertNotIn(RELAYED, [kind for _, _, kind in moved])
