@@ -77,21 +77,24 @@ class Watch:
         return [when for when, label, line in self.timed if label == receiver and pattern.search(line)]
 
 
-def moveOffRelay(flush):
+#: What each side says when its path moves off the relay.
+MOVED = {
+    who: (who, re.compile(rf"Direct path to {other} is up via .*: the path moved off the TURN relay"))
+    for who, other in (("alice", "bob"), ("bob", "alice"))
+}
+
+
+def changeUnderRelay(flush, natType, expected, seconds=PUNCH_TIMEOUT):
     """
     Connect alice and bob through coturn behind two symmetric NATs, 20 ms
     a link; once both relayed paths carry the greeters' messages, make
-    natB a full cone (rebooted, with C{flush}) and watch the paths move to
-    direct and stay there for L{SETTLE} seconds.
+    natB a NAT of type C{natType} (rebooted, with C{flush}), wait up to
+    C{seconds} for the C{expected} C{(label, pattern)}s, and watch
+    L{SETTLE} seconds more.
 
-    @return: The L{Watch}, the time the NAT changed, and what was seen
-        after it: C{{(label, pattern): time}}, with the patterns of each
-        side's move, C{moved["alice"]} and C{moved["bob"]}.
+    @return: The L{Watch}, the time the NAT changed, and when each of
+        C{expected} was seen: C{{(label, pattern): time}}.
     """
-    moved = {
-        who: (who, re.compile(rf"Direct path to {other} is up via .*: the path moved off the TURN relay"))
-        for who, other in (("alice", "bob"), ("bob", "alice"))
-    }
     with tempfile.TemporaryDirectory() as directory, Lab(
         natA="symmetric", natB="symmetric", delay=0.02, alternateAddress=True
     ) as lab, Processes() as processes:
@@ -118,9 +121,9 @@ def moveOffRelay(flush):
             }
             if len(watch.until(relayed, 20)) != len(relayed):
                 raise AssertionError("the relayed paths did not come up:\n" + run.transcript())
-            lab.changeNAT("natB", "full-cone", flush=flush)
+            lab.changeNAT("natB", natType, flush=flush)
             changedAt = time.monotonic()
-            seen = watch.until(set(moved.values()), PUNCH_TIMEOUT)
+            seen = watch.until(set(expected), seconds)
             watch.until(set(), SETTLE)
             for label in ("alice", "bob", "server"):
                 processes.stop(label)
@@ -129,7 +132,7 @@ def moveOffRelay(flush):
             coturn.stop()
     if os.environ.get("PUNCHD_TRANSCRIPT"):
         print(run.transcript())
-    return watch, changedAt, seen, moved
+    return watch, changedAt, seen
 
 
 class RelayMovesToDirectLabTests(TestCase):
@@ -142,7 +145,7 @@ class RelayMovesToDirectLabTests(TestCase):
         requireLab()
         requireCoturn()
 
-    def assertMovedOnce(self, watch, changedAt, seen, moved):
+    def assertMovedOnce(self, watch, changedAt, seen, moved=MOVED):
         """
         Each side moved off the relay once, after the change, and not back;
         the greeters' messages went on over the move.
@@ -158,15 +161,26 @@ class RelayMovesToDirectLabTests(TestCase):
             self.assertEqual(len(watch.lines(who, f"Path to {other} is up, relayed via")), 1, transcript)
             self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
             self.assertEqual(watch.lines(who, "Could not reach"), [], transcript)
+        directAt = max(seen[moved["alice"]], seen[moved["bob"]])
+        return directAt - changedAt, self.assertMessagesGoOn(watch, directAt)
+
+    def assertMessagesGoOn(self, watch, since):
+        """
+        The greeters' messages still come both ways, to the end, after
+        C{since}; no program logged a traceback.
+
+        @return: How many messages each side's greeter missed, from the
+            gaps of a second or more beyond the one between two messages:
+            C{{"alice": n, "bob": n}}.
+        """
+        transcript = watch.run.transcript()
         self.assertEqual([line for _, line in watch.run.lines if "Traceback" in line], [], transcript)
         missed = {}
-        directAt = max(seen[moved["alice"]], seen[moved["bob"]])
         for receiver, sender in (("alice", "bob"), ("bob", "alice")):
             arrivals = watch.arrivals(receiver, sender)
-            # Messages still come, over the direct path, to the end.
-            self.assertGreater(len([t for t in arrivals if t > directAt]), SETTLE - 2, transcript)
+            self.assertGreater(len([t for t in arrivals if t > since]), SETTLE - 2, transcript)
             missed[receiver] = sum(round(b - a) - 1 for a, b in zip(arrivals, arrivals[1:]) if b - a > 1.5)
-        return directAt - changedAt, missed
+        return missed
 
     def test_movesToDirectWhenTheNATChanges(self):
         """
@@ -178,7 +192,7 @@ class RelayMovesToDirectLabTests(TestCase):
         """
         times, missed = [], []
         for _ in range(int(os.environ.get("PUNCHD_MOVE_RUNS", "1"))):
-            elapsed, lost = self.assertMovedOnce(*moveOffRelay(flush=False))
+            elapsed, lost = self.assertMovedOnce(*changeUnderRelay(False, "full-cone", MOVED.values()))
             times.append(elapsed)
             missed.append(lost)
         print(
@@ -197,6 +211,25 @@ class RelayMovesToDirectLabTests(TestCase):
         sides still say the path moved off the TURN relay, once, and do
         not go back.
         """
-        elapsed, lost = self.assertMovedOnce(*moveOffRelay(flush=True))
+        elapsed, lost = self.assertMovedOnce(*changeUnderRelay(True, "full-cone", MOVED.values()))
         print(f"\nfrom the reboot to direct on both sides: {elapsed * 1000:.0f} ms;"
+              f" greeter messages missed (alice, bob): {lost['alice']}/{lost['bob']}")
+
+    def test_relayedPathFollowsARebinding(self):
+        """
+        Relayed behind two symmetric NATs, when bob's router reboots, still
+        symmetric, every public port of bob's changes, and his allocation
+        on coturn points at one his NAT no longer has: alice hears him
+        through her relay from a new port and follows him there, so that
+        bob gets alice's messages again, and both paths stay relayed.
+        """
+        followed = ("alice", re.compile("bob moved from .*: its NAT gave it a new port"))
+        watch, changedAt, seen = changeUnderRelay(True, "symmetric", [followed])
+        transcript = watch.run.transcript()
+        self.assertIn(followed, seen, transcript)
+        for who, other in (("alice", "bob"), ("bob", "alice")):
+            self.assertEqual(watch.lines(who, "Direct path to"), [], transcript)
+            self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
+        lost = self.assertMessagesGoOn(watch, seen[followed])
+        print(f"\nfrom the reboot to alice following bob: {(seen[followed] - changedAt) * 1000:.0f} ms;"
               f" greeter messages missed (alice, bob): {lost['alice']}/{lost['bob']}")

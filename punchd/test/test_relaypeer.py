@@ -249,3 +249,23 @@ class RelayRebindingTests(SynchronousTestCase):
         self.assertIn(world.bob.contacts["alice"].path.kind, (PUBLIC, PEER_REFLEXIVE))
         self.assertEqual(sorted(name for name, previous, _ in moved if previous == RELAYED), ["alice", "bob"])
         self.assertNotIn(RELAYED, [kind for _, _, kind in moved])
+
+    def test_relayedPathFollowsARebinding(self):
+        """
+        Relayed between two symmetric NATs, when bob's NAT restarts, still
+        symmetric, his allocation on the TURN server points at a port his
+        NAT no longer has; alice, hearing him through her relay from a new
+        port, probes it and sends there: bob gets alice's messages again
+        within two seconds, and the path is still relayed.
+        """
+        world = RelayWorld(symmetric(), symmetric())
+        world.start()
+        world.network.advance(2.5)
+        bobGreeter = world.bob.contacts["alice"].application
+        world.natB.clearMappings()
+        world.network.advance(2)
+        before = len(bobGreeter.received)
+        world.network.advance(2)
+        self.assertGreaterEqual(len(bobGreeter.received) - before, 2)
+        self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
+        self.assertEqual(world.bob.contacts["alice"].path.kind, RELAYED)
