@@ -1,11 +1,17 @@
 """
-A relayed path that moves to direct when a NAT changes, in the NAT lab:
-alice and bob behind two symmetric NATs connect through coturn, then
-bob's router is reconfigured as a full cone (L{tests.natlab.Lab.changeNAT})
-and both paths move off the relay, with the real C{twistd} programs.
+Relayed paths when a NAT changes, in the NAT lab: alice and bob behind two
+symmetric NATs connect through coturn, then bob's router is reconfigured
+(L{tests.natlab.Lab.changeNAT}) with the real C{twistd} programs running:
 
-They need root and coturn; without them they skip, saying why, and under
-C{CI=true} they fail.
+  - as a full cone that keeps its flows: both paths move off the relay;
+  - rebooted as a full cone, every flow lost and bob's ports new (a
+    rebinding): both paths move off the relay;
+  - rebooted, still symmetric: bob's allocation no longer reaches him, and
+    alice follows him to his new port through her relay.
+
+C{PUNCHD_MOVE_RUNS} sets the runs of each (default 1), for the figures
+they print.  They need root and coturn; without them they skip, saying
+why, and under C{CI=true} they fail.
 """
 
 import os
@@ -84,6 +90,10 @@ MOVED = {
 }
 
 
+#: What alice says when she follows bob to a new port through her relay.
+FOLLOWED = ("alice", re.compile("bob moved from .*: its NAT gave it a new port"))
+
+
 def changeUnderRelay(flush, natType, expected, seconds=PUNCH_TIMEOUT):
     """
     Connect alice and bob through coturn behind two symmetric NATs, 20 ms
@@ -145,7 +155,7 @@ class RelayMovesToDirectLabTests(TestCase):
         requireLab()
         requireCoturn()
 
-    def assertMovedOnce(self, watch, changedAt, seen, moved=MOVED):
+    def assertMovedOnce(self, watch, changedAt, seen):
         """
         Each side moved off the relay once, after the change, and not back;
         the greeters' messages went on over the move.
@@ -155,13 +165,13 @@ class RelayMovesToDirectLabTests(TestCase):
             or more beyond the one between two messages).
         """
         transcript = watch.run.transcript()
-        self.assertEqual(sorted(key for key in moved.values() if key not in seen), [], transcript)
+        self.assertEqual(sorted(key for key in MOVED.values() if key not in seen), [], transcript)
         for who, other in (("alice", "bob"), ("bob", "alice")):
             self.assertEqual(len(watch.lines(who, "moved off the TURN relay")), 1, transcript)
             self.assertEqual(len(watch.lines(who, f"Path to {other} is up, relayed via")), 1, transcript)
             self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
             self.assertEqual(watch.lines(who, "Could not reach"), [], transcript)
-        directAt = max(seen[moved["alice"]], seen[moved["bob"]])
+        directAt = max(seen[MOVED["alice"]], seen[MOVED["bob"]])
         return directAt - changedAt, self.assertMessagesGoOn(watch, directAt)
 
     def assertMessagesGoOn(self, watch, since):
@@ -182,24 +192,37 @@ class RelayMovesToDirectLabTests(TestCase):
             missed[receiver] = sum(round(b - a) - 1 for a, b in zip(arrivals, arrivals[1:]) if b - a > 1.5)
         return missed
 
+    def measure(self, what, run):
+        """
+        Run C{run} C{PUNCHD_MOVE_RUNS} times (default 1), each returning
+        the seconds from the change to what C{what} names and the messages
+        missed, and print the figures.
+
+        @return: The seconds of each run.
+        """
+        times, missed = [], []
+        for _ in range(int(os.environ.get("PUNCHD_MOVE_RUNS", "1"))):
+            elapsed, lost = run()
+            times.append(elapsed)
+            missed.append(lost)
+        print(
+            f"\nfrom the NAT change to {what}: {min(times) * 1000:.0f} to"
+            f" {max(times) * 1000:.0f} ms, median {statistics.median(times) * 1000:.0f},"
+            f" of {len(times)} runs; greeter messages missed (alice, bob):"
+            f" {', '.join('%d/%d' % (m['alice'], m['bob']) for m in missed)}"
+        )
+        return times
+
     def test_movesToDirectWhenTheNATChanges(self):
         """
         Relayed behind two symmetric NATs, the paths move to direct when
         bob's router becomes a full cone and keeps its flows: each side
-        says the path moved off the TURN relay, once, within a few
-        seconds, and does not go back; the greeters' messages go on.
-        C{PUNCHD_MOVE_RUNS} sets the number of runs (default 1).
+        says the path moved off the TURN relay, once, and does not go
+        back; the greeters' messages go on.
         """
-        times, missed = [], []
-        for _ in range(int(os.environ.get("PUNCHD_MOVE_RUNS", "1"))):
-            elapsed, lost = self.assertMovedOnce(*changeUnderRelay(False, "full-cone", MOVED.values()))
-            times.append(elapsed)
-            missed.append(lost)
-        print(
-            f"\nfrom the NAT change to direct on both sides: {min(times) * 1000:.0f} to"
-            f" {max(times) * 1000:.0f} ms, median {statistics.median(times) * 1000:.0f},"
-            f" of {len(times)} runs; greeter messages missed (alice, bob):"
-            f" {', '.join('%d/%d' % (m['alice'], m['bob']) for m in missed)}"
+        times = self.measure(
+            "direct on both sides",
+            lambda: self.assertMovedOnce(*changeUnderRelay(False, "full-cone", MOVED.values())),
         )
         self.assertLess(max(times), PUNCH_TIMEOUT)
 
@@ -211,9 +234,25 @@ class RelayMovesToDirectLabTests(TestCase):
         sides still say the path moved off the TURN relay, once, and do
         not go back.
         """
-        elapsed, lost = self.assertMovedOnce(*changeUnderRelay(True, "full-cone", MOVED.values()))
-        print(f"\nfrom the reboot to direct on both sides: {elapsed * 1000:.0f} ms;"
-              f" greeter messages missed (alice, bob): {lost['alice']}/{lost['bob']}")
+        self.measure(
+            "direct on both sides, rebooted",
+            lambda: self.assertMovedOnce(*changeUnderRelay(True, "full-cone", MOVED.values())),
+        )
+
+    def assertFollowed(self, watch, changedAt, seen):
+        """
+        Alice followed bob to his new port through her relay, and no path
+        went direct or was lost.
+
+        @return: The seconds from the change to it, and the messages
+            missed (L{assertMessagesGoOn}).
+        """
+        transcript = watch.run.transcript()
+        self.assertIn(FOLLOWED, seen, transcript)
+        for who in ("alice", "bob"):
+            self.assertEqual(watch.lines(who, "Direct path to"), [], transcript)
+            self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
+        return seen[FOLLOWED] - changedAt, self.assertMessagesGoOn(watch, seen[FOLLOWED])
 
     def test_relayedPathFollowsARebinding(self):
         """
@@ -223,13 +262,7 @@ class RelayMovesToDirectLabTests(TestCase):
         through her relay from a new port and follows him there, so that
         bob gets alice's messages again, and both paths stay relayed.
         """
-        followed = ("alice", re.compile("bob moved from .*: its NAT gave it a new port"))
-        watch, changedAt, seen = changeUnderRelay(True, "symmetric", [followed])
-        transcript = watch.run.transcript()
-        self.assertIn(followed, seen, transcript)
-        for who, other in (("alice", "bob"), ("bob", "alice")):
-            self.assertEqual(watch.lines(who, "Direct path to"), [], transcript)
-            self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
-        lost = self.assertMessagesGoOn(watch, seen[followed])
-        print(f"\nfrom the reboot to alice following bob: {(seen[followed] - changedAt) * 1000:.0f} ms;"
-              f" greeter messages missed (alice, bob): {lost['alice']}/{lost['bob']}")
+        self.measure(
+            "alice following bob through her relay",
+            lambda: self.assertFollowed(*changeUnderRelay(True, "symmetric", [FOLLOWED])),
+        )
