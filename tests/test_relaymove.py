@@ -26,7 +26,7 @@ from twisted.trial.unittest import TestCase
 from punchd.demo import Processes
 from tests.coturn import requireCoturn
 from tests.natdemo import Run
-from tests.natlab import Lab
+from tests.natlab import ENDPOINT_INDEPENDENT, PROBE_ADDRESSES, Lab
 from tests.natmatrix import TURN_SECRET, received, startCoturn, turnOptions
 from tests.test_natlab import requireLab
 
@@ -143,6 +143,44 @@ def changeUnderRelay(flush, natType, expected, seconds=PUNCH_TIMEOUT):
     if os.environ.get("PUNCHD_TRANSCRIPT"):
         print(run.transcript())
     return watch, changedAt, seen
+
+
+class ChangeNATTests(TestCase):
+    """
+    L{Lab.changeNAT} makes a router another type of NAT, keeping its flows
+    or, rebooted, losing them.
+    """
+
+    def setUp(self):
+        requireLab()
+
+    def test_changeKeepsOrLosesFlows(self):
+        """
+        A symmetric NAT made a full cone behaves as one for new flows, and
+        a flow under way keeps its public port, which anyone may now send
+        to; rebooted, the same flow gets a new one.
+        """
+        with Lab(natA="symmetric", natB="symmetric") as lab:
+            inet, inside = lab.agent("inet"), lab.agent("peerB")
+            inet.bind(3478, PROBE_ADDRESSES[0], reflect=True)
+            outsider, _ = inet.bind(3478, PROBE_ADDRESSES[1])
+            sock, _ = inside.bind()
+            before, _ = inside.query(sock, PROBE_ADDRESSES[0], 3478)
+            lab.changeNAT("natB", "full-cone")
+            # Before the flow sends again: the mapping is known already.
+            inet.send(outsider, before[0], before[1], data="let in")
+            letIn = [data for _, _, data in inside.recv(sock, wait=2.0, until="let in")]
+            kept, _ = inside.query(sock, PROBE_ADDRESSES[0], 3478)
+            lab.changeNAT("natB", "full-cone", flush=True)
+            rebound, _ = inside.query(sock, PROBE_ADDRESSES[0], 3478)
+            inet.close()
+            found = lab.probe("peerB")
+        self.assertEqual(kept, before)
+        self.assertEqual(letIn, ["let in"])
+        self.assertEqual(rebound[0], before[0])
+        self.assertNotEqual(rebound[1], before[1])
+        self.assertEqual((found["mapping"], found["filtering"]), (ENDPOINT_INDEPENDENT, ENDPOINT_INDEPENDENT))
+        self.assertEqual(lab.natB, "full-cone")
 
 
 class RelayMovesToDirectLabTests(TestCase):
