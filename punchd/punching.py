@@ -525,11 +525,12 @@ class Punch:
                 address=formatAddress(source),
                 how=", through our TURN relay" if relayed else "",
             )
-            if relayed:
+            if relayed and source[0] == self.scanHost:
                 # Where the TURN server saw the peer: behind a NAT that
                 # keeps one mapping, its address for us too, though not
                 # the one introduced once its NAT has restarted.  Probed
-                # directly, as any address not heard from is.
+                # directly, as any address not heard from is, and only at
+                # the IP the stage manager saw.
                 self._addCandidate(source[:2], PEER_REFLEXIVE)
         if self.state != UP:
             if new:
