@@ -45,6 +45,25 @@ class RelayWorld(World):
         return server
 
 
+def recordMoves(world):
+    """
+    Record each pathMoved of alice's and bob's applications.
+
+    @return: The list it goes to: C{(contact, previous kind, new kind)}.
+    """
+    moved = []
+    for peer in (world.alice, world.bob):
+        application = next(iter(peer.contacts.values())).application
+        original = application.pathMoved
+
+        def recorded(path, previous, original=original):
+            moved.append((path.peerName, previous.kind, path.kind))
+            original(path, previous)
+
+        application.pathMoved = recorded
+    return moved
+
+
 class RelayPeerTests(SynchronousTestCase):
     def world(self, natA, natB, **kwargs):
         world = RelayWorld(natA, natB, **kwargs)
@@ -155,17 +174,8 @@ class RelayToDirectTests(SynchronousTestCase):
 
         world = RelayWorld(symmetric(), symmetric())
         events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
-        moved = []
         world.start()
-        for peer in (world.alice, world.bob):
-            application = next(iter(peer.contacts.values())).application
-            original = application.pathMoved
-
-            def recorded(path, previous, original=original):
-                moved.append((path.peerName, previous.kind, path.kind))
-                original(path, previous)
-
-            application.pathMoved = recorded
+        moved = recordMoves(world)
         world.network.advance(2.5)
         self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
         for nat in (world.natA, world.natB):
@@ -229,17 +239,8 @@ class RelayRebindingTests(SynchronousTestCase):
         from punchd.natprobe import ENDPOINT_INDEPENDENT
 
         world = RelayWorld(symmetric(), symmetric())
-        moved = []
         world.start()
-        for peer in (world.alice, world.bob):
-            application = next(iter(peer.contacts.values())).application
-            original = application.pathMoved
-
-            def recorded(path, previous, original=original):
-                moved.append((path.peerName, previous.kind, path.kind))
-                original(path, previous)
-
-            application.pathMoved = recorded
+        moved = recordMoves(world)
         world.network.advance(2.5)
         self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
         world.natB.mapping = world.natB.filtering = ENDPOINT_INDEPENDENT
