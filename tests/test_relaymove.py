@@ -209,6 +209,9 @@ class RelayMovesToDirectLabTests(TestCase):
             self.assertEqual(len(watch.lines(who, f"Path to {other} is up, relayed via")), 1, transcript)
             self.assertEqual(watch.lines(who, "Lost the direct path"), [], transcript)
             self.assertEqual(watch.lines(who, "Could not reach"), [], transcript)
+            # Nor back to the relay, at a new port of the contact's.
+            backToRelay = re.compile(rf"{other} moved from .* to .*\(relayed\)")
+            self.assertEqual([l for l in watch.lines(who, "moved from") if backToRelay.search(l)], [], transcript)
         directAt = max(seen[MOVED["alice"]], seen[MOVED["bob"]])
         return directAt - changedAt, self.assertMessagesGoOn(watch, directAt)
 
