@@ -525,19 +525,42 @@ class Punch:
                 address=formatAddress(source),
                 how=", through our TURN relay" if relayed else "",
             )
+            if relayed and source[0] == self.scanHost:
+                # Where the TURN server saw the peer: behind a NAT that
+                # keeps one mapping, its address for us too, though not
+                # the one introduced once its NAT has restarted.  Probed
+                # directly, as any address not heard from is, and only at
+                # the IP the stage manager saw.
+                self._addCandidate(source[:2], PEER_REFLEXIVE)
         if self.state != UP:
             if new:
                 # A triggered check: the peer just opened our NAT for it.
                 self._probe(candidate)
-        elif candidate.priority >= selected.priority and candidate.kind != RELAYED:
+        elif candidate.priority >= selected.priority and (
+            candidate.kind != RELAYED or self._reboundBehindRelay(source)
+        ):
             # Through our relay come the peer's datagrams while we send
-            # through its relay: no sign that it moved.
+            # through its relay: no sign that it moved, unless they came
+            # from another port before.
             self._strays.add(source)
             # Probed at most once a probe interval, however fast frames come.
             now = self.lastHeard
             if now - self._checked.get(source, -self._probeInterval) >= self._probeInterval:
                 self._checked[source] = now
                 self._probe(candidate)
+
+    def _reboundBehindRelay(self, source) -> bool:
+        """
+        Whether C{source}, through our relay, is a new port of the peer's
+        on a relayed path: it came through from another before, so its NAT
+        gave it a new mapping (it restarted, say), and the peer's own
+        allocation, made from the old one, may no longer reach it.
+        """
+        relay = getattr(source, "relay", None)
+        return relay is not None and self.selected.kind == RELAYED and any(
+            getattr(c.address, "relay", None) == relay and c.address != source and c.address in self._heard
+            for c in self.candidates
+        )
 
     def _candidateAt(self, address):
         for candidate in self.candidates:

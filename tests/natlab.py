@@ -1270,6 +1270,40 @@ class Lab:
                 self._nft(nat, "flush set ip6 natlab s_sent\n")
             self.run(nat, [sys.executable, _THIS_FILE, "_ctflush"], timeout=10, check=True)
 
+    def changeNAT(self, nat, natType, flush=False):
+        """
+        Reconfigure the router C{nat} ('natA' or 'natB') as a NAT of type
+        C{natType}, in one nftables transaction.
+
+        Without C{flush}, as a real router whose rules change, it keeps
+        its state: the flows under way keep their public ports, the
+        mappings made so far stay known to a cone, and the new rules
+        apply to new flows.  With C{flush}, as a router rebooted: it
+        forwards nothing while its conntrack table is emptied, and starts
+        again with empty maps and counters (L{sent}), so every flow starts
+        again under the new rules with a new mapping: the hosts behind it
+        are rebound.
+        """
+        if nat not in ("natA", "natB") or nat not in self.namespaces:
+            raise ValueError("no NAT router %r in this lab" % (nat,))
+        if natType not in ALL_NAT_TYPES:
+            raise ValueError("natType must be one of %s, not %r" % (ALL_NAT_TYPES, natType))
+        lan, public = (_LAN_A[0], self.natAPublic) if nat == "natA" else (_LAN_B[0], self.natBPublic)
+        ruleset = natRuleset(natType, public, lan, self.hairpin)
+        if flush:
+            # Down while the table empties: no packet in between makes a
+            # flow, or fills a map, with an old mapping.
+            self._nft(nat, ruleset + "insert rule ip natlab forward drop\n")
+            self.run(nat, [sys.executable, _THIS_FILE, "_ctflush"], timeout=10, check=True)
+            self._nft(nat, ruleset)
+        else:
+            # The same table, maps and all: its chains' rules replaced.
+            # The maps know every mapping made (the record chain fills
+            # them whatever the type), as a router's conntrack table does.
+            _, _, tables = ruleset.partition("delete table ip natlab\n")
+            self._nft(nat, "".join("flush chain ip natlab %s\n" % chain for chain in _NAT_CHAINS) + tables)
+        setattr(self, nat, natType)
+
     def sent(self, nat):
         """
         What the hosts behind C{nat} ('natA' or 'natB') have sent out
@@ -1353,6 +1387,10 @@ def _signalGroup(process, signum):
             os.kill(process.pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+#: The chains of L{natRuleset}'s table.
+_NAT_CHAINS = ("pre", "post", "record", "input", "forward")
 
 
 def natRuleset(natType, public, lanNet, hairpin):

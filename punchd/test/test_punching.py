@@ -11,7 +11,8 @@ from zope.interface.verify import verifyObject
 
 from punchd import frames, messages, stun
 from punchd.interfaces import ICandidate, IPath, IPathObserver, IPathReceiver
-from punchd.punching import LOCAL, PUBLIC, PUNCHING, STOPPED, UP, Punch
+from punchd.punching import LOCAL, PEER_REFLEXIVE, PUBLIC, PUNCHING, STOPPED, UP, Punch
+from punchd.relaying import RelayedSource
 
 KEY = b"k" * 16
 #: Bob's receiver index, in his probes and answers.
@@ -110,6 +111,24 @@ class PunchTests(SynchronousTestCase):
             self.assertEqual(message.get(stun.USERNAME), b"bob:alice")
             self.assertEqual(messages.parseIndex(message), 0xA11CE5)
             self.assertTrue(stun.verifyIntegrity(datagram, KEY))
+
+    def test_relayedSourceProbedDirectly(self):
+        """
+        Where bob comes through our relay from, at the IP the stage manager
+        saw him at, becomes a direct candidate, probed from the socket; a
+        port of another IP does not.
+        """
+        relay = ("192.0.2.10", 3478)
+        here, elsewhere = ("203.0.113.1", 7000), ("192.0.2.99", 7000)
+        self.punch.start()
+        self.assertTrue(self.probeFromBob(RelayedSource(here, relay)))
+        self.assertTrue(self.probeFromBob(RelayedSource(elsewhere, relay)))
+        self.rounds(1)
+        direct = [c.address for c in self.punch.candidates if c.kind == PEER_REFLEXIVE]
+        self.assertEqual(direct, [here])
+        probed = [a for m, a, _ in self.sent if m is not None and m.messageClass == stun.REQUEST]
+        self.assertIn(here, probed)
+        self.assertNotIn(elsewhere, probed)
 
     def test_upgradeToLocal(self):
         """

@@ -45,6 +45,25 @@ class RelayWorld(World):
         return server
 
 
+def recordMoves(world):
+    """
+    Record each pathMoved of alice's and bob's applications.
+
+    @return: The list it goes to: C{(contact, previous kind, new kind)}.
+    """
+    moved = []
+    for peer in (world.alice, world.bob):
+        application = next(iter(peer.contacts.values())).application
+        original = application.pathMoved
+
+        def recorded(path, previous, original=original):
+            moved.append((path.peerName, previous.kind, path.kind))
+            original(path, previous)
+
+        application.pathMoved = recorded
+    return moved
+
+
 class RelayPeerTests(SynchronousTestCase):
     def world(self, natA, natB, **kwargs):
         world = RelayWorld(natA, natB, **kwargs)
@@ -155,17 +174,8 @@ class RelayToDirectTests(SynchronousTestCase):
 
         world = RelayWorld(symmetric(), symmetric())
         events = EventLoggingObserver.createWithCleanup(self, PeerProtocol.log.observer)
-        moved = []
         world.start()
-        for peer in (world.alice, world.bob):
-            application = next(iter(peer.contacts.values())).application
-            original = application.pathMoved
-
-            def recorded(path, previous, original=original):
-                moved.append((path.peerName, previous.kind, path.kind))
-                original(path, previous)
-
-            application.pathMoved = recorded
+        moved = recordMoves(world)
         world.network.advance(2.5)
         self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
         for nat in (world.natA, world.natB):
@@ -215,3 +225,48 @@ class RelayAtOnceTests(SynchronousTestCase):
         self.assertEqual(
             whys, ["a direct path is impossible between a symmetric NAT and a symmetric NAT"] * 2
         )
+
+
+class RelayRebindingTests(SynchronousTestCase):
+    def test_movesToDirectWhenANATRestartsAsACone(self):
+        """
+        Relayed between two symmetric NATs, the path moves to direct when
+        bob's NAT restarts as a full cone, forgetting every mapping: bob's
+        datagrams come through alice's relay from his new public port,
+        which alice then probes directly.  One pathMoved off the relay on
+        each side, and none back.
+        """
+        from punchd.natprobe import ENDPOINT_INDEPENDENT
+
+        world = RelayWorld(symmetric(), symmetric())
+        world.start()
+        moved = recordMoves(world)
+        world.network.advance(2.5)
+        self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
+        world.natB.mapping = world.natB.filtering = ENDPOINT_INDEPENDENT
+        world.natB.clearMappings()
+        world.network.advance(2)
+        self.assertIn(world.alice.contacts["bob"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertIn(world.bob.contacts["alice"].path.kind, (PUBLIC, PEER_REFLEXIVE))
+        self.assertEqual(sorted(name for name, previous, _ in moved if previous == RELAYED), ["alice", "bob"])
+        self.assertNotIn(RELAYED, [kind for _, _, kind in moved])
+
+    def test_relayedPathFollowsARebinding(self):
+        """
+        Relayed between two symmetric NATs, when bob's NAT restarts, still
+        symmetric, his allocation on the TURN server points at a port his
+        NAT no longer has; alice, hearing him through her relay from a new
+        port, probes it and sends there: bob gets alice's messages again
+        within two seconds, and the path is still relayed.
+        """
+        world = RelayWorld(symmetric(), symmetric())
+        world.start()
+        world.network.advance(2.5)
+        bobGreeter = world.bob.contacts["alice"].application
+        world.natB.clearMappings()
+        world.network.advance(2)
+        before = len(bobGreeter.received)
+        world.network.advance(2)
+        self.assertGreaterEqual(len(bobGreeter.received) - before, 2)
+        self.assertEqual(world.alice.contacts["bob"].path.kind, RELAYED)
+        self.assertEqual(world.bob.contacts["alice"].path.kind, RELAYED)
