@@ -411,7 +411,9 @@ NATPMP = "NAT-PMP"
 class PortMapper:
     """
     Keeps a port mapping on the router for one socket: asks for one at
-    L{start}, renews it at half its lifetime, and deletes it at L{stop}.
+    L{start}, renews it at half its lifetime (retrying a renewal that is
+    not answered, L{RENEWAL_RETRIES} times), asks again when the router's
+    epoch shows it restarted, and deletes it at L{stop}.
 
     Every datagram from the router goes to L{handle}.  Answers that do not
     match what is in flight (wrong source port, size, version, opcode,

@@ -117,6 +117,13 @@ class CodecTests(SynchronousTestCase):
         datagram = struct.pack("!BBBBII", 2, 0x81, 0, 2, 30, 5) + bytes(12)
         self.assertEqual(portmap.decode(datagram), portmap.PCPMapping(2, 30, 5))
 
+    def test_decodePCPAnnounce(self):
+        """
+        A PCP ANNOUNCE answer, the header alone, carries its result and
+        the router's epoch.
+        """
+        self.assertEqual(portmap.decode(pcpAnnounce(epoch=7)), portmap.PCPAnnounce(0, 7))
+
     def test_decodePMPAnswers(self):
         """
         NAT-PMP answers: the external address, a mapping, and the short
