@@ -673,7 +673,9 @@ class PortMapper:
         if isinstance(answer, PCPMapping):
             return PCP
         if isinstance(answer, PCPAnnounce):
-            return PCP_ANNOUNCE
+            # Never asked for: not the key of any request (PCP_ANNOUNCE is
+            # NAT-PMP's external address opcode too).
+            return PCPAnnounce
         if answer.result == UNSUPPORTED_VERSION and PCP in self._requests:
             # A NAT-PMP router's word on our PCP request, short (as RFC
             # 6886 section 3.5 has it) or of a mapping answer's size.

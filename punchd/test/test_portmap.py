@@ -477,6 +477,19 @@ class PortMapperTests(SynchronousTestCase):
         self.assertEqual(len(h.sent), 2)
         self.assertEqual(sum(h.drops.counts.values()), 2)
 
+    def test_announceDuringNATPMPAddressRequestDropped(self):
+        """
+        A PCP ANNOUNCE while NAT-PMP's external address request is in
+        flight is not taken for its answer: it is dropped and counted.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 1, 99), ROUTER)
+        self.assertTrue(h.mapper.handle(pcpAnnounce(epoch=5), ROUTER))
+        self.assertEqual(dict(h.drops.counts), {"unexpected port mapping answer": 1})
+        h.mapper.handle(pmpAddress(), ROUTER)
+        self.assertEqual(h.sent[-1], (portmap.encodePMPMapRequest(5000, 0, 7200), ROUTER))
+
     def test_otherSourcesNotTaken(self):
         """
         What does not come from the gateway's port 5351 is not taken.
