@@ -22,6 +22,7 @@ directory, removed at L{MiniUPnPd.stop}, which stops it by its pid.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -199,6 +200,15 @@ class MiniUPnPd:
         does not know.  L{stop} removes the rule.
         """
         self.lab.run(self.nat, ["nft", "-f", "-"], input=DROP_PCP, check=True)
+
+    def pcpDropped(self):
+        """
+        How many PCP requests the rule of L{dropPCP} has dropped.
+        """
+        listing = self.lab.run(
+            self.nat, ["nft", "list", "table", "inet", "punchd_droppcp"], check=True
+        ).stdout
+        return int(re.search(r"counter packets (\d+)", listing).group(1))
 
     def read(self):
         """

@@ -87,6 +87,7 @@ class PortMappingTests(LabTestCase):
                 }
                 seen = run.waitFor(wanted, 30)
                 held = router.redirects()
+                dropped = router.pcpDropped() if dropPCP else 0
                 processes.stop("bob")
                 deadline = time.monotonic() + 5
                 while router.redirects() and time.monotonic() < deadline:
@@ -111,6 +112,8 @@ class PortMappingTests(LabTestCase):
             transcript,
         )
         self.assertEqual(len(held), 1, transcript)
+        # PCP's two tries, silently dropped, before NAT-PMP.
+        self.assertEqual(dropped, 2 if dropPCP else 0, transcript)
         self.assertEqual(left, [], transcript)
         self.assertEqual([l for l in run.lines if "Traceback" in l[1]], [], transcript)
         listening = seen[("bob", LISTENING)][0]
