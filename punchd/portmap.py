@@ -16,6 +16,14 @@ A router that speaks only NAT-PMP answers a PCP request with a NAT-PMP
 moves to NAT-PMP at once; one that says nothing at all may be an older
 NAT-PMP router that drops what it does not know, so NAT-PMP is tried too
 once PCP's schedule runs out.
+
+A renewal the router does not answer is tried again at half the time the
+mapping has left (RFC 6887 section 11.2.1, RFC 6886 section 3.7), up to
+L{RENEWAL_RETRIES} times, before the mapping is given up.  Every answer
+carries the router's epoch, its seconds since it last lost its mappings; one
+that does not advance as our clock does (RFC 6886 section 3.6, RFC 6887
+section 8.5) means the router restarted, and an unsolicited announcement
+that says so has the client ask for its mapping again at once.
 """
 
 import secrets
@@ -39,7 +47,9 @@ PCP_VERSION = 2
 #: NAT-PMP opcodes (RFC 6886 section 3); an answer's is 128 more.
 PMP_EXTERNAL_ADDRESS = 0
 PMP_MAP_UDP = 1
-#: PCP's MAP opcode (RFC 6887 section 11); the answer sets the R bit.
+#: PCP's ANNOUNCE and MAP opcodes (RFC 6887 sections 14.1 and 11); the
+#: answer sets the R bit.
+PCP_ANNOUNCE = 0
 PCP_MAP = 1
 _RESPONSE = 0x80
 
@@ -91,6 +101,10 @@ DEFAULT_LIFETIME = 7200
 #: take 64 s, this client makes five, 7.75 s in all.
 PMP_SCHEDULE = (0.25, 0.5, 1.0, 2.0, 4.0)
 PCP_ATTEMPTS = 2
+#: How many times an unanswered renewal is tried again, each at half the
+#: time the mapping has left, before the mapping is given up: with the
+#: default lifetime, at about 75%, 88% and 94% of it.
+RENEWAL_RETRIES = 3
 
 
 def pcpSchedule(random):
@@ -124,6 +138,30 @@ def defaultGateway(routeTable: str) -> "str | None":
         if destination == 0 and flags & 0x3 == 0x3 and gateway:
             return str(IPv4Address(struct.pack("<I", gateway)))
     return None
+
+
+def routerRestarted(protocol, previous, current) -> bool:
+    """
+    Whether a router's epoch shows that it lost its mappings between two
+    of its answers.
+
+    @param protocol: L{NATPMP} or L{PCP}, whose rule applies: NAT-PMP's
+        (RFC 6886 section 3.6) that the epoch advance at least 7/8 as fast
+        as our clock, less 2 s; PCP's (RFC 6887 section 8.5) that it not go
+        back more than 1 s and that the two clocks agree within 2 s and
+        1/16 of the time passed.
+    @param previous: C{(our time, the router's epoch)} at the earlier answer.
+    @param current: The same at this answer.
+    """
+    clientDelta = current[0] - previous[0]
+    serverDelta = current[1] - previous[1]
+    if protocol == NATPMP:
+        return serverDelta < clientDelta * 7 / 8 - 2
+    return (
+        serverDelta < -1
+        or clientDelta + 2 < serverDelta - serverDelta / 16
+        or serverDelta + 2 < clientDelta - clientDelta / 16
+    )
 
 
 class PortMapError(ValueError):
@@ -178,6 +216,20 @@ class PMPError:
 
     opcode: int
     result: int
+
+
+@dataclass(frozen=True)
+class PCPAnnounce:
+    """
+    A PCP ANNOUNCE answer (RFC 6887 section 14.1): a router that restarted
+    may send one unasked, to say its mappings are gone.
+
+    @ivar result: The result code (L{PCP_RESULTS}).
+    @ivar epoch: The router's epoch time.
+    """
+
+    result: int
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -280,7 +332,8 @@ def decode(datagram: bytes):
     """
     Read an answer from the router, of either protocol.
 
-    @return: A L{PMPAddress}, L{PMPMapping}, L{PMPError} or L{PCPMapping}.
+    @return: A L{PMPAddress}, L{PMPMapping}, L{PMPError}, L{PCPMapping} or
+        L{PCPAnnounce}.
     @raise PortMapError: If it is not a well-formed answer to one of the
         requests this client sends.
     """
@@ -316,10 +369,12 @@ def _decodePCP(datagram, opcode):
     size = len(datagram)
     if size < _PCP_HEADER_BYTES or size > PCP_MAX_BYTES or size % 4:
         raise PortMapError(f"a PCP message of {size} bytes")
-    if opcode != _RESPONSE | PCP_MAP:
-        raise PortMapError(f"PCP opcode {opcode:#04x}, not a MAP answer")
     result = datagram[3]
     lifetime, epoch = struct.unpack_from("!II", datagram, 4)
+    if opcode == _RESPONSE | PCP_ANNOUNCE:
+        return PCPAnnounce(result, epoch)
+    if opcode != _RESPONSE | PCP_MAP:
+        raise PortMapError(f"PCP opcode {opcode:#04x}, not a MAP or ANNOUNCE answer")
     if size < PCP_MAP_BYTES:
         if result == SUCCESS:
             raise PortMapError(f"a successful PCP MAP answer of {size} bytes")
@@ -356,7 +411,9 @@ NATPMP = "NAT-PMP"
 class PortMapper:
     """
     Keeps a port mapping on the router for one socket: asks for one at
-    L{start}, renews it at half its lifetime, and deletes it at L{stop}.
+    L{start}, renews it at half its lifetime (retrying a renewal that is
+    not answered, L{RENEWAL_RETRIES} times), asks again when the router's
+    epoch shows it restarted, and deletes it at L{stop}.
 
     Every datagram from the router goes to L{handle}.  Answers that do not
     match what is in flight (wrong source port, size, version, opcode,
@@ -408,6 +465,9 @@ class PortMapper:
         self._requests = Transactions(clock, send)
         self._send = send
         self._renewal = None
+        self._retries = 0
+        self._expires = None
+        self._epoch = None
         self._externalHost = None
         self.mapping = None
 
@@ -484,13 +544,31 @@ class PortMapper:
         failure.trap(TransactionTimeout, CancelledError)
         if failure.check(CancelledError):
             return
-        if protocol == PCP and self.mapping is None:
-            self._askPMP()
+        mapping = self.mapping
+        if mapping is None:
+            if protocol == PCP:
+                self._askPMP()
+            else:
+                self._lost("did not answer NAT-PMP or PCP")
+            return
+        left = self._expires - self.clock.seconds()
+        if self._retries < RENEWAL_RETRIES and left > 0:
+            self._retries += 1
+            self.log.info(
+                "Port mapping: the router at {gateway} did not answer the renewal of"
+                " {external} ({protocol}); trying again in {delay:.0f} s, {left:.0f} s"
+                " before it expires",
+                gateway=self.gateway,
+                external=formatAddress(mapping.external),
+                protocol=mapping.protocol,
+                delay=left / 2,
+                left=left,
+            )
+            self._renewal = self.clock.callLater(left / 2, self._renew)
             return
         self._lost(
-            "did not answer NAT-PMP or PCP" if self.mapping is None
-            else f"did not answer the renewal of {formatAddress(self.mapping.external)}"
-            f" over {self.mapping.protocol}"
+            f"did not answer the renewal of {formatAddress(mapping.external)}"
+            f" over {mapping.protocol}: the mapping is lost"
         )
 
     def _lost(self, why):
@@ -518,6 +596,8 @@ class PortMapper:
             self._drops.drop("malformed port mapping answer", source, str(e))
             return True
         key = self._keyOf(answer)
+        if key not in self._requests and self._announced(answer):
+            return True
         if key not in self._requests:
             self._drops.drop(
                 "unexpected port mapping answer", source, f"{type(answer).__name__}, not asked for"
@@ -544,12 +624,58 @@ class PortMapper:
         self._requests.answer(key, answer)
         return True
 
+    def _announced(self, answer) -> bool:
+        """
+        Take an unasked answer that announces the router's epoch (a PCP
+        ANNOUNCE, or NAT-PMP's external address, which a router sends when
+        it restarts): if it shows the router lost our mapping, ask again
+        at once.  With a request in flight, whose answer will tell, or with
+        no epoch yet to compare with, it is only dropped.
+
+        @return: Whether it was taken.
+        """
+        if self.mapping is None or len(self._requests) or self._epoch is None:
+            return False
+        protocol = self.mapping.protocol
+        if not isinstance(answer, {PCP: PCPAnnounce, NATPMP: PMPAddress}[protocol]):
+            return False
+        if answer.result != SUCCESS or not self._epochSeen(protocol, answer.epoch):
+            return False
+        self._cancelRenewal()
+        self._renew()
+        return True
+
+    def _epochSeen(self, protocol, epoch) -> bool:
+        """
+        Note the router's epoch in an answer.
+
+        @return: Whether it shows the router restarted since its previous
+            answer; if so, the log says so.
+        """
+        now = (self.clock.seconds(), epoch)
+        previous, self._epoch = self._epoch, now
+        if previous is None or not routerRestarted(protocol, previous, now):
+            return False
+        self.log.info(
+            "Port mapping: the router at {gateway} restarted and lost its mappings"
+            " (epoch {epoch} s, {previous} s {elapsed:.0f} s ago)",
+            gateway=self.gateway,
+            epoch=epoch,
+            previous=previous[1],
+            elapsed=now[0] - previous[0],
+        )
+        return True
+
     def _keyOf(self, answer):
         """
         The request an answer is for.
         """
         if isinstance(answer, PCPMapping):
             return PCP
+        if isinstance(answer, PCPAnnounce):
+            # Never asked for: not the key of any request (PCP_ANNOUNCE is
+            # NAT-PMP's external address opcode too).
+            return PCPAnnounce
         if answer.result == UNSUPPORTED_VERSION and PCP in self._requests:
             # A NAT-PMP router's word on our PCP request, short (as RFC
             # 6886 section 3.5 has it) or of a mapping answer's size.
@@ -565,12 +691,15 @@ class PortMapper:
             # A NAT-PMP router, as RFC 6887 section 9 expects.
             self._askPMP()
             return
+        self._epochSeen(PCP, answer.epoch)
         if answer.result != SUCCESS:
             self._refused(PCP, PCP_RESULTS.get(answer.result, f"result {answer.result}"))
             return
         self._granted(Mapping((answer.externalAddress, answer.externalPort), answer.lifetime, PCP))
 
     def _pmpAddress(self, answer):
+        if isinstance(answer, PMPAddress):
+            self._epochSeen(NATPMP, answer.epoch)
         if answer.result != SUCCESS:
             self._refused(NATPMP, PMP_RESULTS.get(answer.result, f"result {answer.result}"))
             return
@@ -581,6 +710,7 @@ class PortMapper:
         if isinstance(answer, PMPError) or answer.result != SUCCESS:
             self._refused(NATPMP, PMP_RESULTS.get(answer.result, f"result {answer.result}"))
             return
+        self._epochSeen(NATPMP, answer.epoch)
         self._granted(
             Mapping((self._externalHost, answer.externalPort), answer.lifetime, NATPMP)
         )
@@ -594,6 +724,8 @@ class PortMapper:
             return
         previous = self.mapping
         self.mapping = mapping
+        self._retries = 0
+        self._expires = self.clock.seconds() + mapping.lifetime
         self._cancelRenewal()
         # RFC 6886 section 3.3 and RFC 6887 section 11.2.1: renew from
         # half the lifetime on.

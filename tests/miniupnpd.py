@@ -22,6 +22,7 @@ directory, removed at L{MiniUPnPd.stop}, which stops it by its pid.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -62,6 +63,18 @@ table inet filter {
     chain prerouting_miniupnpd {
     }
     chain postrouting_miniupnpd {
+    }
+}
+"""
+
+
+#: A table that drops PCP requests on their way to miniupnpd: the byte
+#: after the 8-byte UDP header is the version.
+DROP_PCP = """\
+table inet punchd_droppcp {
+    chain input {
+        type filter hook input priority -10; policy accept;
+        udp dport 5351 @th,64,8 2 counter drop
     }
 }
 """
@@ -179,6 +192,24 @@ class MiniUPnPd:
             time.sleep(0.05)
         return self
 
+    def dropPCP(self):
+        """
+        Make the router drop every PCP request that reaches it (UDP to port
+        5351 whose first byte is PCP's version, 2) and keep NAT-PMP's
+        (version 0): a router that speaks only NAT-PMP and drops what it
+        does not know.  L{stop} removes the rule.
+        """
+        self.lab.run(self.nat, ["nft", "-f", "-"], input=DROP_PCP, check=True)
+
+    def pcpDropped(self):
+        """
+        How many PCP requests the rule of L{dropPCP} has dropped.
+        """
+        listing = self.lab.run(
+            self.nat, ["nft", "list", "table", "inet", "punchd_droppcp"], check=True
+        ).stdout
+        return int(re.search(r"counter packets (\d+)", listing).group(1))
+
     def read(self):
         """
         What it logged so far.
@@ -215,6 +246,7 @@ class MiniUPnPd:
             self._process = None
             self.read()
             self.lab.run(self.nat, ["nft", "delete", "table", "inet", "filter"])
+            self.lab.run(self.nat, ["nft", "delete", "table", "inet", "punchd_droppcp"])
         if self._log is not None:
             self._log.close()
             self._log = None

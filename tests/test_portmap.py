@@ -16,9 +16,16 @@ from tests.natlab import Lab
 from tests.natmatrix import received
 from tests.test_natlab import LabTestCase
 
-MAPPED = re.compile(
-    r"Port mapping: the router at 10\.0\.2\.1 maps ([\d.]+:\d+) to our port (\d+) for \d+ s \(PCP\)"
-)
+
+def mappedLine(protocol):
+    """
+    The line bob logs when the router grants his mapping over C{protocol}.
+    """
+    return re.compile(
+        r"Port mapping: the router at 10\.0\.2\.1 maps ([\d.]+:\d+) to our port (\d+)"
+        rf" for \d+ s \({re.escape(protocol)}\)"
+    )
+
 LISTENING = re.compile(r"Listening on port \d+")
 ALICE_UP = re.compile(r"Direct path to bob is up via ([\d.]+:\d+) \((\w[\w-]*)\)")
 
@@ -39,11 +46,30 @@ class PortMappingTests(LabTestCase):
         PCP and offers it; alice's path to bob is direct, via the mapped
         address; and when bob stops, the router's mapping is gone.
         """
+        self.connectThroughMapping("PCP")
+
+    def test_symmetricPairConnectsThroughANATPMPMapping(self):
+        """
+        When the router drops PCP, bob falls back to NAT-PMP after PCP's
+        two tries, and the pair connects through that mapping just the
+        same; when bob stops, it is gone.
+        """
+        self.connectThroughMapping("NAT-PMP", dropPCP=True)
+
+    def connectThroughMapping(self, protocol, dropPCP=False):
+        """
+        Connect alice and bob behind two symmetric NATs through the mapping
+        bob's router grants him over C{protocol}, and check that it is
+        deleted when bob stops.
+        """
+        MAPPED = mappedLine(protocol)
         with Lab(natA="symmetric", natB="symmetric", alternateAddress=True) as lab, \
                 Processes() as processes:
             globalise(lab)
             router = MiniUPnPd(lab).start()
             try:
+                if dropPCP:
+                    router.dropPCP()
                 run = Run(lab, processes)
                 run.startServer()
                 run.startPeer("alice", "peerA", "alice", "bob")
@@ -60,6 +86,7 @@ class PortMappingTests(LabTestCase):
                 }
                 seen = run.waitFor(wanted, 30)
                 held = router.redirects()
+                dropped = router.pcpDropped() if dropPCP else 0
                 processes.stop("bob")
                 deadline = time.monotonic() + 5
                 while router.redirects() and time.monotonic() < deadline:
@@ -84,13 +111,15 @@ class PortMappingTests(LabTestCase):
             transcript,
         )
         self.assertEqual(len(held), 1, transcript)
+        # PCP's two tries, silently dropped, before NAT-PMP.
+        self.assertEqual(dropped, 2 if dropPCP else 0, transcript)
         self.assertEqual(left, [], transcript)
         self.assertEqual([l for l in run.lines if "Traceback" in l[1]], [], transcript)
         listening = seen[("bob", LISTENING)][0]
         mapped = seen[("bob", MAPPED)][0]
         up = seen[("alice", ALICE_UP)][0]
         print(
-            f"\nafter bob's start: listening {(listening - start) * 1000:.0f} ms,"
+            f"\n{protocol}: after bob's start: listening {(listening - start) * 1000:.0f} ms,"
             f" port mapping {(mapped - start) * 1000:.0f} ms"
             f" ({(mapped - listening) * 1000:.0f} ms after listening),"
             f" alice's direct path via it {(up - start) * 1000:.0f} ms"

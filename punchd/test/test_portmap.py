@@ -22,12 +22,14 @@ CLIENT = "10.0.1.2"
 NONCE = bytes(range(1, 13))
 
 
-def pcpAnswer(result=0, lifetime=7200, nonce=NONCE, port=5000, external=("203.0.113.1", 40000)):
+def pcpAnswer(
+    result=0, lifetime=7200, nonce=NONCE, port=5000, external=("203.0.113.1", 40000), epoch=1234
+):
     """
     A PCP MAP answer (RFC 6887 sections 7.2 and 11.1), 60 bytes.
     """
     return (
-        struct.pack("!BBBBII", 2, 0x81, 0, result, lifetime, 1234)
+        struct.pack("!BBBBII", 2, 0x81, 0, result, lifetime, epoch)
         + bytes(12)
         + nonce
         + struct.pack("!B3xHH", 17, port, external[1])
@@ -35,12 +37,19 @@ def pcpAnswer(result=0, lifetime=7200, nonce=NONCE, port=5000, external=("203.0.
     )
 
 
-def pmpAddress(result=0, address=(203, 0, 113, 1)):
-    return struct.pack("!BBHI4B", 0, 128, result, 99, *address)
+def pmpAddress(result=0, address=(203, 0, 113, 1), epoch=99):
+    return struct.pack("!BBHI4B", 0, 128, result, epoch, *address)
 
 
-def pmpMapping(result=0, port=5000, external=40000, lifetime=7200):
-    return struct.pack("!BBHIHHI", 0, 129, result, 99, port, external, lifetime)
+def pmpMapping(result=0, port=5000, external=40000, lifetime=7200, epoch=99):
+    return struct.pack("!BBHIHHI", 0, 129, result, epoch, port, external, lifetime)
+
+
+def pcpAnnounce(epoch, result=0):
+    """
+    A PCP ANNOUNCE answer (RFC 6887 section 14.1), the 24-byte header.
+    """
+    return struct.pack("!BBBBII", 2, 0x80, 0, result, 0, epoch) + bytes(16)
 
 
 class CodecTests(SynchronousTestCase):
@@ -107,6 +116,13 @@ class CodecTests(SynchronousTestCase):
         """
         datagram = struct.pack("!BBBBII", 2, 0x81, 0, 2, 30, 5) + bytes(12)
         self.assertEqual(portmap.decode(datagram), portmap.PCPMapping(2, 30, 5))
+
+    def test_decodePCPAnnounce(self):
+        """
+        A PCP ANNOUNCE answer, the header alone, carries its result and
+        the router's epoch.
+        """
+        self.assertEqual(portmap.decode(pcpAnnounce(epoch=7)), portmap.PCPAnnounce(0, 7))
 
     def test_decodePMPAnswers(self):
         """
@@ -320,18 +336,159 @@ class PortMapperTests(SynchronousTestCase):
         self.assertEqual((len(h.sent), h.mapper.mapping), (1, None))
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
-    def test_renewalUnanswered(self):
+    def test_renewalUnansweredRetried(self):
         """
-        A renewal that gets no answer loses the mapping: the listener is
-        told.
+        A renewal that gets no answer is tried again at half the time the
+        mapping has left, three times, and the log says each; then the
+        mapping is given up, the listener told and the log says it is lost.
         """
         h = Harness(self)
         h.mapper.start()
-        h.mapper.handle(pcpAnswer(lifetime=100), ROUTER)
-        h.advance(70)
-        self.assertEqual(h.changes[-1], None)
-        self.assertIsNone(h.mapper.mapping)
+        h.mapper.handle(pcpAnswer(), ROUTER)
+        h.advance(7300, step=0.25)
+        renewal = portmap.encodePCPMapRequest(CLIENT, NONCE, 5000, 7200, 40000, "203.0.113.1")
+        self.assertEqual(h.sent[1:], [(renewal, ROUTER)] * 8)
+        retries = [line for line in h.lines() if "did not answer the renewal" in line]
+        self.assertEqual(
+            retries,
+            [
+                "Port mapping: the router at 10.0.1.1 did not answer the renewal of"
+                f" 203.0.113.1:40000 (PCP); trying again in {delay} s, {left} s before it expires"
+                for delay, left in (("1796", "3591"), ("893", "1786"), ("442", "884"))
+            ] + [
+                "No port mapping: the router at 10.0.1.1 did not answer the renewal of"
+                " 203.0.113.1:40000 over PCP: the mapping is lost"
+            ],
+        )
+        self.assertEqual((h.changes[-1], h.mapper.mapping), (None, None))
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_renewalRetryAnswered(self):
+        """
+        A retried renewal that is answered keeps the mapping, and the
+        listener hears of no change.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pcpAnswer(lifetime=100, epoch=1000), ROUTER)
+        h.advance(60)
+        h.advance(20.5)
+        self.assertEqual(len(h.sent), 4)
+        h.mapper.handle(pcpAnswer(lifetime=100, epoch=1080), ROUTER)
+        self.assertEqual(len(h.changes), 1)
+        self.assertIsNotNone(h.mapper.mapping)
+        self.assertAlmostEqual(h.clock.getDelayedCalls()[0].getTime(), 130.5)
+
+    def test_natPMPRenewalUnansweredRetried(self):
+        """
+        A NAT-PMP renewal that is not answered is retried too.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 1, 99), ROUTER)
+        h.mapper.handle(pmpAddress(), ROUTER)
+        h.mapper.handle(pmpMapping(lifetime=100), ROUTER)
+        h.advance(60)
+        self.assertIn(
+            "Port mapping: the router at 10.0.1.1 did not answer the renewal of"
+            " 203.0.113.1:40000 (NAT-PMP); trying again in 21 s, 42 s before it expires",
+            h.lines(),
+        )
+        self.assertIsNotNone(h.mapper.mapping)
+
+    def test_epochRules(self):
+        """
+        A router restarted when its epoch falls behind our clock: NAT-PMP's
+        rule allows 7/8 of the time passed less 2 s; PCP's allows 2 s and
+        1/16 either way, and 1 s back.
+        """
+        restarted = portmap.routerRestarted
+        self.assertFalse(restarted("NAT-PMP", (0, 1000), (100, 1086)))
+        self.assertTrue(restarted("NAT-PMP", (0, 1000), (100, 1085)))
+        self.assertTrue(restarted("NAT-PMP", (0, 1000), (100, 5)))
+        self.assertFalse(restarted("PCP", (0, 1000), (100, 1100)))
+        self.assertFalse(restarted("PCP", (0, 1000), (0.5, 999)))
+        self.assertTrue(restarted("PCP", (0, 1000), (0.5, 998)))
+        self.assertTrue(restarted("PCP", (0, 1000), (100, 1091)))
+        self.assertTrue(restarted("PCP", (0, 1000), (100, 1110)))
+        self.assertTrue(restarted("PCP", (0, 1000), (100, 5)))
+
+    def test_restartInRenewalLogged(self):
+        """
+        A renewal answer whose epoch went back says, in the log, that the
+        router restarted and lost its mappings.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pcpAnswer(lifetime=100, epoch=1000), ROUTER)
+        h.clock.advance(50)
+        h.mapper.handle(pcpAnswer(lifetime=100, epoch=3), ROUTER)
+        self.assertIn(
+            "Port mapping: the router at 10.0.1.1 restarted and lost its mappings"
+            " (epoch 3 s, 1000 s 50 s ago)",
+            h.lines(),
+        )
+
+    def test_pcpAnnounceOfRestartRequestsAgain(self):
+        """
+        An unasked PCP ANNOUNCE whose epoch shows a restart has the client
+        ask for its mapping again at once, suggesting the address it held.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pcpAnswer(epoch=1000), ROUTER)
+        h.clock.advance(600)
+        self.assertTrue(h.mapper.handle(pcpAnnounce(epoch=2), ROUTER))
+        renewal = portmap.encodePCPMapRequest(CLIENT, NONCE, 5000, 7200, 40000, "203.0.113.1")
+        self.assertEqual(h.sent[1:], [(renewal, ROUTER)])
+        self.assertEqual(dict(h.drops.counts), {})
+        h.mapper.handle(pcpAnswer(epoch=3, external=("203.0.113.1", 40002)), ROUTER)
+        self.assertEqual(h.changes[-1].external, ("203.0.113.1", 40002))
+
+    def test_natPMPAnnounceOfRestartRequestsAgain(self):
+        """
+        An unasked NAT-PMP external address answer whose epoch shows a
+        restart has the client ask for its mapping again at once.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 1, 99), ROUTER)
+        h.mapper.handle(pmpAddress(epoch=1000), ROUTER)
+        h.mapper.handle(pmpMapping(epoch=1000), ROUTER)
+        h.clock.advance(600)
+        h.mapper.handle(pmpAddress(epoch=2), ROUTER)
+        self.assertEqual(h.sent[-1], (b"\x00\x00", ROUTER))
+        h.mapper.handle(pmpAddress(epoch=2), ROUTER)
+        self.assertEqual(h.sent[-1], (portmap.encodePMPMapRequest(5000, 40000, 7200), ROUTER))
+
+    def test_announceWithoutRestartDropped(self):
+        """
+        An unasked announcement whose epoch has advanced as it should, or
+        one while a request is in flight, is dropped, counted, and makes
+        the client send nothing.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(pcpAnswer(epoch=1000), ROUTER)
+        h.clock.advance(600)
+        h.mapper.handle(pcpAnnounce(epoch=1600), ROUTER)
+        h.clock.advance(3000)
+        h.mapper.handle(pcpAnnounce(epoch=1), ROUTER)
+        self.assertEqual(len(h.sent), 2)
+        self.assertEqual(sum(h.drops.counts.values()), 2)
+
+    def test_announceDuringNATPMPAddressRequestDropped(self):
+        """
+        A PCP ANNOUNCE while NAT-PMP's external address request is in
+        flight is not taken for its answer: it is dropped and counted.
+        """
+        h = Harness(self)
+        h.mapper.start()
+        h.mapper.handle(struct.pack("!BBHI", 0, 129, 1, 99), ROUTER)
+        self.assertTrue(h.mapper.handle(pcpAnnounce(epoch=5), ROUTER))
+        self.assertEqual(dict(h.drops.counts), {"unexpected port mapping answer": 1})
+        h.mapper.handle(pmpAddress(), ROUTER)
+        self.assertEqual(h.sent[-1], (portmap.encodePMPMapRequest(5000, 0, 7200), ROUTER))
 
     def test_otherSourcesNotTaken(self):
         """
