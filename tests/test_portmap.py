@@ -26,6 +26,7 @@ def mappedLine(protocol):
         rf" for \d+ s \({re.escape(protocol)}\)"
     )
 
+
 LISTENING = re.compile(r"Listening on port \d+")
 ALICE_UP = re.compile(r"Direct path to bob is up via ([\d.]+:\d+) \((\w[\w-]*)\)")
 
