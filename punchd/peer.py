@@ -707,14 +707,18 @@ class PeerProtocol(DatagramProtocol):
     def _mappingChanged(self, mapping):
         """
         The router granted a port mapping, or it moved: every contact
-        punching or with a path gets the new address.  A lost one is
-        simply not offered again.
+        punching or with a path gets the new address, and for those whose
+        punch has failed we register at once, asking for the introduction
+        that will carry it, rather than waiting for the next interval.  A
+        lost one is simply not offered again.
         """
         if mapping is None:
             return
         for contact in self.contacts.values():
             if isinstance(contact.path, Punch):
                 self._announce(contact, contact.path, mapping.external, mapped=True)
+        if self.seeking and self.registrar.secret is not None:
+            self.register()
 
     def _relayed(self):
         if self.relay is None:

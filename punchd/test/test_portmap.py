@@ -590,3 +590,28 @@ class PeerPortMappingTests(SynchronousTestCase):
         self.assertEqual(
             [c.address for c in path.candidates if c.kind == MAPPED], [("198.51.100.1", 40000)]
         )
+
+    def test_mappingAfterFailedPunchIntroducedAgain(self):
+        """
+        A mapping granted after alice's punch to bob failed makes her
+        register at once, seeking him: the introduction that follows
+        carries it to bob within a second, not at her next registration.
+        """
+        world = World(
+            symmetric(), symmetric(), portMapping=(GATEWAY, CLIENT), punchTimeout=2.0
+        )
+        world.start()
+        world.network.advance(4)
+        self.assertTrue(world.alice.contacts["bob"].seeking)
+        request = [
+            d.data for d in world.network.traffic
+            if d.destination == ROUTER and d.source == (CLIENT, 5000)
+        ][0]
+        world.alice.portMapper.handle(
+            pcpAnswer(nonce=request[24:36], external=("198.51.100.1", 40000)), ROUTER
+        )
+        world.network.advance(1)
+        path = world.bob.contacts["alice"].path
+        self.assertEqual(
+            [c.address for c in path.candidates if c.kind == MAPPED], [("198.51.100.1", 40000)]
+        )
