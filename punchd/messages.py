@@ -910,7 +910,7 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
     address = None
     if relayed is not None or mapped is not None:
         address = readAddress(
-            mapped or relayed,
+            relayed if mapped is None else mapped,
             message.transactionID,
             "RELAYED-ADDRESS" if mapped is None else "MAPPED-ADDRESS",
         )
