@@ -802,7 +802,7 @@ class RelayCandidate:
     to the peer it was introduced to.
 
     @ivar name: The sender's name.
-    @ivar relayed: Its relayed C{(host, port)}, or with C{mapped} its
+    @ivar address: Its relayed C{(host, port)}, or with C{mapped} its
         mapped one; L{None} when it sends only its NAT's behaviour.
     @ivar peer: The name of the peer it is for, on the way to the stage
         manager; L{None} on the way from it.
@@ -814,11 +814,18 @@ class RelayCandidate:
     """
 
     name: str
-    relayed: "tuple | None"
+    address: "tuple | None"
     peer: "str | None" = None
     nat: "tuple | None" = None
     mapped: bool = False
     natDropped: "str | None" = None
+
+    @property
+    def kind(self) -> str:
+        """
+        C{"mapped"} or C{"relayed"}: which of the two its address is.
+        """
+        return "mapped" if self.mapped else "relayed"
 
 
 #: The behaviours of L{NAT_BEHAVIOUR}, by their number on the wire.
@@ -874,11 +881,11 @@ def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes)
         stage manager) or of the recipient's (from it).
     """
     attributes = [(NAME, candidate.name.encode("utf-8"))]
-    if candidate.relayed is not None:
+    if candidate.address is not None:
         attributes.append(
             (
                 MAPPED_ADDRESS if candidate.mapped else RELAYED_ADDRESS,
-                stun.encodeXorAddress(*candidate.relayed, transactionID),
+                stun.encodeXorAddress(*candidate.address, transactionID),
             )
         )
     if candidate.peer is not None:
@@ -910,7 +917,7 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
     address = None
     if relayed is not None or mapped is not None:
         address = readAddress(
-            mapped or relayed,
+            relayed if mapped is None else mapped,
             message.transactionID,
             "RELAYED-ADDRESS" if mapped is None else "MAPPED-ADDRESS",
         )

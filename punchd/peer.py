@@ -776,37 +776,34 @@ class PeerProtocol(DatagramProtocol):
             )
         if candidate.nat is not None:
             self._peerNATLearned(contact, punch, candidate.nat)
-        if candidate.relayed is None:
+        if candidate.address is None:
             return True
-        why = unusableReason(candidate.relayed, self._ipv6, self._ownAddresses())
+        why = unusableReason(candidate.address, self._ipv6, self._ownAddresses())
         if why is not None:
             self.drops.drop(
-                why,
-                formatAddress(self.server),
-                f"{'mapped' if candidate.mapped else 'relayed'} candidate of {contact.name}",
+                why, formatAddress(self.server), f"{candidate.kind} candidate of {contact.name}"
             )
             return True
-        if candidate.mapped:
-            if not any(c.address == candidate.relayed for c in punch.candidates):
-                punch.addCandidate(candidate.relayed, MAPPED)
-                self.log.info(
-                    "{peer}'s router maps {address} to it: probing it",
-                    peer=contact.name,
-                    address=formatAddress(candidate.relayed),
-                )
-            return True
-        if any(c.address == candidate.relayed for c in punch.candidates):
+        if any(c.address == candidate.address for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's
             # behaviour, found since.
             return True
-        punch.addCandidate(candidate.relayed, RELAYED)
+        if candidate.mapped:
+            punch.addCandidate(candidate.address, MAPPED)
+            self.log.info(
+                "{peer}'s router maps {address} to it: probing it",
+                peer=contact.name,
+                address=formatAddress(candidate.address),
+            )
+            return True
+        punch.addCandidate(candidate.address, RELAYED)
         impossible = directImpossible(self._natPair(), punch.peerNAT)
         if impossible is not None:
             punch.relayAtOnce(impossible)
         self.log.info(
             "{peer}'s relayed address is {address}{when}",
             peer=contact.name,
-            address=formatAddress(candidate.relayed),
+            address=formatAddress(candidate.address),
             when=f": {impossible}, so the relay is tried at once" if impossible else "",
         )
         return True

@@ -475,6 +475,12 @@ class Options(usage.Options):
         return found
 
     def _checkPortMapping(self):
+        """
+        Check C{--port-mapping} and C{--gateway}, and set C{portMapping}
+        to the L{PeerProtocol}'s C{portMapping}: the router and our address
+        on its network, found once here; or L{None}.
+        """
+        self["portMapping"] = None
         if not self["port-mapping"]:
             if self["gateway"] is not None:
                 raise usage.UsageError("--gateway needs --port-mapping")
@@ -494,8 +500,10 @@ class Options(usage.Options):
                     f"--port-mapping: no default route in {ROUTE_TABLE} to find the"
                     " router by; give --gateway"
                 )
-        if localAddressTowards((self["gateway"], PORT_MAPPING_PORT)) is None:
+        clientHost = localAddressTowards((self["gateway"], PORT_MAPPING_PORT))
+        if clientHost is None:
             raise usage.UsageError(f"--gateway: no route to {self['gateway']}")
+        self["portMapping"] = (self["gateway"], clientHost)
 
     def _checkMessage(self):
         # Checked here rather than cut when sent: a message cut short is
@@ -521,17 +529,6 @@ class PeerService(DatagramServer):
     def stopService(self):
         self.protocol.leave()
         return super().stopService()
-
-
-def _portMapping(config):
-    """
-    The C{portMapping} of the L{PeerProtocol}: the router, and our address
-    on its network.
-    """
-    if not config["port-mapping"]:
-        return None
-    gateway = config["gateway"]
-    return gateway, localAddressTowards((gateway, PORT_MAPPING_PORT))
 
 
 def makeService(config, reactor=None):
@@ -598,7 +595,7 @@ def makeService(config, reactor=None):
         key=config["secret-file"],
         peerSecret=config["peer-secret-file"],
         fallbacks=config["fallbacks"],
-        portMapping=_portMapping(config),
+        portMapping=config["portMapping"],
     )
     peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
     if not forwarders:

@@ -296,11 +296,12 @@ def _names(names):
 def encodeBody(proven, lastSeen, holder, wants, address, localAddresses, nat=None):
     """
     An entry's value after its secret field (L{secretField}): a byte of
-    flags (proven; addresses unpacked; the NAT's behaviour), the time last seen (a double), the
-    holder's id and the wanted names (each after a byte giving its length,
-    the names after a byte giving their count), then the address and the
-    local addresses packed as L{punchd.phonebook} packs them, or as JSON
-    when one does not pack (with the address packed, in hex, when it does).
+    flags (proven; addresses unpacked; the NAT's behaviour), the time last
+    seen (a double), the holder's id and the wanted names (each after a
+    byte giving its length, the names after a byte giving their count),
+    then the address and the local addresses packed as L{punchd.phonebook}
+    packs them, or as JSON when one does not pack (with the address packed,
+    in hex, when it does).
     """
     place = Entry("", address, localAddresses, (), 0)._place
     flags = _PROVEN if proven else 0

@@ -102,7 +102,7 @@ class Registrar:
         #: How the peer's NAT maps and filters, which every full
         #: registration reports, once known (see L{setNAT}).
         self.nat = None
-        #: The NAT behaviour the last registration answered reported.
+        #: The NAT behaviour that the last answered registration reported.
         self.natRegistered = None
         clearName, clearWants = (name, wants) if clearNames is None else clearNames
         self._clearName = clearName

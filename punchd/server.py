@@ -930,11 +930,11 @@ class StageManagerProtocol(DatagramProtocol):
             self.drops.drop(
                 "unknown NAT behaviour", formatAddress(entry.address), candidate.natDropped
             )
-            if candidate.relayed is None:
+            if candidate.address is None:
                 return
         txid = self._randomBytes(12)
         forwarded = messages.RelayCandidate(
-            candidate.name, candidate.relayed, nat=candidate.nat, mapped=candidate.mapped
+            candidate.name, candidate.address, nat=candidate.nat, mapped=candidate.mapped
         )
         # Signed as introductions are: with the previous secret while there
         # is one, which the peer surely holds.
@@ -951,9 +951,8 @@ class StageManagerProtocol(DatagramProtocol):
             "Forwarded {name}'s {what} to {peer}",
             name=entry.name,
             what="NAT behaviour"
-            if candidate.relayed is None
-            else f"{'mapped' if candidate.mapped else 'relayed'} address"
-            f" {formatAddress(candidate.relayed)}",
+            if candidate.address is None
+            else f"{candidate.kind} address {formatAddress(candidate.address)}",
             peer=other.name,
         )
 

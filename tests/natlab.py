@@ -749,6 +749,15 @@ class Lab:
             result.check_returncode()
         return result
 
+    def udpCounters(self, host):
+        """
+        The UDP counters of C{host}'s namespace so far (the C{Udp:} lines of
+        its C{/proc/net/snmp}), by name: C{OutDatagrams}, C{RcvbufErrors}...
+        """
+        snmp = self.run(host, ["cat", "/proc/net/snmp"], timeout=10).stdout
+        names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Udp:")]
+        return {name: int(value) for name, value in zip(names, values)}
+
     def agent(self, host):
         """
         Start a UDP test L{Agent} inside C{host} (stopped on teardown, or

@@ -205,15 +205,6 @@ class PairRun:
         return max(times)
 
 
-def _udpSent(lab, host):
-    """
-    The UDP datagrams sent from C{host}'s namespace so far.
-    """
-    snmp = lab.run(host, ["cat", "/proc/net/snmp"], timeout=10).stdout
-    names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Udp:")][:2]
-    return int(dict(zip(names, values))["OutDatagrams"])
-
-
 def runPair(
     natA, natB, turn=False, sameNAT=False, delay=0.0, loss=0.0, hairpin=False, timeout=30,
     verdicts=True, ipv6=False,
@@ -276,7 +267,10 @@ def runPair(
                     up = "Path to {} is up, relayed via" if path == RELAYED else "Direct path to {} is up"
                     outcome.add((who, re.compile(re.escape(up.format(other)))))
             seen = run.waitFor(outcome | verdicts, timeout)
-            sent = {"alice": _udpSent(lab, "peerA"), "bob": _udpSent(lab, "peerB")}
+            sent = {
+                "alice": lab.udpCounters("peerA")["OutDatagrams"],
+                "bob": lab.udpCounters("peerB")["OutDatagrams"],
+            }
             for label in ("alice", "bob", "server"):
                 processes.stop(label)
             run.lines += list(processes.lines(time.monotonic() + 5))

@@ -144,7 +144,6 @@ def moveBetween(one, two):
         answer = client.ask(two, client.registration(client.cookie))
         if answer.messageClass == stun.SUCCESS:
             client.registered(answer, two)
-            second = "registered"
         else:
             return said + [stun.decodeErrorCode(answer.get(stun.ERROR_CODE))[0]]
         return said + ["registered", client.refresh(two), client.refresh(one)]

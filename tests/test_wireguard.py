@@ -281,11 +281,7 @@ class WireGuardTests(TestCase):
         How many UDP datagrams the kernel of C{host}'s namespace dropped for
         want of room in a socket's receive buffer, so far.
         """
-        result = lab.run(host, ["cat", "/proc/net/snmp"], timeout=5)
-        names, values = [
-            line.split() for line in result.stdout.splitlines() if line.startswith("Udp:")
-        ]
-        return int(dict(zip(names, values))["RcvbufErrors"])
+        return lab.udpCounters(host)["RcvbufErrors"]
 
     def startIperfServer(self, lab, processes):
         """

@@ -283,7 +283,7 @@ class VerdictsWithoutRelayTests(SynchronousTestCase):
         world.network.advance(10)
         self.assertDirectByManyPorts(world)
         self.assertEqual(
-            [(c.name, c.relayed, c.nat) for c in candidates(world)],
+            [(c.name, c.address, c.nat) for c in candidates(world)],
             [("bob", None, PORT_RESTRICTED)] * 2,
         )
 
@@ -302,7 +302,7 @@ class VerdictsWithoutRelayTests(SynchronousTestCase):
         world.network.advance(10)
         self.assertDirectByManyPorts(world)
         self.assertEqual(
-            sorted((c.name, c.relayed, c.nat) for c in candidates(world)),
+            sorted((c.name, c.address, c.nat) for c in candidates(world)),
             [("alice", None, SYMMETRIC)] * 2 + [("bob", None, PORT_RESTRICTED)] * 2,
         )
 

@@ -423,6 +423,25 @@ class NATBehaviourTests(SynchronousTestCase):
         )
         self.assertRaises(messages.InvalidMessage, messages.parseCandidate, message)
 
+    def test_emptyAddressRefused(self):
+        """
+        A candidate whose L{messages.MAPPED_ADDRESS} or
+        L{messages.RELAYED_ADDRESS} is empty is refused as invalid, naming
+        the attribute.
+        """
+        for attribute, what in (
+            (messages.MAPPED_ADDRESS, "MAPPED-ADDRESS"),
+            (messages.RELAYED_ADDRESS, "RELAYED-ADDRESS"),
+        ):
+            message = stun.Message(
+                messages.CANDIDATE,
+                stun.REQUEST,
+                bytes(12),
+                ((messages.NAME, b"alice"), (attribute, b"")),
+            )
+            e = self.assertRaises(messages.InvalidMessage, messages.parseCandidate, message)
+            self.assertIn(f"bad {what}", e.reason)
+
     def test_unknownLeftOut(self):
         """
         A behaviour not known, or of the wrong length, is left out with the

@@ -15,7 +15,7 @@ from punchd.peer import PeerProtocol
 from punchd.interfaces import IPath, IPathObserver, IPathReceiver, IPeer
 from punchd.punching import FAILED, LOCAL, PEER_REFLEXIVE, PUBLIC, UP
 from punchd.registration import NOT_ANSWERING_AFTER
-from punchd.test.helpers import NAME_SECRET, SERVER, Recorder, World, answerRegistration
+from punchd.test.helpers import SERVER, World
 from punchd.test.optional import given, settings, st
 from punchd.testing import (
     ADDRESS_DEPENDENT,

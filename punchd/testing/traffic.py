@@ -4,6 +4,10 @@ L{Datagram} that records one in L{punchd.testing.Network.traffic}.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from punchd.testing.hosts import Host
 
 __all__ = [
     "DELIVERED",
