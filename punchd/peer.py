@@ -517,18 +517,7 @@ class PeerProtocol(DatagramProtocol):
 
     def _fromServer(self, datagram, message):
         if (message.method, message.messageClass) == (messages.INTRODUCE, stun.REQUEST):
-            if not any(
-                stun.verifyIntegrity(datagram, messages.introductionKey(secret))
-                for secret in self.registrar.secrets
-            ):
-                # Anyone can send from the stage manager's address; only
-                # the stage manager knows our name's secret.  Not even
-                # acknowledged, so a forger learns nothing.
-                self.drops.drop(
-                    "unauthenticated introduction",
-                    formatAddress(self.server),
-                    "no MESSAGE-INTEGRITY keyed with our name's secret",
-                )
+            if not self._fromStageManager(datagram, "introduction"):
                 return True
             self._toServer(messages.encodeSuccess(messages.INTRODUCE, message.transactionID))
             if not any(dialect.introduced(message) for dialect in self.dialects):
@@ -747,20 +736,33 @@ class PeerProtocol(DatagramProtocol):
         d = self._candidates.request(txid, datagram, self.server, (0.5, 1.0, 2.0, 4.0))
         d.addErrback(lambda f: f.trap(TransactionTimeout, CancelledError))
 
+    def _fromStageManager(self, datagram, what: str) -> bool:
+        """
+        Whether a request from the stage manager's address is the stage
+        manager's: signed with the L{messages.introductionKey} of one of
+        our name's secrets.  Anyone can send from that address; only the
+        stage manager knows the secret.  One that is not is dropped and
+        counted as an "unauthenticated C{what}", and not even
+        acknowledged, so a forger learns nothing.
+        """
+        if any(
+            stun.verifyIntegrity(datagram, messages.introductionKey(secret))
+            for secret in self.registrar.secrets
+        ):
+            return True
+        self.drops.drop(
+            f"unauthenticated {what}",
+            formatAddress(self.server),
+            "no MESSAGE-INTEGRITY keyed with our name's secret",
+        )
+        return False
+
     def _candidateFromServer(self, datagram, message):
         if message.messageClass == stun.SUCCESS:
             return self._candidates.answer(message.transactionID)
         if message.messageClass != stun.REQUEST:
             return False
-        if not any(
-            stun.verifyIntegrity(datagram, messages.introductionKey(secret))
-            for secret in self.registrar.secrets
-        ):
-            self.drops.drop(
-                "unauthenticated candidate",
-                formatAddress(self.server),
-                "no MESSAGE-INTEGRITY keyed with our name's secret",
-            )
+        if not self._fromStageManager(datagram, "candidate"):
             return True
         self._toServer(messages.encodeSuccess(messages.CANDIDATE, message.transactionID))
         candidate = messages.parseCandidate(message)
