@@ -370,13 +370,14 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     if args.quick:
-        settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
         repeat, sizes, entries, labRuns, sampled = 1, [1000, 100000], 100000, 5, 2
         redisEntries, crossRuns = 100000, 50
     else:
-        settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
         repeat, sizes, entries, labRuns, sampled = 5, [1000, 100000, 1000000], 1000000, 20, 5
         redisEntries, crossRuns = 1000000, 200
+    from bench.cost import loadSettings
+
+    settings = loadSettings(args.quick)
     if args.repeat is not None:
         repeat = max(1, args.repeat)
     started = time.monotonic()

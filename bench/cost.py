@@ -23,6 +23,17 @@ FLOOR_LISTENING = re.compile(r"floor listening on 127\.0\.0\.1:(\d+)")
 #: The server's per-source rate limits in the benchmark: requests a second.
 RATE = 10_000_000
 
+def loadSettings(quick: bool = False) -> dict:
+    """
+    The load generator's settings every cost benchmark drives with:
+    seconds measured after a warm-up, source ports, requests outstanding
+    on each, and distinct names; shorter and smaller with C{quick}.
+    """
+    if quick:
+        return dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
+    return dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
+
+
 #: The kinds of request measured: Binding requests, full registrations
 #: refreshing a name, compact refreshes, first registrations.
 KINDS = ("binding", "register", "refresh", "first")

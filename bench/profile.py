@@ -78,7 +78,7 @@ def record(spy, kind, seconds, out):
 
     @return: The path of the raw samples (collapsed stacks), in C{out}.
     """
-    settings = dict(seconds=seconds + 3, warmup=1, ports=50, window=4, names=20000)
+    settings = dict(cost.loadSettings(), seconds=seconds + 3)
     output = os.path.join(out, f"server-{kind}.txt")
     with children.Processes() as processes:
         pid, port = cost.start(

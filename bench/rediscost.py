@@ -15,7 +15,14 @@ the same window is reported per refresh beside the stage manager's.
 import argparse
 
 from bench import children
-from bench.cost import FLOOR_LISTENING, SERVER_LISTENING, drive, serverCommand, start
+from bench.cost import (
+    FLOOR_LISTENING,
+    SERVER_LISTENING,
+    drive,
+    loadSettings,
+    serverCommand,
+    start,
+)
 
 
 #: The kinds of refresh measured (L{bench.loadgen}'s), and their names.
@@ -80,11 +87,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.rediscost")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    if args.quick:
-        settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
-    else:
-        settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
-    return run(settings)
+    return run(loadSettings(args.quick))
 
 
 if __name__ == "__main__":

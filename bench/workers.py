@@ -13,7 +13,7 @@ cores, so the figure says what this machine does, not what a worker does.
 import argparse
 
 from bench import children
-from bench.cost import SERVER_LISTENING, drive, serverCommand, start
+from bench.cost import SERVER_LISTENING, drive, loadSettings, serverCommand, start
 
 
 def run(settings, counts=(1, 2), report=print):
@@ -52,11 +52,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.workers")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    if args.quick:
-        settings = dict(seconds=3, warmup=1, ports=50, window=4, names=10000)
-    else:
-        settings = dict(seconds=6, warmup=1, ports=50, window=4, names=20000)
-    run(settings)
+    run(loadSettings(args.quick))
 
 
 if __name__ == "__main__":
