@@ -297,7 +297,7 @@ class Entry:
         """
         A copy of this entry as it is now.
         """
-        copy = Entry.__new__(Entry)
+        copy = type(self).__new__(type(self))
         copy.name = self.name
         copy._place = self._place
         copy._wants = self._wants

@@ -260,13 +260,7 @@ class SharedEntry(Entry):
     __slots__ = ("holder",)
 
     def copy(self):
-        copy = SharedEntry.__new__(SharedEntry)
-        copy.name = self.name
-        copy._place = self._place
-        copy._wants = self._wants
-        copy.lastSeen = self.lastSeen
-        copy.proven = self.proven
-        copy.nat = self.nat
+        copy = super().copy()
         copy.holder = self.holder
         return copy
 
