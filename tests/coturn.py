@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from twisted.trial.unittest import SkipTest
+from punchd.test.optional import require
 
 READY = b"Total General servers"
 
@@ -28,17 +28,13 @@ def coturnUnavailable():
     return None
 
 
-def requireCoturn():
+def requireCoturn(testCase):
     """
-    Skip the test, saying why, when coturn cannot run; under C{CI=true},
-    fail instead.
+    Skip C{testCase}, saying why, when coturn cannot run; under
+    C{CI=true}, fail it instead.
     """
     reason = coturnUnavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        raise AssertionError(f"CI=true, but {reason}")
-    raise SkipTest(reason)
+    require(testCase, reason is None, reason)
 
 
 def freeUDPPort(host="127.0.0.1"):

@@ -28,8 +28,7 @@ import subprocess
 import tempfile
 import time
 
-from twisted.trial.unittest import SkipTest
-
+from punchd.test.optional import require
 from tests.natlab import _LAN_A, _LAN_B, natRuleset
 
 #: The router's public address once L{globalise}d, and the inet router's
@@ -89,17 +88,13 @@ def miniupnpdUnavailable():
     return None
 
 
-def requireMiniupnpd():
+def requireMiniupnpd(testCase):
     """
-    Skip the test, saying why, when miniupnpd cannot run; under C{CI=true},
-    fail instead.
+    Skip C{testCase}, saying why, when miniupnpd cannot run; under
+    C{CI=true}, fail it instead.
     """
     reason = miniupnpdUnavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        raise AssertionError(f"CI=true, but {reason}")
-    raise SkipTest(reason)
+    require(testCase, reason is None, reason)
 
 
 def globalise(lab, nat="natB"):

@@ -3,14 +3,14 @@ The benchmarks still run: each part, briefly, gives its figures.  Nothing
 here checks a figure against a goal; timing is for C{python -m bench}.
 """
 
-import os
 import re
 import sys
 from io import StringIO
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from bench import __main__ as benchMain, children, connect, cost, growth, memory, profile
+from punchd.test.optional import require
 from punchd.testing import portRestrictedCone
 
 
@@ -158,10 +158,7 @@ class WorkersTests(TestCase):
         """
         from punchd.test.redisserver import MISSING, redisServerPath
 
-        if redisServerPath() is None:
-            if os.environ.get("CI") == "true":
-                self.fail(MISSING)
-            raise SkipTest(MISSING)
+        require(self, redisServerPath() is not None, MISSING)
         from bench import workers
 
         brief = {"seconds": 0.5, "warmup": 0.1, "ports": 4, "window": 2, "names": 40}

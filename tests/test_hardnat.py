@@ -36,8 +36,8 @@ class HardNATLabTests(TestCase):
     lines = test_relay.RelayLabTests.lines
 
     def setUp(self):
-        requireLab()
-        requireCoturn()
+        requireLab(self)
+        requireCoturn(self)
 
     def direct(self, natA, natB, settle=8.0):
         run, introducedAt, seen = self.connect(natA, natB, timeout=25, settle=settle)

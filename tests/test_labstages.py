@@ -41,7 +41,7 @@ class TwoStageManagersLabTests(TestCase):
     """
 
     def setUp(self):
-        requireLab()
+        requireLab(self)
         require(self, txredisapi is not None, notInstalled("txredisapi", "redis"))
         self.redis = startRedis(self, unix=True)
 

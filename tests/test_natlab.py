@@ -6,32 +6,32 @@ They need root.  Without it they skip, saying why; with C{CI=true} a skip
 is a failure, so that CI cannot pass by skipping them.
 """
 
-import os
 import re
 import shutil
 import statistics
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from punchd.demo import Processes
+from punchd.test.optional import require
 from tests.coturn import requireCoturn
 from tests.natdemo import KINDS, SERVER_PORT, Run
 from tests.natlab import EXPECTED_BEHAVIOUR, NAT_TYPES, Lab, labUnavailableReason
 from tests.natmatrix import MANY_PORTS, RELAYED, expectedPaths, pathsSeen, runPair
 
 
-def requireLab():
+def requireLab(testCase):
+    """
+    Skip C{testCase}, saying why, when the NAT lab cannot run; under
+    C{CI=true}, fail it instead.
+    """
     reason = labUnavailableReason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        raise AssertionError(f"CI=true, but the NAT lab cannot run: {reason}")
-    raise SkipTest(reason)
+    require(testCase, reason is None, f"the NAT lab cannot run: {reason}")
 
 
 class LabTestCase(TestCase):
     def setUp(self):
-        requireLab()
+        requireLab(self)
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
@@ -47,7 +47,7 @@ class LabTestCase(TestCase):
             patterns of the outcome and those of the NAT verdicts.
         """
         if turn:
-            requireCoturn()
+            requireCoturn(self)
         result = runPair(
             natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, ipv6
         )
@@ -262,11 +262,11 @@ class NATDiscoveryToolTests(LabTestCase):
         filtering the lab configured.
         """
         tool = shutil.which("turnutils_natdiscovery")
-        if tool is None:
-            message = "turnutils_natdiscovery is not installed (Debian package coturn)"
-            if os.environ.get("CI") == "true":
-                self.fail(message)
-            raise SkipTest(message)
+        require(
+            self,
+            tool is not None,
+            "turnutils_natdiscovery is not installed (Debian package coturn)",
+        )
         for natType in NAT_TYPES:
             with Lab(natA=natType, natB="full-cone", alternateAddress=True) as lab, Processes() as processes:
                 run = Run(lab, processes)

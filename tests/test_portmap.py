@@ -39,7 +39,7 @@ class PortMappingTests(LabTestCase):
 
     def setUp(self):
         super().setUp()
-        requireMiniupnpd()
+        requireMiniupnpd(self)
 
     def test_symmetricPairConnectsThroughAMapping(self):
         """

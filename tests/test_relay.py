@@ -29,8 +29,8 @@ class RelayLabTests(TestCase):
     """
 
     def setUp(self):
-        requireLab()
-        requireCoturn()
+        requireLab(self)
+        requireCoturn(self)
 
     def connect(self, natA, natB, secret=TURN_SECRET, timeout=20, delay=0.0, settle=1.5):
         """

@@ -152,7 +152,7 @@ class ChangeNATTests(TestCase):
     """
 
     def setUp(self):
-        requireLab()
+        requireLab(self)
 
     def test_changeKeepsOrLosesFlows(self):
         """
@@ -190,8 +190,8 @@ class RelayMovesToDirectLabTests(TestCase):
     """
 
     def setUp(self):
-        requireLab()
-        requireCoturn()
+        requireLab(self)
+        requireCoturn(self)
 
     def assertMovedOnce(self, watch, changedAt, seen):
         """

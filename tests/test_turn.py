@@ -70,7 +70,7 @@ class CoturnTests(TestCase):
     """
 
     def setUp(self):
-        requireCoturn()
+        requireCoturn(self)
         self.coturn = Coturn(secret=SECRET, extra=["--user-quota=1"]).start()
         self.addCleanup(self.coturn.stop)
 

@@ -126,7 +126,7 @@ class WireGuardTests(TestCase):
     """
 
     def setUp(self):
-        requireLab()
+        requireLab(self)
         requireTools(self)
 
     def tunnel(self, stack):
