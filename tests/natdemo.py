@@ -18,7 +18,7 @@ import textwrap
 import time
 
 from punchd.demo import Processes, twistdCommand
-from tests.natlab import ALL_NAT_TYPES, Lab, labUnavailableReason
+from tests.natlab import ALL_NAT_TYPES, SERVER_NAME, Lab, labUnavailableReason
 
 TWISTD = twistdCommand() + ["--nodaemon", "--pidfile="]
 SERVER_PORT = 8080
@@ -34,6 +34,15 @@ KINDS = {
     # how the ports are chosen.
     "symmetric-sequential": "symmetric NAT",
 }
+
+#: How a peer knows the stage manager (L{Run.startPeer}): by its IPv4
+#: address, so that it speaks IPv4 alone; by its IPv6 address, IPv6 alone;
+#: or by the name L{tests.natlab.SERVER_NAME}, with an A and an AAAA
+#: record, so that it speaks both (dual stack).
+IPV4 = "ipv4"
+IPV6 = "ipv6"
+DUAL = "dual"
+STACKS = (IPV4, IPV6, DUAL)
 
 _TIMESTAMP = re.compile(r"^\S+ \[[^\]]*\] ")
 _VERDICT = re.compile(r"My NAT: (.*)")
@@ -96,14 +105,16 @@ class Run:
         if not self.waitFor({("server", pattern)}, 30):
             raise AssertionError("the stage manager did not start:\n" + self.transcript())
 
-    def startPeer(self, label, host, name, wants, extra=(), ipv6=False):
+    def startPeer(self, label, host, name, wants, extra=(), stack=IPV4):
         """
-        Start a peer that knows the stage manager by its IPv4 address, or
-        with C{ipv6} by its IPv6 one (and so speaks IPv6 alone).
+        Start a peer that knows the stage manager as C{stack} says (one of
+        L{STACKS}).
         """
-        server = f"{self.lab.serverAddress}:{SERVER_PORT}"
-        if ipv6:
-            server = f"[{self.lab.serverAddress6}]:{SERVER_PORT}"
+        server = {
+            IPV4: self.lab.serverAddress,
+            IPV6: f"[{self.lab.serverAddress6}]",
+            DUAL: SERVER_NAME,
+        }[stack]
         self.processes.start(
             label,
             self.lab.command(
@@ -111,7 +122,7 @@ class Run:
                 TWISTD
                 + [
                     "punch-peer",
-                    "--server", server,
+                    "--server", f"{server}:{SERVER_PORT}",
                     "--name", name,
                     "--peer", wants,
                     *extra,
@@ -162,8 +173,9 @@ def main(argv=None):
     parser.add_argument("--delay", type=float, default=20, help="one-way delay per link, ms (default 20)")
     parser.add_argument("--seconds", type=float, default=8, help="how long to watch (default 8)")
     parser.add_argument(
-        "--ipv6", action="store_true",
-        help="make the NAT routers IPv6 firewalls too, and let the peers speak IPv6 alone",
+        "--stack", choices=STACKS, default=IPV4,
+        help="the peers speak IPv4 alone (default); or the NAT routers are IPv6 firewalls"
+        " too and the peers speak IPv6 alone (ipv6), or both families (dual)",
     )
     args = parser.parse_args(argv)
     reason = labUnavailableReason()
@@ -173,13 +185,13 @@ def main(argv=None):
     print(f"Building the lab: alice behind a {args.nat_a} NAT, bob behind a {args.nat_b} NAT...")
     with Lab(
         natA=args.nat_a, natB=args.nat_b, delay=args.delay / 1000, alternateAddress=True,
-        ipv6="firewall" if args.ipv6 else None,
+        ipv6=None if args.stack == IPV4 else "firewall",
     ) as lab, Processes() as processes:
         run = Run(lab, processes)
-        run.startServer(ipv6=args.ipv6)
-        run.startPeer("alice", "peerA", "alice", "bob", ipv6=args.ipv6)
+        run.startServer(ipv6=args.stack != IPV4)
+        run.startPeer("alice", "peerA", "alice", "bob", stack=args.stack)
         run.waitFor({("alice", re.compile("Waiting for bob"))}, 30)
-        run.startPeer("bob", "peerB", "bob", "alice", ipv6=args.ipv6)
+        run.startPeer("bob", "peerB", "bob", "alice", stack=args.stack)
         run.waitFor(set(), args.seconds)
         for label in ("alice", "bob", "server"):
             processes.stop(label)

@@ -181,6 +181,13 @@ _WAN6 = {
     "natB": ("2001:db8:ff:b::1", "2001:db8:ff:b::fe"),
 }
 
+#: The server host's name in every lab namespace: its IPv4 address, and its
+#: IPv6 one in a lab with IPv6 (an A and an AAAA record, as a dual-stack
+#: stage manager's name has).  C{ip netns exec} reads it from
+#: C{/etc/netns/<namespace>/hosts}, which the lab writes and removes.
+SERVER_NAME = "stage.lab"
+_NETNS_ETC = "/etc/netns"
+
 _DELAY_TUN = "dly0"
 _DELAY_TABLE = "100"
 _PROBE_PORTS = (3478, 3479)
@@ -687,6 +694,7 @@ class Lab:
             result = _sh(["ip", "netns", "del", ns], check=False)
             if result.returncode != 0 and ns in listNamespaces():
                 problems.append("cannot delete %s: %s" % (ns, result.stderr.strip()))
+            shutil.rmtree(os.path.join(_NETNS_ETC, ns), ignore_errors=True)
         self._created = []
         return problems
 
@@ -889,6 +897,7 @@ class Lab:
         self._nft("inet", internetRuleset(self.loss, delayed=self.delay > 0))
         if self.ipv6:
             self._buildIPv6()
+        self._writeHosts(roles)
         if self.delay > 0:
             self._startDelayer()
         self._log(
@@ -950,6 +959,19 @@ class Lab:
         finally:
             for agent in agents.values():
                 agent.close()
+
+    def _writeHosts(self, roles):
+        """
+        Give every namespace a hosts file naming the server L{SERVER_NAME}.
+        """
+        hosts = "127.0.0.1 localhost\n::1 localhost\n%s %s\n" % (self.serverAddress, SERVER_NAME)
+        if self.ipv6:
+            hosts += "%s %s\n" % (self.serverAddress6, SERVER_NAME)
+        for role in roles:
+            directory = os.path.join(_NETNS_ETC, self.netns(role))
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, "hosts"), "w") as f:
+                f.write(hosts)
 
     def _buildIPv6(self):
         """
@@ -1838,6 +1860,7 @@ def cleanup(everything=False, out=sys.stdout):
         while namespacePids(name) and time.monotonic() < deadline:
             time.sleep(0.02)
         result = _sh(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(os.path.join(_NETNS_ETC, name), ignore_errors=True)
         if result.returncode == 0:
             out.write("removed %s\n" % name)
             removed.append(name)

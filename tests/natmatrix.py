@@ -29,7 +29,7 @@ from twisted.python import usage
 
 from punchd.demo import Processes
 from tests.coturn import Coturn, coturnUnavailable
-from tests.natdemo import Run
+from tests.natdemo import IPV4, Run
 from tests.natlab import (
     ADDRESS_AND_PORT_DEPENDENT,
     ENDPOINT_INDEPENDENT,
@@ -207,7 +207,7 @@ class PairRun:
 
 def runPair(
     natA, natB, turn=False, sameNAT=False, delay=0.0, loss=0.0, hairpin=False, timeout=30,
-    verdicts=True, ipv6=False,
+    verdicts=True, stacks=(IPV4, IPV4), ipv6=None,
 ):
     """
     Run the stage manager (with coturn beside it, if C{turn}), then alice
@@ -215,15 +215,25 @@ def runPair(
     what L{expectedPaths} says: each path up as it says and the direct
     messages, or, for a pair that needs the relay when there is none, the
     failure reports.  Everything is stopped and the lab torn down before
-    it returns.  With C{ipv6}, the NAT routers are IPv6 firewalls too, and
-    the peers know the stage manager (on C{::}) by its IPv6 address only:
-    they are expected to connect over their public IPv6 addresses, whatever
-    the NATs.
+    it returns.
 
+    @param stacks: How alice and bob know the stage manager, each one of
+        L{tests.natdemo.STACKS}: by its IPv4 address, by its IPv6 one, or
+        by a name with both (dual stack).
+    @param ipv6: The lab's IPv6 mode (L{tests.natlab.IPV6_MODES}); with
+        either stack not IPv4 alone, C{"firewall"} unless given.  In a lab
+        with IPv6 the stage manager listens on C{::}, and peers that both
+        speak IPv6 through firewalls are expected to connect directly over
+        their public IPv6 addresses, whatever the NATs.
     @return: A L{PairRun}.
     @raise AssertionError: If alice did not register.
     """
-    paths = (PUBLIC, PUBLIC) if ipv6 else expectedPaths(natA, natB, sameNAT)
+    if ipv6 is None and stacks != (IPV4, IPV4):
+        ipv6 = "firewall"
+    if ipv6 == "firewall" and IPV4 not in stacks:
+        paths = (PUBLIC, PUBLIC)
+    else:
+        paths = expectedPaths(natA, natB, sameNAT)
     with tempfile.TemporaryDirectory() as directory, Lab(
         natA=natA,
         natB=natB,
@@ -232,7 +242,7 @@ def runPair(
         delay=delay,
         loss=loss,
         alternateAddress=True,
-        ipv6="firewall" if ipv6 else None,
+        ipv6=ipv6,
     ) as lab, Processes() as processes:
         coturn = None
         extra = []
@@ -243,12 +253,12 @@ def runPair(
             extra = turnOptions(lab, secretFile)
         try:
             run = Run(lab, processes)
-            run.startServer(extra, ipv6=ipv6)
-            run.startPeer("alice", "peerA", "alice", "bob", ipv6=ipv6)
+            run.startServer(extra, ipv6=ipv6 is not None)
+            run.startPeer("alice", "peerA", "alice", "bob", stack=stacks[0])
             if not run.waitFor({("alice", re.compile("Waiting for bob"))}, 30):
                 raise AssertionError("alice did not register:\n" + run.transcript())
             start = time.monotonic()
-            run.startPeer("bob", "peerB", "bob", "alice", ipv6=ipv6)
+            run.startPeer("bob", "peerB", "bob", "alice", stack=stacks[1])
             verdicts = {
                 ("alice", re.compile(r"My NAT: (.+?) at ")),
                 ("bob", re.compile(r"My NAT: (.+?) at ")),

@@ -6,6 +6,7 @@ They need root.  Without it they skip, saying why; with C{CI=true} a skip
 is a failure, so that CI cannot pass by skipping them.
 """
 
+import os
 import re
 import shutil
 import statistics
@@ -15,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from punchd.demo import Processes
 from punchd.test.optional import require
 from tests.coturn import requireCoturn
-from tests.natdemo import KINDS, SERVER_PORT, Run
+from tests.natdemo import DUAL, IPV4, IPV6, KINDS, SERVER_PORT, Run
 from tests.natlab import EXPECTED_BEHAVIOUR, NAT_TYPES, Lab, labUnavailableReason
 from tests.natmatrix import MANY_PORTS, RELAYED, expectedPaths, pathsSeen, runPair
 
@@ -35,12 +36,12 @@ class LabTestCase(TestCase):
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
-        verdicts=True, turn=False, ipv6=False,
+        verdicts=True, turn=False, stacks=(IPV4, IPV4), ipv6=None,
     ):
         """
-        Run a pair in the lab (L{tests.natmatrix.runPair}, with C{ipv6}
-        over IPv6 alone) and check that everything waited for came, with
-        no traceback.
+        Run a pair in the lab (L{tests.natmatrix.runPair}, with C{stacks}
+        and the lab's C{ipv6} mode) and check that everything waited for
+        came, with no traceback.
 
         @return: The L{Run}, the time bob started, what was seen of what
             was waited for (C{{(label, pattern): (time, match)}}), the
@@ -49,7 +50,7 @@ class LabTestCase(TestCase):
         if turn:
             requireCoturn(self)
         result = runPair(
-            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, ipv6
+            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, stacks, ipv6
         )
         run = result.run
         self.assertEqual(result.missing, [], run.transcript())
@@ -197,7 +198,7 @@ class IPv6FirewallTests(LabTestCase):
         afterIntroduction = []
         for _ in range(3):
             run, start, seen, outcome, _ = self.connect(
-                "symmetric", "symmetric", delay=0.02, verdicts=False, ipv6=True
+                "symmetric", "symmetric", delay=0.02, verdicts=False, stacks=(IPV6, IPV6)
             )
             times.append(max(seen[key][0] for key in outcome) - start)
             ups = sorted(line for label, line in run.lines if "Direct path to" in line)
@@ -218,6 +219,95 @@ class IPv6FirewallTests(LabTestCase):
         )
         self.assertLess(median, 2.0)
         self.assertLess(max(afterIntroduction), 0.5)
+
+
+class DualStackTests(LabTestCase):
+    """
+    Peers that speak both families, knowing the stage manager (on C{::})
+    by a name with an A and an AAAA record, behind NAT routers that are
+    IPv6 firewalls too.
+    """
+
+    def ups(self, run, who, other):
+        """
+        The lines of C{who}'s log that say its path to C{other} came up
+        or moved.
+        """
+        return [
+            line for label, line in run.lines
+            if label == who and (f"Direct path to {other} is up" in line or f"Path to {other} moved" in line)
+        ]
+
+    def test_symmetricNATsConnectOverIPv6(self):
+        """
+        Behind two symmetric IPv4 NATs, with no relay, dual-stack peers
+        connect directly over IPv6, and each says so with the family.
+        """
+        run, _, _, _, _ = self.connect(
+            "symmetric", "symmetric", delay=0.02, verdicts=False, stacks=(DUAL, DUAL)
+        )
+        for who, other, address in (("alice", "bob", "2001:db8:b::2"), ("bob", "alice", "2001:db8:a::2")):
+            [up] = self.ups(run, who, other)
+            self.assertRegex(
+                up, rf"Direct path to {other} is up via \[{address}\]:\d+ \(public, IPv6\)"
+            )
+
+    def test_conesPreferIPv6OnATie(self):
+        """
+        Behind two port-restricted cone NATs, where both families punch
+        and their round trips are alike, dual-stack peers end on IPv6.
+        """
+        run, _, _, _, _ = self.connect(
+            "port-restricted-cone", "port-restricted-cone", delay=0.02, verdicts=False,
+            stacks=(DUAL, DUAL),
+        )
+        for who, other, address in (("alice", "bob", "2001:db8:b::2"), ("bob", "alice", "2001:db8:a::2")):
+            ups = self.ups(run, who, other)
+            self.assertIn(f"[{address}]", ups[-1], run.transcript())
+            self.assertIn("IPv6", ups[-1])
+            self.assertLessEqual(len(ups), 2, run.transcript())
+
+    def test_oneSideWithoutIPv6(self):
+        """
+        A dual-stack alice and a bob that speaks IPv4 alone connect over
+        IPv4, behind two port-restricted cone NATs.
+        """
+        run, _, _, _, _ = self.connect(
+            "port-restricted-cone", "port-restricted-cone", verdicts=False, stacks=(DUAL, IPV4)
+        )
+        for who, other in (("alice", "bob"), ("bob", "alice")):
+            ups = self.ups(run, who, other)
+            self.assertEqual(len(ups), 1, run.transcript())
+            self.assertRegex(ups[0], rf"Direct path to {other} is up via [\d.]+:\d+ \(public")
+            self.assertNotIn("IPv6", ups[0])
+
+    def test_brokenIPv6CostsNothing(self):
+        """
+        With every IPv6 packet dropped in the NAT routers (a family that
+        looks usable and is broken), dual-stack peers behind two
+        port-restricted cones connect over IPv4 as fast as peers that speak
+        IPv4 alone in the same lab: the median time from bob's start to
+        both direct messages, over runs taken in turn, within 10 %.
+        """
+        times = {DUAL: [], IPV4: []}
+        for _ in range(int(os.environ.get("PUNCHD_DUAL_RUNS", "4"))):
+            for stack in (IPV4, DUAL):
+                run, start, seen, outcome, _ = self.connect(
+                    "port-restricted-cone", "port-restricted-cone", delay=0.02, verdicts=False,
+                    stacks=(stack, stack), ipv6="drop",
+                )
+                times[stack].append(max(seen[key][0] for key in outcome) - start)
+                for who, other in (("alice", "bob"), ("bob", "alice")):
+                    ups = self.ups(run, who, other)
+                    self.assertEqual(len(ups), 1, run.transcript())
+                    self.assertNotIn("IPv6", ups[0])
+        dual, alone = statistics.median(times[DUAL]), statistics.median(times[IPV4])
+        print(
+            f"\nIPv6 dropped: dual stack {dual * 1000:.0f} ms, IPv4 alone {alone * 1000:.0f} ms"
+            f" (medians from bob's start to both messages, {len(times[DUAL])} runs each;"
+            f" ratio {dual / alone:.2f})"
+        )
+        self.assertLessEqual(dual, alone * 1.1, times)
 
 
 class SameNATTests(LabTestCase):
