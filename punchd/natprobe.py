@@ -12,7 +12,9 @@ with C{--alternate-port} and C{--alternate-address}:
      be answered from the other address and port, and one asking for the
      other port only.  Whichever answers get in say how the NAT filters.
      At the same time, hairpinning: a request to our own public mapping.
-     Does it come back?
+     Does it come back?  These wait a few round trips of the first request
+     for their answers (L{filteringSchedule}), not the whole schedule of
+     the others: a NAT that filters lets none in.
   3. Mapping: requests to the other address, then to the other address and
      port.  Whether the mapping changes says how the NAT maps.
 """
@@ -37,6 +39,13 @@ ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
 #: number is how long to wait after the last one.
 RETRIES = (0.3, 0.6, 0.9)
 
+#: The filtering tests wait for answers that a filtering NAT never lets in,
+#: so they wait as long as an answer could take, not longer: this many
+#: times the round trip of the first request (each step no longer than in
+#: L{RETRIES}), and never less than L{FILTERING_FLOOR} seconds.
+FILTERING_ROUND_TRIPS = 3
+FILTERING_FLOOR = 0.1
+
 _MAPPING_WORDS = {
     ENDPOINT_INDEPENDENT: "keeps one public address and port for every destination",
     ADDRESS_DEPENDENT: "gives a new public port for each destination address",
@@ -47,6 +56,22 @@ _FILTERING_WORDS = {
     ADDRESS_DEPENDENT: "lets in datagrams only from addresses it has sent to, from any of their ports",
     ADDRESS_AND_PORT_DEPENDENT: "lets in datagrams only from the exact addresses and ports it has sent to",
 }
+
+
+def filteringSchedule(retries, roundTrip: float) -> tuple:
+    """
+    How the filtering tests retransmit: each step of C{retries}, but no
+    longer than L{FILTERING_ROUND_TRIPS} round trips (at least
+    L{FILTERING_FLOOR} seconds).  An answer a NAT lets in comes within a
+    round trip, as the first one did; waiting the whole of C{retries} for
+    one it does not let in cost a second of every peer's start.
+
+    @param retries: The schedule of every other request.
+    @param roundTrip: Seconds the first request took to be answered,
+        retransmissions included.
+    """
+    step = max(FILTERING_FLOOR, FILTERING_ROUND_TRIPS * roundTrip)
+    return tuple(min(each, step) for each in retries)
 
 
 class ProbeError(Exception):
@@ -314,7 +339,9 @@ class NATProbe:
         )
         return f"{what}, but for {counts} that the probe dropped, {self._firstDropped}"
 
-    def _transact(self, destination, changeIP=False, changePort=False, read=_readAnswer):
+    def _transact(
+        self, destination, changeIP=False, changePort=False, read=_readAnswer, retries=None
+    ):
         if self._cancelled:
             raise ProbeError("the probe was stopped")
         txid = stun.newTransactionID()
@@ -323,7 +350,9 @@ class NATProbe:
             attributes = ((stun.CHANGE_REQUEST, stun.encodeChangeRequest(changeIP, changePort)),)
         datagram = stun.encode(stun.Message(stun.BINDING, stun.REQUEST, txid, attributes))
         self._readers[txid] = read
-        d = self._transactions.request(txid, datagram, destination, self._retries)
+        d = self._transactions.request(
+            txid, datagram, destination, self._retries if retries is None else retries
+        )
         d.addBoth(self._done, txid)
         d.addErrback(self._unanswered)
         return d
@@ -355,7 +384,9 @@ class NATProbe:
             fails with L{ProbeError} saying why the behaviour cannot be
             told.
         """
+        sentAt = self.clock.seconds()
         first = yield self._transact(self.server)
+        roundTrip = self.clock.seconds() - sentAt
         if self._cancelled:
             raise ProbeError("the probe was stopped")
         if first is None:
@@ -380,11 +411,14 @@ class NATProbe:
         # other address; the two filtering tests and the hairpinning test
         # run at once, since none of them sends to where another's answer
         # comes from.
+        wait = filteringSchedule(self._retries, roundTrip)
         changeBoth, changePort, hairpin = yield defer.gatherResults(
             [
-                self._transact(self.server, changeIP=True, changePort=True),
-                self._transact(self.server, changePort=True),
-                self._transact(mapped, read=_readHairpin) if behindNAT else defer.succeed(None),
+                self._transact(self.server, changeIP=True, changePort=True, retries=wait),
+                self._transact(self.server, changePort=True, retries=wait),
+                self._transact(mapped, read=_readHairpin, retries=wait)
+                if behindNAT
+                else defer.succeed(None),
             ]
         )
         if changeBoth is not None:

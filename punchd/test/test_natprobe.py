@@ -19,6 +19,7 @@ from punchd.natprobe import (
     NATBehaviour,
     NATProbe,
     ProbeError,
+    filteringSchedule,
 )
 from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
@@ -228,6 +229,65 @@ class PeerProbeTests(SynchronousTestCase):
         self.assertIsNone(self.probe(portRestrictedCone(), discovery=False))
         [event] = [e for e in events if "unknown" in e["log_format"]]
         self.assertIn("does not offer NAT behaviour discovery", event["reason"])
+
+
+class FilteringWaitTests(SynchronousTestCase):
+    """
+    The filtering tests wait a few round trips for answers a filtering NAT
+    never lets in, not the whole retransmission schedule.
+    """
+
+    def test_schedule(self):
+        """
+        Each step is three round trips of the first request, at least
+        0.1 s, and no longer than that step of the usual schedule.
+        """
+        for roundTrip, expected in [
+            (0.05, (0.15, 0.15, 0.15)),
+            (0.001, (0.1, 0.1, 0.1)),
+            (0.25, (0.3, 0.6, 0.75)),
+            (2.0, RETRIES),
+        ]:
+            schedule = filteringSchedule(RETRIES, roundTrip)
+            self.assertEqual([round(s, 9) for s in schedule], list(expected), roundTrip)
+
+    def verdictTime(self, nat, latency):
+        network = Network(latency=latency)
+        stageManager(network)
+        host = network.host("10.0.1.2", behind=network.nat("198.51.100.1", **nat))
+        peer = PeerProtocol(host, SERVER, "alice", "bob", localHosts=(host.address,))
+        port = host.listenUDP(5000, peer)
+        self.addCleanup(port.stopListening)
+        while peer.natBehaviour is None and network.clock.seconds() < 10:
+            network.advance(0.001)
+        return peer.natBehaviour, network.clock.seconds()
+
+    def test_portRestrictedVerdictAfterFewRoundTrips(self):
+        """
+        Behind a port-restricted cone, three links of 10 ms each way (a
+        60 ms round trip), the verdict comes once the filtering tests have
+        waited three round trips three times and the mapping test is
+        answered: 0.66 s from the start, where the usual schedule took
+        1.92 s.  It is still the right verdict.
+        """
+        behaviour, when = self.verdictTime(portRestrictedCone(), 0.01)
+        self.assertEqual(
+            (behaviour.mapping, behaviour.filtering),
+            (ENDPOINT_INDEPENDENT, ADDRESS_AND_PORT_DEPENDENT),
+        )
+        roundTrip = 2 * 3 * 0.01
+        self.assertAlmostEqual(when, roundTrip + 9 * roundTrip + roundTrip, delta=0.002)
+
+    def test_slowLinksKeepTheUsualSchedule(self):
+        """
+        Over links slow enough that three round trips are longer than a
+        step of the usual schedule, the filtering tests wait as before,
+        and the verdict is still right.
+        """
+        behaviour, when = self.verdictTime(restrictedCone(), 0.1)
+        self.assertEqual(
+            (behaviour.mapping, behaviour.filtering), (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT)
+        )
 
 
 class ExplanationTests(SynchronousTestCase):
