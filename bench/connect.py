@@ -251,12 +251,18 @@ def manyPorts(runs=20, latency=0.01, limit=15.0, sequential=False):
         for name in ("alice", "bob"):
             peer = getattr(world, name)
 
+            # Direct at once, or moved off the relay.
+            def pathUp(path, name=name, original=peer.pathUp):
+                if path.kind != "relayed":
+                    up.setdefault(name, world.clock.seconds())
+                original(path)
+
             def pathMoved(path, previous, name=name, original=peer.pathMoved):
                 if path.kind != "relayed":
                     up.setdefault(name, world.clock.seconds())
                 original(path, previous)
 
-            peer.pathMoved = pathMoved
+            peer.pathUp, peer.pathMoved = pathUp, pathMoved
         start = world.clock.seconds()
         while len(up) < 2 and world.clock.seconds() - start < limit:
             world.network.advance(0.01)

@@ -9,10 +9,11 @@ address and port it sent to.  So each side makes many guesses at once, the
 birthday paradox doing the rest (Tailscale's analysis, "How NAT traversal
 works"): the hard side opens many sockets (C{256}) and probes the easy
 side's one public address from each, making as many mappings in its NAT;
-the easy side probes ports of the hard side's public IP (up to C{1024}, at
-C{200} a second), opening its own NAT to each.  A guess that meets one of
+the easy side probes ports of the hard side's public IP (up to L{BUDGET},
+L{RATE} a second), opening its own NAT to each.  A guess that meets one of
 the mappings gets an answer, and the path runs over that socket.  With 256
-mappings of 64,512 ports, 1,024 probes meet one in about 98% of tries.
+mappings of 64,512 ports, 1,024 probes meet one in about 98% of tries, and
+2,048 in about 99.97%; at 400 a second, 1,700 probes (99.9%) take 4.3 s.
 
 Every probe is an authenticated punch probe, and they go only to the
 public IP the stage manager saw for the peer.  Nothing here does I/O: the
@@ -28,6 +29,17 @@ HARD = "hard"
 #: This side's NAT keeps one mapping and the peer's maps per destination:
 #: it probes many ports of the peer's public IP.
 EASY = "easy"
+
+#: How many sockets the hard side opens.
+SOCKETS = 256
+
+#: How many ports of the hard side's public IP the easy side probes, at
+#: most.
+BUDGET = 2048
+
+#: Probes a second, on either side: 30 KB a second of 76-byte probes, to
+#: the one IP.
+RATE = 400.0
 
 #: The ports a NAT may map to.
 PORTS = range(1024, 65536)

@@ -17,6 +17,7 @@ import statistics
 
 from twisted.trial.unittest import TestCase
 
+from punchd import hardnat
 from tests import test_relay
 from tests.coturn import requireCoturn
 from tests.natdemo import KINDS
@@ -106,7 +107,7 @@ class HardNATLabTests(TestCase):
         for who in ("alice", "bob"):
             self.assertEqual(len(result[who]), 1, run.transcript())
         self.assertEqual(
-            len(self.lines(run, "bob", "alice's NAT maps per destination: probing 1024 ports of")), 1,
+            len(self.lines(run, "bob", f"alice's NAT maps per destination: probing {hardnat.BUDGET} ports of")), 1,
             run.transcript(),
         )
         self.assertEqual(

@@ -134,8 +134,8 @@ class HardNATTests(SynchronousTestCase):
         """
         world = hardWorld(symmetric(), portRestrictedCone())
         world.network.advance(15)
-        self.assertLessEqual(world.bob.contacts["alice"].path.scanProbesSent, 1024)
-        self.assertLessEqual(world.alice.contacts["bob"].path.scanProbesSent, 256)
+        self.assertLessEqual(world.bob.contacts["alice"].path.scanProbesSent, hardnat.BUDGET)
+        self.assertLessEqual(world.alice.contacts["bob"].path.scanProbesSent, hardnat.SOCKETS)
 
     def test_onlyThatIP(self):
         """
@@ -187,7 +187,7 @@ class HardNATTests(SynchronousTestCase):
         bob = world.bob.contacts["alice"].path
         self.assertEqual((world.alice.contacts["bob"].path.kind, bob.kind), (RELAYED, RELAYED))
         self.assertFalse(bob.scanning)
-        self.assertEqual(bob.scanProbesSent, 1024)
+        self.assertEqual(bob.scanProbesSent, hardnat.BUDGET)
 
     def test_logged(self):
         """
