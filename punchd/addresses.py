@@ -87,13 +87,28 @@ def resolve(host: str, port: int):
     @return: C{(address, port)} with the address as a literal.
     @raise ValueError: If the name does not resolve.
     """
+    return resolveFamilies(host, port)[0]
+
+
+def resolveFamilies(host: str, port: int) -> tuple:
+    """
+    Resolve a host name or address literal to a UDP socket address of each
+    family it has: a name with an A and an AAAA record gives both.
+
+    @return: One C{(address, port)} for each family, IPv4 first.
+    @raise ValueError: If the name does not resolve.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except (socket.gaierror, UnicodeError) as e:
         raise ValueError(f"cannot resolve {host!r}: {e}") from None
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    sockaddr = infos[0][4]
-    return sockaddr[0], sockaddr[1]
+    found = {}
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            found.setdefault(family, (sockaddr[0], sockaddr[1]))
+    if not found:
+        raise ValueError(f"cannot resolve {host!r}: no IPv4 or IPv6 address")
+    return tuple(found[f] for f in (socket.AF_INET, socket.AF_INET6) if f in found)
 
 
 def localAddressTowards(destination):

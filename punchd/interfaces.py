@@ -52,6 +52,10 @@ class IPath(Interface):
     )
     selected = Attribute("The L{ICandidate} in use while up, or L{None}.")
     kind = Attribute("The kind of the selected candidate, or L{None} while not up.")
+    family = Attribute(
+        'The address family of the selected candidate, C{"IPv4"} or C{"IPv6"}, or L{None}'
+        " while not up."
+    )
     rtt = Attribute("The last round trip measured on the path, in seconds, or L{None}.")
 
     def write(data):
@@ -208,6 +212,15 @@ class IPhonebook(Interface):
         shared by several stage managers) held by this stage manager.
 
         @return: Whether it was kept (or a Deferred of it).
+        """
+
+    def alsoAt(name, address, now):
+        """
+        Record C{address} as the live entry C{name}'s public address of its
+        other family (see L{punchd.phonebook.Entry.secondAddress}), for a
+        TTL from C{now}; entries found later carry it.
+
+        @return: Whether there was such an entry (or a Deferred of it).
         """
 
     def remove(name):

@@ -128,6 +128,14 @@ MAPPED_ADDRESS = 0xC026
 #: each 0 (endpoint-independent), 1 (address-dependent) or 2 (address and
 #: port dependent).
 NAT_BEHAVIOUR = 0xC025
+#: In a C{REGISTER} request, empty: this registration only tells the
+#: stage manager the name's public address of its other family (a
+#: dual-stack peer's IPv6 one, say), the request's source; it must prove
+#: the name with its secret's L{registrationKey}, and moves nothing else.
+SECOND_FAMILY = 0xC027
+#: In an C{INTRODUCE} request: the introduced peer's public address of the
+#: other family than L{PEER_ADDRESS}'s, an XOR address, when it has one.
+PEER_OTHER_ADDRESS = 0xC028
 #: In a C{REGISTER} success: the handle a later L{REFRESH} names the entry
 #: by (L{HANDLE_BYTES}), and the seconds it stays good (4 bytes).
 REFRESH_HANDLE = 0xC010
@@ -341,6 +349,8 @@ class Registration:
         if it does not know.
     @ivar natDropped: Why a L{NAT_BEHAVIOUR} it sent was not taken (a
         length or a value this version does not know), or L{None}.
+    @ivar secondFamily: Whether it carries L{SECOND_FAMILY}: it only
+        gives the name's address of its other family.
     """
 
     name: str
@@ -350,6 +360,7 @@ class Registration:
     cookie: "bytes | None" = None
     nat: "tuple | None" = None
     natDropped: "str | None" = None
+    secondFamily: bool = False
 
 
 def encodeRegistration(
@@ -380,6 +391,8 @@ def encodeRegistration(
         attributes.append((COOKIE, registration.cookie))
     if registration.nat is not None:
         attributes.append((NAT_BEHAVIOUR, encodeBehaviour(registration.nat)))
+    if registration.secondFamily:
+        attributes.append((SECOND_FAMILY, b""))
     datagram = stun.encode(
         stun.Message(REGISTER, stun.REQUEST, transactionID, tuple(attributes)),
         integrityKey=key,
@@ -430,6 +443,7 @@ def parseRegistration(message: stun.Message) -> Registration:
     # stage manager reads.  The first NAME counts, as get() would.
     txid = message.transactionID
     name = cookie = seeking = nat = None
+    secondFamily = False
     wants = []
     locals_ = []
     for attrType, value in message.attributes:
@@ -446,6 +460,8 @@ def parseRegistration(message: stun.Message) -> Registration:
             cookie = value
         elif attrType == NAT_BEHAVIOUR:
             nat = value
+        elif attrType == SECOND_FAMILY:
+            secondFamily = True
     if len(locals_) > MAX_LOCAL_ADDRESSES:
         raise InvalidMessage(
             f"{len(locals_)} local addresses, the limit is {MAX_LOCAL_ADDRESSES}"
@@ -470,6 +486,7 @@ def parseRegistration(message: stun.Message) -> Registration:
         () if seeking is None else _sought(wants, seeking),
         cookie,
         *readBehaviour(nat),
+        secondFamily,
     )
 
 
@@ -669,6 +686,8 @@ class Introduction:
     @ivar nat: How the other peer's NAT maps and filters, as it last
         registered (L{NAT_BEHAVIOUR}), or L{None} if not known.
     @ivar natDropped: Why a L{NAT_BEHAVIOUR} was not taken, or L{None}.
+    @ivar otherAddress: Its public address of the other family
+        (L{PEER_OTHER_ADDRESS}), or L{None}.
     """
 
     name: str
@@ -678,6 +697,7 @@ class Introduction:
     turn: "TurnCredentials | None" = None
     nat: "tuple | None" = None
     natDropped: "str | None" = None
+    otherAddress: "tuple | None" = None
 
 
 @dataclass(frozen=True)
@@ -709,6 +729,10 @@ def encodeIntroduction(transactionID: bytes, introduction: Introduction, key: by
         (NAME, introduction.name.encode("utf-8")),
         (PEER_ADDRESS, stun.encodeXorAddress(*introduction.address, transactionID)),
     ]
+    if introduction.otherAddress is not None:
+        attributes.append(
+            (PEER_OTHER_ADDRESS, stun.encodeXorAddress(*introduction.otherAddress, transactionID))
+        )
     for host, port in introduction.localAddresses:
         attributes.append(
             (PEER_LOCAL_ADDRESS, stun.encodeXorAddress(host, port, transactionID))
@@ -740,9 +764,11 @@ def parseIntroduction(message: stun.Message) -> Introduction:
         raise InvalidMessage("introduction lacks a PUNCH-KEY of 16 bytes")
     locals_ = message.getAll(PEER_LOCAL_ADDRESS)[:MAX_LOCAL_ADDRESSES]
     nat, natDropped = readBehaviour(message.get(NAT_BEHAVIOUR))
+    other = message.get(PEER_OTHER_ADDRESS)
     return Introduction(
         name=readName(message, NAME, "NAME", True),
         address=readAddress(address, txid, "PEER-ADDRESS"),
+        otherAddress=None if other is None else readAddress(other, txid, "PEER-OTHER-ADDRESS"),
         localAddresses=tuple(readAddress(v, txid, "PEER-LOCAL-ADDRESS") for v in locals_),
         key=key,
         turn=_readTurn(message),
@@ -811,6 +837,10 @@ class RelayCandidate:
     @ivar mapped: Whether the address is a port mapping on the sender's
         router (L{MAPPED_ADDRESS}) rather than a relayed one.
     @ivar natDropped: Why a L{NAT_BEHAVIOUR} was not taken, or L{None}.
+    @ivar other: Whether the address is the sender's public address of its
+        other family (L{PEER_OTHER_ADDRESS}), which only the stage manager
+        sends, having seen it: a dual-stack peer's, registered after its
+        introduction.
     """
 
     name: str
@@ -819,13 +849,26 @@ class RelayCandidate:
     nat: "tuple | None" = None
     mapped: bool = False
     natDropped: "str | None" = None
+    other: bool = False
 
     @property
     def kind(self) -> str:
         """
-        C{"mapped"} or C{"relayed"}: which of the two its address is.
+        C{"mapped"}, C{"other family"} or C{"relayed"}: which its address
+        is.
         """
+        if self.other:
+            return "other family"
         return "mapped" if self.mapped else "relayed"
+
+    @property
+    def attribute(self) -> int:
+        """
+        The attribute its address travels in.
+        """
+        if self.other:
+            return PEER_OTHER_ADDRESS
+        return MAPPED_ADDRESS if self.mapped else RELAYED_ADDRESS
 
 
 #: The behaviours of L{NAT_BEHAVIOUR}, by their number on the wire.
@@ -883,10 +926,7 @@ def encodeCandidate(transactionID: bytes, candidate: RelayCandidate, key: bytes)
     attributes = [(NAME, candidate.name.encode("utf-8"))]
     if candidate.address is not None:
         attributes.append(
-            (
-                MAPPED_ADDRESS if candidate.mapped else RELAYED_ADDRESS,
-                stun.encodeXorAddress(*candidate.address, transactionID),
-            )
+            (candidate.attribute, stun.encodeXorAddress(*candidate.address, transactionID))
         )
     if candidate.peer is not None:
         attributes.append((PEER, candidate.peer.encode("utf-8")))
@@ -904,32 +944,44 @@ def parseCandidate(message: stun.Message) -> RelayCandidate:
     Read a C{CANDIDATE} request.
 
     @raise InvalidMessage: If it breaks a rule: one with no address
-        (L{RELAYED_ADDRESS} or L{MAPPED_ADDRESS}) and no L{NAT_BEHAVIOUR}
-        says nothing, and one with both addresses is ambiguous.
+        (L{RELAYED_ADDRESS}, L{MAPPED_ADDRESS} or L{PEER_OTHER_ADDRESS}) and
+        no L{NAT_BEHAVIOUR} says nothing, and one with two addresses is
+        ambiguous.
     """
-    relayed = message.get(RELAYED_ADDRESS)
-    mapped = message.get(MAPPED_ADDRESS)
-    if relayed is not None and mapped is not None:
-        raise InvalidMessage("CANDIDATE has both RELAYED-ADDRESS and MAPPED-ADDRESS")
+    found = [
+        (attribute, what, value)
+        for attribute, what in _CANDIDATE_ADDRESSES
+        for value in (message.get(attribute),)
+        if value is not None
+    ]
+    if len(found) > 1:
+        raise InvalidMessage(f"CANDIDATE has both {found[0][1]} and {found[1][1]}")
     nat = message.get(NAT_BEHAVIOUR)
-    if relayed is None and mapped is None and nat is None:
-        raise InvalidMessage("CANDIDATE lacks RELAYED-ADDRESS, MAPPED-ADDRESS and NAT-BEHAVIOUR")
-    address = None
-    if relayed is not None or mapped is not None:
-        address = readAddress(
-            relayed if mapped is None else mapped,
-            message.transactionID,
-            "RELAYED-ADDRESS" if mapped is None else "MAPPED-ADDRESS",
+    if not found and nat is None:
+        raise InvalidMessage(
+            "CANDIDATE lacks RELAYED-ADDRESS, MAPPED-ADDRESS, PEER-OTHER-ADDRESS and NAT-BEHAVIOUR"
         )
+    address = attribute = None
+    if found:
+        attribute, what, value = found[0]
+        address = readAddress(value, message.transactionID, what)
     nat, natDropped = readBehaviour(nat)
     return RelayCandidate(
         readName(message, NAME, "NAME", True),
         address,
         readName(message, PEER, "PEER", False),
         nat,
-        mapped is not None,
+        attribute == MAPPED_ADDRESS,
         natDropped,
+        attribute == PEER_OTHER_ADDRESS,
     )
+
+
+_CANDIDATE_ADDRESSES = (
+    (RELAYED_ADDRESS, "RELAYED-ADDRESS"),
+    (MAPPED_ADDRESS, "MAPPED-ADDRESS"),
+    (PEER_OTHER_ADDRESS, "PEER-OTHER-ADDRESS"),
+)
 
 
 def username(receiver: str, sender: str) -> bytes:

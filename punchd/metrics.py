@@ -65,6 +65,16 @@ COUNTERS = (
         "Registrations of a held name without the proof of its secret.",
     ),
     (
+        "secondFamilies",
+        "punchd_second_family_registrations_total",
+        "Registrations that gave a name's public address of its other family (dual stack).",
+    ),
+    (
+        "secondFamiliesRefused",
+        "punchd_second_family_refused_total",
+        "Registrations of a name's other family refused: not proven, or of the same family.",
+    ),
+    (
         "unloggedEvents",
         "punchd_unlogged_events_total",
         "Peer events not logged because they came faster than the log's rate.",

@@ -34,8 +34,8 @@ from punchd.natprobe import (
 )
 from punchd.hardnat import SideSource
 from punchd.portmap import PortMapper
-from punchd.punching import FAILED, LOST, MAPPED, PUNCHING, RELAYED, UP, Punch
-from punchd.registration import Registrar
+from punchd.punching import FAILED, LOST, MAPPED, PUBLIC, PUNCHING, RELAYED, UP, Punch
+from punchd.registration import Registrar, SecondFamily
 from punchd.relaying import Relay, RelayedSource, directImpossible
 from punchd.transactions import Transactions, TransactionTimeout
 
@@ -119,6 +119,7 @@ class PeerProtocol(DatagramProtocol):
         scanRate: float = hardnat.RATE,
         random=None,
         portMapping=None,
+        secondServer=None,
         **punchSettings,
     ):
         """
@@ -171,6 +172,11 @@ class PeerProtocol(DatagramProtocol):
             (L{punchd.portmap}), C{clientHost} being our address on its
             network, and offer the mapped address to every contact; L{None}
             not to.
+        @param secondServer: The stage manager's C{(host, port)} of the
+            other family than C{server}'s, for a dual-stack peer: its socket
+            is bound to C{::}, taking both families (see L{dualStack}), and
+            it registers its address of that family there too
+            (L{SecondFamily}); L{None} for a peer of one family.
         @param punchSettings: Keyword arguments for each L{Punch}: its
             timeouts and intervals.
         @raise ValueError: If C{wants} is empty, too long, repeats a name
@@ -205,6 +211,10 @@ class PeerProtocol(DatagramProtocol):
         self._newTransactionID = newTransactionID
         self._punchSettings = punchSettings
         self._ipv6 = False
+        self._secondServer = secondServer
+        #: The L{SecondFamily} registration of a dual-stack peer, or
+        #: L{None}.
+        self.secondFamily = None
         self._key = key
         self._peerSecret = peerSecret
         if peerSecret is None:
@@ -281,7 +291,10 @@ class PeerProtocol(DatagramProtocol):
 
     def startProtocol(self):
         host = self.transport.getHost()
+        self._portWrite = self.transport.write
         self._ipv6 = isinstance(host, IPv6Address)
+        if self.dualStack and not self._ipv6:
+            raise ValueError("a dual-stack peer listens on ::, not on an IPv4 address")
         self.localAddresses = tuple((h, host.port) for h in self._localHosts)
         self.log.info(
             "Stage manager: {server}. My name: {name}, looking for {wants}."
@@ -318,6 +331,16 @@ class PeerProtocol(DatagramProtocol):
             fallbacks=self._fallbacks,
             random=self._random.random,
         )
+        if self.dualStack:
+            self.secondFamily = SecondFamily(
+                self.clock,
+                self._toServer,
+                self._secondServer,
+                self.registrar,
+                self.interval,
+                self._newTransactionID,
+                random=self._random.random,
+            )
         for dialect in self.dialects:
             dialect.attach(self)
         self.registrar.start()
@@ -327,7 +350,7 @@ class PeerProtocol(DatagramProtocol):
             gateway, clientHost = self._portMapping
             self.portMapper = PortMapper(
                 self.clock,
-                self.transport.write,
+                self._write,
                 gateway,
                 clientHost,
                 host.port,
@@ -372,10 +395,12 @@ class PeerProtocol(DatagramProtocol):
         if address == self.server:
             self._toServer(datagram)
         else:
-            self.transport.write(datagram, address)
+            self._write(datagram, address)
 
     def stopProtocol(self):
         self.registrar.stop()
+        if self.secondFamily is not None:
+            self.secondFamily.stop()
         if self.portMapper is not None:
             self.portMapper.stop()
         self._candidates.withdrawAll()
@@ -430,7 +455,7 @@ class PeerProtocol(DatagramProtocol):
         """
         if self._key is not None:
             datagram = stun.addIntegritySHA256(datagram, self._key)
-        self.transport.write(datagram, self.server if server is None else server)
+        self._write(datagram, self.server if server is None else server)
 
     # What dialects use
 
@@ -438,7 +463,37 @@ class PeerProtocol(DatagramProtocol):
         """
         Send a datagram from the peer's socket.
         """
-        self.transport.write(datagram, address)
+        self._write(datagram, address)
+
+    @property
+    def dualStack(self) -> bool:
+        """
+        Whether this peer speaks both families from its one socket, bound
+        to C{::}: an IPv4 address is written in its IPv4-mapped form, and
+        a datagram from one is read as from the IPv4 address, so that
+        inside the peer an IPv4 address always has its plain form.
+        """
+        return self._secondServer is not None
+
+    def _write(self, datagram: bytes, address):
+        if self._secondServer is not None and ":" not in address[0]:
+            address = ("::ffff:" + address[0], address[1])
+        # The port's own write, kept from the start: what stops with the
+        # protocol (a TURN deallocation) still sends through it.
+        self._portWrite(datagram, address)
+
+    def _canSend(self, address) -> bool:
+        """
+        Whether the socket can send to C{address}'s family.
+        """
+        return self.dualStack or (":" in address[0]) == self._ipv6
+
+    def _unusable(self, address, own):
+        """
+        Why C{address} is not one to send to (L{unusableReason}), for the
+        socket's family or families.
+        """
+        return unusableReason(address, (":" in address[0]) if self.dualStack else self._ipv6, own)
 
     def adopt(self, path):
         """
@@ -464,6 +519,8 @@ class PeerProtocol(DatagramProtocol):
     # Datagrams
 
     def datagramReceived(self, datagram, address):
+        if self._secondServer is not None:
+            address = unmapped(address)
         if self.relay is not None and self.relay.handle(datagram, address):
             return
         if self.portMapper is not None and self.portMapper.handle(datagram, address):
@@ -476,7 +533,7 @@ class PeerProtocol(DatagramProtocol):
                 return
         if (
             self._key is not None
-            and address == self.server
+            and (address == self.server or address == self._secondServer)
             and not stun.verifyIntegritySHA256(datagram, self._key)
         ):
             self.drops.drop(
@@ -492,6 +549,8 @@ class PeerProtocol(DatagramProtocol):
             return
         try:
             if address == self.server and self._fromServer(datagram, message):
+                return
+            if address == self._secondServer and self.secondFamily.handle(message):
                 return
             for contact in self.contacts.values():
                 path = contact.path
@@ -525,7 +584,11 @@ class PeerProtocol(DatagramProtocol):
             return True
         if message.method == messages.CANDIDATE:
             return self._candidateFromServer(datagram, message)
-        return self.registrar.handle(message)
+        if not self.registrar.handle(message):
+            return False
+        if self.secondFamily is not None:
+            self.secondFamily.registered()
+        return True
 
     def _ownAddresses(self):
         own = set(self.localAddresses)
@@ -552,10 +615,10 @@ class PeerProtocol(DatagramProtocol):
             return ()
         usable = []
         for local in introduction.localAddresses:
-            if (":" in local[0]) != self._ipv6:
+            if not self._canSend(local):
                 # A peer of both families lists both: not a fault.
                 continue
-            why = unusableReason(local, self._ipv6, own)
+            why = self._unusable(local, own)
             if why is None and ip_address(unmapped(local)[0]).is_global:
                 why = "a global address listed as a local one"
             if why is None:
@@ -567,6 +630,27 @@ class PeerProtocol(DatagramProtocol):
                     f"{introduction.name}'s {formatAddress(local)}: {why}",
                 )
         return tuple(usable)
+
+    def _usableOther(self, contact, address, own):
+        """
+        The introduced peer's public address of its other family, if this
+        peer's socket can send to it; one it cannot is left out, counted,
+        and one it must not send to counted as such.
+        """
+        if address is None:
+            return None
+        if not self._canSend(address):
+            self.drops.drop("other family, no socket", formatAddress(self.server), contact.name)
+            return None
+        why = self._unusable(address, own)
+        if why is not None:
+            self.drops.drop(
+                why,
+                formatAddress(self.server),
+                f"introduction of {contact.name}, also at {formatAddress(address)}",
+            )
+            return None
+        return address
 
     def _introduced(self, introduction):
         contact = self._byWireName.get(introduction.name)
@@ -581,7 +665,7 @@ class PeerProtocol(DatagramProtocol):
             # A retransmission of the introduction being acted on.
             return
         own = self._ownAddresses()
-        why = unusableReason(introduction.address, self._ipv6, own)
+        why = self._unusable(introduction.address, own)
         if why is not None:
             self.drops.drop(
                 why,
@@ -594,12 +678,14 @@ class PeerProtocol(DatagramProtocol):
             introduction.address,
             self._usableLocally(introduction, own),
             key,
+            otherAddress=self._usableOther(contact, introduction.otherAddress, own),
         )
         self.log.info(
             "The stage manager introduced {peer}: public address {address},"
             " local addresses {localAddresses}. Punching.",
             peer=contact.name,
-            address=formatAddress(introduction.address),
+            address=formatAddress(introduction.address)
+            + ("" if usable.otherAddress is None else f" and {formatAddress(usable.otherAddress)}"),
             localAddresses=", ".join(map(formatAddress, usable.localAddresses))
             or ("none" if not introduction.localAddresses else "none on our network"),
         )
@@ -648,7 +734,7 @@ class PeerProtocol(DatagramProtocol):
             if port is not None:
                 port.write(datagram, address.peer)
             return
-        self.transport.write(datagram, address)
+        self._write(datagram, address)
 
     def _offerRelay(self, contact, punch, introduction):
         """
@@ -663,7 +749,7 @@ class PeerProtocol(DatagramProtocol):
             if relay is not None:
                 relay.stop()
             relay = self.relay = Relay(
-                self.clock, self.transport.write, credentials, self._throughRelay
+                self.clock, self._write, credentials, self._throughRelay
             )
             relay.start()
 
@@ -780,7 +866,11 @@ class PeerProtocol(DatagramProtocol):
             self._peerNATLearned(contact, punch, candidate.nat)
         if candidate.address is None:
             return True
-        why = unusableReason(candidate.address, self._ipv6, self._ownAddresses())
+        if candidate.other and not self._canSend(candidate.address):
+            # Of a family this socket does not speak: not a fault.
+            self.drops.drop("other family, no socket", formatAddress(self.server), contact.name)
+            return True
+        why = self._unusable(candidate.address, self._ownAddresses())
         if why is not None:
             self.drops.drop(
                 why, formatAddress(self.server), f"{candidate.kind} candidate of {contact.name}"
@@ -789,6 +879,14 @@ class PeerProtocol(DatagramProtocol):
         if any(c.address == candidate.address for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's
             # behaviour, found since.
+            return True
+        if candidate.other:
+            punch.addCandidate(candidate.address, PUBLIC)
+            self.log.info(
+                "{peer} is also at {address}: probing it",
+                peer=contact.name,
+                address=formatAddress(candidate.address),
+            )
             return True
         if candidate.mapped:
             punch.addCandidate(candidate.address, MAPPED)

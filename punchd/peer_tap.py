@@ -14,6 +14,7 @@ from punchd.addresses import (
     localAddressTowards,
     parsePort,
     resolve,
+    resolveFamilies,
     splitHostPort,
 )
 from punchd.frames import MAX_PAYLOAD_BYTES
@@ -303,7 +304,10 @@ class Options(usage.Options):
     def opt_server(self, server):
         """
         The stage manager, HOST:PORT. HOST is a name or an address; an IPv6
-        address goes in brackets: [2001:db8::1]:8080. Given again, more
+        address goes in brackets: [2001:db8::1]:8080. A name with both an
+        A and an AAAA record makes the peer dual-stack: it listens on ::,
+        registers its public address of each family, and punches both
+        (punch-server --interface :: takes both). Given again, more
         stage managers: the peer registers with the first, and moves to the
         next when the one it registers with stops answering.
         """
@@ -366,11 +370,16 @@ class Options(usage.Options):
                 if self[option]:
                     raise usage.UsageError(f"--server: given twice, which --{option} cannot use")
         resolved = []
+        self["secondServer"] = None
         for server in self["servers"]:
             try:
-                resolved.append(resolve(*splitHostPort(server)))
+                families = resolveFamilies(*splitHostPort(server))
             except ValueError as e:
                 raise usage.UsageError(f"--server: {e}") from None
+            resolved.append(families[0])
+            if len(resolved) == 1 and len(families) == 2 and not (self["seed-compat"] or self["probe"]):
+                # A name with an A and an AAAA record: both families.
+                self["secondServer"] = families[1]
         if len(set(resolved)) != len(resolved):
             raise usage.UsageError(f"--server: a stage manager given twice ({', '.join(self['servers'])})")
         self["server"], *self["fallbacks"] = resolved
@@ -548,7 +557,7 @@ def makeService(config, reactor=None):
     server = config["server"]
     local = localAddressTowards(server)
     localHosts = () if local is None else (local,)
-    interface = "::" if ":" in server[0] else ""
+    interface = "::" if ":" in server[0] or config["secondServer"] is not None else ""
     if config["seed-compat"]:
         seedPeer = SeedPeerProtocol(
             reactor,
@@ -596,6 +605,7 @@ def makeService(config, reactor=None):
         peerSecret=config["peer-secret-file"],
         fallbacks=config["fallbacks"],
         portMapping=config["portMapping"],
+        secondServer=config["secondServer"],
     )
     peer = PeerService(config["port"], protocol, interface=interface, reactor=reactor)
     if not forwarders:

@@ -191,9 +191,13 @@ class Entry:
     @ivar nat: How the peer's NAT maps and filters, as its last full
         registration said (one of the pairs L{punchd.messages} shares), or
         L{None}.
+
+    @ivar second: The peer's public address of its other family (a
+        dual-stack peer's IPv6 one, say) and until when it holds, as a
+        2-tuple; or L{None}.  See L{secondAddress}.
     """
 
-    __slots__ = ("name", "_place", "_wants", "lastSeen", "proven", "nat")
+    __slots__ = ("name", "_place", "_wants", "lastSeen", "proven", "nat", "second")
 
     def __init__(
         self,
@@ -213,6 +217,17 @@ class Entry:
         self.lastSeen = lastSeen
         self.proven = proven
         self.nat = nat
+        self.second = None
+
+    def secondAddress(self, now):
+        """
+        The peer's public address of its other family, if it told one that
+        still holds at C{now}; else L{None}.
+        """
+        second = self.second
+        if second is None or second[1] <= now:
+            return None
+        return second[0]
 
     # Most peers want one contact: its name alone is kept, not a tuple of
     # it, which would cost 48 bytes more per entry.
@@ -304,6 +319,7 @@ class Entry:
         copy.lastSeen = self.lastSeen
         copy.proven = self.proven
         copy.nat = self.nat
+        copy.second = self.second
         return copy
 
     def samePlace(self, other: "Entry") -> bool:
@@ -501,6 +517,19 @@ class Phonebook:
             return False
         entry.lastSeen = now
         self._entries.move_to_end(name)
+        return True
+
+    def alsoAt(self, name, address, now) -> bool:
+        """
+        Record C{address} as the live entry C{name}'s public address of its
+        other family, for a TTL from C{now}.
+
+        @return: Whether there was such an entry.
+        """
+        entry = self.lookup(name, now)
+        if entry is None:
+            return False
+        entry.second = (address, now + self.ttl)
         return True
 
     def lookup(self, name, now):

@@ -35,6 +35,16 @@ PUBLIC = "public"
 RELAYED = "relayed"
 _PRIORITY = {LOCAL: 4, PEER_REFLEXIVE: 3, MAPPED: 2, PUBLIC: 1, RELAYED: 0}
 
+#: The address families, as paths name them.
+IPV4 = "IPv4"
+IPV6 = "IPv6"
+
+#: Between two direct candidates of one kind and of the two families, the
+#: one whose round trip is lower by more than this share, or by more than
+#: L{TIE_SECONDS}, is preferred; otherwise it is a tie, and IPv6 is.
+TIE_SHARE = 0.1
+TIE_SECONDS = 0.002
+
 
 @implementer(ICandidate)
 class Candidate:
@@ -61,6 +71,13 @@ class Candidate:
     @property
     def priority(self) -> int:
         return _PRIORITY[self.kind]
+
+    @property
+    def family(self) -> str:
+        """
+        C{"IPv4"} or C{"IPv6"}: the family of the address sent to.
+        """
+        return IPV6 if ":" in self.address[0] else IPV4
 
     def send(self, datagram: bytes):
         self._send(datagram, self.address)
@@ -184,6 +201,8 @@ class Punch:
         for host_port in introduction.localAddresses:
             self._addCandidate(host_port, LOCAL)
         self._addCandidate(introduction.address, PUBLIC)
+        if introduction.otherAddress is not None:
+            self._addCandidate(introduction.otherAddress, PUBLIC)
         self.state = STOPPED
         self.selected = None
         self.rtt = None
@@ -206,6 +225,9 @@ class Punch:
         self._startedAt = None
         self._deadline = None
         self._upgradeDeadline = None
+        # Whether the path has weighed the other family's candidate of the
+        # selected one's kind (see _weighFamilies): once per path.
+        self._familiesWeighed = False
         # Counted, so that a round the reactor ran late still moves each
         # backoff by the intervals that passed.
         self._prober = self._loop(LoopingCall.withCount(self._probeRound))
@@ -244,9 +266,13 @@ class Punch:
         address on a TURN server, probed from this socket after
         C{relayDelay} (see L{relayAtOnce}) and used only while no direct
         candidate answers; or the port mapping its router granted
-        (L{MAPPED}), probed at once as the public address is.
+        (L{MAPPED}), probed at once as the public address is; or its
+        public address of the other family (L{PUBLIC}), which a path already
+        up weighs against the one it has (see L{_weighFamilies}).
         """
-        self._addCandidate(address, kind)
+        candidate = self._addCandidate(address, kind)
+        if self.state == UP and self._isRival(candidate):
+            self._upgradeUnlessBest()
 
     def relayAtOnce(self, reason: str):
         """
@@ -301,7 +327,11 @@ class Punch:
 
     def _probeRound(self, intervals):
         for candidate in self.candidates:
-            if self.selected is None or candidate.priority > self.selected.priority:
+            if (
+                self.selected is None
+                or candidate.priority > self.selected.priority
+                or self._isRival(candidate)
+            ):
                 if (
                     candidate.kind == RELAYED
                     and candidate.address not in self._heard
@@ -568,6 +598,60 @@ class Punch:
                 return candidate
         return None
 
+    def _isRival(self, candidate) -> bool:
+        """
+        Whether C{candidate} is of the selected one's kind but the other
+        family, and not weighed against it yet: probed for a while after
+        the path is up, for the lower round trip.
+        """
+        selected = self.selected
+        return (
+            not self._familiesWeighed
+            and selected.kind != RELAYED
+            and candidate.priority == selected.priority
+            and candidate.family != selected.family
+        )
+
+    def _weighFamilies(self, candidate, rtt, selectedRTT) -> bool:
+        """
+        A rival of the other family answered: move the path to it if its
+        round trip is lower, or about the same and it is IPv6.  Weighed
+        once for the path.
+
+        @return: Whether the path moves.
+        """
+        self._familiesWeighed = True
+        margin = max(TIE_SHARE * selectedRTT, TIE_SECONDS)
+        if rtt < selectedRTT - margin:
+            why = "a lower round trip"
+        elif rtt <= selectedRTT + margin and candidate.family == IPV6:
+            why = "IPv6 on a tie"
+        else:
+            self.log.info(
+                "Keeping the path to {peer} over {family}: round trip {rtt:.1f} ms against"
+                " {other:.1f} ms over {otherFamily}",
+                peer=self.peerName,
+                family=self.selected.family,
+                rtt=selectedRTT * 1000,
+                other=rtt * 1000,
+                otherFamily=candidate.family,
+            )
+            return False
+        previous = self._select(candidate)
+        self.log.info(
+            "Path to {peer} moved to {family} {address}: round trip {rtt:.1f} ms against"
+            " {previousRTT:.1f} ms over {previousFamily} ({why})",
+            peer=self.peerName,
+            family=candidate.family,
+            address=repr(candidate),
+            rtt=rtt * 1000,
+            previousRTT=selectedRTT * 1000,
+            previousFamily=previous.family,
+            why=why,
+        )
+        self._observer.pathMoved(self, previous)
+        return True
+
     def _answered(self, txid):
         candidate, sentAt = self._inFlight.pop(txid)
         known = self._candidateAt(candidate.address)
@@ -586,8 +670,12 @@ class Punch:
             candidate = known
         # The peer got what was sent there: its consent, in RFC 7675's words.
         self._heard.add(candidate.address)
-        self.rtt = self.clock.seconds() - sentAt
-        if self.state == PUNCHING:
+        selectedRTT, self.rtt = self.rtt, self.clock.seconds() - sentAt
+        if self.state == UP and self._isRival(candidate):
+            if not self._weighFamilies(candidate, self.rtt, selectedRTT):
+                self.rtt = selectedRTT
+            self._upgradeUnlessBest()
+        elif self.state == PUNCHING:
             self.state = UP
             self.selected = candidate
             self._deadline.cancel()
@@ -609,10 +697,11 @@ class Punch:
                 )
             else:
                 self.log.info(
-                    "Direct path to {peer} is up via {address}: round trip {rtt:.1f} ms,"
-                    " {elapsed:.0f} ms after the introduction, {probes} probe(s) sent",
+                    "Direct path to {peer} is up via {address} over {family}: round trip"
+                    " {rtt:.1f} ms, {elapsed:.0f} ms after the introduction, {probes} probe(s) sent",
                     peer=self.peerName,
                     address=repr(candidate),
+                    family=candidate.family,
                     rtt=self.rtt * 1000,
                     elapsed=self.elapsed * 1000,
                     probes=self.probesSent,
@@ -679,7 +768,9 @@ class Punch:
         wins over a public one.  Off a relay, direct candidates are tried
         until the punch would have given up.
         """
-        if all(c.priority <= self.selected.priority for c in self.candidates):
+        if all(
+            c.priority <= self.selected.priority and not self._isRival(c) for c in self.candidates
+        ):
             self._stopProber()
             return
         if not self._prober.running:
@@ -715,6 +806,14 @@ class Punch:
         The kind of the selected candidate, or L{None} while not up.
         """
         return self.selected.kind if self.state == UP else None
+
+    @property
+    def family(self) -> "str | None":
+        """
+        The family of the selected candidate, L{IPV4} or L{IPV6}, or
+        L{None} while not up.
+        """
+        return self.selected.family if self.state == UP else None
 
     def getPeer(self):
         if self.state != UP:

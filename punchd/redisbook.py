@@ -120,13 +120,15 @@ local function uncount(key, ipField, addressField)
 end
 """
 
-# KEYS: the entry's key, the sorted set of names by last seen.
+# KEYS: the entry's key, the sorted set of names by last seen, the key of
+# its address of the other family (see ALSO).
 # ARGV: name, the entry's body (encodeBody), its secret field or "" to keep
 # the one it has, now, the key's TTL in milliseconds, the most entries,
 # the prefix of the phonebook's keys, the most names per address and port,
 # the most per IP.
 # Returns: 0 and the entry as it was (or nil), then the number of names in
-# the sorted set; or, refused, 1 (the phonebook is full), 2 (the address
+# the sorted set, then its address of the other family (or nil); or,
+# refused, 1 (the phonebook is full), 2 (the address
 # holds as many names as it may) or 3 (the IP does).
 REGISTER = SOURCE + """
 local old = redis.call('GET', KEYS[1])
@@ -168,11 +170,21 @@ end
 redis.call('PEXPIRE', key, ARGV[5])
 redis.call('SET', KEYS[1], value, 'PX', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return {0, old, redis.call('ZCARD', KEYS[2])}
+return {0, old, redis.call('ZCARD', KEYS[2]), redis.call('GET', KEYS[3])}
 """
 
-# KEYS: the entry's key, the sorted set.  ARGV: the name, the prefix of the
-# phonebook's keys.
+# KEYS: the entry's key, the key of its address of the other family.
+# ARGV: that address and until when it holds (JSON), the key's TTL in
+# milliseconds.
+# Returns: 1 when the entry is there and the address was recorded, else 0.
+ALSO = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: the entry's key, the sorted set, the key of its address of the
+# other family.  ARGV: the name, the prefix of the phonebook's keys.
 # Returns: the entry's value (or nil), the number of names left.
 REMOVE = SOURCE + """
 local old = redis.call('GET', KEYS[1])
@@ -180,6 +192,7 @@ if old then
   uncount(source(ARGV[2], old))
   redis.call('DEL', KEYS[1])
 end
+redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return {old, redis.call('ZCARD', KEYS[2])}
 """
@@ -241,6 +254,7 @@ return redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2])
 #: The phonebook's scripts, by name.
 SCRIPTS = {
     "register": REGISTER,
+    "also": ALSO,
     "refresh": REFRESH,
     "remove": REMOVE,
     "expire": EXPIRE,
@@ -319,9 +333,11 @@ def encodeBody(proven, lastSeen, holder, wants, address, localAddresses, nat=Non
     )
 
 
-def decodeEntry(name, value):
+def decodeEntry(name, value, second=None):
     """
-    The L{SharedEntry} C{name} whose Redis value is C{value}.
+    The L{SharedEntry} C{name} whose Redis value is C{value}, with the
+    address of the other family whose value (see L{RedisPhonebook.alsoAt})
+    is C{second}, if any.
     """
     n = _at(value)
     flags = value[n]
@@ -356,6 +372,11 @@ def decodeEntry(name, value):
     code = flags >> _NAT_SHIFT
     entry.nat = readBehaviour(bytes(divmod(code - 1, 3)))[0] if code else None
     entry.holder = holder
+    if second is None:
+        entry.second = None
+    else:
+        host, port, until = json.loads(second)
+        entry.second = ((host, port), until)
     return entry
 
 
@@ -429,6 +450,7 @@ class RedisPhonebook:
         self.namesPerIP = namesPerIP
         self._prefix = prefix
         self._entryPrefix = prefix + "e:"
+        self._secondPrefix = prefix + "o:"
         self._seen = prefix + "seen"
         self._keyTTL = str(int((ttl + KEY_GRACE) * 1000))
         self._size = 0
@@ -466,16 +488,33 @@ class RedisPhonebook:
         return self._size
 
     def lookup(self, name, now):
-        d = self.store.call("GET", self._entryPrefix + name)
+        d = self.store.call("MGET", self._entryPrefix + name, self._secondPrefix + name)
         return d.addCallback(self._found, name, now)
 
-    def _found(self, value, name, now):
+    def _found(self, values, name, now):
+        value, second = values
         if value is None:
             return None
-        entry = decodeEntry(name, value)
+        entry = decodeEntry(name, value, second)
         if entry.lastSeen + self.ttl <= now:
             return None
         return entry
+
+    def alsoAt(self, name, address, now):
+        """
+        Record C{address} as C{name}'s address of the other family, as
+        L{punchd.phonebook.Phonebook.alsoAt} does, in a key of its own that
+        expires with the TTL.
+
+        @return: A L{Deferred} of whether the entry was there.
+        """
+        second = json.dumps([address[0], address[1], now + self.ttl]).encode()
+        d = self.store.script(
+            "also",
+            (self._entryPrefix + name, self._secondPrefix + name),
+            (second, str(int(self.ttl * 1000))),
+        )
+        return d.addCallback(lambda recorded: recorded == 1)
 
     def register(
         self, name, address, localAddresses, wants, now, proven=False, secret=None,
@@ -494,7 +533,7 @@ class RedisPhonebook:
         field = b"" if secret is None else secretField(secret, previousSecret)
         d = self.store.script(
             "register",
-            (self._entryPrefix + name, self._seen),
+            (self._entryPrefix + name, self._seen, self._secondPrefix + name),
             (
                 name,
                 body,
@@ -517,10 +556,10 @@ class RedisPhonebook:
             raise SourceQuotaReached("address", self.namesPerAddress)
         if refused == 3:
             raise SourceQuotaReached("IP", self.namesPerIP)
-        _, old, self._size = reply
+        _, old, self._size, second = reply
         if not field:
             field = old[: _at(old)] if old is not None else b"\x00"
-        entry = decodeEntry(name, field + body)
+        entry = decodeEntry(name, field + body, second)
         previous = None if old is None else decodeEntry(name, old)
         return entry, previous
 
@@ -565,7 +604,9 @@ class RedisPhonebook:
 
     def remove(self, name):
         d = self.store.script(
-            "remove", (self._entryPrefix + name, self._seen), (name, self._prefix)
+            "remove",
+            (self._entryPrefix + name, self._seen, self._secondPrefix + name),
+            (name, self._prefix),
         )
         return d.addCallback(self._removed, name)
 

@@ -5,6 +5,7 @@ secret, and what the answers say.
 """
 
 import random as _random
+from itertools import islice
 
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
@@ -458,3 +459,156 @@ class Registrar:
             code=code,
             reason=reason,
         )
+
+
+class SecondFamily:
+    """
+    Tell the stage manager a dual-stack peer's public address of its other
+    family: a registration carrying L{messages.SECOND_FAMILY}, sent to the
+    stage manager's address of that family once the name has its secret,
+    and again every C{interval} seconds (jittered), so that introductions
+    carry it.  It proves the name with its secret and the address with a
+    cookie of its own, and changes nothing else of the entry.
+
+    @ivar publicAddress: The peer's address of that family as the stage
+        manager saw it, or L{None} before the first answer.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        send,
+        server,
+        registrar: Registrar,
+        interval: float = 20.0,
+        newTransactionID=stun.newTransactionID,
+        jitter: float = JITTER,
+        random=_random.random,
+    ):
+        """
+        @param send: A function of a datagram and an address that sends it.
+        @param server: The stage manager's C{(host, port)} of the other
+            family.
+        @param registrar: The peer's L{Registrar}, whose name and secret
+            this proves.
+        """
+        self.clock = clock
+        self.server = server
+        self.publicAddress = None
+        self._registrar = registrar
+        self._interval = interval
+        self._newTransactionID = newTransactionID
+        self._jitter = jitter
+        self._random = random
+        self._transactions = Transactions(clock, send)
+        self._cookie = None
+        self._inFlight = None
+        self._next = None
+        self._challenged = False
+        self._refusal = None
+
+    def registered(self):
+        """
+        The primary registration was answered: register now if this has
+        not started yet and the name has its secret.
+        """
+        if self._next is None and self._inFlight is None and self._registrar.secret is not None:
+            self.register()
+
+    def register(self):
+        """
+        Register the other family now, replacing one still unanswered.
+        """
+        if self._inFlight is not None:
+            self._transactions.withdraw(self._inFlight)
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        delay = self._interval * (1 + self._jitter * (2 * self._random() - 1))
+        self._next = self.clock.callLater(delay, self.register)
+        secret = self._registrar.secret
+        if secret is None:
+            return
+        txid = self._newTransactionID()
+        datagram = messages.encodeRegistration(
+            txid,
+            messages.Registration(self._registrar.name, cookie=self._cookie, secondFamily=True),
+            messages.UNPROVEN_REGISTRATION_BYTES,
+            messages.registrationKey(secret),
+        )
+        self._inFlight = txid
+        d = self._transactions.request(
+            txid,
+            datagram,
+            self.server,
+            # Four tries; the next interval tries again.
+            tuple(islice(backoff(REGISTRATION_RTO, self._interval / 2, self._jitter, self._random), 4)),
+        )
+        d.addCallbacks(self._answered, self._unanswered)
+
+    def stop(self):
+        """
+        Stop: no timer of it remains.
+        """
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._transactions.withdrawAll()
+
+    def handle(self, message: stun.Message) -> bool:
+        """
+        Take a message from the stage manager's address of the other family.
+
+        @return: Whether it answered the registration in flight.
+        @raise messages.InvalidMessage: If it did, but breaks a rule.
+        """
+        if message.method != messages.REGISTER or message.transactionID not in self._transactions:
+            return False
+        if message.messageClass == stun.SUCCESS:
+            answer = messages.parseRegistered(message)
+        elif message.messageClass == stun.ERROR:
+            answer = message
+        else:
+            return False
+        return self._transactions.answer(message.transactionID, answer)
+
+    def _unanswered(self, failure):
+        failure.trap(CancelledError, TransactionTimeout)
+        self._inFlight = None
+
+    def _answered(self, answer):
+        self._inFlight = None
+        if isinstance(answer, messages.Registered):
+            self._challenged = False
+            self._refusal = None
+            self._cookie = answer.cookie
+            if answer.observed != self.publicAddress:
+                self.publicAddress = answer.observed
+                self.log.info(
+                    "My public {family} address, as the stage manager saw it: {address}",
+                    family="IPv6" if ":" in answer.observed[0] else "IPv4",
+                    address=formatAddress(answer.observed),
+                )
+            return
+        value = answer.get(stun.ERROR_CODE)
+        try:
+            code, reason = stun.decodeErrorCode(value) if value else (0, "no reason")
+        except stun.StunError:
+            code, reason = 0, "unreadable reason"
+        cookie = answer.get(messages.COOKIE)
+        if code == messages.PROVE_ADDRESS and cookie is not None:
+            self._cookie = cookie
+            if not self._challenged:
+                self._challenged = True
+                self.register()
+            return
+        if (code, reason) != self._refusal:
+            # Said once, not at every interval while it lasts.
+            self._refusal = (code, reason)
+            self.log.warn(
+                "The stage manager at {server} did not take our address of this family:"
+                " {code} {reason}. Going on with the other.",
+                server=formatAddress(self.server),
+                code=code,
+                reason=reason,
+            )

@@ -101,6 +101,17 @@ def _names(names) -> str:
     return ", ".join(names) or "no one"
 
 
+def _isIPv6(address) -> bool:
+    """
+    Whether C{address} is IPv6, an IPv4-mapped one counting as IPv4.
+    """
+    return ":" in unmapped(address)[0]
+
+
+def _unmappedOrNone(address):
+    return None if address is None else unmapped(address)
+
+
 def _then(result, f, *args):
     """
     Go on with C{f(result, *args)}: at once for a plain result, as the
@@ -427,7 +438,85 @@ class StageManagerProtocol(DatagramProtocol):
         if registration.localAddresses:
             registration = self._usableLocally(registration, address)
         request = _Request(message, datagram, registration, address, now)
+        if registration.secondFamily:
+            return _then(self.phonebook.lookup(registration.name, now), self._secondFamily, request)
         return _then(self.phonebook.lookup(registration.name, now), self._claim, request)
+
+    def _secondFamily(self, existing, request):
+        """
+        A registration that only gives the name's public address of its
+        other family (L{messages.SECOND_FAMILY}): taken from the holder of
+        the name's secret alone, from the family the entry's address is
+        not of, and recorded beside the entry, which it changes in nothing
+        else; the name's secret does not move on.
+        """
+        name, address = request.registration.name, request.address
+        if existing is None or existing.secret is None or self._proof(existing, request.datagram) is None:
+            self._secondRefused(
+                request,
+                f"{name} is not registered with the proof of its secret;"
+                " register in full first",
+                messages.NAME_TAKEN,
+            )
+            return None
+        if _isIPv6(address) == _isIPv6(existing.address):
+            self._secondRefused(
+                request,
+                f"{formatAddress(unmapped(address))} is of the family of {name}'s address",
+                messages.BAD_REQUEST,
+            )
+            return None
+        # Read first: the in-memory phonebook changes the entry in place.
+        before = existing.secondAddress(request.now)
+        return _then(
+            self.phonebook.alsoAt(name, address, request.now),
+            self._secondRecorded,
+            request,
+            existing,
+            before,
+        )
+
+    def _secondRecorded(self, recorded, request, entry, before):
+        name, address = request.registration.name, request.address
+        if not recorded:
+            self._secondRefused(request, f"{name} is not registered", messages.NAME_TAKEN)
+            return
+        self.stats["secondFamilies"] += 1
+        self.write(
+            messages.encodeRegistered(
+                request.message.transactionID,
+                unmapped(address),
+                int(self.phonebook.ttl),
+                cookie=self.cookies.issue(address, request.registration.cookie),
+            ),
+            address,
+        )
+        if before == address:
+            return
+        self._peerEvent(
+            self.log.info,
+            "{name} is also at {address}",
+            name=name,
+            address=formatAddress(unmapped(address)),
+        )
+        # New since the introductions it may have had, which lacked it.
+        candidate = messages.RelayCandidate(name, unmapped(address), other=True)
+        for wanted in entry.wants:
+            _then(
+                self.phonebook.lookup(wanted, request.now),
+                self._sendSecond,
+                entry,
+                candidate,
+            )
+
+    def _sendSecond(self, other, entry, candidate):
+        if other is not None and entry.name in other.wants and other.secret is not None:
+            self._sendCandidate(other, candidate, entry.name)
+
+    def _secondRefused(self, request, reason, code):
+        self.stats["secondFamiliesRefused"] += 1
+        self.drops.drop("second family refused", formatAddress(request.address), reason)
+        self._refuse(request.message, request.address, messages.InvalidMessage(reason, code))
 
     def _decodedRefresh(self, message, address, datagram):
         handle, counter, mac = messages.parseRefresh(message)
@@ -847,6 +936,7 @@ class StageManagerProtocol(DatagramProtocol):
                     key,
                     self._turnCredentials(to),
                     about.nat,
+                    otherAddress=_unmappedOrNone(about.secondAddress(self.clock.seconds())),
                 ),
             )
         self.stats["introductions"] += 1
@@ -882,6 +972,12 @@ class StageManagerProtocol(DatagramProtocol):
         candidate = messages.parseCandidate(message)
         if candidate.peer is None:
             raise messages.InvalidMessage("CANDIDATE lacks PEER")
+        if candidate.other:
+            # An address a peer names for itself may be anyone's: only one
+            # the stage manager saw goes to another peer.
+            raise messages.InvalidMessage(
+                "CANDIDATE with PEER-OTHER-ADDRESS: register the other family instead"
+            )
         return _then(
             self.phonebook.lookup(candidate.name, self.clock.seconds()),
             self._candidateFrom,
@@ -932,16 +1028,26 @@ class StageManagerProtocol(DatagramProtocol):
             )
             if candidate.address is None:
                 return
-        txid = self._randomBytes(12)
-        forwarded = messages.RelayCandidate(
-            candidate.name, candidate.address, nat=candidate.nat, mapped=candidate.mapped
+        self._sendCandidate(
+            other,
+            messages.RelayCandidate(
+                candidate.name, candidate.address, nat=candidate.nat, mapped=candidate.mapped
+            ),
+            entry.name,
         )
+
+    def _sendCandidate(self, other, candidate, name):
+        """
+        Send C{name}'s C{candidate} to the peer C{other}, signed as
+        introductions are, and again until it is acknowledged.
+        """
+        txid = self._randomBytes(12)
         # Signed as introductions are: with the previous secret while there
         # is one, which the peer surely holds.
         key = messages.introductionKey(other.previousSecret or other.secret)
         d = self.introductions.request(
             txid,
-            messages.encodeCandidate(txid, forwarded, key),
+            messages.encodeCandidate(txid, candidate, key),
             other.address,
             INTRODUCTION_RETRIES,
         )
@@ -949,7 +1055,7 @@ class StageManagerProtocol(DatagramProtocol):
         self.stats["candidates"] += 1
         self.log.info(
             "Forwarded {name}'s {what} to {peer}",
-            name=entry.name,
+            name=name,
             what="NAT behaviour"
             if candidate.address is None
             else f"{candidate.kind} address {formatAddress(candidate.address)}",

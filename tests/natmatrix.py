@@ -207,7 +207,7 @@ class PairRun:
 
 def runPair(
     natA, natB, turn=False, sameNAT=False, delay=0.0, loss=0.0, hairpin=False, timeout=30,
-    verdicts=True, stacks=(IPV4, IPV4), ipv6=None,
+    verdicts=True, stacks=(IPV4, IPV4), ipv6=None, also=frozenset(),
 ):
     """
     Run the stage manager (with coturn beside it, if C{turn}), then alice
@@ -225,6 +225,8 @@ def runPair(
         with IPv6 the stage manager listens on C{::}, and peers that both
         speak IPv6 through firewalls are expected to connect directly over
         their public IPv6 addresses, whatever the NATs.
+    @param also: More C{(label, pattern)}s to wait for, part of the
+        outcome.
     @return: A L{PairRun}.
     @raise AssertionError: If alice did not register.
     """
@@ -276,6 +278,7 @@ def runPair(
                 for who, other, path in (("alice", "bob", paths[0]), ("bob", "alice", paths[1])):
                     up = "Path to {} is up, relayed via" if path == RELAYED else "Direct path to {} is up"
                     outcome.add((who, re.compile(re.escape(up.format(other)))))
+            outcome |= also
             seen = run.waitFor(outcome | verdicts, timeout)
             sent = {
                 "alice": lab.udpCounters("peerA")["OutDatagrams"],

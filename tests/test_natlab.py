@@ -36,7 +36,7 @@ class LabTestCase(TestCase):
 
     def connect(
         self, natA, natB, delay=0.0, loss=0.0, sameNAT=False, hairpin=False, timeout=30,
-        verdicts=True, turn=False, stacks=(IPV4, IPV4), ipv6=None,
+        verdicts=True, turn=False, stacks=(IPV4, IPV4), ipv6=None, also=frozenset(),
     ):
         """
         Run a pair in the lab (L{tests.natmatrix.runPair}, with C{stacks}
@@ -50,7 +50,7 @@ class LabTestCase(TestCase):
         if turn:
             requireCoturn(self)
         result = runPair(
-            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, stacks, ipv6
+            natA, natB, turn, sameNAT, delay, loss, hairpin, timeout, verdicts, stacks, ipv6, also
         )
         run = result.run
         self.assertEqual(result.missing, [], run.transcript())
@@ -249,23 +249,30 @@ class DualStackTests(LabTestCase):
         for who, other, address in (("alice", "bob", "2001:db8:b::2"), ("bob", "alice", "2001:db8:a::2")):
             [up] = self.ups(run, who, other)
             self.assertRegex(
-                up, rf"Direct path to {other} is up via \[{address}\]:\d+ \(public, IPv6\)"
+                up, rf"Direct path to {other} is up via \[{address}\]:\d+ \(public\) over IPv6"
             )
 
     def test_conesPreferIPv6OnATie(self):
         """
         Behind two port-restricted cone NATs, where both families punch
-        and their round trips are alike, dual-stack peers end on IPv6.
+        and their round trips are alike, dual-stack peers end on IPv6: a
+        path that came up over IPv4 moves once, to IPv6, saying why, and
+        one that came up over IPv6 stays there.
         """
+        weighed = {
+            (who, re.compile(
+                rf"Path to {other} moved to IPv6 .* \(IPv6 on a tie\)|Keeping the path to {other} over IPv6"
+            ))
+            for who, other in (("alice", "bob"), ("bob", "alice"))
+        }
         run, _, _, _, _ = self.connect(
             "port-restricted-cone", "port-restricted-cone", delay=0.02, verdicts=False,
-            stacks=(DUAL, DUAL),
+            stacks=(DUAL, DUAL), also=weighed,
         )
         for who, other, address in (("alice", "bob", "2001:db8:b::2"), ("bob", "alice", "2001:db8:a::2")):
             ups = self.ups(run, who, other)
-            self.assertIn(f"[{address}]", ups[-1], run.transcript())
-            self.assertIn("IPv6", ups[-1])
             self.assertLessEqual(len(ups), 2, run.transcript())
+            self.assertIn(f"[{address}]", ups[-1], run.transcript())
 
     def test_oneSideWithoutIPv6(self):
         """
@@ -286,28 +293,36 @@ class DualStackTests(LabTestCase):
         With every IPv6 packet dropped in the NAT routers (a family that
         looks usable and is broken), dual-stack peers behind two
         port-restricted cones connect over IPv4 as fast as peers that speak
-        IPv4 alone in the same lab: the median time from bob's start to
-        both direct messages, over runs taken in turn, within 10 %.
+        IPv4 alone in the same lab: the median time from the introduction
+        to both paths up, over runs taken in turn, within 10 %.  The time
+        from bob's start to both direct messages is printed beside it.
         """
-        times = {DUAL: [], IPV4: []}
+        afterIntroduction = {DUAL: [], IPV4: []}
+        fromStart = {DUAL: [], IPV4: []}
         for _ in range(int(os.environ.get("PUNCHD_DUAL_RUNS", "4"))):
             for stack in (IPV4, DUAL):
                 run, start, seen, outcome, _ = self.connect(
                     "port-restricted-cone", "port-restricted-cone", delay=0.02, verdicts=False,
                     stacks=(stack, stack), ipv6="drop",
                 )
-                times[stack].append(max(seen[key][0] for key in outcome) - start)
+                fromStart[stack].append(max(seen[key][0] for key in outcome) - start)
+                lags = []
                 for who, other in (("alice", "bob"), ("bob", "alice")):
                     ups = self.ups(run, who, other)
                     self.assertEqual(len(ups), 1, run.transcript())
-                    self.assertNotIn("IPv6", ups[0])
-        dual, alone = statistics.median(times[DUAL]), statistics.median(times[IPV4])
+                    self.assertIn("over IPv4", ups[0])
+                    lags.append(int(re.search(r"(\d+) ms after the introduction", ups[0]).group(1)))
+                afterIntroduction[stack].append(max(lags) / 1000)
+        median = {stack: statistics.median(values) for stack, values in afterIntroduction.items()}
         print(
-            f"\nIPv6 dropped: dual stack {dual * 1000:.0f} ms, IPv4 alone {alone * 1000:.0f} ms"
-            f" (medians from bob's start to both messages, {len(times[DUAL])} runs each;"
-            f" ratio {dual / alone:.2f})"
+            f"\nIPv6 dropped, paths up after the introduction: dual stack"
+            f" {median[DUAL] * 1000:.0f} ms, IPv4 alone {median[IPV4] * 1000:.0f} ms"
+            f" (ratio {median[DUAL] / median[IPV4]:.2f}); both direct messages after bob's"
+            f" start: {statistics.median(fromStart[DUAL]) * 1000:.0f} and"
+            f" {statistics.median(fromStart[IPV4]) * 1000:.0f} ms; medians of"
+            f" {len(fromStart[DUAL])} runs each"
         )
-        self.assertLessEqual(dual, alone * 1.1, times)
+        self.assertLessEqual(median[DUAL], median[IPV4] * 1.1, afterIntroduction)
 
 
 class SameNATTests(LabTestCase):

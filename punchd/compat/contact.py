@@ -21,7 +21,7 @@ from zope.interface import implementer
 from punchd.addresses import formatAddress, udpAddress
 from punchd.compat import protocol
 from punchd.interfaces import IPath
-from punchd.punching import FAILED, LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
+from punchd.punching import FAILED, IPV4, IPV6, LOST, PUBLIC, PUNCHING, STOPPED, UP, Candidate
 
 
 @implementer(IPath)
@@ -104,6 +104,12 @@ class OriginalContact:
     @property
     def kind(self):
         return PUBLIC if self.state == UP else None
+
+    @property
+    def family(self):
+        if self.state != UP:
+            return None
+        return IPV6 if ":" in self.address[0] else IPV4
 
     def getPeer(self):
         if self.state != UP:

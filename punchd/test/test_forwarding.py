@@ -52,6 +52,7 @@ class FakePath:
 
     rtt = 0.01
     kind = PUBLIC
+    family = "IPv4"
 
     def __init__(self, peerName="bob", maxPayload=1024):
         self.peerName = peerName

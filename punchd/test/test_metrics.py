@@ -78,6 +78,8 @@ class ExpositionTests(SynchronousTestCase):
                 ("punchd_refreshes_refused_total", ()): 0,
                 ("punchd_rate_limited_total", ()): 0,
                 ("punchd_cookie_challenges_total", ()): 0,
+                ("punchd_second_family_registrations_total", ()): 0,
+                ("punchd_second_family_refused_total", ()): 0,
                 ("punchd_takeovers_refused_total", ()): 0,
                 ("punchd_unlogged_events_total", ()): 0,
                 ("punchd_phonebook_entries", ()): 0,
@@ -156,7 +158,7 @@ class ExpositionTests(SynchronousTestCase):
         _, server, _ = stageManager()
         families = list(text_string_to_metric_families(exposition(server)))
         self.assertEqual([f.name for f in families if not f.documentation], [])
-        self.assertEqual(len(families), 18)
+        self.assertEqual(len(families), 20)
 
 
 class MetricsServiceTests(TestCase):

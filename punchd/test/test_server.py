@@ -724,6 +724,9 @@ class DeferredPhonebook:
     def refresh(self, name, address, now):
         return self._later(self._book.refresh(name, address, now))
 
+    def alsoAt(self, name, address, now):
+        return self._later(self._book.alsoAt(name, address, now))
+
     def remove(self, name):
         return self._later(self._book.remove(name))
 
