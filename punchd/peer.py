@@ -212,6 +212,7 @@ class PeerProtocol(DatagramProtocol):
         self._punchSettings = punchSettings
         self._ipv6 = False
         self._secondServer = secondServer
+        self._portWrite = None
         #: The L{SecondFamily} registration of a dual-stack peer, or
         #: L{None}.
         self.secondFamily = None
@@ -344,6 +345,8 @@ class PeerProtocol(DatagramProtocol):
         for dialect in self.dialects:
             dialect.attach(self)
         self.registrar.start()
+        if self.secondFamily is not None:
+            self.secondFamily.start()
         if self._discoverNAT:
             self._startNATProbe(host.port)
         if self._portMapping is not None:

@@ -465,10 +465,13 @@ class SecondFamily:
     """
     Tell the stage manager a dual-stack peer's public address of its other
     family: a registration carrying L{messages.SECOND_FAMILY}, sent to the
-    stage manager's address of that family once the name has its secret,
-    and again every C{interval} seconds (jittered), so that introductions
-    carry it.  It proves the name with its secret and the address with a
-    cookie of its own, and changes nothing else of the entry.
+    stage manager's address of that family, and again every C{interval}
+    seconds (jittered), so that introductions carry it.  It proves the name
+    with its secret and the address with a cookie of its own, and changes
+    nothing else of the entry.  The first, sent at L{start} alongside the
+    first registration, only fetches the cookie; the proven one follows as
+    soon as the name has its secret (L{registered}), one round trip later
+    rather than two.
 
     @ivar publicAddress: The peer's address of that family as the stage
         manager saw it, or L{None} before the first answer.
@@ -509,12 +512,19 @@ class SecondFamily:
         self._challenged = False
         self._refusal = None
 
+    def start(self):
+        """
+        Ask for the cookie now, while the first registration asks for its
+        own.
+        """
+        self.register()
+
     def registered(self):
         """
-        The primary registration was answered: register now if this has
-        not started yet and the name has its secret.
+        The registration was answered: register the other family now if the
+        name has its secret and the stage manager has not yet taken it.
         """
-        if self._next is None and self._inFlight is None and self._registrar.secret is not None:
+        if self.publicAddress is None and self._inFlight is None and self._registrar.secret is not None:
             self.register()
 
     def register(self):
@@ -528,14 +538,15 @@ class SecondFamily:
         delay = self._interval * (1 + self._jitter * (2 * self._random() - 1))
         self._next = self.clock.callLater(delay, self.register)
         secret = self._registrar.secret
-        if secret is None:
+        if secret is None and self._cookie is not None:
+            # Nothing to prove the name with yet: registered() goes on.
             return
         txid = self._newTransactionID()
         datagram = messages.encodeRegistration(
             txid,
             messages.Registration(self._registrar.name, cookie=self._cookie, secondFamily=True),
             messages.UNPROVEN_REGISTRATION_BYTES,
-            messages.registrationKey(secret),
+            None if secret is None else messages.registrationKey(secret),
         )
         self._inFlight = txid
         d = self._transactions.request(
@@ -598,7 +609,7 @@ class SecondFamily:
         cookie = answer.get(messages.COOKIE)
         if code == messages.PROVE_ADDRESS and cookie is not None:
             self._cookie = cookie
-            if not self._challenged:
+            if not self._challenged and self._registrar.secret is not None:
                 self._challenged = True
                 self.register()
             return
