@@ -41,6 +41,7 @@ def encodeRelayed(to, introduction):
             [list(a) for a in introduction.localAddresses],
             introduction.key.hex(),
             introduction.nat and messages.encodeBehaviour(introduction.nat).hex(),
+            introduction.otherAddress and list(introduction.otherAddress),
         ],
         separators=(",", ":"),
     ).encode()
@@ -54,9 +55,9 @@ def decodeRelayed(data):
     @raise ValueError: If C{data} is not such a message.
     """
     try:
-        name, address, secret, previous, about, aboutAddress, aboutLocal, key, nat = json.loads(
-            data
-        )
+        (
+            name, address, secret, previous, about, aboutAddress, aboutLocal, key, nat, other
+        ) = json.loads(data)
         to = Entry(
             name,
             tuple(address),
@@ -73,6 +74,7 @@ def decodeRelayed(data):
             tuple(tuple(a) for a in aboutLocal),
             bytes.fromhex(key),
             nat=messages.readBehaviour(None if nat is None else bytes.fromhex(nat))[0],
+            otherAddress=None if other is None else tuple(other),
         )
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"not a relayed introduction: {e}") from None

@@ -114,6 +114,19 @@ class RelayTests(SynchronousTestCase):
         _, relayed = decodeRelayed(encodeRelayed(held("bob", BOB, "m2"), introduction))
         self.assertEqual(relayed, introduction)
 
+    def test_otherFamilyRelayed(self):
+        """
+        The introduced peer's address of the other family crosses to the
+        holder.
+        """
+        from punchd.relay import decodeRelayed, encodeRelayed
+
+        introduction = messages.Introduction(
+            "alice", ("198.51.100.1", 40000), (), b"k" * 16, otherAddress=("2001:db8:a::2", 5000)
+        )
+        _, relayed = decodeRelayed(encodeRelayed(held("bob", BOB, "m2"), introduction))
+        self.assertEqual(relayed, introduction)
+
     def test_unheardSentFromHere(self):
         """
         With nobody listening on the holder's channel, or Redis out of
