@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from punchd import frames, messages, stun
+from punchd.addresses import formatAddress
 from punchd.discovery import BehaviourDiscovery
 from punchd.compat.introductions import ORIGINAL, encodeOriginalIntroduction
 from punchd.greeter import defaultMessage
@@ -38,6 +39,10 @@ TURN_SERVER = ("192.0.2.10", 3478)
 TURN_SECRET = b"the TURN server's static-auth-secret"
 RELAYED = ("192.0.2.10", 49152)
 MAPPED = ("198.51.100.1", 40000)
+# Dual stack: bob's public IPv6 address, and alice's, beside their IPv4
+# NATs' mappings.
+BOB6 = ("2001:db8:b::2", 6000)
+ALICE6 = ("2001:db8:a::2", 5000)
 SYMMETRIC = ("address-and-port-dependent", "address-and-port-dependent")
 PORT_RESTRICTED = ("endpoint-independent", "address-and-port-dependent")
 
@@ -79,6 +84,8 @@ _NAMES = {
     messages.RELAYED_ADDRESS: "RELAYED-ADDRESS",
     messages.MAPPED_ADDRESS: "MAPPED-ADDRESS",
     messages.NAT_BEHAVIOUR: "NAT-BEHAVIOUR",
+    messages.SECOND_FAMILY: "SECOND-FAMILY",
+    messages.PEER_OTHER_ADDRESS: "PEER-OTHER-ADDRESS",
     stun.USERNAME: "USERNAME",
     stun.MESSAGE_INTEGRITY: "MESSAGE-INTEGRITY",
     stun.ERROR_CODE: "ERROR-CODE",
@@ -104,6 +111,7 @@ _XOR_ADDRESSES = {
     messages.LOCAL_ADDRESS,
     messages.PEER_ADDRESS,
     messages.PEER_LOCAL_ADDRESS,
+    messages.PEER_OTHER_ADDRESS,
     stun.XOR_MAPPED_ADDRESS,
 }
 _ADDRESSES = {stun.RESPONSE_ORIGIN, stun.OTHER_ADDRESS}
@@ -192,6 +200,13 @@ def examples():
         ),
         messages.encodeRefreshed(txid),
         messages.encodeRefreshRefused(txid),
+        messages.encodeRegistration(
+            txid,
+            messages.Registration(alice.name, cookie=COOKIE, secondFamily=True),
+            messages.UNPROVEN_REGISTRATION_BYTES,
+            messages.registrationKey(messages.nextSecret(SECRET, NONCE)),
+        ),
+        messages.encodeRegistered(txid, ALICE6, 60, cookie=COOKIE),
         messages.encodeError(
             messages.REGISTER,
             txid,
@@ -214,6 +229,18 @@ def examples():
                 PUNCH_KEY,
                 nat=PORT_RESTRICTED,
             ),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction(
+                "bob", ("203.0.113.1", 6000), (), PUNCH_KEY, otherAddress=BOB6
+            ),
+            messages.introductionKey(SECRET),
+        ),
+        messages.encodeIntroduction(
+            txid,
+            messages.Introduction("bob", BOB6, (), PUNCH_KEY),
             messages.introductionKey(SECRET),
         ),
         messages.encodeIntroduction(
@@ -249,6 +276,11 @@ def examples():
             messages.RelayCandidate("alice", None, "bob", SYMMETRIC),
             messages.introductionKey(SECRET),
         ),
+        messages.encodeCandidate(
+            txid,
+            messages.RelayCandidate("bob", BOB6, other=True),
+            messages.introductionKey(SECRET),
+        ),
         messages.encodeUnregister(txid, "alice", SECRET),
         messages.encodeProbe(txid, "bob", "alice", PUNCH_KEY, ALICE_INDEX),
         messages.encodeProbeAnswer(txid, ("198.51.100.1", 5000), PUNCH_KEY, BOB_INDEX),
@@ -273,8 +305,7 @@ def _describe(attrType, value, txid, method):
     if attrType in _TEXT:
         return f"{name}: {value.decode('utf-8')!r}"
     if attrType in _XOR_ADDRESSES:
-        host, port = stun.decodeXorAddress(value, txid)
-        return f"{name}: {host}:{port} (XOR-ed)"
+        return f"{name}: {formatAddress(stun.decodeXorAddress(value, txid))} (XOR-ed)"
     if attrType in _ADDRESSES:
         host, port = stun.decodeAddress(value)
         return f"{name}: {host}:{port}"
