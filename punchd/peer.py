@@ -597,6 +597,8 @@ class PeerProtocol(DatagramProtocol):
         own = set(self.localAddresses)
         if self.publicAddress is not None:
             own.add(self.publicAddress)
+        if self.secondFamily is not None and self.secondFamily.publicAddress is not None:
+            own.add(self.secondFamily.publicAddress)
         return own
 
     def _usableLocally(self, introduction, own):
@@ -869,9 +871,15 @@ class PeerProtocol(DatagramProtocol):
             self._peerNATLearned(contact, punch, candidate.nat)
         if candidate.address is None:
             return True
-        if candidate.other and not self._canSend(candidate.address):
-            # Of a family this socket does not speak: not a fault.
-            self.drops.drop("other family, no socket", formatAddress(self.server), contact.name)
+        if candidate.other:
+            address = self._usableOther(contact, candidate.address, self._ownAddresses())
+            if address is not None and all(c.address != address for c in punch.candidates):
+                punch.addCandidate(address, PUBLIC)
+                self.log.info(
+                    "{peer} is also at {address}: probing it",
+                    peer=contact.name,
+                    address=formatAddress(address),
+                )
             return True
         why = self._unusable(candidate.address, self._ownAddresses())
         if why is not None:
@@ -882,14 +890,6 @@ class PeerProtocol(DatagramProtocol):
         if any(c.address == candidate.address for c in punch.candidates):
             # A retransmission, or the same address again with the NAT's
             # behaviour, found since.
-            return True
-        if candidate.other:
-            punch.addCandidate(candidate.address, PUBLIC)
-            self.log.info(
-                "{peer} is also at {address}: probing it",
-                peer=contact.name,
-                address=formatAddress(candidate.address),
-            )
             return True
         if candidate.mapped:
             punch.addCandidate(candidate.address, MAPPED)

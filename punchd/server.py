@@ -502,16 +502,22 @@ class StageManagerProtocol(DatagramProtocol):
         # New since the introductions it may have had, which lacked it.
         candidate = messages.RelayCandidate(name, unmapped(address), other=True)
         for wanted in entry.wants:
-            _then(
-                self.phonebook.lookup(wanted, request.now),
-                self._sendSecond,
-                entry,
-                candidate,
+            sent = _then(
+                self.phonebook.lookup(wanted, request.now), self._sendSecond, entry, candidate
             )
+            if isinstance(sent, Deferred):
+                sent.addErrback(self._secondNotSent, name, wanted)
 
     def _sendSecond(self, other, entry, candidate):
         if other is not None and entry.name in other.wants and other.secret is not None:
             self._sendCandidate(other, candidate, entry.name)
+
+    def _secondNotSent(self, failure, name, wanted):
+        # A shared phonebook out of reach: the next introduction carries it.
+        failure.trap(messages.InvalidMessage)
+        self.drops.drop(
+            "other family not forwarded", name, f"to {wanted}: {failure.value.reason}"
+        )
 
     def _secondRefused(self, request, reason, code):
         self.stats["secondFamiliesRefused"] += 1
