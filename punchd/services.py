@@ -8,6 +8,8 @@ L{twisted.application.internet.StreamServerEndpointService} names its
 C{factory}.
 """
 
+import socket
+
 from twisted.application import internet
 
 
@@ -21,7 +23,9 @@ class DatagramServer(internet.UDPServer):
         """
         @param port: The UDP port to bind; 0 for any free one.
         @param protocol: The L{twisted.internet.protocol.DatagramProtocol}.
-        @param interface: The address to bind; C{""} for every IPv4 address.
+        @param interface: The address to bind; C{""} for every IPv4 address,
+            C{"::"} for every address of both families (one dual-stack
+            socket, C{IPV6_V6ONLY} off whatever the host's default).
         @param reactor: The L{twisted.internet.interfaces.IReactorUDP};
             by default, the global reactor.
         """
@@ -47,3 +51,23 @@ class DatagramServer(internet.UDPServer):
         The address it binds: C{""} for every IPv4 address.
         """
         return self.kwargs["interface"]
+
+    def _getPort(self):
+        if self.interface != "::":
+            return super()._getPort()
+        # On "::" the port is dual-stack, taking IPv4 in its mapped form:
+        # Linux's default (net.ipv6.bindv6only=0), which a host may change,
+        # so the socket says so itself, before it is bound (Linux refuses
+        # the option after).  Twisted's listenUDP cannot, so it is adopted.
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", self.port))
+            s.setblocking(False)
+            # The port has a copy of its own.
+            return reactor.adoptDatagramPort(s.fileno(), socket.AF_INET6, self.protocol)
+        finally:
+            s.close()

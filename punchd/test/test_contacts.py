@@ -3,6 +3,8 @@ A peer with several contacts: one socket, one registration naming them
 all, a path to each, and introductions that do not cancel each other.
 """
 
+from random import Random
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import frames, messages, stun
@@ -237,7 +239,15 @@ class SeveralStageManagersTests(SynchronousTestCase):
         for index, (name, wants) in enumerate((("alice", "bob"), ("bob", "alice"))):
             nat = network.nat(f"198.51.100.{index + 1}", **portRestrictedCone())
             host = network.host(f"10.0.{index + 1}.2", behind=nat)
-            peers[name] = (host, PeerProtocol(host, first, name, wants, fallbacks=(second,)))
+            # Jitter of its own, seeded: with the system's, bob's refresh at B
+            # now and then fell between alice's registration there and the
+            # path coming up, and B rightly introduced them a second time.
+            peers[name] = (
+                host,
+                PeerProtocol(
+                    host, first, name, wants, fallbacks=(second,), random=Random(index)
+                ),
+            )
         host, alice = peers["alice"]
         host.listenUDP(5000, alice)
         network.advance(1)

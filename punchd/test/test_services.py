@@ -2,8 +2,11 @@
 Tests for L{punchd.services}.
 """
 
+import socket
+
+from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from punchd.services import DatagramServer
 from punchd.testing import Network
@@ -46,3 +49,45 @@ class DatagramServerTests(SynchronousTestCase):
         )
         server.stopService()
         self.assertFalse(port.listening)
+
+
+class Receiver(DatagramProtocol):
+    def __init__(self):
+        self.received = defer.Deferred()
+
+    def datagramReceived(self, datagram, address):
+        self.received.callback((datagram, address))
+
+
+class DualStackDatagramServerTests(TestCase):
+    """
+    Tests for L{DatagramServer} on C{"::"}, with a real socket on loopback.
+    """
+
+    def setUp(self):
+        try:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError:
+            raise self.skipTest("no IPv6 on this host")
+        probe.close()
+
+    async def test_takesIPv4(self):
+        """
+        Its socket has C{IPV6_V6ONLY} off, whatever the host's default, and
+        a datagram from an IPv4 address arrives, from its mapped form.
+        """
+        receiver = Receiver()
+        server = DatagramServer(0, receiver, interface="::", reactor=reactor)
+        server.privilegedStartService()
+        server.startService()
+        self.addCleanup(server.stopService)
+        port = receiver.transport
+        self.assertEqual(port.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 0)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        sender.bind(("127.0.0.1", 0))
+        sender.sendto(b"hello", ("127.0.0.1", port.getHost().port))
+        datagram, address = await receiver.received
+        self.assertEqual(
+            (datagram, address[:2]), (b"hello", ("::ffff:127.0.0.1", sender.getsockname()[1]))
+        )
