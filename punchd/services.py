@@ -11,6 +11,7 @@ C{factory}.
 import socket
 
 from twisted.application import internet
+from twisted.internet.error import CannotListenError
 
 
 class DatagramServer(internet.UDPServer):
@@ -65,7 +66,11 @@ class DatagramServer(internet.UDPServer):
         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         try:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind(("::", self.port))
+            try:
+                s.bind(("::", self.port))
+            except OSError as e:
+                # As listenUDP says it.
+                raise CannotListenError("::", self.port, e) from None
             s.setblocking(False)
             # The port has a copy of its own.
             return reactor.adoptDatagramPort(s.fileno(), socket.AF_INET6, self.protocol)
