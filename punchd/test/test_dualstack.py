@@ -4,11 +4,13 @@ its other family, the phonebook that keeps it, a path that weighs the two
 families, and the registration that tells the stage manager of it.
 """
 
+from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from punchd import frames, messages, registration, stun
+from punchd.peer import PeerProtocol
 from punchd.phonebook import Phonebook
 from punchd.punching import IPV4, IPV6, PUBLIC, UP, Punch
 from punchd.test.helpers import SERVER, heldSecret
@@ -588,3 +590,58 @@ class SecondFamilyServerTests(StageManagerTestMixin, SynchronousTestCase):
         ]
         self.assertEqual(stun.decodeErrorCode(refusal.get(stun.ERROR_CODE))[0], messages.BAD_REQUEST)
         self.assertEqual(self.candidatesTo(bob), {})
+
+
+class _Port:
+    """
+    A transport on C{::} that records what is written to it.
+    """
+
+    def __init__(self):
+        self.written = []
+
+    def getHost(self):
+        return IPv6Address("UDP", "::", 5000)
+
+    def write(self, datagram, address):
+        self.written.append((datagram, address))
+
+
+class DualStackPeerTests(SynchronousTestCase):
+    """
+    A dual-stack L{PeerProtocol}'s one socket on C{::}: IPv4 written in
+    its mapped form, read as plain IPv4.
+    """
+
+    def test_mappedAtTheSocket(self):
+        """
+        The registration goes to the stage manager's IPv4 address in its
+        IPv4-mapped form and the other family's to its IPv6 address; a
+        challenge from the mapped address is the stage manager's, and is
+        answered there at once.
+        """
+        clock = Clock()
+        peer = PeerProtocol(
+            clock, ("192.0.2.10", 8080), "alice", "bob",
+            secondServer=("2001:db8:5::10", 8080), discoverNAT=False,
+        )
+        port = _Port()
+        peer.makeConnection(port)
+        self.assertTrue(peer.dualStack)
+        self.assertEqual(
+            sorted(address for _, address in port.written),
+            [("2001:db8:5::10", 8080), ("::ffff:192.0.2.10", 8080)],
+        )
+        [registration] = [
+            stun.decode(d) for d, address in port.written if address == ("::ffff:192.0.2.10", 8080)
+        ]
+        del port.written[:]
+        peer.datagramReceived(
+            messages.encodeChallenge(registration.transactionID, bytes(16)),
+            ("::ffff:192.0.2.10", 8080, 0, 0),
+        )
+        [(again, address)] = port.written
+        self.assertEqual(address, ("::ffff:192.0.2.10", 8080))
+        self.assertEqual(stun.decode(again).get(messages.COOKIE), bytes(16))
+        peer.doStop()
+        self.assertEqual([c for c in clock.getDelayedCalls() if c.active()], [])

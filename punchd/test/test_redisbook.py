@@ -726,3 +726,33 @@ class EquivalenceTests(RedisTestCase):
                     self.assertEqual(
                         (yield shared.held((host, port))), memory.held((host, port))
                     )
+
+
+class RedisSecondFamilyTests(RedisTestCase):
+    """
+    The address of the other family in the shared phonebook, as in the
+    in-memory one.
+    """
+
+    @defer.inlineCallbacks
+    def test_alsoAt(self):
+        """
+        C{alsoAt} records the address beside a live entry, for a TTL: the
+        entry looked up, and registered again, carries it; it is refused
+        for a name not there, and gone with the entry.
+        """
+        other = ("2001:db8:a::2", 5000)
+        self.assertFalse((yield self.book.alsoAt("alice", other, 1.0)))
+        memory = Phonebook(3, 60.0)
+        for book in (memory, self.book):
+            yield book.register("alice", A, (), ("bob",), 1.0, True, b"s" * 16)
+            self.assertTrue((yield book.alsoAt("alice", other, 2.0)))
+            found = yield book.lookup("alice", 3.0)
+            self.assertEqual(
+                (found.secondAddress(3.0), found.secondAddress(62.0)), (other, None), book
+            )
+            entry, _ = yield book.register("alice", A, (), ("bob",), 4.0, True)
+            self.assertEqual(entry.secondAddress(5.0), other, book)
+            yield book.remove("alice")
+            self.assertFalse((yield book.alsoAt("alice", other, 6.0)))
+        self.assertEqual((yield self.store.call("EXISTS", "t:o:alice")), 0)

@@ -606,3 +606,49 @@ class PortMappingOptionsTests(SynchronousTestCase):
         self.assertEqual(
             str(e), "--port-mapping: the stage manager ::1 is IPv6; port mapping here is for IPv4"
         )
+
+
+class DualStackOptionsTests(SynchronousTestCase):
+    """
+    A C{--server} name with both an A and an AAAA record makes the peer
+    dual-stack.
+    """
+
+    def setUp(self):
+        import socket
+
+        from punchd import addresses
+
+        real = addresses.socket.getaddrinfo
+
+        def getaddrinfo(host, port, *args, **kwargs):
+            if host == "stage.example":
+                return [
+                    (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("2001:db8:5::10", port, 0, 0)),
+                    (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("192.0.2.10", port)),
+                ]
+            return real(host, port, *args, **kwargs)
+
+        self.patch(addresses.socket, "getaddrinfo", getaddrinfo)
+
+    def test_bothFamilies(self):
+        """
+        The IPv4 address is the stage manager registered with, the IPv6 one
+        the second family's, and the peer listens on C{::}.
+        """
+        options = parse(peer_tap.Options, ["-s", "stage.example:8080", "-n", "a", "-c", "b"])
+        self.assertEqual(
+            (options["server"], options["secondServer"]),
+            (("192.0.2.10", 8080), ("2001:db8:5::10", 8080)),
+        )
+        service = peer_tap.makeService(options, MemoryReactorClock())
+        self.assertEqual(service.interface, "::")
+        self.assertEqual(service.protocol.dualStack, True)
+
+    def test_oneFamily(self):
+        """
+        A literal address, and C{--probe} with a name of both families,
+        speak one family.
+        """
+        for argv in (PEER, ["-s", "stage.example:8080", "-n", "a", "-c", "b", "--probe"]):
+            self.assertIsNone(parse(peer_tap.Options, argv)["secondServer"], argv)
