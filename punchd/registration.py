@@ -124,6 +124,7 @@ class Registrar:
         self._secret = None
         self._previousSecret = None
         self._challenged = False
+        self._natPending = False
         # The refresh handle of the last registration, and what it stands
         # for: see _refreshable.
         self._handle = None
@@ -242,8 +243,15 @@ class Registrar:
         if nat == self.nat:
             return
         self.nat = nat
-        if self._refresher is not None:
-            self.register()
+        if self._refresher is None:
+            return
+        if self._secret is None and self._inFlight is not None:
+            # The registration in flight may be the one the name's secret
+            # is given to, its answer lost: a new one could not prove the
+            # name, and would be refused it.  It goes once that is answered.
+            self._natPending = True
+            return
+        self.register()
 
     def register(self, seeking: "tuple | None" = None):
         """
@@ -379,6 +387,10 @@ class Registrar:
         self._challenged = False
         self._cookie = answer.cookie
         self.natRegistered = registration.nat
+        if self._natPending:
+            self._natPending = False
+            if registration.nat != self.nat:
+                self.clock.callLater(0, self.register)
         if answer.secret is not None:
             # The name is new to the stage manager (or it forgot it).
             self._secret, self._previousSecret = answer.secret, None

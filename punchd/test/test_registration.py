@@ -88,6 +88,30 @@ class NameSecretTests(SynchronousTestCase):
         )
         return sent[-1]
 
+    def test_natWaitsForTheSecret(self):
+        """
+        A NAT verdict found while the registration that may be given the
+        name's secret is unanswered (its answer lost, say) does not replace
+        it, since a new one could not prove the name: it is retransmitted
+        as it was, and a registration with the verdict follows its answer.
+        """
+        clock = Clock()
+        sent = []
+        r = registrar(clock, sent, [0.5] * 100)
+        r.start()
+        first = stun.decode(sent[-1]).transactionID
+        r.setNAT(("endpoint-independent", "address-dependent"))
+        self.assertEqual(len(sent), 1)
+        clock.advance(0.5)
+        self.assertEqual(stun.decode(sent[-1]).transactionID, first)
+        self.answer(r, sent, secret=b"s" * 16)
+        clock.advance(0)
+        again = stun.decode(sent[-1])
+        self.assertNotEqual(again.transactionID, first)
+        self.assertIsNotNone(again.get(messages.NAT_BEHAVIOUR))
+        self.assertTrue(stun.verifyIntegrity(sent[-1], messages.registrationKey(b"s" * 16)))
+        r.stop()
+
     def test_provenNotSent(self):
         """
         After the stage manager gives the secret, registrations carry a
