@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 
 _LISTENING = re.compile(r"Stage manager listening on \S+:(\d+)")
 _TIMESTAMP = re.compile(r"^\S+ \[[^\]]*\] ")
@@ -41,6 +42,7 @@ class Processes:
 
     def __init__(self):
         self._selector = selectors.DefaultSelector()
+        self._pending = deque()
         self.children = {}
 
     def __enter__(self):
@@ -68,8 +70,14 @@ class Processes:
         """
         Yield C{(label, line)} for every line any child prints, until the
         C{time.monotonic()} deadline.
+
+        A caller may stop reading at any line: the lines read but not yet
+        yielded (more than one may come in one read) wait for the next
+        call.
         """
         while True:
+            while self._pending:
+                yield self._pending.popleft()
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._selector.get_map():
                 return
@@ -79,12 +87,12 @@ class Processes:
                 if not chunk:
                     self._selector.unregister(key.fileobj)
                     if state[1]:
-                        yield state[0], state[1].decode("utf-8", "replace")
+                        self._pending.append((state[0], state[1].decode("utf-8", "replace")))
                     continue
                 state[1] += chunk
                 *complete, state[1] = state[1].split(b"\n")
                 for line in complete:
-                    yield state[0], line.decode("utf-8", "replace")
+                    self._pending.append((state[0], line.decode("utf-8", "replace")))
 
     def stop(self, label, timeout=5.0):
         """
